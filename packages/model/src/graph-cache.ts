@@ -1,0 +1,89 @@
+/**
+ * On-disk cache of built graphs, keyed by the weights' content hash and the graph options, so a
+ * worker restart (or the second of eight workers) opens a ready graph instead of reading 440 MB of
+ * weights and rebuilding. The content hash of a weight file is itself remembered by
+ * (path, size, mtime) so it is computed once per file version, not at every start.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { GRAPH_VERSION } from './graph.js';
+import type { GraphOptions } from './types.js';
+
+export function defaultCacheRoot(): string {
+  if (process.env.BERTQ_CACHE) return resolve(process.env.BERTQ_CACHE);
+  const xdg = process.env.XDG_CACHE_HOME;
+  return join(xdg ? resolve(xdg) : join(homedir(), '.cache'), 'bertq');
+}
+
+async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path, { highWaterMark: 4 << 20 })) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** sha256 of a file's contents, memoised on disk by path + size + mtime. */
+export async function fileContentHash(path: string, cacheDir: string): Promise<string> {
+  const abs = resolve(path);
+  const st = await stat(abs);
+  const memoKey = createHash('sha256').update(`${abs}\0${st.size}\0${st.mtimeMs}`).digest('hex');
+  const memoPath = join(cacheDir, 'hashes', memoKey);
+  try {
+    return (await readFile(memoPath, 'utf8')).trim();
+  } catch {
+    const digest = await sha256File(abs);
+    await writeAtomic(memoPath, digest);
+    return digest;
+  }
+}
+
+async function writeAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  await mkdir(join(path, '..'), { recursive: true });
+  const tmp = `${path}.${process.pid}.${Date.now()}.tmp`;
+  await writeFile(tmp, data);
+  await rename(tmp, path);
+}
+
+export function graphCacheKey(weightsHash: string, options: GraphOptions, layers: number): string {
+  const canonical = JSON.stringify({
+    v: GRAPH_VERSION,
+    weightsHash,
+    layers,
+    options: {
+      poolingStrategy: options.poolingStrategy,
+      poolingLayer: options.poolingLayer,
+      maskClsSep: options.maskClsSep,
+      fp16: options.fp16,
+      normalize: options.normalize,
+      fused: options.fused,
+    },
+  });
+  return createHash('sha256').update(canonical).digest('hex').slice(0, 32);
+}
+
+export class GraphCache {
+  constructor(readonly dir: string) {}
+
+  pathFor(key: string): string {
+    return join(this.dir, `${key}.onnx`);
+  }
+
+  async get(key: string): Promise<string | undefined> {
+    const p = this.pathFor(key);
+    try {
+      const st = await stat(p);
+      return st.size > 0 ? p : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Stores a graph atomically (concurrent workers may race to write the same key: both are right). */
+  async put(key: string, bytes: Uint8Array): Promise<string> {
+    const p = this.pathFor(key);
+    await writeAtomic(p, bytes);
+    return p;
+  }
+}

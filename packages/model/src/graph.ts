@@ -1,0 +1,301 @@
+/**
+ * Builds the ONNX graph of a BERT encoder with the pooling inside it — bertq's counterpart of
+ * bert-as-service's frozen and pruned TensorFlow graph. Only the layers up to the deepest requested
+ * pooling layer are emitted, so `poolingLayer: [-12]` on a 12-layer model runs one layer.
+ *
+ * Two flavours of the same maths:
+ *  - plain: standard ONNX ops only (opset 17), runnable by any ONNX runtime;
+ *  - fused: ONNX Runtime's transformer ops (com.microsoft Attention, SkipLayerNormalization,
+ *    BiasGelu/FastGelu), which run the attention block and the residual+LayerNorm in single kernels.
+ * float16 keeps weights and the encoder in half precision; pooling always runs in float32 (its 1e30
+ * masking constant and the mean's sums do not fit half precision).
+ */
+import { ModelError } from '@bertq/protocol';
+import { GraphBuilder, MS_DOMAIN } from './onnx/builder.js';
+import { DataType } from './onnx/proto.js';
+import { float32ToFloat16Bits } from './fp16.js';
+import { resolvePoolingLayers } from './pooling-layers.js';
+import type { BertConfig, BertWeights, GraphOptions, LinearWeights, PoolingStrategy } from './types.js';
+
+/** Bumped whenever the emitted graph changes for the same inputs; part of the graph cache key. */
+export const GRAPH_VERSION = 1;
+
+export const GRAPH_INPUTS = ['input_ids', 'attention_mask', 'token_type_ids'] as const;
+export const GRAPH_OUTPUT = 'embeddings';
+
+/** bert-as-service's masking constants (graph.py): −1e30 for max pooling, +1e−10 in the mean's denominator. */
+const MAX_MASK = 1e30;
+const MEAN_EPS = 1e-10;
+/** Google BERT's additive attention mask for padded positions. */
+const ATTENTION_MASK_VALUE = -10000;
+
+/** How many encoder layers a graph with these options needs to compute. */
+export function layersNeeded(options: Pick<GraphOptions, 'poolingLayer'>, numLayers: number): number {
+  return Math.max(...resolvePoolingLayers(options.poolingLayer, numLayers)) + 1;
+}
+
+/** Width of one output vector (per token for NONE). */
+export function outputDim(config: BertConfig, options: Pick<GraphOptions, 'poolingLayer' | 'poolingStrategy'>): number {
+  const base = config.hiddenSize * options.poolingLayer.length;
+  return options.poolingStrategy === 'REDUCE_MEAN_MAX' ? 2 * base : base;
+}
+
+export function isTokenLevel(strategy: PoolingStrategy): boolean {
+  return strategy === 'NONE';
+}
+
+interface Ctx {
+  g: GraphBuilder;
+  half: boolean;
+  /** Converts weight data to the graph's float type. */
+  w(prefix: string, data: Float32Array, dims: number[]): string;
+  scalar(v: number): string;
+}
+
+function concatKernels(parts: LinearWeights[], scales: number[]): { kernel: Float32Array; bias: Float32Array; inDim: number; outDim: number } {
+  const inDim = parts[0]!.kernel.shape[0]!;
+  const outs = parts.map((p) => p.kernel.shape[1]!);
+  const outDim = outs.reduce((a, b) => a + b, 0);
+  const kernel = new Float32Array(inDim * outDim);
+  const bias = new Float32Array(outDim);
+  let col = 0;
+  parts.forEach((p, k) => {
+    const o = outs[k]!;
+    const s = scales[k]!;
+    const src = p.kernel.data;
+    for (let i = 0; i < inDim; i++) {
+      const row = i * outDim + col;
+      const srow = i * o;
+      for (let j = 0; j < o; j++) kernel[row + j] = src[srow + j]! * s;
+    }
+    for (let j = 0; j < o; j++) bias[col + j] = p.bias.data[j]! * s;
+    col += o;
+  });
+  return { kernel, bias, inDim, outDim };
+}
+
+function linear(c: Ctx, x: string, lw: LinearWeights, name: string): string {
+  const k = c.w(`${name}_kernel`, lw.kernel.data, lw.kernel.shape);
+  const b = c.w(`${name}_bias`, lw.bias.data, lw.bias.shape);
+  return c.g.op('Add', [c.g.op('MatMul', [x, k], undefined, `${name}_matmul`), b], undefined, name);
+}
+
+function gelu(c: Ctx, x: string, act: BertConfig['hiddenAct']): string {
+  const g = c.g;
+  if (act === 'relu') return g.op('Relu', [x]);
+  if (act === 'gelu') {
+    // 0.5·x·(1 + erf(x/√2)) — Google BERT's exact gelu; ORT fuses this pattern into one Gelu kernel.
+    const e = g.op('Erf', [g.op('Div', [x, c.scalar(Math.SQRT2)])]);
+    return g.op('Mul', [g.op('Mul', [x, c.scalar(0.5)]), g.op('Add', [e, c.scalar(1)])], undefined, 'gelu');
+  }
+  // tanh approximation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
+  const x3 = g.op('Mul', [g.op('Mul', [x, x]), x]);
+  const inner = g.op('Mul', [g.op('Add', [x, g.op('Mul', [x3, c.scalar(0.044715)])]), c.scalar(Math.sqrt(2 / Math.PI))]);
+  return g.op('Mul', [g.op('Mul', [x, c.scalar(0.5)]), g.op('Add', [g.op('Tanh', [inner]), c.scalar(1)])], undefined, 'gelu_new');
+}
+
+function layerNorm(c: Ctx, x: string, ln: { gamma: { data: Float32Array }; beta: { data: Float32Array } }, eps: number, name: string): string {
+  const gamma = c.w(`${name}_gamma`, ln.gamma.data, [ln.gamma.data.length]);
+  const beta = c.w(`${name}_beta`, ln.beta.data, [ln.beta.data.length]);
+  return c.g.op('LayerNormalization', [x, gamma, beta], { axis: -1, epsilon: { float: eps } }, name);
+}
+
+function skipLayerNorm(c: Ctx, x: string, skip: string, ln: { gamma: { data: Float32Array }; beta: { data: Float32Array } }, bias: Float32Array, eps: number, name: string): string {
+  const gamma = c.w(`${name}_gamma`, ln.gamma.data, [ln.gamma.data.length]);
+  const beta = c.w(`${name}_beta`, ln.beta.data, [ln.beta.data.length]);
+  const b = c.w(`${name}_bias`, bias, [bias.length]);
+  return c.g.node('SkipLayerNormalization', [x, skip, gamma, beta, b], {
+    domain: MS_DOMAIN,
+    attributes: { epsilon: { float: eps } },
+    outputs: [name],
+  })[0]!;
+}
+
+function encoderLayerPlain(c: Ctx, x: string, maskAdd: string, weights: BertWeights, i: number): string {
+  const { config } = weights;
+  const lw = weights.layers[i]!;
+  const g = c.g;
+  const heads = config.numAttentionHeads;
+  const headDim = config.hiddenSize / heads;
+  const p = `layer${i}`;
+  // One [H, 3H] GEMM for q, k, v; the 1/√d score scale is folded into the query weights.
+  const qkv = concatKernels([lw.query, lw.key, lw.value], [1 / Math.sqrt(headDim), 1, 1]);
+  const fused = g.op(
+    'Add',
+    [g.op('MatMul', [x, c.w(`${p}_qkv_kernel`, qkv.kernel, [qkv.inDim, qkv.outDim])]), c.w(`${p}_qkv_bias`, qkv.bias, [qkv.outDim])],
+    undefined,
+    `${p}_qkv`,
+  );
+  const [q, k, v] = g.node('Split', [fused, g.int64([config.hiddenSize, config.hiddenSize, config.hiddenSize])], {
+    attributes: { axis: -1 },
+    outputs: [`${p}_q`, `${p}_k`, `${p}_v`],
+  }) as [string, string, string];
+  const heads4 = g.int64([0, 0, heads, headDim]);
+  const split = (t: string, perm: number[]) => g.op('Transpose', [g.op('Reshape', [t, heads4])], { perm });
+  const scores = g.op('Add', [g.op('MatMul', [split(q, [0, 2, 1, 3]), split(k, [0, 2, 3, 1])]), maskAdd], undefined, `${p}_scores`);
+  const probs = g.op('Softmax', [scores], { axis: -1 }, `${p}_probs`);
+  const context = g.op('MatMul', [probs, split(v, [0, 2, 1, 3])]);
+  const merged = g.op('Reshape', [g.op('Transpose', [context], { perm: [0, 2, 1, 3] }), g.int64([0, 0, config.hiddenSize])]);
+  const attnOut = linear(c, merged, lw.attentionOutput, `${p}_attn_out`);
+  const h = layerNorm(c, g.op('Add', [attnOut, x]), lw.attentionLayerNorm, config.layerNormEps, `${p}_attn_ln`);
+  const inter = gelu(c, linear(c, h, lw.intermediate, `${p}_intermediate`), config.hiddenAct);
+  const out = linear(c, inter, lw.output, `${p}_output`);
+  return layerNorm(c, g.op('Add', [out, h]), lw.outputLayerNorm, config.layerNormEps, `${p}_out_ln`);
+}
+
+function encoderLayerFused(c: Ctx, x: string, maskIndex: string, weights: BertWeights, i: number): string {
+  const { config } = weights;
+  const lw = weights.layers[i]!;
+  const g = c.g;
+  const p = `layer${i}`;
+  const qkv = concatKernels([lw.query, lw.key, lw.value], [1, 1, 1]);
+  const attn = g.node(
+    'Attention',
+    [x, c.w(`${p}_qkv_kernel`, qkv.kernel, [qkv.inDim, qkv.outDim]), c.w(`${p}_qkv_bias`, qkv.bias, [qkv.outDim]), maskIndex],
+    {
+      domain: MS_DOMAIN,
+      attributes: { num_heads: config.numAttentionHeads, mask_filter_value: { float: ATTENTION_MASK_VALUE } },
+      outputs: [`${p}_attention`],
+    },
+  )[0]!;
+  const attnOutK = c.w(`${p}_attn_out_kernel`, lw.attentionOutput.kernel.data, lw.attentionOutput.kernel.shape);
+  const h = skipLayerNorm(c, g.op('MatMul', [attn, attnOutK]), x, lw.attentionLayerNorm, lw.attentionOutput.bias.data, config.layerNormEps, `${p}_attn_ln`);
+  const interK = c.w(`${p}_intermediate_kernel`, lw.intermediate.kernel.data, lw.intermediate.kernel.shape);
+  const interB = c.w(`${p}_intermediate_bias`, lw.intermediate.bias.data, lw.intermediate.bias.shape);
+  const pre = g.op('MatMul', [h, interK]);
+  let inter: string;
+  if (config.hiddenAct === 'gelu') inter = g.node('BiasGelu', [pre, interB], { domain: MS_DOMAIN, outputs: [`${p}_gelu`] })[0]!;
+  else if (config.hiddenAct === 'gelu_new') inter = g.node('FastGelu', [pre, interB], { domain: MS_DOMAIN, outputs: [`${p}_gelu`] })[0]!;
+  else inter = g.op('Relu', [g.op('Add', [pre, interB])]);
+  const outK = c.w(`${p}_output_kernel`, lw.output.kernel.data, lw.output.kernel.shape);
+  return skipLayerNorm(c, g.op('MatMul', [inter, outK]), h, lw.outputLayerNorm, lw.output.bias.data, config.layerNormEps, `${p}_out_ln`);
+}
+
+function pool(c: Ctx, layerOutputs: string[], maskF: string, mask: string, weights: BertWeights, options: GraphOptions, dim: number): string {
+  const g = c.g;
+  const f32 = (t: string) => (c.half ? g.op('Cast', [t], { to: DataType.FLOAT }) : t);
+  const one = (v: number) => g.scalar(v, false, float32ToFloat16Bits);
+  const m3 = g.op('Unsqueeze', [maskF, g.int64([-1])], undefined, 'mask3'); // [B,S,1]
+
+  if (options.poolingStrategy === 'CLS_POOLED') {
+    if (!weights.pooler) throw new ModelError('pooling_strategy CLS_POOLED needs the pooler weights (bert/pooler/dense), which this model lacks');
+    const pooler = weights.pooler;
+    const pooled = layerOutputs.map((l, k) => {
+      const cls = g.op('Gather', [l, g.int64([0], [])], { axis: 1 }); // [B,H]
+      return f32(g.op('Tanh', [linear(c, cls, pooler, `pooler${k}`)]));
+    });
+    return pooled.length === 1 ? pooled[0]! : g.op('Concat', pooled, { axis: -1 });
+  }
+
+  const x = f32(layerOutputs.length === 1 ? layerOutputs[0]! : g.op('Concat', layerOutputs, { axis: -1 }, 'pooling_layers'));
+  switch (options.poolingStrategy) {
+    case 'NONE':
+      return g.op('Mul', [x, m3], undefined, 'masked_tokens');
+    case 'CLS_TOKEN':
+    case 'FIRST_TOKEN':
+      return g.op('Gather', [x, g.int64([0], [])], { axis: 1 }, 'first_token');
+    case 'SEP_TOKEN':
+    case 'LAST_TOKEN': {
+      // index of the last unmasked position: Σmask − 1, gathered per row across the feature axis
+      const last = g.op('Sub', [g.op('ReduceSum', [mask, g.int64([1])], { keepdims: 1 }), g.int64([1], [])]); // [B,1]
+      const idx = g.op('Expand', [g.op('Unsqueeze', [last, g.int64([-1])]), g.op('Concat', [g.op('Shape', [last]), g.int64([dim])], { axis: 0 })]);
+      return g.op('Squeeze', [g.op('GatherElements', [x, idx], { axis: 1 }), g.int64([1])], undefined, 'last_token');
+    }
+    case 'REDUCE_MEAN':
+    case 'REDUCE_MAX':
+    case 'REDUCE_MEAN_MAX': {
+      const parts: string[] = [];
+      if (options.poolingStrategy !== 'REDUCE_MAX') {
+        const sum = g.op('ReduceSum', [g.op('Mul', [x, m3]), g.int64([1])], { keepdims: 0 });
+        const count = g.op('Add', [g.op('ReduceSum', [maskF, g.int64([1])], { keepdims: 1 }), one(MEAN_EPS)]);
+        parts.push(g.op('Div', [sum, count], undefined, 'mean'));
+      }
+      if (options.poolingStrategy !== 'REDUCE_MEAN') {
+        const penalty = g.op('Mul', [g.op('Sub', [one(1), m3]), one(MAX_MASK)]);
+        parts.push(g.op('ReduceMax', [g.op('Sub', [x, penalty])], { axes: [1], keepdims: 0 }, 'max'));
+      }
+      return parts.length === 1 ? parts[0]! : g.op('Concat', parts, { axis: -1 });
+    }
+  }
+}
+
+/** Serialises the graph for `weights` (which must hold at least the layers the options need). */
+export function buildBertGraph(weights: BertWeights, options: GraphOptions, producerVersion = '0.1.0'): Uint8Array {
+  const { config } = weights;
+  const absLayers = resolvePoolingLayers(options.poolingLayer, config.numHiddenLayers);
+  const needed = Math.max(...absLayers) + 1;
+  if (weights.layers.length < needed) {
+    throw new ModelError(`graph needs ${needed} encoder layers but only ${weights.layers.length} were loaded`);
+  }
+  if (config.hiddenSize % config.numAttentionHeads !== 0) {
+    throw new ModelError(`hidden_size ${config.hiddenSize} is not a multiple of num_attention_heads ${config.numAttentionHeads}`);
+  }
+
+  const g = new GraphBuilder();
+  const half = options.fp16;
+  const c: Ctx = {
+    g,
+    half,
+    w: (prefix, data, dims) => g.initializer(prefix, half ? float32ToFloat16Bits(data) : data, dims),
+    scalar: (v) => g.scalar(v, half, float32ToFloat16Bits),
+  };
+
+  const inputIds = g.input('input_ids', DataType.INT64, ['batch', 'sequence']);
+  const mask = g.input('attention_mask', DataType.INT64, ['batch', 'sequence']);
+  const typeIds = g.input('token_type_ids', DataType.INT64, ['batch', 'sequence']);
+
+  // Embeddings: word + position + token type, then LayerNorm.
+  const emb = weights.embeddings;
+  const words = g.op('Gather', [c.w('word_embeddings', emb.word.data, emb.word.shape), inputIds], { axis: 0 }, 'words');
+  const seqLen = g.op('Gather', [g.op('Shape', [inputIds]), g.int64([1])], { axis: 0 }, 'seq_len'); // [1]
+  const positions = g.op(
+    'Slice',
+    [c.w('position_embeddings', emb.position.data, emb.position.shape), g.int64([0]), seqLen, g.int64([0])],
+    undefined,
+    'positions',
+  );
+  const types = g.op('Gather', [c.w('token_type_embeddings', emb.tokenType.data, emb.tokenType.shape), typeIds], { axis: 0 }, 'types');
+  let x = layerNorm(c, g.op('Add', [g.op('Add', [words, positions]), types]), emb.layerNorm, config.layerNormEps, 'embeddings_ln');
+
+  const maskF = g.op('Cast', [mask], { to: DataType.FLOAT }, 'mask_f'); // [B,S] float32, for pooling
+  let attentionMask: string;
+  if (options.fused) {
+    attentionMask = g.op('Cast', [mask], { to: DataType.INT32 }, 'mask_index'); // raw [B,S] mask, 1 = attend
+  } else {
+    const maskT = half ? g.op('Cast', [mask], { to: DataType.FLOAT16 }) : maskF;
+    const add = g.op('Mul', [g.op('Sub', [c.scalar(1), maskT]), c.scalar(ATTENTION_MASK_VALUE)]);
+    attentionMask = g.op('Unsqueeze', [add, g.int64([1, 2])], undefined, 'mask_add'); // [B,1,1,S]
+  }
+
+  const outputs: string[] = [];
+  for (let i = 0; i < needed; i++) {
+    x = options.fused ? encoderLayerFused(c, x, attentionMask, weights, i) : encoderLayerPlain(c, x, attentionMask, weights, i);
+    outputs.push(x);
+  }
+
+  const dim = outputDim(config, options);
+  let pooled = pool(c, absLayers.map((l) => outputs[l]!), maskF, mask, weights, options, dim);
+  if (options.normalize) {
+    const norm = g.op('Sqrt', [g.op('ReduceSumSquare', [pooled], { axes: [-1], keepdims: 1 })]);
+    pooled = g.op('Div', [pooled, g.op('Max', [norm, g.scalar(1e-12, false, float32ToFloat16Bits)])], undefined, 'normalized');
+  }
+  const shape = isTokenLevel(options.poolingStrategy) ? ['batch', 'sequence', dim] : ['batch', dim];
+  g.expose(pooled, GRAPH_OUTPUT, DataType.FLOAT, shape);
+
+  return g.build({
+    graphName: 'bertq_encoder',
+    opsets: options.fused
+      ? [
+          { domain: '', version: 17 },
+          { domain: MS_DOMAIN, version: 1 },
+        ]
+      : [{ domain: '', version: 17 }],
+    producerVersion,
+    metadata: {
+      'bertq.graph_version': String(GRAPH_VERSION),
+      'bertq.options': JSON.stringify(options),
+      'bertq.config': JSON.stringify(config),
+      'bertq.output_dim': String(dim),
+    },
+  });
+}

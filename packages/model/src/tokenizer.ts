@@ -1,0 +1,583 @@
+/**
+ * BERT tokenization with bert-as-service's semantics, on the native Hugging Face `tokenizers`.
+ *
+ * The native library does the text work (cleaning, Chinese-character splitting, lowercasing and
+ * accent stripping, punctuation splitting, WordPiece). Everything bert-as-service decides on top of
+ * that — the `A ||| B` pair rule, longest-first truncation, where [CLS]/[SEP] go, the mask under
+ * mask_cls_sep, [UNK] marking of pre-tokenized input — is done here in JS on id arrays, because the
+ * native truncation breaks ties differently (it trims the first sequence where
+ * bert-as-service's `_truncate_seq_pair` pops from the second).
+ *
+ * Two steps, because the worker tokenizes each job as it arrives and batches later by token count:
+ * `tokenize()` validates and returns one `TokenizedText` per row; `collate()` pads rows into the
+ * ONNX-ready `TokenizedBatch`.
+ */
+import { access, readFile } from 'node:fs/promises';
+import { constants as fsConstants } from 'node:fs';
+import tokenizers from 'tokenizers';
+import type { Encoding, Tokenizer as NativeTokenizer } from 'tokenizers';
+import { BadRequestError, InternalError, ModelError, TooLongError } from '@bertq/protocol';
+import type { TokenizedBatch } from './types.js';
+
+/** bert-as-service's default max_seq_len. */
+export const DEFAULT_MAX_SEQ_LEN = 25;
+
+/** The smallest max_seq_len that leaves room for a pair's [CLS] A [SEP] B [SEP] scaffolding. */
+export const MIN_MAX_SEQ_LEN = 3;
+
+/** The token that splits a pre-tokenized row into a pair (bert-as-service's read_tokenized_examples). */
+export const TOKENIZED_PAIR_SEPARATOR = '|||';
+
+/** Options that shape one tokenize() call (they come from the job). */
+export interface TokenizeOptions {
+  /**
+   * Longest row in tokens, counting [CLS] and [SEP]; longer rows are cut on the right (pairs
+   * longest-first). `null` is bert-as-service's `NONE`: nothing is cut, `collate()` pads to the
+   * longest row, and a row longer than the model's max_position_embeddings is a TOO_LONG error.
+   * Left out: the tokenizer's own default (see `BertTokenizerOptions.maxSeqLen`).
+   */
+  maxSeqLen?: number | null;
+  /**
+   * Rows are token lists (bert-as-service's is_tokenized): no normalisation, no WordPiece; each
+   * token is looked up as it is, unknown ones become [UNK]. A `'|||'` token splits a row into a pair.
+   */
+  isTokenized?: boolean;
+  /** Keep the token strings of every row (with [CLS]/[SEP], and [UNK] where unknown). */
+  showTokens?: boolean;
+  /**
+   * Add no [CLS]/[SEP] to single rows (bert-as-service's no_special_token); maxSeqLen then counts
+   * only real tokens. Pairs keep their special tokens, as in bert-as-service: without [SEP] the two
+   * halves would run together.
+   */
+  noSpecialToken?: boolean;
+  /** Attention mask 0 at [CLS] and [SEP] (bert-as-service's mask_cls_sep): they take no part. */
+  maskClsSep?: boolean;
+}
+
+/** One tokenized row, unpadded. */
+export interface TokenizedText {
+  ids: Int32Array;
+  /** 0 for [CLS], A and the first [SEP]; 1 for B and its [SEP]. */
+  typeIds: Int32Array;
+  /** 1 where the model attends; 0 at [CLS]/[SEP] under maskClsSep. */
+  mask: Uint8Array;
+  /** Only with showTokens. */
+  tokens?: string[];
+  /** Number of tokens (= ids.length). */
+  length: number;
+}
+
+/** Options for loading a tokenizer. */
+export interface BertTokenizerOptions {
+  /**
+   * Keep case and accents (bert-as-service's cased_tokenization; for cased and multilingual models).
+   * vocab.txt: defaults to false (lowercase, strip accents). tokenizer.json: left out, the file's own
+   * normaliser decides; given, it overrides the normaliser's lowercase/strip_accents.
+   */
+  cased?: boolean;
+  /** The model's max_position_embeddings: no row may be longer, nor may maxSeqLen be. */
+  maxPositionEmbeddings: number;
+  /** max_seq_len used when a tokenize() call names none; `null` = NONE. Default 25. */
+  maxSeqLen?: number | null;
+}
+
+/** Token ids of the four special tokens, read from the vocabulary. */
+export interface SpecialTokenIds {
+  cls: number;
+  sep: number;
+  pad: number;
+  unk: number;
+}
+
+interface SpecialTokens {
+  cls: string;
+  sep: string;
+  pad: string;
+  unk: string;
+}
+
+/** One row after validation: its first segment and, for a pair (`A ||| B`), its second. */
+export interface Segments<T> {
+  a: T;
+  b: T | null;
+}
+
+/** A segment turned into vocabulary ids (and token strings when asked). */
+interface Piece {
+  ids: ArrayLike<number>;
+  tokens: string[] | undefined;
+}
+
+const { Tokenizer, WordPiece, bertNormalizer, bertPreTokenizer } = tokenizers;
+
+/** A BERT WordPiece tokenizer with bert-as-service semantics. Build one with a static loader. */
+export class BertTokenizer {
+  /** Vocabulary size, added tokens included. */
+  readonly vocabSize: number;
+  readonly specialIds: Readonly<SpecialTokenIds>;
+  readonly maxPositionEmbeddings: number;
+  /** max_seq_len when a call names none; `null` = NONE. */
+  readonly defaultMaxSeqLen: number | null;
+
+  private readonly native: NativeTokenizer;
+  private readonly specialTokens: Readonly<SpecialTokens>;
+  /** Token → id, for pre-tokenized input (one JS map lookup beats a native call per token). */
+  private readonly vocab: ReadonlyMap<string, number>;
+
+  private constructor(
+    native: NativeTokenizer,
+    source: string,
+    specialTokens: SpecialTokens,
+    opts: BertTokenizerOptions,
+  ) {
+    this.native = native;
+    this.vocab = new Map(Object.entries(native.getVocab(true)));
+    this.vocabSize = native.getVocabSize(true);
+    if (this.vocabSize === 0) throw new ModelError(`${source} has an empty vocabulary`, { details: { path: source } });
+    this.specialTokens = Object.freeze({ ...specialTokens });
+    this.specialIds = Object.freeze({
+      cls: this.requireId(source, specialTokens.cls),
+      sep: this.requireId(source, specialTokens.sep),
+      pad: this.requireId(source, specialTokens.pad),
+      unk: this.requireId(source, specialTokens.unk),
+    });
+    if (!Number.isInteger(opts.maxPositionEmbeddings) || opts.maxPositionEmbeddings < MIN_MAX_SEQ_LEN) {
+      throw new ModelError(
+        `maxPositionEmbeddings must be an integer of at least ${MIN_MAX_SEQ_LEN}, got ${String(opts.maxPositionEmbeddings)}`,
+      );
+    }
+    this.maxPositionEmbeddings = opts.maxPositionEmbeddings;
+    const maxSeqLen = opts.maxSeqLen === undefined ? DEFAULT_MAX_SEQ_LEN : opts.maxSeqLen;
+    this.checkMaxSeqLen(maxSeqLen);
+    this.defaultMaxSeqLen = maxSeqLen;
+  }
+
+  /**
+   * Loads Google's `vocab.txt` (one WordPiece per line) with BERT's normaliser: clean control
+   * characters, split Chinese characters, and (unless `cased`) lowercase and strip accents.
+   */
+  static async fromVocabFile(path: string, opts: BertTokenizerOptions): Promise<BertTokenizer> {
+    await assertReadable(path, 'vocab file');
+    const special: SpecialTokens = { cls: '[CLS]', sep: '[SEP]', pad: '[PAD]', unk: '[UNK]' };
+    let model;
+    try {
+      model = await WordPiece.fromFile(path, { unkToken: special.unk });
+    } catch (err) {
+      throw new ModelError(`cannot load vocab file ${path}: ${errorMessage(err)}`, { cause: err, details: { path } });
+    }
+    const native = new Tokenizer(model);
+    const uncased = opts.cased !== true;
+    native.setNormalizer(
+      bertNormalizer({ cleanText: true, handleChineseChars: true, lowercase: uncased, stripAccents: uncased }),
+    );
+    native.setPreTokenizer(bertPreTokenizer());
+    return new BertTokenizer(native, path, special, opts);
+  }
+
+  /**
+   * Loads a Hugging Face `tokenizer.json` (WordPiece model). Its normaliser and pre-tokenizer are
+   * kept (`cased`, when given, overrides lowercasing/accent stripping); its truncation, padding and
+   * post-processor are not used — bertq applies bert-as-service's rules itself. Its special tokens
+   * stay in the vocabulary but are not matched inside text, so "[CLS]" typed by a user is text, as
+   * in bert-as-service and the vocab.txt loader.
+   */
+  static async fromTokenizerJson(path: string, opts: BertTokenizerOptions): Promise<BertTokenizer> {
+    let text: string;
+    try {
+      text = await readFile(path, 'utf8');
+    } catch (err) {
+      throw new ModelError(`cannot read tokenizer file ${path}: ${errorMessage(err)}`, { cause: err, details: { path } });
+    }
+    let json: TokenizerJson;
+    try {
+      json = JSON.parse(text) as TokenizerJson;
+    } catch (err) {
+      throw new ModelError(`tokenizer file ${path} is not valid JSON: ${errorMessage(err)}`, { cause: err, details: { path } });
+    }
+    if (json === null || typeof json !== 'object' || json.model?.type !== 'WordPiece') {
+      const type = json?.model?.type ?? 'no';
+      throw new ModelError(`tokenizer file ${path} has a ${type} model; bertq serves BERT WordPiece tokenizers`, {
+        details: { path },
+      });
+    }
+    const special = specialTokensOf(json);
+    if (opts.cased !== undefined) applyCased(json, opts.cased, path);
+    json.truncation = null;
+    json.padding = null;
+    json.added_tokens = (json.added_tokens ?? []).filter((t) => !(t.special && json.model?.vocab?.[t.content] === t.id));
+    let native: NativeTokenizer;
+    try {
+      native = Tokenizer.fromString(JSON.stringify(json));
+    } catch (err) {
+      throw new ModelError(`cannot load tokenizer file ${path}: ${errorMessage(err)}`, { cause: err, details: { path } });
+    }
+    return new BertTokenizer(native, path, special, opts);
+  }
+
+  /**
+   * Validates and tokenizes a job's rows. `texts` is what came off the wire: an array of strings
+   * (`"A ||| B"` is a pair) or, with isTokenized, an array of token arrays. Throws BadRequestError
+   * naming the row for bad input, TooLongError for a row over max_position_embeddings under NONE.
+   */
+  async tokenize(texts: unknown, opts: TokenizeOptions = {}): Promise<TokenizedText[]> {
+    const maxSeqLen = opts.maxSeqLen === undefined ? this.defaultMaxSeqLen : opts.maxSeqLen;
+    this.checkMaxSeqLen(maxSeqLen);
+    const showTokens = opts.showTokens === true;
+    const pieces = opts.isTokenized === true
+      ? this.lookUpTokens(validateTokenLists(texts), showTokens)
+      : await this.encodeSentences(validateSentences(texts), showTokens);
+    const rows = new Array<TokenizedText>(pieces.length);
+    for (let i = 0; i < pieces.length; i++) {
+      const row = this.assemble(pieces[i]!, maxSeqLen, opts, showTokens);
+      if (row.length > this.maxPositionEmbeddings) {
+        throw new TooLongError(
+          `texts[${i}] is ${row.length} tokens long, more than the model's max_position_embeddings of ` +
+            `${this.maxPositionEmbeddings}; shorten it or set max_seq_len to cut it`,
+          { details: { row: i, length: row.length, limit: this.maxPositionEmbeddings } },
+        );
+      }
+      rows[i] = row;
+    }
+    return rows;
+  }
+
+  /**
+   * Pads rows into one batch of `seqLen` columns (default: the longest row), with the pad id from
+   * the vocabulary, mask 0 and type id 0 on padding. Allocates only the output arrays.
+   */
+  collate(rows: readonly TokenizedText[], seqLen?: number): TokenizedBatch {
+    let longest = 0;
+    let anyTokens = false;
+    for (const row of rows) {
+      if (row.length > longest) longest = row.length;
+      if (row.tokens !== undefined) anyTokens = true;
+    }
+    const width = seqLen ?? longest;
+    if (!Number.isInteger(width) || width < longest) {
+      throw new InternalError(`collate: seqLen ${String(seqLen)} is shorter than the longest row (${longest} tokens)`);
+    }
+    const cells = rows.length * width;
+    const inputIds = new BigInt64Array(cells);
+    const attentionMask = new BigInt64Array(cells);
+    const tokenTypeIds = new BigInt64Array(cells);
+    // Write each int64 through its low 32-bit half: no BigInt per cell. Every value here is a
+    // non-negative int32, so the high half stays the zero the array was born with.
+    const ids32 = new Int32Array(inputIds.buffer);
+    const mask32 = new Int32Array(attentionMask.buffer);
+    const types32 = new Int32Array(tokenTypeIds.buffer);
+    const pad = this.specialIds.pad;
+    const lengths = new Array<number>(rows.length);
+    const tokens = anyTokens ? new Array<string[]>(rows.length) : undefined;
+    for (let r = 0; r < rows.length; r++) {
+      const row = rows[r]!;
+      const base = r * width;
+      for (let j = 0; j < row.length; j++) {
+        const at = 2 * (base + j) + LOW_HALF;
+        ids32[at] = row.ids[j]!;
+        mask32[at] = row.mask[j]!;
+        types32[at] = row.typeIds[j]!;
+      }
+      if (pad !== 0) for (let j = row.length; j < width; j++) ids32[2 * (base + j) + LOW_HALF] = pad;
+      lengths[r] = row.length;
+      if (tokens !== undefined) tokens[r] = row.tokens ?? NO_TOKENS;
+    }
+    const batch: TokenizedBatch = { rows: rows.length, seqLen: width, inputIds, attentionMask, tokenTypeIds, lengths };
+    if (tokens !== undefined) batch.tokens = tokens;
+    return batch;
+  }
+
+  /** Raw text: every segment of every row through one native batch call. */
+  private async encodeSentences(rows: Segments<string>[], showTokens: boolean): Promise<Segments<Piece>[]> {
+    // A pair's halves are encoded as two independent sentences — exactly what bert-as-service does
+    // (it tokenizes text_a and text_b separately) — so pairs ride the same single native call.
+    const flat: string[] = [];
+    for (const row of rows) {
+      flat.push(row.a);
+      if (row.b !== null) flat.push(row.b);
+    }
+    let encodings: Encoding[];
+    try {
+      encodings = await this.native.encodeBatch(flat, { addSpecialTokens: false });
+    } catch (err) {
+      throw new InternalError(`the tokenizer failed on a batch of ${rows.length} rows: ${errorMessage(err)}`, { cause: err });
+    }
+    const piece = (e: Encoding): Piece => ({ ids: e.getIds(), tokens: showTokens ? e.getTokens() : undefined });
+    const out = new Array<Segments<Piece>>(rows.length);
+    let k = 0;
+    for (let i = 0; i < rows.length; i++) {
+      const a = piece(encodings[k++]!);
+      const b = rows[i]!.b === null ? null : piece(encodings[k++]!);
+      out[i] = { a, b };
+    }
+    return out;
+  }
+
+  /** Pre-tokenized text: each token looked up as it is (bert-as-service's mark_unk_tokens). */
+  private lookUpTokens(rows: Segments<string[]>[], showTokens: boolean): Segments<Piece>[] {
+    const { unk } = this.specialIds;
+    const unkToken = this.specialTokens.unk;
+    const piece = (words: string[]): Piece => {
+      const ids = new Int32Array(words.length);
+      const tokens = showTokens ? new Array<string>(words.length) : undefined;
+      for (let j = 0; j < words.length; j++) {
+        const id = this.vocab.get(words[j]!);
+        ids[j] = id ?? unk;
+        if (tokens !== undefined) tokens[j] = id === undefined ? unkToken : words[j]!;
+      }
+      return { ids, tokens };
+    };
+    return rows.map((row) => ({ a: piece(row.a), b: row.b === null ? null : piece(row.b) }));
+  }
+
+  /**
+   * Truncates and frames one row exactly as bert-as-service's convert_lst_to_features: a row is a
+   * pair only if its second half has tokens; a pair is cut longest-first to maxSeqLen - 3, a single
+   * row to maxSeqLen - 2 (maxSeqLen without special tokens); a second half cut to nothing loses its
+   * [SEP] too.
+   */
+  private assemble(row: Segments<Piece>, maxSeqLen: number | null, opts: TokenizeOptions, showTokens: boolean): TokenizedText {
+    const { a, b } = row;
+    const isPair = b !== null && b.ids.length > 0;
+    const special = isPair || opts.noSpecialToken !== true;
+    let lenA = a.ids.length;
+    let lenB = isPair ? b.ids.length : 0;
+    if (maxSeqLen !== null) {
+      if (isPair) [lenA, lenB] = truncatePairLengths(lenA, lenB, maxSeqLen - 3);
+      else lenA = Math.min(lenA, special ? maxSeqLen - 2 : maxSeqLen);
+    }
+    const length = special ? lenA + 2 + (lenB > 0 ? lenB + 1 : 0) : lenA;
+    const ids = new Int32Array(length);
+    const typeIds = new Int32Array(length);
+    const mask = new Uint8Array(length).fill(1);
+    const tokens = showTokens ? new Array<string>(length) : undefined;
+    const { cls, sep } = this.specialIds;
+    const edge = opts.maskClsSep === true ? 0 : 1;
+    let at = 0;
+    const put = (id: number, token: string | undefined, type: number, attend: number): void => {
+      ids[at] = id;
+      typeIds[at] = type;
+      mask[at] = attend;
+      if (tokens !== undefined) tokens[at] = token!;
+      at++;
+    };
+    if (special) put(cls, this.specialTokens.cls, 0, edge);
+    for (let j = 0; j < lenA; j++) put(a.ids[j]!, a.tokens?.[j], 0, 1);
+    if (special) put(sep, this.specialTokens.sep, 0, edge);
+    if (lenB > 0) {
+      for (let j = 0; j < lenB; j++) put(b!.ids[j]!, b!.tokens?.[j], 1, 1);
+      put(sep, this.specialTokens.sep, 1, edge);
+    }
+    const out: TokenizedText = { ids, typeIds, mask, length };
+    if (tokens !== undefined) out.tokens = tokens;
+    return out;
+  }
+
+  private checkMaxSeqLen(maxSeqLen: number | null): void {
+    if (maxSeqLen === null) return;
+    if (typeof maxSeqLen !== 'number' || !Number.isInteger(maxSeqLen) || maxSeqLen < MIN_MAX_SEQ_LEN) {
+      throw new BadRequestError(
+        `max_seq_len must be an integer of at least ${MIN_MAX_SEQ_LEN} or NONE (null), got ${String(maxSeqLen)}`,
+        { details: { maxSeqLen } },
+      );
+    }
+    if (maxSeqLen > this.maxPositionEmbeddings) {
+      throw new TooLongError(
+        `max_seq_len ${maxSeqLen} is larger than the model's max_position_embeddings of ${this.maxPositionEmbeddings}`,
+        { details: { maxSeqLen, limit: this.maxPositionEmbeddings } },
+      );
+    }
+  }
+
+  private requireId(source: string, token: string): number {
+    const id = this.native.tokenToId(token);
+    if (id === null || id === undefined) {
+      throw new ModelError(`${source} has no ${token} token in its vocabulary`, { details: { path: source, token } });
+    }
+    return id;
+  }
+}
+
+/**
+ * bert-as-service's `_truncate_seq_pair`, on lengths: while too long, drop the last token of the
+ * longer half, of the second half on a tie.
+ */
+export function truncatePairLengths(lenA: number, lenB: number, budget: number): [number, number] {
+  while (lenA + lenB > budget) {
+    if (lenA > lenB) lenA--;
+    else lenB--;
+  }
+  return [lenA, lenB];
+}
+
+/**
+ * bert-as-service's pair rule for raw text: strip the line, then `^(.*) \|\|\| (.*)$` — greedy, so
+ * the LAST " ||| " splits, and Python's `.` stops at "\n", so a line with a newline is never a pair.
+ */
+export function splitSentencePair(text: string): Segments<string> {
+  const line = pythonStrip(text);
+  const at = line.includes('\n') ? -1 : line.lastIndexOf(' ||| ');
+  return at < 0 ? { a: line, b: null } : { a: line.slice(0, at), b: line.slice(at + 5) };
+}
+
+// ---- validation (bert-as-service's client checks, with the row named) ------------------------------
+
+/** What Python's str.strip() removes: str.isspace() characters (JS \s lacks \x1c-\x1f and \x85, adds \ufeff). */
+const PY_SPACE = '\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+const PY_STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, 'g');
+const PY_BLANK = new RegExp(`^[${PY_SPACE}]*$`);
+/** With the u flag a surrogate class matches only unpaired halves: text that has no UTF-8 form. */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
+function pythonStrip(text: string): string {
+  return text.replace(PY_STRIP, '');
+}
+
+function checkRowsArray(texts: unknown, what: string): asserts texts is unknown[] {
+  if (!Array.isArray(texts)) {
+    throw new BadRequestError(`texts must be an array of ${what}, got ${describe(texts)}`);
+  }
+  if (texts.length === 0) throw new BadRequestError(`texts must be a non-empty array of ${what}`);
+}
+
+/** Rejects what bert-as-service's client rejects (non-strings, blank strings) and invalid UTF-16. */
+function checkText(value: unknown, where: string, row: number): asserts value is string {
+  if (typeof value !== 'string') {
+    const hint = Array.isArray(value) ? '; send token lists with is_tokenized' : '';
+    throw new BadRequestError(`${where} must be a string, got ${describe(value)}${hint}`, { details: { row } });
+  }
+  if (PY_BLANK.test(value)) {
+    throw new BadRequestError(`${where} is ${value.length === 0 ? 'an empty string' : 'only whitespace'}`, { details: { row } });
+  }
+  const bad = value.search(LONE_SURROGATE);
+  if (bad >= 0) {
+    throw new BadRequestError(
+      `${where} has a lone UTF-16 surrogate at index ${bad} (not valid Unicode, cannot be UTF-8 encoded)`,
+      { details: { row, index: bad } },
+    );
+  }
+}
+
+function validateSentences(texts: unknown): Segments<string>[] {
+  checkRowsArray(texts, 'strings');
+  const rows = new Array<Segments<string>>(texts.length);
+  for (let i = 0; i < texts.length; i++) {
+    const text = texts[i];
+    checkText(text, `texts[${i}]`, i);
+    rows[i] = splitSentencePair(text);
+  }
+  return rows;
+}
+
+function validateTokenLists(texts: unknown): Segments<string[]>[] {
+  checkRowsArray(texts, 'token lists (is_tokenized)');
+  const rows = new Array<Segments<string[]>>(texts.length);
+  for (let i = 0; i < texts.length; i++) {
+    const row: unknown = texts[i];
+    if (!Array.isArray(row)) {
+      throw new BadRequestError(`texts[${i}] must be a list of tokens (is_tokenized), got ${describe(row)}`, {
+        details: { row: i },
+      });
+    }
+    if (row.length === 0) throw new BadRequestError(`texts[${i}] is an empty token list`, { details: { row: i } });
+    for (let j = 0; j < row.length; j++) checkText(row[j], `texts[${i}][${j}]`, i);
+    const words = row as string[];
+    // read_tokenized_examples: the first '|||' token splits; an empty second half means no pair.
+    const at = words.indexOf(TOKENIZED_PAIR_SEPARATOR);
+    rows[i] = at < 0 ? { a: words, b: null } : { a: words.slice(0, at), b: words.slice(at + 1) };
+  }
+  return rows;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+}
+
+// ---- loading helpers ---------------------------------------------------------------------------------
+
+/** The parts of tokenizer.json that bertq reads or rewrites. */
+interface TokenizerJson {
+  model?: { type?: string; unk_token?: string; vocab?: Record<string, number> };
+  normalizer?: NormalizerJson | null;
+  post_processor?: {
+    type?: string;
+    cls?: [string, number];
+    sep?: [string, number];
+    single?: Array<{ SpecialToken?: { id: string } }>;
+  } | null;
+  padding?: { pad_token?: string } | null;
+  truncation?: unknown;
+  added_tokens?: Array<{ id: number; content: string; special?: boolean }>;
+}
+
+interface NormalizerJson {
+  type?: string;
+  lowercase?: boolean;
+  strip_accents?: boolean | null;
+  normalizers?: NormalizerJson[];
+}
+
+async function assertReadable(path: string, what: string): Promise<void> {
+  try {
+    await access(path, fsConstants.R_OK);
+  } catch (err) {
+    throw new ModelError(`cannot read ${what} ${path}: ${errorMessage(err)}`, { cause: err, details: { path } });
+  }
+}
+
+/** The special tokens a tokenizer.json declares (post-processor, model, padding), BERT's names otherwise. */
+function specialTokensOf(json: TokenizerJson): SpecialTokens {
+  const post = json.post_processor;
+  let cls = '[CLS]';
+  let sep = '[SEP]';
+  if (post?.cls && post.sep) {
+    cls = post.cls[0];
+    sep = post.sep[0];
+  } else if (post?.type === 'TemplateProcessing' && Array.isArray(post.single)) {
+    const marks = post.single.flatMap((p) => (p.SpecialToken ? [p.SpecialToken.id] : []));
+    if (marks.length >= 2) [cls, sep] = [marks[0]!, marks[marks.length - 1]!];
+  }
+  return { cls, sep, pad: json.padding?.pad_token ?? '[PAD]', unk: json.model?.unk_token ?? '[UNK]' };
+}
+
+/**
+ * Makes a tokenizer.json normaliser cased or uncased: BertNormalizer flags are set; in a Sequence,
+ * cased drops Lowercase/StripAccents steps. Asking for uncased from a normaliser with no lowercasing
+ * step is a MODEL_ERROR rather than a silent no-op.
+ */
+function applyCased(json: TokenizerJson, cased: boolean, path: string): void {
+  let lowercases = false;
+  const visit = (n: NormalizerJson | null | undefined): void => {
+    if (!n) return;
+    if (n.type === 'BertNormalizer') {
+      n.lowercase = !cased;
+      n.strip_accents = !cased;
+      lowercases = true;
+    } else if (n.type === 'Sequence' && Array.isArray(n.normalizers)) {
+      if (cased) n.normalizers = n.normalizers.filter((c) => c.type !== 'Lowercase' && c.type !== 'StripAccents');
+      else if (n.normalizers.some((c) => c.type === 'Lowercase')) lowercases = true;
+      n.normalizers.forEach(visit);
+    } else if (n.type === 'Lowercase') {
+      lowercases = true;
+    }
+  };
+  visit(json.normalizer);
+  if (!cased && !lowercases) {
+    throw new ModelError(
+      `tokenizer file ${path} has no lowercasing normaliser (${json.normalizer?.type ?? 'none'}), so it cannot be made uncased`,
+      { details: { path } },
+    );
+  }
+  if (cased && json.normalizer?.type === 'Lowercase') json.normalizer = null;
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** Stands in for the tokens of a row that did not ask for them, in a batch where others did. */
+const NO_TOKENS = Object.freeze([]) as unknown as string[];
+
+/** Index of an int64's low 32-bit half within its pair of int32 words on this machine. */
+const LOW_HALF = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 0 : 1;
