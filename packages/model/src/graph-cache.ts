@@ -7,16 +7,9 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
-import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { GRAPH_VERSION } from './graph.js';
 import type { GraphOptions } from './types.js';
-
-export function defaultCacheRoot(): string {
-  if (process.env.BERTQ_CACHE) return resolve(process.env.BERTQ_CACHE);
-  const xdg = process.env.XDG_CACHE_HOME;
-  return join(xdg ? resolve(xdg) : join(homedir(), '.cache'), 'bertq');
-}
 
 async function sha256File(path: string): Promise<string> {
   const hash = createHash('sha256');
@@ -54,7 +47,6 @@ export function graphCacheKey(weightsHash: string, options: GraphOptions, layers
     options: {
       poolingStrategy: options.poolingStrategy,
       poolingLayer: options.poolingLayer,
-      maskClsSep: options.maskClsSep,
       fp16: options.fp16,
       normalize: options.normalize,
       fused: options.fused,

@@ -10,10 +10,10 @@
  * float16 keeps weights and the encoder in half precision; pooling always runs in float32 (its 1e30
  * masking constant and the mean's sums do not fit half precision).
  */
-import { ModelError } from '@bertq/protocol';
+import { ModelError, float32ArrayToFloat16 } from '@bertq/protocol';
 import { GraphBuilder, MS_DOMAIN } from './onnx/builder.js';
 import { DataType } from './onnx/proto.js';
-import { float32ToFloat16Bits } from './fp16.js';
+import { bertConfigJson } from './config-json.js';
 import { resolvePoolingLayers } from './pooling-layers.js';
 import type { BertConfig, BertWeights, GraphOptions, LinearWeights, PoolingStrategy } from './types.js';
 
@@ -174,7 +174,7 @@ function encoderLayerFused(c: Ctx, x: string, maskIndex: string, weights: BertWe
 function pool(c: Ctx, layerOutputs: string[], maskF: string, mask: string, weights: BertWeights, options: GraphOptions, dim: number): string {
   const g = c.g;
   const f32 = (t: string) => (c.half ? g.op('Cast', [t], { to: DataType.FLOAT }) : t);
-  const one = (v: number) => g.scalar(v, false, float32ToFloat16Bits);
+  const one = (v: number) => g.scalar(v, false, float32ArrayToFloat16);
   const m3 = g.op('Unsqueeze', [maskF, g.int64([-1])], undefined, 'mask3'); // [B,S,1]
 
   if (options.poolingStrategy === 'CLS_POOLED') {
@@ -220,7 +220,15 @@ function pool(c: Ctx, layerOutputs: string[], maskF: string, mask: string, weigh
 }
 
 /** Serialises the graph for `weights` (which must hold at least the layers the options need). */
-export function buildBertGraph(weights: BertWeights, options: GraphOptions, producerVersion = '0.1.0'): Uint8Array {
+export interface BuildGraphExtras {
+  producerVersion?: string;
+  /** Name of the graph output (default 'embeddings'); tests use 'last_hidden_state' to mimic a foreign export. */
+  outputName?: string;
+  /** Leave out bertq's metadata (config, options), as a graph exported by another tool would. */
+  bare?: boolean;
+}
+
+export function buildBertGraph(weights: BertWeights, options: GraphOptions, extras: BuildGraphExtras = {}): Uint8Array {
   const { config } = weights;
   const absLayers = resolvePoolingLayers(options.poolingLayer, config.numHiddenLayers);
   const needed = Math.max(...absLayers) + 1;
@@ -236,8 +244,8 @@ export function buildBertGraph(weights: BertWeights, options: GraphOptions, prod
   const c: Ctx = {
     g,
     half,
-    w: (prefix, data, dims) => g.initializer(prefix, half ? float32ToFloat16Bits(data) : data, dims),
-    scalar: (v) => g.scalar(v, half, float32ToFloat16Bits),
+    w: (prefix, data, dims) => g.initializer(prefix, half ? float32ArrayToFloat16(data) : data, dims),
+    scalar: (v) => g.scalar(v, half, float32ArrayToFloat16),
   };
 
   const inputIds = g.input('input_ids', DataType.INT64, ['batch', 'sequence']);
@@ -277,10 +285,10 @@ export function buildBertGraph(weights: BertWeights, options: GraphOptions, prod
   let pooled = pool(c, absLayers.map((l) => outputs[l]!), maskF, mask, weights, options, dim);
   if (options.normalize) {
     const norm = g.op('Sqrt', [g.op('ReduceSumSquare', [pooled], { axes: [-1], keepdims: 1 })]);
-    pooled = g.op('Div', [pooled, g.op('Max', [norm, g.scalar(1e-12, false, float32ToFloat16Bits)])], undefined, 'normalized');
+    pooled = g.op('Div', [pooled, g.op('Max', [norm, g.scalar(1e-12, false, float32ArrayToFloat16)])], undefined, 'normalized');
   }
   const shape = isTokenLevel(options.poolingStrategy) ? ['batch', 'sequence', dim] : ['batch', dim];
-  g.expose(pooled, GRAPH_OUTPUT, DataType.FLOAT, shape);
+  g.expose(pooled, extras.outputName ?? GRAPH_OUTPUT, DataType.FLOAT, shape);
 
   return g.build({
     graphName: 'bertq_encoder',
@@ -290,11 +298,11 @@ export function buildBertGraph(weights: BertWeights, options: GraphOptions, prod
           { domain: MS_DOMAIN, version: 1 },
         ]
       : [{ domain: '', version: 17 }],
-    producerVersion,
-    metadata: {
+    producerVersion: extras.producerVersion ?? '0.1.0',
+    metadata: extras.bare ? {} : {
       'bertq.graph_version': String(GRAPH_VERSION),
       'bertq.options': JSON.stringify(options),
-      'bertq.config': JSON.stringify(config),
+      'bertq.config': JSON.stringify(bertConfigJson(config, 'huggingface')),
       'bertq.output_dim': String(dim),
     },
   });

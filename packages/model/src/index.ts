@@ -1,11 +1,43 @@
+export { Encoder } from './encoder.js';
 export { POOLING_STRATEGIES } from './types.js';
 export { BertTokenizer, DEFAULT_MAX_SEQ_LEN, MIN_MAX_SEQ_LEN } from './tokenizer.js';
-export { syntheticBertWeights, tinyBertConfig, bertBaseConfig } from './synthetic.js';
+export { syntheticBertWeights, syntheticVocab, tinyBertConfig, bertBaseConfig } from './synthetic.js';
 export { referenceForward, referencePool, referenceEncode, erf } from './reference.js';
 export { resolvePoolingLayers } from './pooling-layers.js';
-export { float32ToFloat16Bits, float16BitsToFloat32 } from './fp16.js';
 export { buildBertGraph, layersNeeded, outputDim, isTokenLevel, GRAPH_VERSION, GRAPH_INPUTS, GRAPH_OUTPUT } from './graph.js';
 export { createRuntime, runtimeVersions } from './runtime.js';
+export { GraphCache } from './graph-cache.js';
+export { readOnnxMetadata } from './onnx/metadata.js';
+export { writeCheckpointFolder, writeHuggingFaceFolder, writeOnnxFolder } from './export.js';
+export { bertConfigJson } from './config-json.js';
+export { parseBertConfig, readBertConfig } from './config.js';
+export {
+  SafetensorsFile,
+  SafetensorsSet,
+  SAFETENSORS_FLOAT_DTYPES,
+  openSafetensors,
+  openSafetensorsIndex,
+  openSafetensorsSet,
+  readSafetensorsIndex,
+  writeSafetensors,
+  writeShardedSafetensors,
+} from './safetensors.js';
+export { Checkpoint, checkpointDataPath, listCheckpointVariables, normalizeCheckpointPrefix, openCheckpoint } from './tensorbundle/reader.js';
+export { writeCheckpoint } from './tensorbundle/writer.js';
+export {
+  bertWeightsToCheckpointVariables,
+  bertWeightsToHfTensors,
+  checkpointTensorSource,
+  loadBertWeights,
+  loadCheckpointWeights,
+  loadModelWeights,
+  loadSafetensorsWeights,
+  safetensorsTensorSource,
+} from './weights.js';
+export { readSentenceTransformersHint, resolveModelSource } from './folder.js';
+export { downloadModel, isHubModelId, defaultCacheDir } from './hub.js';
+export { createProgress, formatBytes, formatRate, formatDuration } from './progress.js';
+export type { EncoderOptions, EncodeOptions, EncodeResult, EncoderInfo } from './encoder.js';
 export type {
   BertConfig,
   BertWeights,
@@ -19,5 +51,21 @@ export type {
 } from './types.js';
 export type { BertTokenizerOptions, SpecialTokenIds, TokenizeOptions, TokenizedText } from './tokenizer.js';
 export type { SyntheticWeightsOptions } from './synthetic.js';
-export type { IdArray, ReferenceBatch, ReferencePoolOptions, PooledOutput } from './reference.js';
+export type { IdArray, ReferenceBatch, ReferencePoolOptions, PooledOutput, PoolingWeights } from './reference.js';
 export type { Device, Runtime, RuntimeFeeds, RuntimeOptions, RuntimeTensor } from './runtime.js';
+export type { VocabSource } from './export.js';
+export type { SafetensorsTensorInfo, RawSafetensor } from './safetensors.js';
+export type { CheckpointEntry, CheckpointHeader, CheckpointSummary } from './tensorbundle/reader.js';
+export type { CheckpointDtype } from './tensorbundle/bundle-proto.js';
+export type { RawCheckpointTensor, WrittenCheckpoint } from './tensorbundle/writer.js';
+export type { LoadWeightsOptions, TensorSource } from './weights.js';
+export type {
+  CheckpointModelSource,
+  HuggingFaceModelSource,
+  ModelSourceOptions,
+  OnnxModelSource,
+  ResolvedModelSource,
+  SentenceTransformersHint,
+} from './folder.js';
+export type { DownloadModelOptions, DownloadProgress } from './hub.js';
+export type { ProgressOptions, ProgressReporter } from './progress.js';

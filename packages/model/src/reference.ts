@@ -36,6 +36,12 @@ export interface ReferencePoolOptions {
   normalize?: boolean;
 }
 
+/** What pooling needs of a model: its shape, and the pooler for CLS_POOLED. */
+export interface PoolingWeights {
+  config: Pick<BertConfig, 'hiddenSize' | 'numHiddenLayers'>;
+  pooler?: LinearWeights | undefined;
+}
+
 export interface PooledOutput {
   /** Row-major data of `shape`. */
   data: Float32Array;
@@ -329,7 +335,7 @@ function normalizeVectorsInPlace(data: Float32Array, width: number): void {
  * `layersOut` is what `referenceForward` returned (possibly only the first few layers).
  */
 export function referencePool(
-  weights: BertWeights,
+  weights: PoolingWeights,
   layersOut: readonly Float32Array[],
   batch: Pick<ReferenceBatch, 'rows' | 'seqLen' | 'attentionMask'>,
   opts: ReferencePoolOptions,

@@ -85,8 +85,6 @@ export interface GraphOptions {
   poolingStrategy: PoolingStrategy;
   /** Layer indices as bert-as-service takes them: -1 is the last layer, 0 the first encoder layer's output... see graph.ts. */
   poolingLayer: number[];
-  /** Zero the [CLS] and [SEP] positions before pooling (bert-as-service's mask_cls_sep). */
-  maskClsSep: boolean;
   /** Compute in float16 (weights and activations); inputs and outputs stay float32. */
   fp16: boolean;
   /** L2-normalise each output vector. */

@@ -14,3 +14,76 @@ export {
   toBertqError,
 } from './errors.js';
 export type { ErrorCode, BertqErrorOptions } from './errors.js';
+
+export {
+  PROTOCOL_VERSION,
+  SUBJECT_ROOT,
+  SERVICE_FRAMEWORK_NAME,
+  DEFAULT_SERVICE,
+  PRIORITIES,
+  CONTROL_OPERATIONS,
+  normalizeServiceName,
+  validateSubjectToken,
+  jobSubject,
+  jobWildcardSubject,
+  resultsSubject,
+  controlSubject,
+  streamName,
+  consumerName,
+  priorityFor,
+  serviceNames,
+  isPublishSubject,
+} from './subjects.js';
+export type { Priority, ControlOperation, ServiceNames } from './subjects.js';
+
+export {
+  HEADERS,
+  getHeader,
+  dedupId,
+  newRequestId,
+  asciiHeaderValue,
+  asciiJson,
+  headerWireSize,
+  messageWireSize,
+} from './headers.js';
+export type { HeaderMap, HeaderName } from './headers.js';
+
+export { SCHEMA_FILES, SCHEMA_DIR, SCHEMAS, VALIDATORS, compiledSchemaId } from './schemas.js';
+export type { SchemaName } from './schemas.js';
+
+export { OUTPUT_DTYPES, encodeJob, parseJob, peekJobContext, validateJobBody, deadlineError } from './job.js';
+export type { OutputDtype, Job, JobContext, JobOptions, JobLimits, JobInput, JobBody } from './job.js';
+
+export { encodeResultFrames, decodeFrame, decodeRowBytes } from './frames.js';
+export type { Frame, FrameOptions, ResultInput, StageTimings, ResultFrame, ErrorFrame, DecodedFrame } from './frames.js';
+export { encodeErrorFrame, decodeErrorReply, isErrorMessage, codeForStatus } from './error-frames.js';
+export type { ErrorContext } from './error-frames.js';
+
+export { RequestAssembler } from './assembler.js';
+export type { AssemblerOptions, AssembledResult } from './assembler.js';
+
+export {
+  float32ToFloat16Bits,
+  float16BitsToFloat32,
+  float32ArrayToFloat16,
+  float16ArrayToFloat32,
+} from './float16.js';
+export { BYTES_PER_ELEMENT, formatFloat32, elementCount } from './rows.js';
+export { firstInvalidUtf8Byte } from './utf8.js';
+
+export {
+  PROTOCOL_ID,
+  validateServerConfig,
+  validateServerStatus,
+  decodeControlReply,
+  serviceMetadata,
+} from './control.js';
+export type {
+  ServerConfig,
+  ServerStatus,
+  StageTimingStats,
+  ConsumerDepth,
+  TerminateRequest,
+  TerminateReply,
+  ServiceMetadata,
+} from './control.js';

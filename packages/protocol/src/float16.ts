@@ -1,10 +1,11 @@
 /**
- * IEEE 754 binary16 ("half") <-> binary32 conversion on raw bits.
- *
- * Used to write float16 initializers into ONNX graphs and to decode `f16` result frames. Everything
- * works on integer views of the buffers, so NaN payloads survive (reading a NaN into a JS number may
- * canonicalise it) and no per-element objects are allocated.
+ * IEEE 754 binary16 ("half") <-> binary32 conversion on raw bits: `output: "f16"` frames, float16
+ * ONNX initializers, float16 checkpoints and safetensors all use it. Node 20 has no Float16Array.
+ * Rounding is to nearest, ties to even, as hardware conversions do; overflow becomes ±Infinity, NaN
+ * keeps its payload. Array versions work on integer views, with no per-element allocation.
  */
+const scratchF32 = new Float32Array(1);
+const scratchU32 = new Uint32Array(scratchF32.buffer);
 
 /** Decoding table: the float32 bit pattern of every half value, built once on first use (256 KiB). */
 let halfToFloatBits: Uint32Array | undefined;
@@ -76,22 +77,31 @@ function floatBitsToHalfBits(bits: number): number {
   return sign | (truncated + (roundUp ? 1 : 0));
 }
 
-/**
- * Float32 values to half-precision bit patterns: round to nearest, ties to even; values past the
- * half range become ±Inf, tiny values become (signed) subnormals or zero, NaN stays NaN.
- */
-export function float32ToFloat16Bits(src: Float32Array): Uint16Array {
+/** The binary16 bit pattern nearest to `value`. */
+export function float32ToFloat16Bits(value: number): number {
+  scratchF32[0] = value;
+  return floatBitsToHalfBits(scratchU32[0]!);
+}
+
+/** The value of a binary16 bit pattern (exact: every half is a float32). */
+export function float16BitsToFloat32(bits: number): number {
+  scratchU32[0] = decodingTable()[bits & 0xffff]!;
+  return scratchF32[0]!;
+}
+
+/** Float32 values to binary16 bit patterns. */
+export function float32ArrayToFloat16(src: Float32Array): Uint16Array {
   const input = new Uint32Array(src.buffer, src.byteOffset, src.length);
   const out = new Uint16Array(src.length);
-  for (let i = 0; i < input.length; i++) out[i] = floatBitsToHalfBits(input[i]);
+  for (let i = 0; i < input.length; i++) out[i] = floatBitsToHalfBits(input[i]!);
   return out;
 }
 
-/** Half-precision bit patterns to float32 values (exact: every half is representable in float32). */
-export function float16BitsToFloat32(src: Uint16Array): Float32Array {
+/** Binary16 bit patterns to float32 values. */
+export function float16ArrayToFloat32(src: Uint16Array): Float32Array {
   const table = decodingTable();
   const out = new Float32Array(src.length);
   const outBits = new Uint32Array(out.buffer);
-  for (let i = 0; i < src.length; i++) outBits[i] = table[src[i]];
+  for (let i = 0; i < src.length; i++) outBits[i] = table[src[i]!]!;
   return out;
 }

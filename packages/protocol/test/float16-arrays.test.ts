@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { float16BitsToFloat32, float32ToFloat16Bits } from '../src/fp16.js';
+import { float16ArrayToFloat32 as float16BitsToFloat32, float32ArrayToFloat16 as float32ToFloat16Bits } from '../src/float16.js';
 
 const ALL_HALVES = Uint16Array.from({ length: 65536 }, (_, i) => i);
 
@@ -26,7 +26,7 @@ function encodeOne(value: number): number {
   return float32ToFloat16Bits(f32(value))[0]!;
 }
 
-test('fp16 - decodes every one of the 65536 half values to its IEEE 754 value', () => {
+test('float16 arrays - decodes every one of the 65536 half values to its IEEE 754 value', () => {
   const decoded = float16BitsToFloat32(ALL_HALVES);
   for (let h = 0; h < 65536; h++) {
     const expected = halfValueByDefinition(h);
@@ -39,12 +39,12 @@ test('fp16 - decodes every one of the 65536 half values to its IEEE 754 value', 
   }
 });
 
-test('fp16 - every half value, NaN payloads included, survives float32 and back bit for bit', () => {
+test('float16 arrays - every half value, NaN payloads included, survives float32 and back bit for bit', () => {
   const back = float32ToFloat16Bits(float16BitsToFloat32(ALL_HALVES));
   for (let h = 0; h < 65536; h++) assert.equal(back[h], h, `half 0x${h.toString(16)} came back as 0x${back[h]!.toString(16)}`);
 });
 
-test('fp16 - rounds every midpoint between neighbouring halves to the even one, and its neighbours to the nearest', () => {
+test('float16 arrays - rounds every midpoint between neighbouring halves to the even one, and its neighbours to the nearest', () => {
   // All positive finite halves in increasing order are 0x0000..0x7bff; their midpoints fit in float32
   // exactly (12 significant bits), so the ties are tested exhaustively, one float32 ulp either side too.
   const values = float16BitsToFloat32(ALL_HALVES);
@@ -68,7 +68,7 @@ test('fp16 - rounds every midpoint between neighbouring halves to the even one, 
   }
 });
 
-test('fp16 - overflows past 65504 to infinity only from the rounding midpoint 65520 on', () => {
+test('float16 arrays - overflows past 65504 to infinity only from the rounding midpoint 65520 on', () => {
   assert.equal(encodeOne(65504), 0x7bff);
   assert.equal(encodeOne(65519.99609375), 0x7bff); // largest float32 below 65520
   assert.equal(encodeOne(65520), 0x7c00);
@@ -79,7 +79,7 @@ test('fp16 - overflows past 65504 to infinity only from the rounding midpoint 65
   assert.equal(encodeOne(-Infinity), 0xfc00);
 });
 
-test('fp16 - encodes signed zeros, subnormals and underflow correctly', () => {
+test('float16 arrays - encodes signed zeros, subnormals and underflow correctly', () => {
   assert.equal(encodeOne(0), 0x0000);
   assert.equal(encodeOne(-0), 0x8000);
   assert.equal(encodeOne(2 ** -24), 0x0001); // smallest half subnormal
@@ -94,7 +94,7 @@ test('fp16 - encodes signed zeros, subnormals and underflow correctly', () => {
   assert.equal(encodeOne(1e-30), 0x0000);
 });
 
-test('fp16 - encodes ordinary values, including ties in the normal range, to their nearest half', () => {
+test('float16 arrays - encodes ordinary values, including ties in the normal range, to their nearest half', () => {
   assert.equal(encodeOne(1), 0x3c00);
   assert.equal(encodeOne(-2), 0xc000);
   assert.equal(encodeOne(0.1), 0x2e66); // 0.0999755859375
@@ -105,7 +105,7 @@ test('fp16 - encodes ordinary values, including ties in the normal range, to the
   assert.equal(encodeOne(Math.PI), 0x4248);
 });
 
-test('fp16 - NaN stays NaN, with its sign, even when its payload lives only in the low bits', () => {
+test('float16 arrays - NaN stays NaN, with its sign, even when its payload lives only in the low bits', () => {
   for (const bits of [0x7fc00000, 0xffc00000, 0x7f800001, 0x7fa00000, 0xff800fff]) {
     const h = float32ToFloat16Bits(f32FromBits(bits))[0]!;
     assert.equal(h & 0x7c00, 0x7c00, `0x${bits.toString(16)}: exponent must be all ones`);
@@ -114,7 +114,7 @@ test('fp16 - NaN stays NaN, with its sign, even when its payload lives only in t
   }
 });
 
-test('fp16 - reads float32 input through a view with a byte offset', () => {
+test('float16 arrays - reads float32 input through a view with a byte offset', () => {
   const backing = new Float32Array([7, 1.5, -0.25, 65504]);
   const view = backing.subarray(1, 3);
   assert.deepEqual([...float32ToFloat16Bits(view)], [0x3e00, 0xb400]);

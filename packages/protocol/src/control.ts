@@ -1,0 +1,215 @@
+/**
+ * The control plane of protocol v1: the documents the `config`, `status` and `terminate` endpoints
+ * answer with, and the metadata a worker registers in the NATS services framework. Field names follow
+ * bert-as-service's server_config / server_status (snake_case), so its dashboards map over directly.
+ */
+import { InternalError, type BertqError } from './errors.js';
+import { decodeErrorReply } from './error-frames.js';
+import type { HeaderMap } from './headers.js';
+import { VALIDATORS, describeSchemaError, firstSchemaError, type SchemaName } from './schemas.js';
+import { decodeUtf8 } from './utf8.js';
+import { normalizeServiceName } from './subjects.js';
+
+/** The protocol tag every control document carries. */
+export const PROTOCOL_ID = 'bertq.v1';
+
+/** Timing of one stage over a recent window, in milliseconds. */
+export interface StageTimingStats {
+  count: number;
+  avg_ms: number;
+  p50_ms?: number;
+  p99_ms?: number;
+  max_ms: number;
+}
+
+/** Depth of one JetStream consumer; null where the consumer could not be read. */
+export interface ConsumerDepth {
+  /** Jobs waiting in the stream (num_pending). */
+  pending: number | null;
+  /** Jobs delivered and not yet acknowledged (num_ack_pending). */
+  ack_pending: number | null;
+  redelivered?: number | null;
+  /** Open pull requests (num_waiting). */
+  waiting?: number | null;
+}
+
+/** Reply of `bertq.v1.<svc>.config` (schemas/server-config.v1.json). Unknown fields are allowed. */
+export interface ServerConfig {
+  protocol: typeof PROTOCOL_ID;
+  service: string;
+  worker_id: string;
+  server_version: string;
+  server_start_time: string;
+  server_current_time?: string;
+  model_dir?: string | null;
+  tuned_model_dir?: string | null;
+  ckpt_name?: string | null;
+  config_name?: string | null;
+  graph_tmp_dir?: string | null;
+  model_format?: 'google-checkpoint' | 'huggingface' | 'onnx';
+  model?: {
+    hidden_size?: number;
+    num_hidden_layers?: number;
+    num_attention_heads?: number;
+    max_position_embeddings?: number;
+    vocab_size?: number;
+    [key: string]: unknown;
+  };
+  /** null is NONE: each batch is padded to its longest row. */
+  max_seq_len: number | null;
+  cased_tokenization?: boolean;
+  mask_cls_sep?: boolean;
+  max_batch_size: number;
+  priority_batch_size: number;
+  max_batch_tokens?: number;
+  pooling_strategy: string;
+  pooling_layer: number[];
+  normalize?: boolean;
+  fp16?: boolean;
+  device: string;
+  show_tokens_to_client: boolean;
+  max_payload?: number;
+  /** Per-row output shape; null where it varies (max_seq_len NONE). */
+  output_shape?: (number | null)[];
+  versions?: Record<string, string>;
+  [key: string]: unknown;
+}
+
+/** Reply of `bertq.v1.<svc>.status` (schemas/server-status.v1.json). Unknown fields are allowed. */
+export interface ServerStatus {
+  protocol: typeof PROTOCOL_ID;
+  service: string;
+  worker_id: string;
+  server_current_time: string;
+  uptime_s?: number;
+  state: 'starting' | 'ready' | 'draining';
+  config: ServerConfig;
+  statistic: {
+    num_data_request: number;
+    num_total_seq: number;
+    num_sys_request: number;
+    num_total_request: number;
+    num_exception?: number;
+    num_timeout?: number;
+    num_redelivered?: number;
+    num_active_client?: number;
+    num_total_client?: number;
+    request_per_second?: number;
+    seq_per_second?: number;
+    [key: string]: unknown;
+  };
+  queue: {
+    high: ConsumerDepth;
+    bulk: ConsumerDepth;
+    local_rows: number;
+    local_bound?: number;
+    [key: string]: unknown;
+  };
+  timings: {
+    tokenization: StageTimingStats;
+    queue: StageTimingStats;
+    inference: StageTimingStats;
+    total: StageTimingStats;
+    [key: string]: unknown;
+  };
+  batches?: {
+    num_batch?: number;
+    avg_rows?: number;
+    avg_padded_tokens?: number;
+    padding_ratio?: number;
+    [key: string]: unknown;
+  };
+  [key: string]: unknown;
+}
+
+/** Body of a `terminate` request (may be empty). */
+export interface TerminateRequest {
+  /** Logged by the worker. */
+  reason?: string;
+  /** How long the worker may take to finish the jobs it holds before it exits anyway. */
+  drain_timeout_ms?: number;
+}
+
+/** Reply of `terminate`, sent before the worker starts draining. */
+export interface TerminateReply {
+  protocol: typeof PROTOCOL_ID;
+  service: string;
+  worker_id: string;
+  state: 'draining';
+  /** Jobs the worker still holds and will finish (or let redeliver) before exiting. */
+  in_flight_jobs: number;
+}
+
+/** Checks a config document; throws InternalError naming the first bad field. */
+export function validateServerConfig(doc: unknown): ServerConfig {
+  return validateDocument<ServerConfig>('serverConfig', doc, 'server config');
+}
+
+/** Checks a status document; throws InternalError naming the first bad field. */
+export function validateServerStatus(doc: unknown): ServerStatus {
+  return validateDocument<ServerStatus>('serverStatus', doc, 'server status');
+}
+
+function validateDocument<T>(schema: SchemaName, doc: unknown, what: string): T {
+  const validate = VALIDATORS[schema];
+  if (validate(doc)) return doc as T;
+  const error = firstSchemaError(validate.errors);
+  throw new InternalError(`invalid ${what}: ${error ? describeSchemaError(error, what) : 'rejected by its schema'}`, {
+    details: error ? { path: error.instancePath, keyword: error.keyword } : {},
+  });
+}
+
+/**
+ * Reads a control endpoint's reply: an error reply becomes its typed error (thrown); anything else
+ * must be JSON, and for `config`/`status` valid against its schema.
+ */
+export function decodeControlReply(op: 'config', headers: HeaderMap, body: Uint8Array): ServerConfig;
+export function decodeControlReply(op: 'status', headers: HeaderMap, body: Uint8Array): ServerStatus;
+export function decodeControlReply(op: 'terminate', headers: HeaderMap, body: Uint8Array): TerminateReply;
+export function decodeControlReply(op: 'config' | 'status' | 'terminate', headers: HeaderMap, body: Uint8Array): unknown {
+  const error: BertqError | undefined = decodeErrorReply(headers, body);
+  if (error !== undefined) throw error;
+  const text = decodeUtf8(body);
+  if (!text.ok) throw new InternalError(`${op} reply is not valid UTF-8 at byte ${text.invalidAt}`);
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text.text);
+  } catch (err) {
+    throw new InternalError(`${op} reply is not JSON: ${(err as Error).message}`, { cause: err });
+  }
+  if (op === 'config') return validateServerConfig(doc);
+  if (op === 'status') return validateServerStatus(doc);
+  const reply = doc as Partial<TerminateReply> | null;
+  if (reply === null || typeof reply !== 'object' || typeof reply.worker_id !== 'string' || reply.state !== 'draining') {
+    throw new InternalError('terminate reply must be an object with worker_id and state "draining"');
+  }
+  return reply;
+}
+
+/** Metadata every worker registers with the services framework (values are strings there). */
+export interface ServiceMetadata {
+  protocol: string;
+  service: string;
+  model: string;
+  device: string;
+  pooling: string;
+  max_seq_len: string;
+}
+
+/** Metadata for the services-framework registration; `max_seq_len` null is written `NONE`. */
+export function serviceMetadata(fields: {
+  service: string;
+  model: string;
+  device: string;
+  pooling: string;
+  maxSeqLen: number | null;
+}): ServiceMetadata {
+  return {
+    protocol: PROTOCOL_ID,
+    service: normalizeServiceName(fields.service),
+    model: fields.model,
+    device: fields.device,
+    pooling: fields.pooling,
+    max_seq_len: fields.maxSeqLen === null ? 'NONE' : String(fields.maxSeqLen),
+  };
+}

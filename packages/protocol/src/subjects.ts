@@ -1,0 +1,159 @@
+/**
+ * Subject, stream and consumer names of wire protocol v1. Every name a worker, client, gateway or
+ * plain `nats` CLI user needs is derived here from one service name, so the parts cannot drift.
+ *
+ * The version sits in the subject (`bertq.v1.…`) so a v2 fleet can run beside v1 on the same NATS.
+ */
+import { BadRequestError } from './errors.js';
+
+export const PROTOCOL_VERSION = 'v1';
+/** Prefix of every bertq subject. */
+export const SUBJECT_ROOT = `bertq.${PROTOCOL_VERSION}`;
+/** Name every worker registers under in the NATS services framework (`$SRV.PING.bertq`, `nats micro ls`). */
+export const SERVICE_FRAMEWORK_NAME = 'bertq';
+/** The service name used when none is given. */
+export const DEFAULT_SERVICE = 'default';
+
+export type Priority = 'high' | 'bulk';
+export const PRIORITIES: readonly Priority[] = ['high', 'bulk'];
+
+export type ControlOperation = 'config' | 'status' | 'terminate';
+export const CONTROL_OPERATIONS: readonly ControlOperation[] = ['config', 'status', 'terminate'];
+
+const TOKEN = /^[A-Za-z0-9_-]+$/;
+const MAX_SERVICE_LENGTH = 64;
+const MAX_TOKEN_LENGTH = 128;
+
+/**
+ * Checks a service name and returns its canonical form: lower case, with '_' written as '-'.
+ * Names are case-insensitive and '-' ≡ '_' because the stream name upper-cases the service and maps
+ * '-' to '_': without one canonical form, `a-b` and `A_B` would share a stream but not subjects.
+ */
+export function normalizeServiceName(service: string): string {
+  if (typeof service !== 'string' || service.length === 0) {
+    throw new BadRequestError('service name is empty: use 1-64 letters, digits, "-" or "_"');
+  }
+  if (service.length > MAX_SERVICE_LENGTH || !TOKEN.test(service)) {
+    throw new BadRequestError(
+      `service name ${JSON.stringify(service)} is invalid: use 1-${MAX_SERVICE_LENGTH} letters, digits, "-" or "_"`,
+      { details: { service } },
+    );
+  }
+  return service.toLowerCase().replaceAll('_', '-');
+}
+
+/**
+ * Checks one subject token chosen by a user or a program (a client identity, a worker id). Unlike
+ * service names these keep their case: NUIDs are mixed-case.
+ */
+export function validateSubjectToken(value: string, what: string): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_TOKEN_LENGTH || !TOKEN.test(value)) {
+    throw new BadRequestError(
+      `${what} ${JSON.stringify(value)} is invalid: use 1-${MAX_TOKEN_LENGTH} letters, digits, "-" or "_"`,
+      { details: { [what.replaceAll(' ', '_')]: value } },
+    );
+  }
+  return value;
+}
+
+/** `bertq.v1.<svc>.jobs.high` or `.jobs.bulk`: where a client publishes a job (a stream subject). */
+export function jobSubject(service: string, priority: Priority): string {
+  if (priority !== 'high' && priority !== 'bulk') {
+    throw new BadRequestError(`priority must be "high" or "bulk", got ${JSON.stringify(priority)}`);
+  }
+  return `${SUBJECT_ROOT}.${normalizeServiceName(service)}.jobs.${priority}`;
+}
+
+/** `bertq.v1.<svc>.jobs.>`: every job subject of a service, the subject filter of its stream. */
+export function jobWildcardSubject(service: string): string {
+  return `${SUBJECT_ROOT}.${normalizeServiceName(service)}.jobs.>`;
+}
+
+/**
+ * `bertq.v1.<svc>.results.<identity>`: where workers publish result frames. Every subscriber of it
+ * receives them, so clients that share an identity share results (bert-as-service's multicast).
+ */
+export function resultsSubject(service: string, identity: string): string {
+  return `${SUBJECT_ROOT}.${normalizeServiceName(service)}.results.${validateSubjectToken(identity, 'client identity')}`;
+}
+
+/**
+ * `bertq.v1.<svc>.<op>`: a control endpoint answered by any one worker (services-framework queue
+ * group); with `workerId`, `bertq.v1.<svc>.<op>.<workerId>`, answered by that worker only.
+ */
+export function controlSubject(service: string, op: ControlOperation, workerId?: string): string {
+  if (!CONTROL_OPERATIONS.includes(op)) {
+    throw new BadRequestError(`control operation must be one of ${CONTROL_OPERATIONS.join(', ')}, got ${JSON.stringify(op)}`);
+  }
+  const base = `${SUBJECT_ROOT}.${normalizeServiceName(service)}.${op}`;
+  return workerId === undefined ? base : `${base}.${validateSubjectToken(workerId, 'worker id')}`;
+}
+
+/** `BERTQ_<SVC>`: the JetStream stream (work-queue retention) that holds a service's jobs. */
+export function streamName(service: string): string {
+  return `BERTQ_${normalizeServiceName(service).toUpperCase().replaceAll('-', '_')}`;
+}
+
+/**
+ * Durable pull consumer of one priority class. Names are scoped to the stream, so `high` and `bulk`
+ * are unique without repeating the service; every worker of the service binds to the same two.
+ */
+export function consumerName(priority: Priority): string {
+  if (priority !== 'high' && priority !== 'bulk') {
+    throw new BadRequestError(`priority must be "high" or "bulk", got ${JSON.stringify(priority)}`);
+  }
+  return priority;
+}
+
+/**
+ * bert-as-service's priority rule: a job of at most `priorityBatchSize` rows jumps the queue. Workers
+ * drain `high` before `bulk`, so interactive single sentences are not stuck behind bulk loads.
+ */
+export function priorityFor(rows: number, priorityBatchSize: number): Priority {
+  return rows <= priorityBatchSize ? 'high' : 'bulk';
+}
+
+/** Every name of one service, derived at once (for workers and clients that need them all). */
+export interface ServiceNames {
+  /** Canonical service name (lower case, '-' for '_'). */
+  service: string;
+  stream: string;
+  jobs: { high: string; bulk: string; all: string };
+  consumers: { high: string; bulk: string };
+  control: { config: string; status: string; terminate: string };
+  /** Results subject of a client identity. */
+  results(identity: string): string;
+  /** Direct control subject of one worker. */
+  workerControl(op: ControlOperation, workerId: string): string;
+}
+
+export function serviceNames(service: string): ServiceNames {
+  const svc = normalizeServiceName(service);
+  return {
+    service: svc,
+    stream: streamName(svc),
+    jobs: { high: jobSubject(svc, 'high'), bulk: jobSubject(svc, 'bulk'), all: jobWildcardSubject(svc) },
+    consumers: { high: consumerName('high'), bulk: consumerName('bulk') },
+    control: {
+      config: controlSubject(svc, 'config'),
+      status: controlSubject(svc, 'status'),
+      terminate: controlSubject(svc, 'terminate'),
+    },
+    results: (identity) => resultsSubject(svc, identity),
+    workerControl: (op, workerId) => controlSubject(svc, op, workerId),
+  };
+}
+
+/**
+ * True for a subject a message can be published to: dot-separated non-empty tokens, no wildcards, no
+ * whitespace or control characters. Used to check the reply subject a job names.
+ */
+export function isPublishSubject(subject: string): boolean {
+  if (typeof subject !== 'string' || subject.length === 0 || subject.length > 1024) return false;
+  // eslint-disable-next-line no-control-regex
+  if (/[\s\u0000-\u001f\u007f]/.test(subject)) return false;
+  for (const token of subject.split('.')) {
+    if (token.length === 0 || token === '*' || token === '>') return false;
+  }
+  return true;
+}
