@@ -6,3 +6,5 @@ export {
   STOP_TIMEOUT_MS,
 } from './nats-server.js';
 export type { NatsServer, NatsServerOptions, NatsConfig, NatsConfigValue } from './nats-server.js';
+export { tinyModel, SHARED_MODELS_DIR, SHARED_VOCAB } from './tiny-model.js';
+export type { TinyModelFixture } from './tiny-model.js';
