@@ -8,6 +8,7 @@ export { buildBertGraph, layersNeeded, outputDim, isTokenLevel, GRAPH_VERSION, G
 export { createRuntime, runtimeVersions } from './runtime.js';
 export { GraphCache } from './graph-cache.js';
 export { readOnnxMetadata } from './onnx/metadata.js';
+export { GraphBuilder } from './onnx/builder.js';
 export { writeCheckpointFolder, writeHuggingFaceFolder, writeOnnxFolder } from './export.js';
 export { bertConfigJson } from './config-json.js';
 export { parseBertConfig, readBertConfig } from './config.js';

@@ -23,7 +23,8 @@ export interface RuntimeTensor {
 }
 
 export interface RuntimeFeeds {
-  [name: string]: { data: BigInt64Array; dims: number[] };
+  /** int64 ids and masks (bertq's graphs), or float32 data (other graphs, benchmarks). */
+  [name: string]: { data: BigInt64Array | Float32Array; dims: number[] };
 }
 
 export interface Runtime {
@@ -53,7 +54,7 @@ class OrtRuntime implements Runtime {
     for (const name of this.session.inputNames) {
       const f = feeds[name];
       if (!f) throw new ModelError(`model input ${name} was not provided (have: ${Object.keys(feeds).join(', ')})`);
-      ortFeeds[name] = new ort.Tensor('int64', f.data, f.dims);
+      ortFeeds[name] = f.data instanceof Float32Array ? new ort.Tensor('float32', f.data, f.dims) : new ort.Tensor('int64', f.data, f.dims);
     }
     const result = await this.session.run(ortFeeds, [output]);
     const t = result[output]!;

@@ -1,0 +1,33 @@
+/** Shared bits of the benchmarks: the System line, timing loops, table printing. */
+import { cpus, totalmem } from 'node:os';
+import { runtimeVersions } from '@bertq/model';
+
+export function systemLine(): string {
+  const cpu = cpus();
+  return `System: ${cpu[0]?.model ?? 'unknown CPU'}, ${cpu.length} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, onnxruntime-node ${runtimeVersions().onnxruntime}, ${process.platform}/${process.arch}`;
+}
+
+export interface Timing {
+  iterations: number;
+  /** Mean seconds per iteration. */
+  seconds: number;
+}
+
+/** Runs `fn` once to warm up, then at least `minIterations` times and at least `minSeconds`. */
+export async function measure(fn: () => Promise<unknown>, minSeconds: number, minIterations = 2): Promise<Timing> {
+  await fn();
+  let iterations = 0;
+  const start = performance.now();
+  while (iterations < minIterations || performance.now() - start < minSeconds * 1000) {
+    await fn();
+    iterations++;
+  }
+  return { iterations, seconds: (performance.now() - start) / 1000 / iterations };
+}
+
+export function table(headers: string[], rows: Array<Array<string | number>>): string {
+  const cells = rows.map((r) => r.map((c) => String(c)));
+  const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => r[i]!.length)));
+  const line = (r: string[]) => `| ${r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
+  return [line(headers), `|${widths.map((w, i) => (i === 0 ? '-'.repeat(w + 1) + '-' : '-'.repeat(w + 1) + ':')).join('|')}|`, ...cells.map(line)].join('\n');
+}
