@@ -302,7 +302,11 @@ export type DecodedFrame = ResultFrame | ErrorFrame;
  * Reads one message from a results subject. Throws InternalError (with `details.id` when readable)
  * for a frame that breaks the protocol: that is a broken worker, never the caller's fault.
  */
-export function decodeFrame(headers: HeaderMap, body: Uint8Array): DecodedFrame {
+export function decodeFrame(headers: HeaderMap, received: Uint8Array): DecodedFrame {
+  // One copy, here: a NATS client hands out views into its socket buffer, which it reuses for the
+  // next message, while an assembler keeps rows until their request completes. Everything below may
+  // then take views of `body` safely.
+  const body = new Uint8Array(received);
   const id = getHeader(headers, HEADERS.id);
   const worker = getHeader(headers, HEADERS.worker);
   if (isErrorMessage(headers)) {

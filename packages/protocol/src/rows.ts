@@ -46,7 +46,7 @@ export function bytesToFloat32(bytes: Uint8Array): Float32Array {
   if (bytes.length % 4 !== 0) throw new InternalError(`float32 data of ${bytes.length} bytes is not a multiple of 4`);
   if (HOST_LITTLE_ENDIAN) {
     if (bytes.byteOffset % 4 === 0) return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4);
-    return new Float32Array(bytes.slice().buffer);
+    return new Float32Array(Uint8Array.from(bytes).buffer); // a real copy (Buffer#slice is a view)
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const out = new Float32Array(bytes.length / 4);

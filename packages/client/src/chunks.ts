@@ -1,0 +1,97 @@
+/**
+ * Splitting a request into jobs. A job holds at most `maxChunkRows` rows (the workers' max_batch_size)
+ * and must fit the server's max_payload with its headers; all jobs are built, and so validated,
+ * before the first is published, so a bad row late in a request sends nothing.
+ */
+import { BadRequestError, TooLargeError, encodeJob, messageWireSize, type HeaderMap, type OutputDtype } from '@bertq/protocol';
+import type { Texts } from './types.js';
+
+/** Bytes kept free under max_payload for anything a NATS client library adds to a published message. */
+export const PUBLISH_HEADER_SLACK = 64;
+
+/** One job of a request, ready to publish. */
+export interface PreparedJob {
+  /** Index of the job's first row in the request. */
+  offset: number;
+  rows: number;
+  headers: HeaderMap;
+  body: Uint8Array;
+}
+
+export interface PrepareInput {
+  id: string;
+  reply: string;
+  /** Epoch ms, sent as Bertq-Deadline. */
+  deadline: number;
+  texts: Texts;
+  isTokenized: boolean;
+  showTokens: boolean;
+  output: OutputDtype;
+  maxChunkRows: number;
+  /** The server's max_payload (headers + body). */
+  maxPayload: number;
+}
+
+/**
+ * Checks the overall shape of the input, with the mistakes people make first: one string instead of
+ * a list, an empty list, token lists without isTokenized. Row contents are checked by the job schema.
+ */
+export function checkTexts(texts: unknown, isTokenized: boolean): asserts texts is Texts {
+  if (!Array.isArray(texts)) {
+    const got = typeof texts === 'string' ? 'a string (wrap a single sentence in a list: ["…"])' : texts === null ? 'null' : typeof texts;
+    throw new BadRequestError(`texts must be a list of ${isTokenized ? 'token lists' : 'strings'}, got ${got}`);
+  }
+  if (texts.length === 0) throw new BadRequestError('texts is empty: send at least one text');
+  if (!isTokenized) {
+    const row = texts.findIndex((t) => Array.isArray(t));
+    if (row >= 0) {
+      throw new BadRequestError(`texts[${row}] is a list of tokens; pass { isTokenized: true } to send token lists`, { details: { row } });
+    }
+  }
+}
+
+/** Consecutive [offset, rows] ranges of at most `maxChunkRows` rows covering `rowCount` rows. */
+export function planChunks(rowCount: number, maxChunkRows: number): Array<{ offset: number; rows: number }> {
+  if (!Number.isSafeInteger(maxChunkRows) || maxChunkRows < 1) throw new BadRequestError(`maxChunkRows must be a positive integer, got ${maxChunkRows}`);
+  const chunks: Array<{ offset: number; rows: number }> = [];
+  for (let offset = 0; offset < rowCount; offset += maxChunkRows) chunks.push({ offset, rows: Math.min(maxChunkRows, rowCount - offset) });
+  return chunks;
+}
+
+/**
+ * Every job of a request, validated (encodeJob checks rows against the job schema; row numbers in its
+ * messages count from the start of the request). A job over max_payload is halved until it fits.
+ */
+export function prepareJobs(input: PrepareInput): PreparedJob[] {
+  checkTexts(input.texts, input.isTokenized);
+  const budget = input.maxPayload - PUBLISH_HEADER_SLACK;
+  const jobs: PreparedJob[] = [];
+  const build = (offset: number, rows: number): void => {
+    const { headers, body } = encodeJob({
+      id: input.id,
+      offset,
+      reply: input.reply,
+      deadline: input.deadline,
+      texts: input.texts.slice(offset, offset + rows) as Texts,
+      isTokenized: input.isTokenized,
+      showTokens: input.showTokens,
+      output: input.output,
+    });
+    const size = messageWireSize(headers, body);
+    if (size <= budget) {
+      jobs.push({ offset, rows, headers, body });
+      return;
+    }
+    if (rows === 1) {
+      throw new TooLargeError(
+        `texts[${offset}] makes a job of ${size} bytes, over the server's max_payload of ${input.maxPayload} bytes; shorten it`,
+        { details: { row: offset, bytes: size, limit: input.maxPayload } },
+      );
+    }
+    const half = Math.ceil(rows / 2);
+    build(offset, half);
+    build(offset + half, rows - half);
+  };
+  for (const chunk of planChunks(input.texts.length, input.maxChunkRows)) build(chunk.offset, chunk.rows);
+  return jobs;
+}

@@ -1,0 +1,594 @@
+/**
+ * BertClient: bert-as-service's client over NATS. A request is split into jobs published to the
+ * service's JetStream stream; result frames come back on this client's results subject (shared by
+ * clients with the same identity) and are placed by offset until every row is in.
+ */
+import { readFileSync } from 'node:fs';
+import { connect as natsConnect, credsAuthenticator, type Msg, type NatsConnection, type NodeConnectionOptions, type Subscription } from '@nats-io/transport-node';
+import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import {
+  BadRequestError,
+  BertqError,
+  InternalError,
+  NoWorkersError,
+  OverloadedError,
+  TimeoutError,
+  decodeFrame,
+  newRequestId,
+  priorityFor,
+  serviceNames,
+  type AssembledResult,
+  type DecodedFrame,
+  type ServerConfig,
+  type ServiceNames,
+} from '@bertq/protocol';
+import { AsyncQueue } from './async-queue.js';
+import { checkTexts, prepareJobs } from './chunks.js';
+import { requestFleetStatus, requestServerConfig, type FleetStatus } from './control.js';
+import { ClientClosedError } from './errors.js';
+import { NonBlockingInbox } from './inbox.js';
+import {
+  DEFAULT_LISTEN_BUFFER,
+  DEFAULT_MAX_IN_FLIGHT,
+  FALLBACK_CHUNK_ROWS,
+  checkPositiveInt,
+  resolveClientOptions,
+  resolveEncodeOptions,
+  type ClientOptions,
+  type EncodeAsyncOptions,
+  type EncodeOptions,
+  type ListenOptions,
+  type ResolvedClientOptions,
+} from './options.js';
+import { formatVectors } from './output.js';
+import { PartJoiner } from './part-joiner.js';
+import { PendingRequest } from './pending.js';
+import { fromNatsHeaders, publishAll } from './publish.js';
+import type { ClientStatus, Delivery, Fetched, OutputFormat, Texts, Vectors, VectorsWithTokens } from './types.js';
+import { CLIENT_VERSION } from './version.js';
+
+/** A server config older than this is read again before the next request: that read is also the liveness check behind NO_WORKERS. */
+export const CONFIG_MAX_AGE_MS = 1_000;
+/** How long a request waits for a config re-read when it has a cached one to fall back on. */
+export const STALE_CONFIG_WAIT_MS = 250;
+/** Longest wait to open the NATS connection (bounded further by the client's timeout). */
+export const CONNECT_TIMEOUT_MS = 20_000;
+/** Request ids remembered to tell this client's frames from its clones' in listen(). */
+const RECENT_IDS = 10_000;
+
+type Result<F extends OutputFormat> = Vectors<F> | VectorsWithTokens<Vectors<F>>;
+
+interface Stats {
+  numRequest: number;
+  numTotalSeq: number;
+  numChunks: number;
+  numCompleted: number;
+  numFailed: number;
+  numTimeout: number;
+  framesReceived: number;
+  duplicateFrames: number;
+  foreignFrames: number;
+  malformedFrames: number;
+  publishRetries: number;
+}
+
+export class BertClient<F extends OutputFormat = 'ndarray'> {
+  /** Results subject token; pass it as `identity` to another client to make a clone. */
+  readonly identity: string;
+  /** Canonical service name. */
+  readonly service: string;
+  /** `bertq.v1.<svc>.results.<identity>`. */
+  readonly resultsSubject: string;
+  readonly outputFmt: F;
+
+  private readonly names: ServiceNames;
+  private readonly js: JetStreamClient;
+  private readonly pending = new Map<string, PendingRequest>();
+  private readonly recentIds = new Set<string>();
+  private readonly listeners = new Set<AsyncQueue<Delivery<F>>>();
+  private readonly inbox = new NonBlockingInbox<Fetched<F>>();
+  private readonly partJoiner = new PartJoiner();
+  private readonly stats: Stats = {
+    numRequest: 0,
+    numTotalSeq: 0,
+    numChunks: 0,
+    numCompleted: 0,
+    numFailed: 0,
+    numTimeout: 0,
+    framesReceived: 0,
+    duplicateFrames: 0,
+    foreignFrames: 0,
+    malformedFrames: 0,
+    publishRetries: 0,
+  };
+  private sub: Subscription | undefined;
+  private config: ServerConfig | undefined;
+  private configReadAt = 0;
+  private configInFlight: Promise<ServerConfig> | undefined;
+  private closing: Promise<void> | undefined;
+  private closedReason: string | undefined;
+
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly ownsConnection: boolean,
+    private readonly options: ResolvedClientOptions,
+  ) {
+    this.identity = options.identity;
+    this.names = serviceNames(options.service);
+    this.service = this.names.service;
+    this.resultsSubject = this.names.results(this.identity);
+    this.outputFmt = options.outputFmt as F;
+    this.js = jetstream(nc);
+  }
+
+  /**
+   * Connects to NATS and subscribes to this identity's results subject. Succeeds with no worker
+   * running (requests then fail fast with NO_WORKERS) unless `showServerConfig` asks for the config.
+   */
+  static async connect<F extends OutputFormat = 'ndarray'>(options: ClientOptions<F> = {}): Promise<BertClient<F>> {
+    const resolved = resolveClientOptions(options);
+    let nc = options.nc;
+    if (nc === undefined) nc = await openConnection(options, resolved);
+    const client = new BertClient<F>(nc, options.nc === undefined, resolved);
+    try {
+      await client.start();
+    } catch (err) {
+      await client.close().catch(() => {});
+      throw err;
+    }
+    return client;
+  }
+
+  private async start(): Promise<void> {
+    // Subscribe first and flush, so the server routes frames here before any job is published.
+    this.sub = this.nc.subscribe(this.resultsSubject, { callback: (err, msg) => this.onMessage(err, msg) });
+    await this.nc.flush();
+    void this.nc.closed().then((err) => this.onConnectionClosed(err ?? undefined));
+    if (this.options.showServerConfig) {
+      const config = await this.serverConfig();
+      console.log(`bertq server config of service "${this.service}":\n${JSON.stringify(config, null, 2)}`);
+    } else {
+      // Warm the config cache in the background; the first request waits for it if needed.
+      this.loadConfig().catch(() => {});
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // encode
+
+  /** Sends the request and returns its id at once; fetch the result with `fetch()` / `fetchAll()`. */
+  encode(texts: Texts, options: EncodeOptions & { blocking: false }): Promise<string>;
+  /** Encodes the rows and returns their vectors and each row's tokens. */
+  encode(texts: Texts, options: EncodeOptions & { showTokens: true; blocking?: true }): Promise<VectorsWithTokens<Vectors<F>>>;
+  /** Encodes the rows: `[rows, hidden]` (or `[rows, tokens, hidden]` with `pooling_strategy NONE`). */
+  encode(texts: Texts, options?: EncodeOptions & { showTokens?: false; blocking?: true }): Promise<Vectors<F>>;
+  encode(texts: Texts, options?: EncodeOptions): Promise<Result<F> | string>;
+  async encode(texts: Texts, options?: EncodeOptions): Promise<Result<F> | string> {
+    const o = resolveEncodeOptions(options, this.options.timeoutMs);
+    if (!o.blocking) {
+      const seq = this.inbox.reserve();
+      const pending = await this.send(texts, o);
+      this.inbox.track(seq, pending.id, pending.promise.then((result) => this.toFetched(pending.id, result, o.showTokens)));
+      return pending.id;
+    }
+    const pending = await this.send(texts, o);
+    return this.toResult(pending.id, await pending.promise, o.showTokens);
+  }
+
+  /**
+   * Encodes a stream of batches, keeping up to `maxInFlight` requests in flight, and yields each
+   * batch's result in input order (bert-as-service's encode_async). Stopping early abandons the rest.
+   */
+  encodeAsync(batches: AsyncIterable<Texts> | Iterable<Texts>, options: EncodeAsyncOptions & { showTokens: true }): AsyncGenerator<VectorsWithTokens<Vectors<F>>, void, undefined>;
+  encodeAsync(batches: AsyncIterable<Texts> | Iterable<Texts>, options?: EncodeAsyncOptions & { showTokens?: false }): AsyncGenerator<Vectors<F>, void, undefined>;
+  encodeAsync(batches: AsyncIterable<Texts> | Iterable<Texts>, options?: EncodeAsyncOptions): AsyncGenerator<Result<F>, void, undefined>;
+  async *encodeAsync(batches: AsyncIterable<Texts> | Iterable<Texts>, options: EncodeAsyncOptions = {}): AsyncGenerator<Result<F>, void, undefined> {
+    const { maxInFlight: maxInFlightOption, signal: outerSignal, ...encodeOptions } = options;
+    const maxInFlight = checkPositiveInt(maxInFlightOption ?? DEFAULT_MAX_IN_FLIGHT, 'maxInFlight');
+    const source = toAsyncIterator(batches);
+    // One signal for every request of this stream: leaving the loop abandons what is still in flight.
+    const stop = new AbortController();
+    const signal = outerSignal === undefined ? stop.signal : AbortSignal.any([outerSignal, stop.signal]);
+    const inFlight: Promise<Result<F>>[] = [];
+    let exhausted = false;
+    try {
+      for (;;) {
+        while (!exhausted && inFlight.length < maxInFlight) {
+          const next = await source.next();
+          if (next.done === true) {
+            exhausted = true;
+            break;
+          }
+          const request = this.encode(next.value, { ...encodeOptions, signal, blocking: true }) as Promise<Result<F>>;
+          request.catch(() => {}); // awaited in order below; a later one failing first must not be unhandled
+          inFlight.push(request);
+        }
+        const head = inFlight.shift();
+        if (head === undefined) return;
+        yield await head;
+      }
+    } finally {
+      stop.abort(new ClientClosedError('encodeAsync stopped before this request was read'));
+      await source.return?.();
+    }
+  }
+
+  /**
+   * Non-blocking requests, as they finish (completion order, bert-as-service's fetch). Ends when
+   * every request sent with `blocking: false` has been fetched; a failed request throws its error.
+   */
+  async *fetch(): AsyncGenerator<Fetched<F>, void, undefined> {
+    for (;;) {
+      const item = await this.inbox.next();
+      if (item === undefined) return;
+      if (!item.ok) throw item.error;
+      yield item.value;
+    }
+  }
+
+  /** Waits for every non-blocking request sent so far; results in send order (bert-as-service's fetch_all). */
+  async fetchAll(): Promise<Fetched<F>[]> {
+    const all = await this.inbox.takeAll();
+    const failed = all.find((item) => !item.ok);
+    if (failed !== undefined && !failed.ok) throw failed.error;
+    return all.map((item) => (item as { value: Fetched<F> }).value);
+  }
+
+  /**
+   * Every frame delivered to this identity from now on, this client's and its clones' (multicast).
+   * Frames hold chunks of requests (see ResultDelivery); error frames are yielded, not thrown. A
+   * listener that falls `maxBuffered` deliveries behind fails with OVERLOADED. Ends on `close()`.
+   */
+  listen(options: ListenOptions = {}): AsyncIterableIterator<Delivery<F>> {
+    this.ensureOpen();
+    const capacity = checkPositiveInt(options.maxBuffered ?? DEFAULT_LISTEN_BUFFER, 'maxBuffered');
+    const queue: AsyncQueue<Delivery<F>> = new AsyncQueue<Delivery<F>>(
+      capacity,
+      (n) =>
+        new OverloadedError(`listener on ${this.resultsSubject} fell behind: more than ${n} results waiting; read faster or raise maxBuffered`, {
+          details: { subject: this.resultsSubject, maxBuffered: n },
+        }),
+      () => this.listeners.delete(queue),
+    );
+    this.listeners.add(queue);
+    return queue;
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // control plane
+
+  /** Config of one worker of the service (bert-as-service's server_config). */
+  async serverConfig(): Promise<ServerConfig> {
+    this.ensureOpen();
+    return this.loadConfig();
+  }
+
+  /** Status of every worker of the service, found by services-framework discovery, and their sums. */
+  async serverStatus(): Promise<FleetStatus> {
+    this.ensureOpen();
+    return requestFleetStatus(this.nc, this.service);
+  }
+
+  /** Client-side statistics (bert-as-service's BertClient.status). */
+  get status(): ClientStatus {
+    return {
+      identity: this.identity,
+      service: this.service,
+      resultsSubject: this.resultsSubject,
+      server: this.closedReason === undefined ? this.nc.getServer() : '',
+      clientVersion: CLIENT_VERSION,
+      serverVersion: this.config?.server_version,
+      outputFmt: this.outputFmt,
+      timeoutMs: this.options.timeoutMs,
+      maxChunkRows: this.config === undefined ? this.options.maxChunkRows : this.chunkRows(this.config),
+      ...this.stats,
+      pending: this.pending.size,
+      unfetched: this.inbox.unfetched,
+      listeners: this.listeners.size,
+      closed: this.closedReason !== undefined,
+    };
+  }
+
+  /**
+   * Closes the client: requests still waiting reject with ClientClosedError, listen() iterators end,
+   * the results subscription (and the connection, when this client opened it) is drained.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.shutdown('BertClient was closed');
+      try {
+        if (this.ownsConnection) {
+          if (!this.nc.isClosed()) await this.nc.drain();
+        } else if (this.sub !== undefined && !this.sub.isClosed()) {
+          await this.sub.drain();
+        }
+      } catch (err) {
+        // Already closing or closed underneath us: nothing left to drain.
+        if (!this.nc.isClosed()) throw err;
+      }
+    })();
+    return this.closing;
+  }
+
+  // ------------------------------------------------------------------------------------------------
+  // internals
+
+  /** Validates, splits and publishes one request; resolves once every job is acknowledged. */
+  private async send(texts: Texts, o: ReturnType<typeof resolveEncodeOptions>): Promise<PendingRequest> {
+    this.ensureOpen();
+    checkTexts(texts, o.isTokenized);
+    o.signal?.throwIfAborted();
+    const deadline = Date.now() + o.timeoutMs;
+    const config = await this.currentConfig(deadline);
+    if (o.showTokens && config.show_tokens_to_client === false) {
+      throw new BadRequestError(
+        `showTokens was asked, but the workers of service "${this.service}" do not send tokens; start them with show_tokens_to_client`,
+      );
+    }
+    this.ensureOpen();
+    const id = newRequestId();
+    const jobs = prepareJobs({
+      id,
+      reply: this.resultsSubject,
+      deadline,
+      texts,
+      isTokenized: o.isTokenized,
+      showTokens: o.showTokens,
+      output: o.output,
+      maxChunkRows: this.chunkRows(config),
+      maxPayload: this.nc.info?.max_payload ?? config.max_payload ?? 1024 * 1024,
+    });
+    const subject = this.names.jobs[priorityFor(texts.length, config.priority_batch_size)];
+
+    const onAbort = (): void => pending.fail(o.signal?.reason);
+    const pending: PendingRequest = new PendingRequest({
+      id,
+      rows: texts.length,
+      deadline,
+      timeoutMs: o.timeoutMs,
+      onSettled: (request, error) => {
+        this.pending.delete(request.id);
+        o.signal?.removeEventListener('abort', onAbort);
+        if (error === undefined) this.stats.numCompleted++;
+        else {
+          this.stats.numFailed++;
+          if (error instanceof TimeoutError) this.stats.numTimeout++;
+        }
+      },
+    });
+    // Registered before the first publish: a frame can arrive before the publish ack does.
+    this.pending.set(id, pending);
+    this.remember(id);
+    o.signal?.addEventListener('abort', onAbort, { once: true });
+    this.stats.numRequest++;
+    this.stats.numTotalSeq += texts.length;
+
+    try {
+      await publishAll(
+        {
+          js: this.js,
+          subject,
+          service: this.service,
+          stream: this.names.stream,
+          requestId: id,
+          deadline,
+          onRetry: () => this.stats.publishRetries++,
+        },
+        jobs,
+        () => pending.settled,
+        () => this.stats.numChunks++,
+      );
+    } catch (err) {
+      pending.fail(err);
+      throw err;
+    }
+    return pending;
+  }
+
+  /** Rows per job: the caller's maxChunkRows, never above the server's max_batch_size. */
+  private chunkRows(config: ServerConfig | undefined): number {
+    const server = config?.max_batch_size;
+    const mine = this.options.maxChunkRows;
+    if (server === undefined) return mine ?? FALLBACK_CHUNK_ROWS;
+    return mine === undefined ? server : Math.min(mine, server);
+  }
+
+  /**
+   * The server config, read again when older than CONFIG_MAX_AGE_MS. That read doubles as the
+   * liveness check: nobody answering it ("no responders", immediate) is NO_WORKERS at once, instead of
+   * a request waiting for its deadline in a queue nobody drains. A slow answer (busy workers) does not
+   * hold requests back: past STALE_CONFIG_WAIT_MS the cached config is used and the read goes on.
+   */
+  private async currentConfig(deadline: number): Promise<ServerConfig> {
+    const cached = this.config;
+    if (cached !== undefined && Date.now() - this.configReadAt < CONFIG_MAX_AGE_MS) return cached;
+    const waitUntil = cached === undefined ? deadline : Math.min(deadline, Date.now() + STALE_CONFIG_WAIT_MS);
+    try {
+      return await raceDeadline(this.loadConfig(), waitUntil, () =>
+        new TimeoutError(`no worker of service "${this.service}" answered ${this.names.control.config} before the request's deadline`),
+      );
+    } catch (err) {
+      if (err instanceof TimeoutError && cached !== undefined) return cached;
+      throw err;
+    }
+  }
+
+  /** One config read at a time, shared by every caller waiting for it. */
+  private loadConfig(): Promise<ServerConfig> {
+    this.configInFlight ??= requestServerConfig(this.nc, this.service)
+      .then((config) => {
+        this.config = config;
+        this.configReadAt = Date.now();
+        return config;
+      })
+      .finally(() => {
+        this.configInFlight = undefined;
+      });
+    return this.configInFlight;
+  }
+
+  private toResult(id: string, result: AssembledResult, showTokens: boolean): Result<F> {
+    const vectors = formatVectors(this.outputFmt, { data: result.data, shape: result.shape });
+    if (!showTokens) return vectors;
+    if (result.tokens === undefined) {
+      throw new InternalError(`request ${id} asked for tokens, but the result frames carried none`, { details: { id } });
+    }
+    return { vectors, tokens: result.tokens };
+  }
+
+  private toFetched(id: string, result: AssembledResult, showTokens: boolean): Fetched<F> {
+    const shaped = this.toResult(id, result, showTokens);
+    return showTokens ? { id, ...(shaped as VectorsWithTokens<Vectors<F>>) } : { id, vectors: shaped as Vectors<F> };
+  }
+
+  /** Every message on the results subject: route it to its request, and show it to listeners. */
+  private onMessage(err: Error | null, msg: Msg): void {
+    if (err !== null) {
+      // The subscription itself failed (e.g. a permissions violation): nothing more will arrive.
+      this.failEverything(new InternalError(`results subscription ${this.resultsSubject} failed: ${err.message}`, { cause: err }));
+      return;
+    }
+    this.stats.framesReceived++;
+    let frame: DecodedFrame;
+    try {
+      // decodeFrame copies the body out of the connection's (reused) receive buffer.
+      frame = decodeFrame(fromNatsHeaders(msg.headers), msg.data);
+    } catch (error) {
+      this.stats.malformedFrames++;
+      const id = error instanceof BertqError ? error.details?.id : undefined;
+      if (typeof id === 'string') this.pending.get(id)?.fail(error);
+      return;
+    }
+    const request = frame.id === undefined ? undefined : this.pending.get(frame.id);
+    if (request === undefined) this.stats.foreignFrames++;
+    else if (request.accept(frame) === 'duplicate') this.stats.duplicateFrames++;
+    if (this.listeners.size > 0) this.deliver(frame, frame.id !== undefined && this.recentIds.has(frame.id));
+  }
+
+  private deliver(frame: DecodedFrame, own: boolean): void {
+    let delivery: Delivery<F>;
+    if (frame.kind === 'error') {
+      delivery = { kind: 'error', error: frame.error, own };
+      if (frame.id !== undefined) delivery.id = frame.id;
+      if (frame.offset !== undefined) delivery.offset = frame.offset;
+      if (frame.rows !== undefined) delivery.rows = frame.rows;
+      if (frame.worker !== undefined) delivery.worker = frame.worker;
+    } else {
+      let data: Float32Array;
+      let tokens = frame.tokens;
+      if (frame.part !== undefined) {
+        let row: AssembledResult | undefined;
+        try {
+          row = this.partJoiner.add(frame);
+        } catch {
+          this.stats.malformedFrames++;
+          return;
+        }
+        if (row === undefined) return;
+        data = row.data;
+        tokens = row.tokens;
+      } else {
+        // A copy: the request's assembler may hold views of the same frame data.
+        data = frame.data!.slice();
+      }
+      const shape = frame.part !== undefined ? [1, ...frame.shape] : [frame.rows, ...frame.shape];
+      delivery = {
+        kind: 'result',
+        id: frame.id,
+        offset: frame.offset,
+        rows: frame.rows,
+        vectors: formatVectors(this.outputFmt, { data, shape }),
+        timings: frame.timings,
+        own,
+      };
+      if (tokens !== undefined) delivery.tokens = tokens;
+      if (frame.worker !== undefined) delivery.worker = frame.worker;
+    }
+    for (const listener of this.listeners) listener.push(delivery);
+  }
+
+  private remember(id: string): void {
+    this.recentIds.add(id);
+    if (this.recentIds.size > RECENT_IDS) this.recentIds.delete(this.recentIds.values().next().value!);
+  }
+
+  private onConnectionClosed(err: Error | undefined): void {
+    if (this.closedReason !== undefined) return;
+    this.shutdown(`the NATS connection closed${err ? `: ${err.message}` : ''}`, err);
+  }
+
+  /** Stops everything: waiting requests reject with ClientClosedError, listeners end. */
+  private shutdown(reason: string, cause?: unknown): void {
+    if (this.closedReason !== undefined) return;
+    this.closedReason = reason;
+    for (const request of [...this.pending.values()]) {
+      request.fail(
+        new ClientClosedError(`${reason} while request ${request.id} was waiting (${request.receivedRows} of ${request.rows} rows received)`, { cause }),
+      );
+    }
+    for (const listener of [...this.listeners]) listener.end();
+  }
+
+  private failEverything(error: BertqError): void {
+    for (const request of [...this.pending.values()]) request.fail(error);
+    for (const listener of [...this.listeners]) listener.fail(error);
+  }
+
+  private ensureOpen(): void {
+    if (this.closedReason !== undefined) throw new ClientClosedError(`BertClient is closed (${this.closedReason})`);
+  }
+}
+
+/** Opens the NATS connection with the client's auth options; unreachable servers are NO_WORKERS. */
+async function openConnection(options: ClientOptions, resolved: ResolvedClientOptions): Promise<NatsConnection> {
+  const natsOptions: NodeConnectionOptions = {
+    servers: resolved.servers,
+    name: options.name ?? `bertq-client:${resolved.service}`,
+    timeout: Math.min(resolved.timeoutMs, CONNECT_TIMEOUT_MS),
+  };
+  if (options.user !== undefined) natsOptions.user = options.user;
+  if (options.pass !== undefined) natsOptions.pass = options.pass;
+  if (options.token !== undefined) natsOptions.token = options.token;
+  if (options.creds !== undefined) {
+    let creds: Uint8Array;
+    try {
+      creds = readFileSync(options.creds);
+    } catch (err) {
+      throw new BadRequestError(`cannot read the NATS credentials file ${options.creds}: ${(err as Error).message}`, { cause: err });
+    }
+    natsOptions.authenticator = credsAuthenticator(creds);
+  }
+  if (options.tls === true) natsOptions.tls = {};
+  else if (options.tls !== undefined && options.tls !== false) natsOptions.tls = options.tls;
+  try {
+    return await natsConnect(natsOptions);
+  } catch (err) {
+    throw new NoWorkersError(`cannot connect to NATS at ${resolved.servers.join(', ')}: ${(err as Error).message}; is \`bertq start\` running?`, {
+      cause: err,
+      details: { servers: resolved.servers },
+    });
+  }
+}
+
+/** `promise`, or the error `onTimeout` makes when `deadline` (epoch ms) passes first. */
+function raceDeadline<T>(promise: Promise<T>, deadline: number, onTimeout: () => Error): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(onTimeout()), Math.max(0, deadline - Date.now()));
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+}
+
+function toAsyncIterator<T>(source: AsyncIterable<T> | Iterable<T>): AsyncIterator<T> | Iterator<T> {
+  if (source !== null && typeof source === 'object' && Symbol.asyncIterator in source) return source[Symbol.asyncIterator]();
+  if (source !== null && typeof source === 'object' && Symbol.iterator in source) return (source as Iterable<T>)[Symbol.iterator]();
+  throw new BadRequestError('encodeAsync takes an iterable (or async iterable) of batches, each a list of texts');
+}

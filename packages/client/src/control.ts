@@ -1,0 +1,185 @@
+/**
+ * The control plane seen from a client: one worker's config (`bertq.v1.<svc>.config`), and the
+ * fleet's status gathered the way docs/protocol.md says: `$SRV.PING.bertq`, keep the workers of this
+ * service, ask each its own `status.<worker_id>`, and sum what adds up.
+ */
+import { Empty, type NatsConnection } from '@nats-io/transport-node';
+import {
+  NoWorkersError,
+  PROTOCOL_ID,
+  SERVICE_FRAMEWORK_NAME,
+  TimeoutError,
+  controlSubject,
+  decodeControlReply,
+  toBertqError,
+  type ConsumerDepth,
+  type ServerConfig,
+  type ServerStatus,
+} from '@bertq/protocol';
+import { fromNatsHeaders, isNoResponders } from './publish.js';
+
+/** Longest wait for one control reply. */
+export const CONTROL_TIMEOUT_MS = 5_000;
+/** Discovery: the longest wait for the first PING reply. */
+export const DISCOVERY_MAX_WAIT_MS = 1_000;
+/** Discovery ends this long after the last PING reply (workers answer within a round trip). */
+export const DISCOVERY_STALL_MS = 150;
+
+function noWorkers(service: string, what: string, cause?: unknown): NoWorkersError {
+  return new NoWorkersError(`no worker serves service "${service}": ${what}; start one with \`bertq start --service ${service}\``, {
+    cause,
+    details: { service },
+  });
+}
+
+function isTimeout(err: unknown): boolean {
+  return err instanceof Error && (err.name === 'TimeoutError' || (err.cause instanceof Error && err.cause.name === 'TimeoutError'));
+}
+
+/** Config of any one worker of the service (the `config` endpoint's queue group picks it). */
+export async function requestServerConfig(nc: NatsConnection, service: string, timeoutMs = CONTROL_TIMEOUT_MS): Promise<ServerConfig> {
+  const subject = controlSubject(service, 'config');
+  try {
+    const reply = await nc.request(subject, Empty, { timeout: timeoutMs });
+    return decodeControlReply('config', fromNatsHeaders(reply.headers), reply.data);
+  } catch (err) {
+    if (isNoResponders(err)) throw noWorkers(service, `nothing answers ${subject}`, err);
+    if (isTimeout(err)) throw new TimeoutError(`no worker of service "${service}" answered ${subject} within ${timeoutMs} ms`, { cause: err });
+    throw toBertqError(err);
+  }
+}
+
+/** A worker found by `$SRV.PING.bertq`. */
+export interface DiscoveredWorker {
+  id: string;
+  version?: string;
+  metadata: Record<string, string>;
+}
+
+/** The ids of every worker of `service` that answers `$SRV.PING.bertq` within the discovery window. */
+export async function discoverWorkers(nc: NatsConnection, service: string): Promise<DiscoveredWorker[]> {
+  const subject = `$SRV.PING.${SERVICE_FRAMEWORK_NAME}`;
+  const found = new Map<string, DiscoveredWorker>();
+  try {
+    const replies = await nc.requestMany(subject, Empty, { strategy: 'stall', stall: DISCOVERY_STALL_MS, maxWait: DISCOVERY_MAX_WAIT_MS });
+    for await (const msg of replies) {
+      let doc: { id?: unknown; version?: unknown; metadata?: unknown };
+      try {
+        doc = msg.json();
+      } catch {
+        continue; // not a services-framework reply; another implementation's noise
+      }
+      const metadata = (doc.metadata ?? {}) as Record<string, string>;
+      if (typeof doc.id !== 'string' || metadata.service !== service || metadata.protocol !== PROTOCOL_ID) continue;
+      found.set(doc.id, { id: doc.id, version: typeof doc.version === 'string' ? doc.version : undefined, metadata });
+    }
+  } catch (err) {
+    if (isNoResponders(err)) throw noWorkers(service, `nothing answers ${subject}`, err);
+    throw toBertqError(err);
+  }
+  return [...found.values()].sort((a, b) => a.id.localeCompare(b.id));
+}
+
+/** Status of the whole fleet of one service (what `bertq status` and `GET /status/server` show). */
+export interface FleetStatus {
+  protocol: typeof PROTOCOL_ID;
+  service: string;
+  /** When the status was gathered (ISO 8601). */
+  server_current_time: string;
+  /** Workers that answered with their status. */
+  num_workers: number;
+  /** Workers per state. */
+  states: { starting: number; ready: number; draining: number };
+  /** Counters summed over the workers (rates too: each worker reports its own). */
+  statistic: {
+    num_data_request: number;
+    num_total_seq: number;
+    num_sys_request: number;
+    num_total_request: number;
+    num_exception: number;
+    num_timeout: number;
+    num_redelivered: number;
+    request_per_second: number;
+    seq_per_second: number;
+  };
+  /**
+   * The JetStream queue: the consumers are shared by the fleet, so this is one reading (the most
+   * recent report), not a sum. `local_rows` sums the rows each worker holds in its own queue.
+   */
+  queue: { high: ConsumerDepth; bulk: ConsumerDepth; local_rows: number };
+  /** Every worker's own status, by worker_id. */
+  workers: ServerStatus[];
+  /** Workers that answered discovery but not the status request, with the reason. */
+  unreachable: Array<{ worker_id: string; error: string }>;
+}
+
+const SUMMED = [
+  'num_data_request',
+  'num_total_seq',
+  'num_sys_request',
+  'num_total_request',
+  'num_exception',
+  'num_timeout',
+  'num_redelivered',
+  'request_per_second',
+  'seq_per_second',
+] as const;
+
+/** Sums one fleet status from per-worker statuses (pure: no I/O). */
+export function aggregateStatus(
+  service: string,
+  statuses: readonly ServerStatus[],
+  unreachable: FleetStatus['unreachable'] = [],
+  now: Date = new Date(),
+): FleetStatus {
+  const workers = [...statuses].sort((a, b) => a.worker_id.localeCompare(b.worker_id));
+  const statistic = Object.fromEntries(SUMMED.map((k) => [k, 0])) as FleetStatus['statistic'];
+  const states = { starting: 0, ready: 0, draining: 0 };
+  let localRows = 0;
+  for (const w of workers) {
+    for (const k of SUMMED) {
+      const v = w.statistic[k];
+      if (typeof v === 'number' && Number.isFinite(v)) statistic[k] += v;
+    }
+    states[w.state] += 1;
+    localRows += w.queue.local_rows;
+  }
+  const latest = [...workers].sort((a, b) => Date.parse(b.server_current_time) - Date.parse(a.server_current_time))[0];
+  const unknown: ConsumerDepth = { pending: null, ack_pending: null };
+  return {
+    protocol: PROTOCOL_ID,
+    service,
+    server_current_time: now.toISOString(),
+    num_workers: workers.length,
+    states,
+    statistic,
+    queue: { high: latest?.queue.high ?? unknown, bulk: latest?.queue.bulk ?? unknown, local_rows: localRows },
+    workers,
+    unreachable,
+  };
+}
+
+/** Discovers the fleet, asks every worker its status, and aggregates. NO_WORKERS when none is found. */
+export async function requestFleetStatus(nc: NatsConnection, service: string, timeoutMs = CONTROL_TIMEOUT_MS): Promise<FleetStatus> {
+  const found = await discoverWorkers(nc, service);
+  if (found.length === 0) throw noWorkers(service, `no worker of this service answered $SRV.PING.${SERVICE_FRAMEWORK_NAME}`);
+  const statuses: ServerStatus[] = [];
+  const unreachable: FleetStatus['unreachable'] = [];
+  await Promise.all(
+    found.map(async (worker) => {
+      const subject = controlSubject(service, 'status', worker.id);
+      try {
+        const reply = await nc.request(subject, Empty, { timeout: timeoutMs });
+        statuses.push(decodeControlReply('status', fromNatsHeaders(reply.headers), reply.data));
+      } catch (err) {
+        // A worker that left between discovery and now, or answers garbage: report, keep the rest.
+        const message = isNoResponders(err) ? 'no longer answers' : isTimeout(err) ? `no reply within ${timeoutMs} ms` : (err as Error).message;
+        unreachable.push({ worker_id: worker.id, error: message });
+      }
+    }),
+  );
+  if (statuses.length === 0) {
+    throw noWorkers(service, `${found.length} worker(s) answered discovery but none answered its status: ${unreachable.map((u) => `${u.worker_id}: ${u.error}`).join('; ')}`);
+  }
+  return aggregateStatus(service, statuses, unreachable.sort((a, b) => a.worker_id.localeCompare(b.worker_id)));
+}

@@ -1,0 +1,192 @@
+/**
+ * Options of BertClient and of each call, and their validation. Everything is checked before any
+ * connection is opened or anything is sent, so a typo is a BadRequestError naming the option, not a
+ * hang or a server-side refusal.
+ */
+import type { NatsConnection, TlsOptions } from '@nats-io/transport-node';
+import {
+  BadRequestError,
+  OUTPUT_DTYPES,
+  newRequestId,
+  normalizeServiceName,
+  validateSubjectToken,
+  DEFAULT_SERVICE,
+  type OutputDtype,
+} from '@bertq/protocol';
+import type { OutputFormat } from './types.js';
+
+export const DEFAULT_SERVER = 'nats://127.0.0.1:4222';
+/** Environment variable naming the NATS server(s), comma-separated, as for the CLI. */
+export const SERVER_ENV = 'BERTQ_NATS_URL';
+export const DEFAULT_TIMEOUT_MS = 60_000;
+/** Rows per chunk when no server config could be read and the caller named none. */
+export const FALLBACK_CHUNK_ROWS = 256;
+/** Requests `encodeAsync` keeps in flight unless told otherwise (bert-as-service's max_num_batch). */
+export const DEFAULT_MAX_IN_FLIGHT = 8;
+/** Deliveries a listen() iterator buffers before it fails with OVERLOADED. */
+export const DEFAULT_LISTEN_BUFFER = 10_000;
+/** setTimeout cannot wait longer than 2^31-1 ms (~24.8 days); longer timers fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+const OUTPUT_FORMATS: readonly OutputFormat[] = ['ndarray', 'list'];
+
+/** Options of `BertClient.connect`. */
+export interface ClientOptions<F extends OutputFormat = OutputFormat> {
+  /** NATS server URL(s). Default: env BERTQ_NATS_URL (comma-separated), else nats://127.0.0.1:4222. */
+  servers?: string | string[];
+  /**
+   * An open NATS connection to use instead of opening one (e.g. a gateway sharing its connection).
+   * `close()` then leaves it open. Connection options (servers, user, tls, …) are ignored.
+   */
+  nc?: NatsConnection;
+  /** Service to talk to (workers started with the same `--service`). Default `default`. */
+  service?: string;
+  /**
+   * Results subject token. Clients sharing an identity all receive every result sent to it
+   * (bert-as-service's multicast). Default: a fresh unique id, so results are private.
+   */
+  identity?: string;
+  /**
+   * Deadline of every call in milliseconds (default 60 000): a request not complete by then fails
+   * with TIMEOUT naming the missing rows, and workers drop its expired chunks. Also bounds connecting.
+   */
+  timeout?: number;
+  /** `ndarray` (default): `{ data: Float32Array, shape }`; `list`: nested number arrays. */
+  outputFmt?: F;
+  /**
+   * Most rows per published chunk. Default: the server's max_batch_size (from its config), else 256.
+   * A larger value is lowered to the server's max_batch_size; chunks are also cut to fit max_payload.
+   */
+  maxChunkRows?: number;
+  /** Read the server config while connecting and print it (fails with NO_WORKERS when none answers). */
+  showServerConfig?: boolean;
+  /** NATS user name (with `pass`). */
+  user?: string;
+  pass?: string;
+  /** NATS auth token. */
+  token?: string;
+  /** Path of a NATS `.creds` file (JWT + nkey seed). */
+  creds?: string;
+  /** TLS options for the NATS connection (`true`: TLS with the system's CAs). */
+  tls?: TlsOptions | boolean;
+  /** Connection name shown by the NATS server's monitoring (`nats server report connections`). */
+  name?: string;
+}
+
+/** Options of one `encode` call. */
+export interface EncodeOptions {
+  /** Rows are token lists, not strings (bert-as-service's is_tokenized). */
+  isTokenized?: boolean;
+  /** Also return each row's tokens (needs workers started with show_tokens_to_client). */
+  showTokens?: boolean;
+  /** Deadline of this call in ms; default the client's `timeout`. */
+  timeout?: number;
+  /**
+   * Encoding of the result frames on the wire: `f32` (default, exact), `f16` (half the bytes, about
+   * 3 significant digits), `json` (readable with the `nats` CLI; slowest). The result is Float32 either way.
+   */
+  output?: OutputDtype;
+  /** `false`: send and return the request id at once; get the result with fetch()/fetchAll(). */
+  blocking?: boolean;
+  /** Abandons the call: it rejects with the signal's reason, and late frames are ignored. */
+  signal?: AbortSignal;
+}
+
+/** Options of `encodeAsync`. */
+export interface EncodeAsyncOptions extends Omit<EncodeOptions, 'blocking'> {
+  /** Requests kept in flight at once (bert-as-service's max_num_batch). Default 8. */
+  maxInFlight?: number;
+}
+
+/** Options of `listen`. */
+export interface ListenOptions {
+  /**
+   * Deliveries buffered while the consumer is busy; past it the iterator fails with OVERLOADED rather
+   * than growing without bound. Default 10 000.
+   */
+  maxBuffered?: number;
+}
+
+/** Client options with defaults applied and every value checked. */
+export interface ResolvedClientOptions {
+  servers: string[];
+  service: string;
+  identity: string;
+  timeoutMs: number;
+  outputFmt: OutputFormat;
+  maxChunkRows: number | undefined;
+  showServerConfig: boolean;
+}
+
+/** Checks the client options and fills in defaults. `env` is injectable for tests. */
+export function resolveClientOptions(options: ClientOptions, env: NodeJS.ProcessEnv = process.env): ResolvedClientOptions {
+  if (options === null || typeof options !== 'object') {
+    throw new BadRequestError(`client options must be an object, got ${options === null ? 'null' : typeof options}`);
+  }
+  const service = normalizeServiceName(options.service ?? DEFAULT_SERVICE);
+  const identity = options.identity === undefined ? newRequestId() : validateSubjectToken(options.identity, 'client identity');
+  const timeoutMs = checkTimeout(options.timeout ?? DEFAULT_TIMEOUT_MS, 'timeout');
+  const outputFmt = options.outputFmt ?? 'ndarray';
+  if (!OUTPUT_FORMATS.includes(outputFmt)) {
+    throw new BadRequestError(`outputFmt must be ${OUTPUT_FORMATS.map((f) => JSON.stringify(f)).join(' or ')}, got ${JSON.stringify(outputFmt)}`);
+  }
+  const maxChunkRows = options.maxChunkRows === undefined ? undefined : checkPositiveInt(options.maxChunkRows, 'maxChunkRows');
+  return {
+    servers: resolveServers(options.servers, env),
+    service,
+    identity,
+    timeoutMs,
+    outputFmt,
+    maxChunkRows,
+    showServerConfig: options.showServerConfig === true,
+  };
+}
+
+/** Server list: the option, else BERTQ_NATS_URL (comma-separated), else the local default. */
+export function resolveServers(servers: string | string[] | undefined, env: NodeJS.ProcessEnv = process.env): string[] {
+  const fromEnv = env[SERVER_ENV]?.trim();
+  const list = servers === undefined ? (fromEnv ? fromEnv.split(',') : [DEFAULT_SERVER]) : Array.isArray(servers) ? servers : [servers];
+  const cleaned = list.map((s) => (typeof s === 'string' ? s.trim() : s));
+  if (cleaned.length === 0 || cleaned.some((s) => typeof s !== 'string' || s.length === 0)) {
+    throw new BadRequestError(`servers must be one or more NATS URLs like ${DEFAULT_SERVER}, got ${JSON.stringify(servers)}`);
+  }
+  return cleaned;
+}
+
+/** Per-call options, checked; `timeoutMs` falls back to the client's. */
+export function resolveEncodeOptions(options: EncodeOptions | undefined, clientTimeoutMs: number): Required<Pick<EncodeOptions, 'isTokenized' | 'showTokens' | 'output' | 'blocking'>> & { timeoutMs: number; signal: AbortSignal | undefined } {
+  const o = options ?? {};
+  if (typeof o !== 'object') throw new BadRequestError(`encode options must be an object, got ${typeof o}`);
+  for (const key of ['isTokenized', 'showTokens', 'blocking'] as const) {
+    if (o[key] !== undefined && typeof o[key] !== 'boolean') {
+      throw new BadRequestError(`encode option ${key} must be true or false, got ${JSON.stringify(o[key])}`);
+    }
+  }
+  const output = o.output ?? 'f32';
+  if (!OUTPUT_DTYPES.includes(output)) {
+    throw new BadRequestError(`encode option output must be one of ${OUTPUT_DTYPES.map((d) => JSON.stringify(d)).join(', ')}, got ${JSON.stringify(output)}`);
+  }
+  return {
+    isTokenized: o.isTokenized === true,
+    showTokens: o.showTokens === true,
+    blocking: o.blocking !== false,
+    output,
+    timeoutMs: o.timeout === undefined ? clientTimeoutMs : checkTimeout(o.timeout, 'timeout'),
+    signal: o.signal,
+  };
+}
+
+export function checkTimeout(value: number, what: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > MAX_TIMER_MS) {
+    throw new BadRequestError(
+      `${what} must be a number of milliseconds between 1 and ${MAX_TIMER_MS} (every call has a deadline), got ${String(value)}`,
+    );
+  }
+  return Math.ceil(value);
+}
+
+export function checkPositiveInt(value: number, what: string): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) {
+    throw new BadRequestError(`${what} must be a positive integer, got ${String(value)}`);
+  }
+  return value;
+}

@@ -1,0 +1,127 @@
+/**
+ * One request in flight: its assembler, its deadline, and the promise the caller awaits. It settles
+ * exactly once: all rows in, an error frame, the deadline, an abort, or the client closing.
+ */
+import { InternalError, RequestAssembler, TimeoutError, type AssembledResult, type BertqError, type DecodedFrame } from '@bertq/protocol';
+
+export interface PendingOptions {
+  id: string;
+  rows: number;
+  /** Epoch ms; the request fails with TIMEOUT then. */
+  deadline: number;
+  /** The call's timeout, for the message. */
+  timeoutMs: number;
+  /** Called once when the request settles (the client forgets it). */
+  onSettled: (request: PendingRequest, error: unknown) => void;
+  now?: () => number;
+}
+
+/** What `accept` did with a frame. */
+export type AcceptOutcome = 'rows' | 'duplicate' | 'failed' | 'ignored';
+
+export class PendingRequest {
+  readonly id: string;
+  readonly rows: number;
+  readonly deadline: number;
+  readonly promise: Promise<AssembledResult>;
+  private readonly assembler: RequestAssembler;
+  private readonly timeoutMs: number;
+  private readonly onSettled: PendingOptions['onSettled'];
+  private resolvePromise!: (result: AssembledResult) => void;
+  private rejectPromise!: (error: unknown) => void;
+  private timer: NodeJS.Timeout | undefined;
+  private done = false;
+
+  constructor(options: PendingOptions) {
+    this.id = options.id;
+    this.rows = options.rows;
+    this.deadline = options.deadline;
+    this.timeoutMs = options.timeoutMs;
+    this.onSettled = options.onSettled;
+    this.assembler = new RequestAssembler({ id: options.id, rows: options.rows });
+    this.promise = new Promise<AssembledResult>((resolve, reject) => {
+      this.resolvePromise = resolve;
+      this.rejectPromise = reject;
+    });
+    // The caller may not await until publishing is done; a rejection before then is still handled.
+    this.promise.catch(() => {});
+    const now = options.now ?? Date.now;
+    this.timer = setTimeout(() => this.expire(), Math.max(0, this.deadline - now()));
+  }
+
+  get settled(): boolean {
+    return this.done;
+  }
+
+  get receivedRows(): number {
+    return this.assembler.receivedRows;
+  }
+
+  /** Feeds one frame of this request. Error frames fail the whole request, as the protocol says. */
+  accept(frame: DecodedFrame): AcceptOutcome {
+    if (this.done) return 'ignored';
+    if (frame.kind === 'error') {
+      this.fail(frame.error);
+      return 'failed';
+    }
+    let added: boolean;
+    try {
+      added = this.assembler.add(frame);
+    } catch (err) {
+      this.fail(err);
+      return 'failed';
+    }
+    if (!added) return 'duplicate';
+    if (this.assembler.complete) {
+      let result: AssembledResult;
+      try {
+        result = this.assembler.result();
+      } catch (err) {
+        this.fail(err);
+        return 'failed';
+      }
+      this.settle(undefined);
+      this.resolvePromise(result);
+    }
+    return 'rows';
+  }
+
+  /** Fails the request (no-op once settled). */
+  fail(error: unknown): void {
+    if (this.done) return;
+    this.settle(error);
+    this.rejectPromise(error);
+  }
+
+  /** Rows not received yet, e.g. `0-255, 512-767`. */
+  describeMissing(): string {
+    return this.assembler
+      .missingRanges()
+      .map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`))
+      .join(', ');
+  }
+
+  private expire(): void {
+    this.timer = undefined;
+    if (this.done) return;
+    const missing = this.describeMissing();
+    const error: BertqError = new TimeoutError(
+      `request ${this.id} timed out after ${this.timeoutMs} ms with ${this.assembler.receivedRows} of ${this.rows} rows received ` +
+        `(missing rows ${missing}): the workers are too slow or stopped`,
+      { details: { id: this.id, rows: this.rows, received: this.assembler.receivedRows, missing, timeoutMs: this.timeoutMs } },
+    );
+    this.fail(error);
+  }
+
+  private settle(error: unknown): void {
+    this.done = true;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    try {
+      this.onSettled(this, error);
+    } catch (err) {
+      // A bookkeeping bug must not leave the caller hanging.
+      this.rejectPromise(new InternalError(`settling request ${this.id} failed: ${(err as Error).message}`, { cause: err }));
+    }
+  }
+}
