@@ -21,10 +21,11 @@ import {
   type DecodedFrame,
   type ServerConfig,
   type ServiceNames,
+  type TerminateRequest,
 } from '@bertq/protocol';
 import { AsyncQueue } from './async-queue.js';
 import { checkTexts, prepareJobs } from './chunks.js';
-import { requestFleetStatus, requestServerConfig, type FleetStatus } from './control.js';
+import { requestFleetStatus, requestServerConfig, requestTerminate, type FleetStatus, type TerminateResult } from './control.js';
 import { ClientClosedError } from './errors.js';
 import { NonBlockingInbox } from './inbox.js';
 import {
@@ -267,6 +268,15 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
   async serverStatus(): Promise<FleetStatus> {
     this.ensureOpen();
     return requestFleetStatus(this.nc, this.service);
+  }
+
+  /**
+   * Asks every worker of the service to drain and exit (bert-as-service's bert-serving-terminate).
+   * Jobs still queued stay in JetStream for the next worker.
+   */
+  async terminate(request: TerminateRequest = {}): Promise<TerminateResult> {
+    this.ensureOpen();
+    return requestTerminate(this.nc, this.service, request);
   }
 
   /** Client-side statistics (bert-as-service's BertClient.status). */

@@ -15,6 +15,8 @@ import {
   type ConsumerDepth,
   type ServerConfig,
   type ServerStatus,
+  type TerminateReply,
+  type TerminateRequest,
 } from '@bertq/protocol';
 import { fromNatsHeaders, isNoResponders } from './publish.js';
 
@@ -182,4 +184,41 @@ export async function requestFleetStatus(nc: NatsConnection, service: string, ti
     throw noWorkers(service, `${found.length} worker(s) answered discovery but none answered its status: ${unreachable.map((u) => `${u.worker_id}: ${u.error}`).join('; ')}`);
   }
   return aggregateStatus(service, statuses, unreachable.sort((a, b) => a.worker_id.localeCompare(b.worker_id)));
+}
+
+/** What `terminate` achieved: the workers now draining, and those that did not answer. */
+export interface TerminateResult {
+  service: string;
+  draining: TerminateReply[];
+  unreachable: Array<{ worker_id: string; error: string }>;
+}
+
+/**
+ * Asks every worker of the service to drain and exit (bert-as-service's bert-serving-terminate):
+ * each finishes the jobs it holds; jobs still queued in JetStream wait for the next worker.
+ */
+export async function requestTerminate(
+  nc: NatsConnection,
+  service: string,
+  request: TerminateRequest = {},
+  timeoutMs = CONTROL_TIMEOUT_MS,
+): Promise<TerminateResult> {
+  const found = await discoverWorkers(nc, service);
+  if (found.length === 0) throw noWorkers(service, `no worker of this service answered $SRV.PING.${SERVICE_FRAMEWORK_NAME}`);
+  const body = new TextEncoder().encode(JSON.stringify(request));
+  const result: TerminateResult = { service, draining: [], unreachable: [] };
+  await Promise.all(
+    found.map(async (worker) => {
+      const subject = controlSubject(service, 'terminate', worker.id);
+      try {
+        const reply = await nc.request(subject, body, { timeout: timeoutMs });
+        result.draining.push(decodeControlReply('terminate', fromNatsHeaders(reply.headers), reply.data));
+      } catch (err) {
+        const message = isNoResponders(err) ? 'no longer answers' : isTimeout(err) ? `no reply within ${timeoutMs} ms` : (err as Error).message;
+        result.unreachable.push({ worker_id: worker.id, error: message });
+      }
+    }),
+  );
+  result.draining.sort((a, b) => a.worker_id.localeCompare(b.worker_id));
+  return result;
 }

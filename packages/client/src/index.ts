@@ -16,7 +16,7 @@ export { PUBLISH_ACK_TIMEOUT_MS, PUBLISH_WINDOW } from './publish.js';
 export { CLIENT_VERSION } from './version.js';
 
 export type { ClientOptions, EncodeOptions, EncodeAsyncOptions, ListenOptions, ResolvedClientOptions } from './options.js';
-export type { FleetStatus } from './control.js';
+export type { FleetStatus, TerminateResult } from './control.js';
 export type { PreparedJob, PrepareInput } from './chunks.js';
 export type {
   OutputFormat,

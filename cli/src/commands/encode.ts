@@ -1,0 +1,152 @@
+import { Args, Flags } from '@oclif/core';
+import { BertClient } from '@bertq/client';
+import type { NdArray, VectorsWithTokens } from '@bertq/client';
+import { createProgress } from '@bertq/model';
+import { BaseCommand } from '../base.js';
+import { countLines, fileStream, lineBatches } from '../input.js';
+import type { Line } from '../input.js';
+import { OUTPUT_FORMATS, createWriter, formatFromPath, openOutput } from '../writers.js';
+
+interface EncodeSummary {
+  rows: number;
+  shape: number[];
+  seconds: number;
+  rowsPerSecond: number;
+  output: string;
+  /** The vectors themselves, when they went nowhere else (--json without --output). */
+  vectors?: number[][] | number[][][];
+  tokens?: string[][];
+}
+
+export default class Encode extends BaseCommand<typeof Encode> {
+  static override summary = 'Encode sentences into vectors with a running bertq service.';
+  static override description = `Sentences come from the arguments, from --file (one sentence a line), or from stdin. Output is one JSON array per input line, in input order (default), a NumPy .npy file, or CSV. A sentence pair is written "first ||| second". Large files stream through the fleet in batches, with a progress bar (rate and ETA) on stderr.`;
+  static override examples = [
+    '<%= config.bin %> encode "hello world"',
+    '<%= config.bin %> encode "First do it" "then do it right" --show-tokens',
+    '<%= config.bin %> encode --file sentences.txt --output vectors.npy',
+    'cat sentences.txt | <%= config.bin %> encode --format csv > vectors.csv',
+  ];
+  static override strict = false;
+  static override args = {
+    texts: Args.string({ description: 'sentences to encode (one vector each)', required: false }),
+  };
+  static override flags = {
+    file: Flags.string({ char: 'f', summary: 'Read sentences from this file, one per line.', exclusive: ['texts'] }),
+    output: Flags.string({ char: 'o', summary: 'Write vectors to this file instead of stdout (format from its extension).' }),
+    format: Flags.option({ summary: 'Output format.', options: OUTPUT_FORMATS })(),
+    'show-tokens': Flags.boolean({ summary: 'Also return the tokens each sentence was encoded as (jsonl; needs --show-tokens-to-client on the service).' }),
+    tokenized: Flags.boolean({ summary: 'Input lines are already tokenized (tokens separated by spaces): no wordpiece split, unknown tokens become [UNK].' }),
+    'skip-empty': Flags.boolean({ summary: 'Skip blank lines instead of failing on them (bert-as-service rejects empty sentences).' }),
+    'batch-size': Flags.integer({ summary: 'Sentences per request when streaming a file or stdin. Larger batches amortise overhead; smaller ones start output sooner.', default: 2048, min: 1 }),
+    timeout: Flags.integer({ summary: 'Deadline of each request in milliseconds.', default: 60_000, env: 'BERTQ_TIMEOUT', min: 1 }),
+    progress: Flags.boolean({ summary: 'Show a progress bar on stderr (default: for --file and stdin).', allowNo: true }),
+  };
+
+  public async run(): Promise<EncodeSummary> {
+    const { flags } = this;
+    const texts = this.positional;
+    const format = flags.format ?? formatFromPath(flags.output) ?? 'jsonl';
+    if (flags['show-tokens'] && format !== 'jsonl') this.error('--show-tokens writes tokens beside vectors: use the jsonl format');
+    const fromStdin = texts.length === 0 && !flags.file;
+    if (fromStdin && process.stdin.isTTY) this.error('no sentences: give them as arguments, with --file, or on stdin');
+
+    const total = flags.file ? await countLines(flags.file) : texts.length > 0 ? texts.length : undefined;
+    const started = performance.now();
+    const client = await BertClient.connect({ ...this.clientOptions(), timeout: flags.timeout });
+    const collect = flags.json && !flags.output;
+    const collected: { rows: Float32Array[]; shape: number[]; tokens: string[][] } = { rows: [], shape: [], tokens: [] };
+    const progress =
+      (flags.progress ?? (flags.file !== undefined || fromStdin)) && !collect
+        ? createProgress({ label: 'encode', unit: 'rows', ...(total === undefined ? {} : { total }) })
+        : undefined;
+
+    // .npy needs the row count up front: stdin is read whole first in that case.
+    let stdinLines: Line[] | undefined;
+    if (fromStdin && format === 'npy') {
+      stdinLines = [];
+      for await (const batch of lineBatches(process.stdin, flags['batch-size'], flags['skip-empty'])) stdinLines.push(...batch);
+    }
+    const batches: AsyncIterable<Line[]> | Iterable<Line[]> =
+      texts.length > 0
+        ? [texts.map((text, i) => ({ number: i + 1, text }))]
+        : stdinLines
+          ? chunk(stdinLines, flags['batch-size'])
+          : lineBatches(flags.file ? fileStream(flags.file) : process.stdin, flags['batch-size'], flags['skip-empty']);
+
+    const out = collect ? undefined : openOutput(flags.output);
+    const rowsTotal = total ?? stdinLines?.length;
+    const writer = out ? createWriter(format, out, rowsTotal === undefined ? {} : { totalRows: rowsTotal }) : undefined;
+    let rows = 0;
+    let shape: number[] = [];
+    const texts$ = (async function* () {
+      for await (const batch of batches) {
+        for (const line of batch) {
+          if (line.text.trim() === '') {
+            throw new Error(`line ${line.number} is empty: bert-as-service semantics reject empty sentences (use --skip-empty to drop blank lines)`);
+          }
+        }
+        yield flags.tokenized ? batch.map((l) => l.text.trim().split(/\s+/)) : batch.map((l) => l.text);
+      }
+    })();
+
+    try {
+      const options = { isTokenized: flags.tokenized, showTokens: flags['show-tokens'] };
+      for await (const result of client.encodeAsync(texts$, options)) {
+        const { vectors, tokens } = flags['show-tokens']
+          ? (result as VectorsWithTokens<NdArray>)
+          : { vectors: result as NdArray, tokens: undefined };
+        const n = vectors.shape[0]!;
+        shape = vectors.shape.slice(1);
+        if (writer) await writer.write(vectors.data, n, shape, tokens);
+        else {
+          collected.rows.push(vectors.data);
+          if (tokens) collected.tokens.push(...tokens);
+        }
+        rows += n;
+        progress?.tick(n);
+      }
+      await writer?.close();
+      progress?.done();
+    } catch (err) {
+      progress?.fail(err instanceof Error ? err.message : String(err));
+      throw err;
+    } finally {
+      await client.close();
+    }
+
+    const seconds = (performance.now() - started) / 1000;
+    const summary: EncodeSummary = {
+      rows,
+      shape: [rows, ...shape],
+      seconds: Number(seconds.toFixed(3)),
+      rowsPerSecond: Number((rows / seconds).toFixed(1)),
+      output: flags.output ?? (collect ? 'json' : 'stdout'),
+    };
+    if (collect) {
+      summary.vectors = toNested(collected.rows, shape);
+      if (flags['show-tokens']) summary.tokens = collected.tokens;
+    }
+    if (!flags.json && flags.output) this.logToStderr(`encoded ${rows} rows → ${flags.output} (${summary.rowsPerSecond} rows/s)`);
+    return summary;
+  }
+}
+
+function* chunk<T>(items: T[], size: number): Generator<T[]> {
+  for (let i = 0; i < items.length; i += size) yield items.slice(i, i + size);
+}
+
+function toNested(parts: Float32Array[], rowShape: number[]): number[][] | number[][][] {
+  const width = rowShape.reduce((a, b) => a * b, 1);
+  const out: Array<number[] | number[][]> = [];
+  for (const data of parts) {
+    for (let r = 0; r * width < data.length; r++) {
+      const row = Array.from(data.subarray(r * width, (r + 1) * width));
+      if (rowShape.length === 2) {
+        const [t, d] = rowShape as [number, number];
+        out.push(Array.from({ length: t }, (_, i) => row.slice(i * d, (i + 1) * d)));
+      } else out.push(row);
+    }
+  }
+  return out as number[][] | number[][][];
+}

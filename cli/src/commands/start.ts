@@ -1,0 +1,94 @@
+import { Flags } from '@oclif/core';
+import { createLogger, ensureNatsServer, startFleet } from '@bertq/worker';
+import type { FleetReadyInfo } from '@bertq/worker';
+import { BaseCommand } from '../base.js';
+import { FlagError, encoderOptionsFromFlags, modelFlags, parseIntList } from '../model-flags.js';
+
+const FLEET = 'FLEET';
+
+export default class Start extends BaseCommand<typeof Start> {
+  static override summary = 'Start a worker fleet that serves a BERT model on NATS.';
+  static override description = `Loads the model once (building its ONNX graph, or taking it from the cache), then starts --num-worker worker processes that pull encode jobs from the service's JetStream queue. When --server is local and no NATS server answers there, an embedded nats-server -js is started. Runs until Ctrl-C / SIGTERM, then drains: jobs in hand are finished, queued jobs stay queued for the next worker.`;
+  static override examples = [
+    '<%= config.bin %> start --model-dir /tmp/english_L-12_H-768_A-12/ --num-worker 4',
+    '<%= config.bin %> start --model sentence-transformers/all-MiniLM-L6-v2 --pooling-layer=-1 --normalize',
+    '<%= config.bin %> start --model-dir /models/bert --pooling-strategy NONE --max-seq-len NONE --show-tokens-to-client',
+  ];
+  static override flags = {
+    ...modelFlags,
+    'num-worker': Flags.integer({ summary: 'Worker processes; each runs one model copy (one per GPU, or a slice of the CPU cores).', default: 1, min: 1, env: 'BERTQ_NUM_WORKER', helpGroup: FLEET }),
+    'max-batch-size': Flags.integer({ summary: 'Most sentences per inference batch, and per job a client sends; larger batches are split.', default: 256, min: 1, env: 'BERTQ_MAX_BATCH_SIZE', helpGroup: FLEET }),
+    'max-batch-tokens': Flags.integer({ summary: 'Most padded tokens (rows × longest) per inference batch: bounds memory and latency.', min: 1, env: 'BERTQ_MAX_BATCH_TOKENS', helpGroup: FLEET }),
+    'priority-batch-size': Flags.integer({ summary: 'Requests of at most this many sentences jump ahead of bulk work.', default: 16, min: 0, env: 'BERTQ_PRIORITY_BATCH_SIZE', helpGroup: FLEET }),
+    'prefetch-size': Flags.integer({ summary: 'Jobs each worker pulls ahead of the model: more keeps the model busy, fewer leaves work for other workers.', min: 1, env: 'BERTQ_PREFETCH_SIZE', helpGroup: FLEET }),
+    'max-queued-jobs': Flags.integer({ summary: 'Bound of the JetStream queue; past it clients get OVERLOADED instead of waiting.', min: 1, env: 'BERTQ_MAX_QUEUED_JOBS', helpGroup: FLEET }),
+    cpu: Flags.boolean({ summary: 'Run on CPU even when --device-map names GPUs.', env: 'BERTQ_CPU', helpGroup: FLEET }),
+    'device-map': Flags.string({ summary: 'GPU ids for the workers, round-robin (e.g. 0,1,2,3); given, workers run on CUDA.', env: 'BERTQ_DEVICE_MAP', helpGroup: FLEET }),
+    threads: Flags.integer({ summary: 'Inference threads per worker (default: cores / num-worker).', min: 1, env: 'BERTQ_THREADS', helpGroup: FLEET }),
+    verbose: Flags.boolean({ summary: 'Debug logging (same as --log-level debug).', env: 'BERTQ_VERBOSE' }),
+  };
+
+  public async run(): Promise<FleetReadyInfo> {
+    const { flags } = this;
+    let encoder;
+    let deviceMap: number[] | undefined;
+    try {
+      encoder = encoderOptionsFromFlags(flags);
+      deviceMap = flags['device-map'] ? parseIntList(flags['device-map'], '--device-map') : undefined;
+    } catch (err) {
+      if (err instanceof FlagError) this.error(err.message, { exit: 2 });
+      throw err;
+    }
+    const logLevel = flags.verbose ? 'debug' : flags['log-level'];
+    const log = createLogger(logLevel, { component: 'cli' });
+    const servers = this.servers();
+    const connection = { ...this.natsOptions('bertq start') };
+    delete (connection as { servers?: unknown }).servers;
+
+    // The embedded default: a local URL where nothing answers gets its own nats-server -js.
+    const nats = await ensureNatsServer(servers[0]!, { logger: log, connection });
+    if (nats.started) this.logToStderr(`started an embedded nats-server -js at ${nats.url} (pid ${nats.pid}, store ${nats.storeDir})`);
+
+    const stream: { maxQueuedJobs?: number } = {};
+    if (flags['max-queued-jobs'] !== undefined) stream.maxQueuedJobs = flags['max-queued-jobs'];
+    let fleet;
+    try {
+      fleet = await startFleet({
+        servers,
+        connection,
+        service: flags.service,
+        numWorker: flags['num-worker'],
+        encoder,
+        cpu: flags.cpu,
+        logLevel,
+        logger: log,
+        stream,
+        maxBatchSize: flags['max-batch-size'],
+        priorityBatchSize: flags['priority-batch-size'],
+        ...(deviceMap ? { deviceMap } : {}),
+        ...(flags.threads ? { threadsPerWorker: flags.threads } : {}),
+        ...(flags['max-batch-tokens'] ? { maxBatchTokens: flags['max-batch-tokens'] } : {}),
+        ...(flags['prefetch-size'] ? { prefetch: flags['prefetch-size'] } : {}),
+        ...(flags['show-tokens-to-client'] ? { showTokensToClient: true } : {}),
+      });
+    } catch (err) {
+      await nats.stop();
+      throw err;
+    }
+    const r = fleet.ready;
+    this.logToStderr(`bertq ready: service "${r.service}" on ${nats.url}, model ${r.model}, ${r.dims}-dim vectors, ${r.workers} worker(s) on ${r.devices.join(', ')}`);
+
+    const stopSignal = new Promise<string>((resolve) => {
+      process.once('SIGINT', () => resolve('SIGINT'));
+      process.once('SIGTERM', () => resolve('SIGTERM'));
+    });
+    const outcome = await Promise.race([stopSignal.then((s) => ({ signal: s })), fleet.closed.then((error) => ({ error }))]);
+    if ('signal' in outcome) {
+      this.logToStderr(`${outcome.signal}: draining workers…`);
+      await fleet.stop();
+    }
+    await nats.stop();
+    if ('error' in outcome && outcome.error) this.error(outcome.error.message, { exit: 1 });
+    return r;
+  }
+}

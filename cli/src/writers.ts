@@ -1,0 +1,125 @@
+/**
+ * How `bertq encode` writes vectors: JSON lines (one array per input line, in order), NumPy `.npy`
+ * (one float32 array [rows, dims] or [rows, tokens, dims]), or CSV (one row per line).
+ */
+import { createWriteStream } from 'node:fs';
+import type { Writable } from 'node:stream';
+import { once } from 'node:events';
+import { formatFloat32 } from '@bertq/protocol';
+
+export const OUTPUT_FORMATS = ['jsonl', 'npy', 'csv'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+export function formatFromPath(path: string | undefined): OutputFormat | undefined {
+  if (!path) return undefined;
+  if (path.endsWith('.npy')) return 'npy';
+  if (path.endsWith('.csv')) return 'csv';
+  if (path.endsWith('.jsonl') || path.endsWith('.json') || path.endsWith('.ndjson')) return 'jsonl';
+  return undefined;
+}
+
+export interface VectorWriter {
+  /** `rows` vectors of `rowShape` each (e.g. [768], or [25, 768] for token-level output). */
+  write(data: Float32Array, rows: number, rowShape: number[], tokens?: string[][]): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function put(out: Writable, chunk: string | Uint8Array): Promise<void> {
+  if (!out.write(chunk)) await once(out, 'drain');
+}
+
+function nested(values: Float32Array, shape: number[]): string {
+  if (shape.length <= 1) {
+    let s = '[';
+    for (let i = 0; i < values.length; i++) s += (i ? ',' : '') + formatFloat32(values[i]!);
+    return s + ']';
+  }
+  const step = values.length / shape[0]!;
+  const parts: string[] = [];
+  for (let i = 0; i < shape[0]!; i++) parts.push(nested(values.subarray(i * step, (i + 1) * step), shape.slice(1)));
+  return `[${parts.join(',')}]`;
+}
+
+/** The `.npy` v1.0 header for a little-endian float32 C-order array of `shape`. */
+export function npyHeader(shape: number[]): Uint8Array {
+  const dict = `{'descr': '<f4', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
+  // magic(6) + version(2) + header_len(2) + dict + padding + '\n' must be a multiple of 64
+  const unpadded = 10 + dict.length + 1;
+  const padded = dict + ' '.repeat((64 - (unpadded % 64)) % 64) + '\n';
+  const out = new Uint8Array(10 + padded.length);
+  out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0], 0);
+  new DataView(out.buffer).setUint16(8, padded.length, true);
+  out.set(new TextEncoder().encode(padded), 10);
+  return out;
+}
+
+export function openOutput(path: string | undefined): Writable {
+  return path ? createWriteStream(path) : process.stdout;
+}
+
+/**
+ * A writer for `format`. `.npy` needs the total row count up front (its header holds the shape);
+ * token-level rows must all have the same length there.
+ */
+export function createWriter(format: OutputFormat, out: Writable, opts: { totalRows?: number } = {}): VectorWriter {
+  let headerWritten: number[] | undefined;
+  let written = 0;
+  const finish = async () => {
+    if (out !== process.stdout) {
+      out.end();
+      await once(out, 'finish');
+    }
+  };
+  switch (format) {
+    case 'jsonl':
+      return {
+        async write(data, rows, rowShape, tokens) {
+          const width = data.length / rows;
+          let text = '';
+          for (let r = 0; r < rows; r++) {
+            const vec = nested(data.subarray(r * width, (r + 1) * width), rowShape);
+            text += tokens ? `{"tokens":${JSON.stringify(tokens[r] ?? [])},"embedding":${vec}}\n` : `${vec}\n`;
+          }
+          await put(out, text);
+        },
+        close: finish,
+      };
+    case 'csv':
+      return {
+        async write(data, rows) {
+          const width = data.length / rows;
+          let text = '';
+          for (let r = 0; r < rows; r++) {
+            const row = data.subarray(r * width, (r + 1) * width);
+            let line = '';
+            for (let i = 0; i < row.length; i++) line += (i ? ',' : '') + formatFloat32(row[i]!);
+            text += `${line}\n`;
+          }
+          await put(out, text);
+        },
+        close: finish,
+      };
+    case 'npy':
+      return {
+        async write(data, rows, rowShape) {
+          if (!headerWritten) {
+            if (opts.totalRows === undefined) throw new Error('npy output needs the row count before the first row');
+            await put(out, npyHeader([opts.totalRows, ...rowShape]));
+            headerWritten = rowShape;
+          } else if (headerWritten.join() !== rowShape.join()) {
+            throw new Error(
+              `rows of shape [${rowShape}] after rows of shape [${headerWritten}]: token-level output of varying length (max_seq_len NONE) does not fit one .npy array; use jsonl, or start the service with --fixed-embed-length`,
+            );
+          }
+          written += rows;
+          await put(out, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+        },
+        async close() {
+          if (headerWritten && opts.totalRows !== written) {
+            throw new Error(`npy header says ${opts.totalRows} rows but ${written} were written`);
+          }
+          await finish();
+        },
+      };
+  }
+}
