@@ -8,3 +8,4 @@ export {
 export type { NatsServer, NatsServerOptions, NatsConfig, NatsConfigValue } from './nats-server.js';
 export { tinyModel, SHARED_MODELS_DIR, SHARED_VOCAB } from './tiny-model.js';
 export type { TinyModelFixture } from './tiny-model.js';
+export { sleep, waitFor, maxAbsDiff, freshService } from './wait.js';

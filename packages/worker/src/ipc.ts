@@ -1,0 +1,81 @@
+/**
+ * Messages between a fleet supervisor and its worker processes (Node IPC, JSON). The supervisor sends
+ * one `start` with everything the worker needs; the worker answers `ready` or `failed`, and `closed`
+ * before it exits. Everything here must survive JSON: no functions, no class instances.
+ */
+import type { EncoderOptions } from '@bertq/model';
+import type { ErrorCode } from '@bertq/protocol';
+import type { NatsConnectOptions } from './connect.js';
+import type { LogLevel } from './logger.js';
+import type { ModelDescription } from './control.js';
+
+/** Worker tuning a fleet passes through unchanged (see WorkerOptions for each). */
+export interface WorkerTuning {
+  maxBatchSize?: number;
+  maxBatchTokens?: number;
+  priorityBatchSize?: number;
+  prefetch?: number;
+  maxWaitMs?: number;
+  pullExpiresMs?: number;
+  drainTimeoutMs?: number;
+  maxHoldMs?: number;
+}
+
+/** Everything one worker process needs, sent in the `start` message. */
+export interface WorkerProcessOptions {
+  /** Position in the fleet (0-based), for logs. */
+  index: number;
+  connection: NatsConnectOptions;
+  service: string;
+  /** How to load the model; device, deviceId and threads are set per worker by the fleet. */
+  encoder: EncoderOptions;
+  /** Device label for the control plane (`cpu`, `cuda:1`). */
+  deviceLabel: string;
+  tuning: WorkerTuning;
+  model: ModelDescription;
+  logLevel: LogLevel;
+}
+
+export type SupervisorMessage =
+  | { type: 'start'; options: WorkerProcessOptions }
+  /** Drain and exit (the same as SIGTERM, with a drain deadline). */
+  | { type: 'stop'; drainTimeoutMs?: number };
+
+export interface ReadyInfo {
+  /** Worker id (services-framework instance id). */
+  id: string;
+  pid: number;
+  model: string;
+  dims: number;
+  device: string;
+}
+
+export interface SerializedError {
+  name: string;
+  message: string;
+  code?: ErrorCode;
+}
+
+export type WorkerMessage =
+  | ({ type: 'ready' } & ReadyInfo)
+  | { type: 'failed'; error: SerializedError }
+  /** Sent just before exiting; `error` when the worker ended because of one (e.g. NATS gone for good). */
+  | { type: 'closed'; error?: SerializedError };
+
+export function serializeError(err: unknown): SerializedError {
+  const e = err instanceof Error ? err : new Error(String(err));
+  const code = (e as { code?: unknown }).code;
+  const out: SerializedError = { name: e.name, message: e.message };
+  if (typeof code === 'string' && /^[A-Z_]+$/.test(code)) out.code = code as ErrorCode;
+  return out;
+}
+
+export function isWorkerMessage(value: unknown): value is WorkerMessage {
+  const type = (value as { type?: unknown } | null)?.type;
+  return type === 'ready' || type === 'failed' || type === 'closed';
+}
+
+export function isSupervisorMessage(value: unknown): value is SupervisorMessage {
+  const type = (value as { type?: unknown } | null)?.type;
+  return type === 'start' || type === 'stop';
+}

@@ -1,0 +1,210 @@
+/**
+ * A worker's counters and recent timings, as the `status` endpoint reports them (bert-as-service's
+ * server_statistic, plus per-stage latency percentiles the way TEI exposes them). Everything here is
+ * bounded: timing windows keep at most `capacity` samples, rate meters one bucket per second.
+ */
+import type { ErrorCode } from '@bertq/protocol';
+
+/** Summary of one stage over the recent window, in milliseconds. */
+export interface StageSummary {
+  count: number;
+  avg_ms: number;
+  p50_ms: number;
+  p95_ms: number;
+  p99_ms: number;
+  max_ms: number;
+}
+
+const DEFAULT_WINDOW_SAMPLES = 1024;
+const DEFAULT_WINDOW_AGE_MS = 5 * 60_000;
+
+/** The last `capacity` samples not older than `maxAgeMs`; percentiles are computed on demand. */
+export class LatencyWindow {
+  readonly #values: Float64Array;
+  readonly #times: Float64Array;
+  #next = 0;
+  #size = 0;
+
+  constructor(
+    readonly capacity = DEFAULT_WINDOW_SAMPLES,
+    readonly maxAgeMs = DEFAULT_WINDOW_AGE_MS,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.#values = new Float64Array(capacity);
+    this.#times = new Float64Array(capacity);
+  }
+
+  add(ms: number): void {
+    if (!Number.isFinite(ms) || ms < 0) return;
+    this.#values[this.#next] = ms;
+    this.#times[this.#next] = this.now();
+    this.#next = (this.#next + 1) % this.capacity;
+    this.#size = Math.min(this.#size + 1, this.capacity);
+  }
+
+  summary(): StageSummary {
+    const oldest = this.now() - this.maxAgeMs;
+    const recent: number[] = [];
+    for (let i = 0; i < this.#size; i++) if (this.#times[i]! >= oldest) recent.push(this.#values[i]!);
+    if (recent.length === 0) return { count: 0, avg_ms: 0, p50_ms: 0, p95_ms: 0, p99_ms: 0, max_ms: 0 };
+    recent.sort((a, b) => a - b);
+    const at = (q: number) => recent[Math.min(recent.length - 1, Math.ceil(q * recent.length) - 1)]!;
+    const sum = recent.reduce((a, b) => a + b, 0);
+    return {
+      count: recent.length,
+      avg_ms: round3(sum / recent.length),
+      p50_ms: round3(at(0.5)),
+      p95_ms: round3(at(0.95)),
+      p99_ms: round3(at(0.99)),
+      max_ms: round3(recent[recent.length - 1]!),
+    };
+  }
+}
+
+const DEFAULT_RATE_WINDOW_S = 60;
+
+/** Events per second over the last `windowSeconds` (or since start, when younger). */
+export class RateMeter {
+  readonly #buckets: Float64Array;
+  readonly #stamps: Float64Array;
+  readonly #start: number;
+
+  constructor(
+    readonly windowSeconds = DEFAULT_RATE_WINDOW_S,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.#buckets = new Float64Array(windowSeconds);
+    this.#stamps = new Float64Array(windowSeconds).fill(-1);
+    this.#start = now();
+  }
+
+  add(n = 1): void {
+    const second = Math.floor(this.now() / 1000);
+    const slot = second % this.windowSeconds;
+    if (this.#stamps[slot] !== second) {
+      this.#stamps[slot] = second;
+      this.#buckets[slot] = 0;
+    }
+    this.#buckets[slot]! += n;
+  }
+
+  perSecond(): number {
+    const now = this.now();
+    const second = Math.floor(now / 1000);
+    let sum = 0;
+    for (let i = 0; i < this.windowSeconds; i++) {
+      if (this.#stamps[i]! > second - this.windowSeconds) sum += this.#buckets[i]!;
+    }
+    const span = Math.min(this.windowSeconds, Math.max(1, (now - this.#start) / 1000));
+    return round3(sum / span);
+  }
+}
+
+/** bert-as-service's active clients: distinct reply subjects seen within the last few minutes. */
+export class ClientTracker {
+  readonly #lastSeen = new Map<string, number>();
+  #total = 0;
+
+  constructor(
+    readonly activeWindowMs = 3 * 60_000,
+    /** Bound on remembered clients; the oldest are forgotten first. */
+    readonly maxTracked = 10_000,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  see(client: string): void {
+    if (!this.#lastSeen.has(client)) this.#total++;
+    // Re-insert so the Map's order stays oldest-first.
+    this.#lastSeen.delete(client);
+    this.#lastSeen.set(client, this.now());
+    if (this.#lastSeen.size > this.maxTracked) this.#lastSeen.delete(this.#lastSeen.keys().next().value!);
+  }
+
+  active(): number {
+    const since = this.now() - this.activeWindowMs;
+    for (const [client, at] of this.#lastSeen) {
+      if (at >= since) break;
+      this.#lastSeen.delete(client);
+    }
+    return this.#lastSeen.size;
+  }
+
+  get total(): number {
+    return this.#total;
+  }
+}
+
+/** Counters since start. */
+export interface WorkerCounters {
+  /** Jobs taken off the queue (every delivery counts). */
+  jobsReceived: number;
+  /** Jobs whose rows were all published and acknowledged. */
+  jobsDone: number;
+  /** Jobs answered with an error frame. */
+  jobsFailed: number;
+  /** Jobs refused that had no usable reply subject: logged, counted, terminated. */
+  jobsUnanswerable: number;
+  /** Deliveries that were redeliveries (a worker died or was too slow before). */
+  jobsRedelivered: number;
+  /** Jobs handed back (nak) to the queue, e.g. while draining or after a failed batch. */
+  jobsReturned: number;
+  /** Jobs dropped because their deadline passed. */
+  jobsTimedOut: number;
+  /** Rows encoded and published. */
+  rows: number;
+  batches: number;
+  batchRows: number;
+  batchPaddedTokens: number;
+  batchRealTokens: number;
+  /** Error frames by code. */
+  errors: Partial<Record<ErrorCode, number>>;
+}
+
+export class WorkerMetrics {
+  readonly counters: WorkerCounters = {
+    jobsReceived: 0,
+    jobsDone: 0,
+    jobsFailed: 0,
+    jobsUnanswerable: 0,
+    jobsRedelivered: 0,
+    jobsReturned: 0,
+    jobsTimedOut: 0,
+    rows: 0,
+    batches: 0,
+    batchRows: 0,
+    batchPaddedTokens: 0,
+    batchRealTokens: 0,
+    errors: {},
+  };
+  readonly timings = {
+    tokenization: new LatencyWindow(),
+    queue: new LatencyWindow(),
+    inference: new LatencyWindow(),
+    total: new LatencyWindow(),
+  };
+  readonly jobRate = new RateMeter();
+  readonly rowRate = new RateMeter();
+  readonly clients = new ClientTracker();
+
+  countError(code: ErrorCode): void {
+    this.counters.errors[code] = (this.counters.errors[code] ?? 0) + 1;
+  }
+
+  countBatch(rows: number, realTokens: number, paddedTokens: number): void {
+    this.counters.batches++;
+    this.counters.batchRows += rows;
+    this.counters.batchRealTokens += realTokens;
+    this.counters.batchPaddedTokens += paddedTokens;
+  }
+
+  countJobDone(rows: number): void {
+    this.counters.jobsDone++;
+    this.counters.rows += rows;
+    this.jobRate.add(1);
+    this.rowRate.add(rows);
+  }
+}
+
+function round3(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}

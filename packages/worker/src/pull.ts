@@ -1,0 +1,79 @@
+/**
+ * One pull loop per consumer (`high`, `bulk`). Each pull asks JetStream for no more jobs than the
+ * worker has credits for. Idle, a loop keeps one long-poll for a single job open (so an idle worker
+ * answers at once); once jobs flow, it asks for as many as it has room for ("burst") until a pull
+ * comes back short, which means the consumer is drained.
+ */
+import type { Consumer, JsMsg } from '@nats-io/jetstream';
+import type { Priority } from '@bertq/protocol';
+import type { Logger } from 'pino';
+import type { Credits } from './credits.js';
+
+/** JetStream (and nats.js) refuse pull expiries under one second. */
+export const MIN_PULL_EXPIRES_MS = 1_000;
+/** How long a loop waits for a credit before it re-checks whether it should stop. */
+const CREDIT_WAIT_SLICE_MS = 250;
+const ERROR_BACKOFF_MS = [100, 250, 500, 1_000, 2_000, 5_000];
+
+export interface PullLoopOptions {
+  consumer: Consumer;
+  priority: Priority;
+  credits: Credits;
+  /** Expiry of the idle long-poll. Longer means fewer pull requests; stopping waits for it. */
+  expiresMs: number;
+  /** Most jobs asked for in one pull. */
+  maxBatch: number;
+  /** Takes one job; the credit it was pulled with now belongs to the job. */
+  onMessage: (msg: JsMsg, priority: Priority) => void;
+  /** Called instead of onMessage for a job that arrives once stopping: hand it back. */
+  onLateMessage: (msg: JsMsg) => void;
+  isStopping: () => boolean;
+  logger: Logger;
+}
+
+/** Runs until `isStopping()`; resolves once its last pull has ended (within `expiresMs`). */
+export async function runPullLoop(options: PullLoopOptions): Promise<void> {
+  const { consumer, priority, credits, logger } = options;
+  let burst = false;
+  let failures = 0;
+  while (!options.isStopping()) {
+    if (!(await credits.acquire(priority, CREDIT_WAIT_SLICE_MS))) continue;
+    if (options.isStopping()) {
+      credits.release(1);
+      break;
+    }
+    const asked: number = 1 + (burst ? credits.tryTake(options.maxBatch - 1) : 0);
+    let received = 0;
+    try {
+      const messages = await consumer.fetch({
+        max_messages: asked,
+        expires: burst ? MIN_PULL_EXPIRES_MS : Math.max(MIN_PULL_EXPIRES_MS, options.expiresMs),
+      });
+      for await (const msg of messages) {
+        received++;
+        if (options.isStopping()) {
+          options.onLateMessage(msg);
+          credits.release(1);
+        } else {
+          options.onMessage(msg, priority);
+        }
+      }
+      burst = received === asked;
+      if (failures > 0) logger.info({ consumer: priority }, 'pulling works again');
+      failures = 0;
+    } catch (err) {
+      burst = false;
+      // Logged once per streak of failures (a server restart would otherwise flood the log).
+      if (failures === 0) logger.warn({ err, consumer: priority }, 'pulling jobs failed; retrying with backoff');
+      const wait = ERROR_BACKOFF_MS[Math.min(failures, ERROR_BACKOFF_MS.length - 1)]!;
+      failures++;
+      await sleep(wait);
+    } finally {
+      credits.release(asked - received);
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

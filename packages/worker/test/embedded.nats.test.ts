@@ -1,0 +1,82 @@
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startNatsServer } from '@bertq/testing';
+import { ensureNatsServer, parseNatsUrl } from '../src/embedded.js';
+import type { EnsuredNatsServer } from '../src/embedded.js';
+import { NatsConnectError, connectNats } from '../src/connect.js';
+import { JetStreamNotEnabledError, ensureStream } from '../src/stream.js';
+import { freePort, freshService } from './helpers.js';
+
+const TEST_TIMEOUT_MS = 30_000;
+const dirs: string[] = [];
+const servers: EnsuredNatsServer[] = [];
+
+after(async () => {
+  await Promise.all(servers.map((s) => s.stop()));
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'bertq-embedded-'));
+  dirs.push(dir);
+  return dir;
+}
+
+test('ensureNatsServer - starts nats-server with JetStream on a free local port when none answers', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const port = await freePort();
+  const url = `nats://127.0.0.1:${port}`;
+  const server = await ensureNatsServer(url, { storeDir: tempDir() });
+  servers.push(server);
+  assert.equal(server.started, true);
+  assert.equal(server.url, url);
+  assert.ok(server.pid !== undefined && server.pid > 0);
+
+  const nc = await connectNats({ servers: url });
+  const ensured = await ensureStream(nc, { service: freshService() });
+  assert.equal(ensured.created, true, 'the started server has JetStream');
+  await nc.close();
+
+  // A second call finds it answering and reuses it.
+  const again = await ensureNatsServer(`127.0.0.1:${port}`);
+  assert.equal(again.started, false);
+  await again.stop(); // a no-op for a server this call did not start
+  const still = await connectNats({ servers: url });
+  await still.close();
+
+  await server.stop();
+  await assert.rejects(connectNats({ servers: url, timeoutMs: 1_000 }), /no NATS server at/);
+});
+
+test('ensureNatsServer - says how to enable JetStream on a server that answers without it', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const plain = await startNatsServer({ jetstream: false });
+  try {
+    await assert.rejects(ensureNatsServer(plain.url), (err: Error) => err instanceof JetStreamNotEnabledError && /nats-server -js/.test(err.message));
+  } finally {
+    await plain.stop();
+  }
+});
+
+test('ensureNatsServer - never starts a server for a remote address', { timeout: TEST_TIMEOUT_MS }, async () => {
+  // 192.0.2.0/24 is reserved for documentation: nothing answers there.
+  await assert.rejects(
+    ensureNatsServer('nats://192.0.2.1:4222'),
+    (err: Error) => err instanceof NatsConnectError && /no NATS server at nats:\/\/192\.0\.2\.1:4222; bertq only starts one on this machine/.test(err.message),
+  );
+});
+
+test('ensureNatsServer - names the install command when the nats-server binary is missing', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const port = await freePort();
+  await assert.rejects(
+    ensureNatsServer(`nats://localhost:${port}`, { binary: '/nonexistent/nats-server', storeDir: tempDir() }),
+    /nats-server not found at \/nonexistent\/nats-server; install it \(apt-get install nats-server/,
+  );
+});
+
+test('parseNatsUrl - fills in the default port and keeps IPv6 hosts readable', () => {
+  assert.deepEqual(parseNatsUrl('localhost'), { host: 'localhost', port: 4222, url: 'nats://localhost:4222' });
+  assert.deepEqual(parseNatsUrl('nats://[::1]:5222'), { host: '::1', port: 5222, url: 'nats://[::1]:5222' });
+  assert.throws(() => parseNatsUrl('nats://bad host'), /is not a NATS URL/);
+});

@@ -1,0 +1,105 @@
+/**
+ * Nothing waits forever: with no worker the client fails with NO_WORKERS at once; when the fleet stops
+ * in the middle of a request, the request fails with TIMEOUT at its deadline, naming the rows that
+ * never came; and once the fleet is gone, the next request is NO_WORKERS again.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { setTimeout as delay } from 'node:timers/promises';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { BertClient, CONFIG_MAX_AGE_MS } from '@bertq/client';
+import type { Encoder } from '@bertq/model';
+import { NoWorkersError, TimeoutError } from '@bertq/protocol';
+import { startNatsServer, type NatsServer } from '@bertq/testing';
+import { startWorker } from '@bertq/worker';
+import { freshService, loadEncoder, manySentences } from './client-fixtures.js';
+
+/** "At once": well under a second, on a shared 2-core machine. */
+const FAIL_FAST_MS = 1_000;
+const TEST_TIMEOUT_MS = 60_000;
+/** Deadline of the request the fleet abandons. */
+const ABANDONED_TIMEOUT_MS = 4_000;
+/** How late a TIMEOUT may fire after its deadline. */
+const DEADLINE_SLACK_MS = 750;
+/** Each model batch of the slowed worker takes this long, so the request is surely mid-way when it stops. */
+const SLOW_BATCH_MS = 150;
+
+let server: NatsServer;
+let nc: NatsConnection;
+let encoder: Encoder;
+
+before(async () => {
+  server = await startNatsServer();
+  nc = await connect({ servers: server.url });
+  encoder = await loadEncoder();
+});
+
+after(async () => {
+  await encoder?.close();
+  await nc?.close();
+  await server?.stop();
+});
+
+type Engine = Parameters<typeof startWorker>[0]['engine'];
+
+/** The real encoder, with every batch held back SLOW_BATCH_MS (a busy GPU, say). */
+function slowed(inner: Encoder): Engine {
+  return {
+    get info() {
+      return inner.info;
+    },
+    tokenize: (texts, options) => inner.tokenize(texts, options),
+    run: async (rows) => {
+      await delay(SLOW_BATCH_MS);
+      return inner.run(rows);
+    },
+    tokenLevelLength: (longest) => inner.tokenLevelLength(longest),
+    close: async () => {},
+  };
+}
+
+test('client failures - with no worker for the service, encode fails with NO_WORKERS in under a second', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const bc = await BertClient.connect({ servers: server.url, service: freshService('none') });
+  try {
+    const started = performance.now();
+    await assert.rejects(bc.encode(['hello world']), (e: unknown) => e instanceof NoWorkersError && /start one with `bertq start --service/.test(e.message));
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed < FAIL_FAST_MS, `took ${elapsed.toFixed(0)} ms`);
+  } finally {
+    await bc.close();
+  }
+});
+
+test('client failures - a worker stopped mid-request fails the request with TIMEOUT at its deadline, then NO_WORKERS', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const service = freshService('stop');
+  const worker = await startWorker({ nc, service, engine: slowed(encoder), stream: { storage: 'memory' }, prefetch: 2 });
+  const bc = await BertClient.connect({ servers: server.url, service, timeout: ABANDONED_TIMEOUT_MS, maxChunkRows: 10 });
+  try {
+    const listener = bc.listen();
+    const started = performance.now();
+    const request = bc.encode(manySentences(200));
+    const outcome = assert.rejects(
+      request,
+      (e: unknown) => e instanceof TimeoutError && /timed out after 4000 ms with \d+ of 200 rows received \(missing rows [\d, -]+\)/.test(e.message),
+    );
+    // The first rows are back: the request is under way. Now the whole fleet stops.
+    const first = await listener.next();
+    assert.equal(first.done, false);
+    await listener.return!();
+    await worker.stop({ drainTimeoutMs: 1_000, reason: 'test: fleet stops mid-request' });
+    await outcome;
+    const elapsed = performance.now() - started;
+    assert.ok(elapsed >= ABANDONED_TIMEOUT_MS - 5 && elapsed < ABANDONED_TIMEOUT_MS + DEADLINE_SLACK_MS, `TIMEOUT after ${elapsed.toFixed(0)} ms`);
+    assert.equal(bc.status.numTimeout, 1);
+    assert.equal(bc.status.pending, 0);
+
+    // The fleet is gone and the cached config has aged: the next request learns it at once.
+    await delay(CONFIG_MAX_AGE_MS);
+    const again = performance.now();
+    await assert.rejects(bc.encode(['anyone?']), NoWorkersError);
+    assert.ok(performance.now() - again < FAIL_FAST_MS);
+  } finally {
+    await bc.close();
+    await worker.stop();
+  }
+});
