@@ -35,7 +35,7 @@ after(async () => {
 /** One worker on its own service, serving `encoder`, and a client for it; all closed after `fn`. */
 async function withService(encoder: Encoder, fn: (bc: BertClient, service: string) => Promise<void>, clientOptions: { outputFmt?: 'list' } = {}): Promise<void> {
   const service = freshService('rt');
-  const worker: WorkerHandle = await startWorker({ nc, service, engine: encoder, stream: { storage: 'memory' } });
+  const worker: WorkerHandle = await startWorker({ nc, service, engine: encoder, stream: { storage: 'memory' }, showTokensToClient: true });
   const bc = await BertClient.connect({ servers: server.url, service, timeout: REQUEST_TIMEOUT_MS, ...clientOptions });
   try {
     await fn(bc as unknown as BertClient, service);

@@ -42,6 +42,7 @@ export interface WorkerDescription {
   priorityBatchSize: number;
   maxBatchTokens: number;
   prefetch: number;
+  showTokensToClient: boolean;
   maxPayload: number;
   startedAt: Date;
   model?: ModelDescription;
@@ -108,8 +109,7 @@ export function buildServerConfig(d: WorkerDescription, now = new Date()): Serve
     normalize: info.normalize,
     fp16: info.fp16,
     device: d.device,
-    // Any job may ask for its tokens (show_tokens); the server does not have to allow it first.
-    show_tokens_to_client: true,
+    show_tokens_to_client: d.showTokensToClient,
     max_payload: d.maxPayload,
     output_shape: info.tokenLevel ? [tokenLength, info.dims] : [info.dims],
     versions: d.versions,

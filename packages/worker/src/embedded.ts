@@ -6,10 +6,10 @@
 import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { accessSync, constants, mkdirSync } from 'node:fs';
-import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { defaultCacheDir } from '@bertq/model';
 import type { Logger } from 'pino';
 import { NatsConnectError, natsConnectionOptions } from './connect.js';
 import type { NatsConnectOptions } from './connect.js';
@@ -17,7 +17,7 @@ import { silentLogger } from './logger.js';
 import { JetStreamNotEnabledError, openJetStreamManager } from './stream.js';
 
 export interface EnsureNatsServerOptions {
-  /** JetStream store directory of a started server (`-sd`). Default `$XDG_CACHE_HOME/bertq/nats-<port>` (or ~/.cache). */
+  /** JetStream store directory of a started server (`-sd`). Default `<bertq cache>/nats-<port>` ($BERTQ_CACHE, else $XDG_CACHE_HOME/bertq or ~/.cache/bertq). */
   storeDir?: string;
   /** Path of the nats-server binary. Default: PATH, then /usr/sbin, /usr/local/bin, /usr/bin. */
   binary?: string;
@@ -201,8 +201,7 @@ export function findNatsServerBinary(explicit?: string): string {
 }
 
 function defaultStoreDir(port: number): string {
-  const cache = process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache');
-  return join(cache, 'bertq', `nats-${port}`);
+  return join(defaultCacheDir(), `nats-${port}`);
 }
 
 function installExitHook(): void {

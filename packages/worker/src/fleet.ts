@@ -285,6 +285,7 @@ class Fleet implements FleetHandle {
     for (const key of ['maxBatchSize', 'maxBatchTokens', 'priorityBatchSize', 'prefetch', 'maxWaitMs', 'pullExpiresMs', 'drainTimeoutMs', 'maxHoldMs'] as const) {
       if (o[key] !== undefined) tuning[key] = o[key];
     }
+    if (o.showTokensToClient !== undefined) tuning.showTokensToClient = o.showTokensToClient;
     const startOptions: WorkerProcessOptions = {
       index: slot.index,
       connection: { ...o.connection, servers: o.servers },

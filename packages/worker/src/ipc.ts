@@ -19,6 +19,7 @@ export interface WorkerTuning {
   pullExpiresMs?: number;
   drainTimeoutMs?: number;
   maxHoldMs?: number;
+  showTokensToClient?: boolean;
 }
 
 /** Everything one worker process needs, sent in the `start` message. */

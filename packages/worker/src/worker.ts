@@ -101,6 +101,11 @@ export interface WorkerOptions {
    * forever: JetStream then gives it to another worker. Default 600,000 (10 minutes).
    */
   maxHoldMs?: number;
+  /**
+   * Answer jobs that ask for their tokens (`show_tokens`); when false such a job gets BAD_REQUEST
+   * saying how to enable it (bert-as-service's show_tokens_to_client). Default false.
+   */
+  showTokensToClient?: boolean;
   /** Device label for the control plane (`cpu`, `cuda:0`). Default: the engine's device. */
   device?: string;
   /** How the model was named at start, for the `config` endpoint. */
@@ -289,6 +294,7 @@ class Worker implements WorkerHandle, WorkerView {
         priorityBatchSize: this.#settings.priorityBatchSize,
         maxBatchTokens: this.#settings.maxBatchTokens,
         prefetch: this.#settings.prefetch,
+        showTokensToClient: this.#options.showTokensToClient === true,
         maxPayload: this.#maxPayload,
         startedAt: this.#startedAt,
         versions: {
@@ -394,6 +400,13 @@ class Worker implements WorkerHandle, WorkerView {
     const late = deadlineError(job, Date.now());
     if (late !== undefined) {
       this.#refuse(held, late);
+      return;
+    }
+    if (job.showTokens && this.#options.showTokensToClient !== true) {
+      this.#refuse(
+        held,
+        new BadRequestError(`service "${this.service}" does not send tokens to clients: start it with --show-tokens-to-client to allow show_tokens`),
+      );
       return;
     }
     const t0 = performance.now();

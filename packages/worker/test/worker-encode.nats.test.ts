@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Encoder } from '@bertq/model';
-import { HEADERS } from '@bertq/protocol';
+import { BadRequestError, HEADERS } from '@bertq/protocol';
 import { startNatsServer } from '@bertq/testing';
 import type { NatsServer } from '@bertq/testing';
 import { startWorker } from '../src/worker.js';
@@ -76,7 +76,7 @@ test('worker - returns token-level rows equal to Encoder.encode for NONE with ma
 });
 
 test('worker - returns tokens and f16 or JSON bodies when a job asks for them', { timeout: TEST_TIMEOUT_MS }, async () => {
-  const w = await worker({ engine: pooled });
+  const w = await worker({ engine: pooled, showTokensToClient: true });
   const client = new TestClient(nc, w.service);
   const texts = ['hello world', 'good day ||| nice weather', 'caf\u00e9 au lait'];
   const want = await pooled.encode(texts, { showTokens: true });
@@ -120,7 +120,7 @@ test('worker - splits a NONE result larger than max_payload into frames that arr
   const small = await startNatsServer({ maxPayload: SMALL_MAX_PAYLOAD });
   const conn = await connectTo(small.url);
   try {
-    const w = await worker({ engine: tokenLevel }, conn);
+    const w = await worker({ engine: tokenLevel, showTokensToClient: true }, conn);
     const client = new TestClient(conn, w.service);
     // 60 tokens × 32 dims × 4 bytes = 7,680 bytes per row: two rows never share a frame, and with
     // JSON output one row is far over the limit, so it travels in byte parts.
@@ -143,4 +143,17 @@ test('worker - splits a NONE result larger than max_payload into frames that arr
     await conn.close();
     await small.stop();
   }
+});
+
+test('worker - refuses show_tokens with BAD_REQUEST unless started with showTokensToClient', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const w = await worker({ engine: pooled });
+  assert.equal(w.config().show_tokens_to_client, false);
+  const client = new TestClient(nc, w.service);
+  await assert.rejects(
+    client.encode(['hello world'], { showTokens: true }),
+    (err: Error) => err instanceof BadRequestError && /--show-tokens-to-client/.test(err.message),
+  );
+  const plain = await client.encode(['hello world']);
+  assert.equal(plain.shape[0], 1, 'the worker keeps serving');
+  client.close();
 });
