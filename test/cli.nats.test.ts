@@ -1,0 +1,188 @@
+/**
+ * The `bertq` command line as a user runs it: `bertq start` (with its embedded nats-server),
+ * `bertq encode`, `bertq status`, `bertq terminate` — real processes, real NATS, the tiny model.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Encoder } from '@bertq/model';
+import { maxAbsDiff, startNatsServer, tinyModel, waitFor, type TinyModelFixture } from '@bertq/testing';
+
+const BIN = fileURLToPath(new URL('../../cli/bin/run.js', import.meta.url));
+const START_TIMEOUT_MS = 60_000;
+const COMMAND_TIMEOUT_MS = 30_000;
+const TEST_TIMEOUT_MS = 120_000;
+const TOLERANCE = 1e-6;
+
+let tiny: TinyModelFixture;
+let home: string;
+
+before(async () => {
+  tiny = await tinyModel();
+  home = await mkdtemp(join(tmpdir(), 'bertq-cli-'));
+});
+after(async () => {
+  await rm(home, { recursive: true, force: true });
+});
+
+/** A TCP port nothing listens on right now. */
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return port;
+}
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function env(): NodeJS.ProcessEnv {
+  return { ...process.env, BERTQ_CACHE: join(home, 'cache'), BERTQ_LOG_LEVEL: 'warn', NO_COLOR: '1' };
+}
+
+/** Runs `bertq …` to completion, with a deadline. */
+function bertq(args: string[], input?: string): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: env(), stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`bertq ${args.join(' ')} did not finish within ${COMMAND_TIMEOUT_MS} ms\n${stderr}`));
+    }, COMMAND_TIMEOUT_MS);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(input ?? '');
+  });
+}
+
+interface Started {
+  child: ChildProcess;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+/** Starts `bertq start …` and waits for its ready line. */
+async function startFleet(args: string[]): Promise<Started> {
+  const child = spawn(process.execPath, [BIN, 'start', ...args], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  child.stdout!.resume();
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  let code: number | null | undefined;
+  void exited.then((c) => (code = c));
+  await waitFor('bertq start to print its ready line', () => {
+    if (code !== undefined) throw new Error(`bertq start exited with ${code}:\n${stderr}`);
+    return stderr.includes('bertq ready');
+  }, START_TIMEOUT_MS, 100);
+  return { child, stderr: () => stderr, exited };
+}
+
+test('cli - bertq start (embedded nats-server) + bertq encode "hello world" prints the vector Encoder.encode computes', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const port = await freePort();
+  const server = `nats://127.0.0.1:${port}`;
+  const fleet = await startFleet(['--model', tiny.huggingFaceDir, '--server', server, '--num-worker', '1', '--threads', '1', '--graph-tmp-dir', tiny.graphDir]);
+  try {
+    assert.match(fleet.stderr(), /started an embedded nats-server -js at nats:\/\/127\.0\.0\.1:\d+/);
+    assert.match(fleet.stderr(), /32-dim vectors, 1 worker\(s\) on cpu/);
+
+    const enc = await Encoder.load({ model: tiny.huggingFaceDir, graphTmpDir: tiny.graphDir, threads: 1 });
+    try {
+      const want = await enc.encode(['hello world', 'First do it ||| then do it right']);
+      const run = await bertq(['encode', 'hello world', 'First do it ||| then do it right', '--server', server]);
+      assert.equal(run.code, 0, run.stderr);
+      const lines = run.stdout.trim().split('\n');
+      assert.equal(lines.length, 2, 'one JSON array per sentence');
+      const got = Float32Array.from(lines.flatMap((l) => JSON.parse(l) as number[]));
+      assert.ok(maxAbsDiff(got, want.data) <= TOLERANCE, `max diff ${maxAbsDiff(got, want.data)}`);
+
+      // a file through --file into .npy, and stdin into CSV
+      const file = join(home, 'lines.txt');
+      const texts = Array.from({ length: 300 }, (_, i) => `sentence number ${i} about ${i % 7 ? 'rivers' : 'stones'}`);
+      await writeFile(file, texts.join('\n') + '\n');
+      const npy = join(home, 'out.npy');
+      const viaFile = await bertq(['encode', '--file', file, '--output', npy, '--server', server, '--batch-size', '64']);
+      assert.equal(viaFile.code, 0, viaFile.stderr);
+      assert.match(viaFile.stderr, /encode done: 300 rows/, 'a progress summary with the row count');
+      const bytes = await readFile(npy);
+      const headerLen = bytes.readUInt16LE(8);
+      assert.match(bytes.subarray(10, 10 + headerLen).toString('latin1'), /'descr': '<f4', 'fortran_order': False, 'shape': \(300, 32\)/);
+      const data = new Float32Array(bytes.buffer.slice(bytes.byteOffset + 10 + headerLen, bytes.byteOffset + bytes.length));
+      const wantFile = await enc.encode(texts);
+      assert.ok(maxAbsDiff(data, wantFile.data) <= TOLERANCE);
+
+      const csv = await bertq(['encode', '--format', 'csv', '--server', server, '--no-progress'], 'hello world\n');
+      assert.equal(csv.code, 0, csv.stderr);
+      assert.equal(csv.stdout.trim().split(',').length, 32);
+    } finally {
+      await enc.close();
+    }
+
+    const status = await bertq(['status', '--json', '--server', server]);
+    assert.equal(status.code, 0, status.stderr);
+    const doc = JSON.parse(status.stdout) as { num_workers: number; statistic: { num_total_seq: number } };
+    assert.equal(doc.num_workers, 1);
+    assert.ok(doc.statistic.num_total_seq >= 303);
+
+    const table = await bertq(['status', '--server', server]);
+    assert.match(table.stdout, /service default: 1 worker\(s\) \(1 ready/);
+
+    const term = await bertq(['terminate', '--server', server]);
+    assert.equal(term.code, 0, term.stderr);
+    assert.match(term.stdout, /draining/);
+    assert.equal(await Promise.race([fleet.exited, new Promise((r) => setTimeout(() => r('still running'), COMMAND_TIMEOUT_MS))]), 0);
+    // the embedded server went with it
+    const after = await bertq(['encode', 'hello', '--server', server]);
+    assert.notEqual(after.code, 0);
+    assert.match(after.stderr, /NO_WORKERS/);
+  } finally {
+    fleet.child.kill('SIGKILL');
+  }
+});
+
+test('cli - bertq encode with no worker fails fast with NO_WORKERS', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const nats = await startNatsServer();
+  try {
+    const t0 = Date.now();
+    const run = await bertq(['encode', 'hello world', '--server', nats.url, '--service', 'nobody-home']);
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /NO_WORKERS: .*nobody-home/);
+    assert.ok(Date.now() - t0 < COMMAND_TIMEOUT_MS);
+  } finally {
+    await nats.stop();
+  }
+});
+
+test('cli - bertq start on a NATS server without JetStream says how to enable it', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const nats = await startNatsServer({ jetstream: false });
+  try {
+    const run = await bertq(['start', '--model', tiny.huggingFaceDir, '--server', nats.url, '--threads', '1']);
+    assert.notEqual(run.code, 0);
+    assert.match(run.stderr, /JetStream/);
+    assert.match(run.stderr, /-js|jetstream \{\}/);
+  } finally {
+    await nats.stop();
+  }
+});
+
+test('cli - bertq start without a model, or with a bad flag, says what is wrong', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const none = await bertq(['start', '--server', 'nats://127.0.0.1:1']);
+  assert.notEqual(none.code, 0);
+  assert.match(none.stderr, /no model: give --model-dir/);
+  const bad = await bertq(['start', '--model', tiny.huggingFaceDir, '--max-seq-len', 'lots']);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /--max-seq-len must be an integer of at least 3 or NONE/);
+});
