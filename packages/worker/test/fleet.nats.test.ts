@@ -8,7 +8,7 @@ import { startNatsServer, tinyModel } from '@bertq/testing';
 import type { NatsServer, TinyModelFixture } from '@bertq/testing';
 import { FleetError, startFleet } from '../src/fleet.js';
 import type { FleetHandle, FleetOptions } from '../src/fleet.js';
-import { TestClient, connectTo, freshService, sentences, waitFor } from './helpers.js';
+import { TestClient, connectTo, freshService, maxAbsDiff, sentences, tinyEncoder, waitFor } from './helpers.js';
 
 /** Time budgets: worker processes load a tiny model; the machine is shared, so be generous but bounded. */
 const TEST_TIMEOUT_MS = 90_000;
@@ -110,7 +110,17 @@ test('fleet - a worker killed with SIGKILL loses no job and is restarted', { tim
 
   const results = await Promise.all(requests.map((r) => r.result));
   assert.equal(results.length, 20);
-  for (const r of results) assert.deepEqual(r.shape, [2, 32]);
+  // every request completes correctly: the same vectors the model computes in-process
+  const encoder = await tinyEncoder();
+  try {
+    for (const [i, r] of results.entries()) {
+      const want = await encoder.encode(sentences(2, 50 + i));
+      assert.deepEqual(r.shape, want.shape);
+      assert.ok(maxAbsDiff(r.data, want.data) <= 1e-6, `request ${i}: max diff ${maxAbsDiff(r.data, want.data)}`);
+    }
+  } finally {
+    await encoder.close();
+  }
 
   await waitFor('the killed worker to be replaced', () => fleet!.workers.length === 2 && !fleet!.workers.some((w) => w.pid === victim.pid), 30_000);
   const replaced = fleet.workers.find((w) => w.index === victim.index)!;
