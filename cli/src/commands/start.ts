@@ -1,7 +1,9 @@
 import { Flags } from '@oclif/core';
+import { startGateway } from '@bertq/gateway';
 import { createLogger, ensureNatsServer, startFleet } from '@bertq/worker';
 import type { FleetReadyInfo } from '@bertq/worker';
 import { BaseCommand } from '../base.js';
+import { gatewayOptionsFromFlags, httpFlags, httpPortFlag } from '../http-flags.js';
 import { FlagError, encoderOptionsFromFlags, modelFlags, parseIntList } from '../model-flags.js';
 
 const FLEET = 'FLEET';
@@ -26,15 +28,19 @@ export default class Start extends BaseCommand<typeof Start> {
     'device-map': Flags.string({ summary: 'GPU ids for the workers, round-robin (e.g. 0,1,2,3); given, workers run on CUDA.', env: 'BERTQ_DEVICE_MAP', helpGroup: FLEET }),
     threads: Flags.integer({ summary: 'Inference threads per worker (default: cores / num-worker).', min: 1, env: 'BERTQ_THREADS', helpGroup: FLEET }),
     verbose: Flags.boolean({ summary: 'Debug logging (same as --log-level debug).', env: 'BERTQ_VERBOSE' }),
+    'http-port': httpPortFlag(false),
+    ...httpFlags,
   };
 
   public async run(): Promise<FleetReadyInfo> {
     const { flags } = this;
     let encoder;
     let deviceMap: number[] | undefined;
+    let http;
     try {
       encoder = encoderOptionsFromFlags(flags);
       deviceMap = flags['device-map'] ? parseIntList(flags['device-map'], '--device-map') : undefined;
+      http = flags['http-port'] === undefined ? undefined : gatewayOptionsFromFlags(flags['http-port'], flags);
     } catch (err) {
       if (err instanceof FlagError) this.error(err.message, { exit: 2 });
       throw err;
@@ -77,12 +83,25 @@ export default class Start extends BaseCommand<typeof Start> {
     }
     const r = fleet.ready;
     this.logToStderr(`bertq ready: service "${r.service}" on ${nats.url}, model ${r.model}, ${r.dims}-dim vectors, ${r.workers} worker(s) on ${r.devices.join(', ')}`);
+    // The HTTP gateway, in this process, once the fleet answers; a NATS client like any other.
+    let gateway;
+    if (http) {
+      try {
+        gateway = await startGateway({ ...http, client: { ...this.clientOptions(), servers: [nats.url], name: 'bertq start gateway' }, logger: log });
+      } catch (err) {
+        await fleet.stop();
+        await nats.stop();
+        throw err;
+      }
+      this.logToStderr(`bertq http gateway at ${gateway.url} (dashboard on /, OpenAI API on /v1/embeddings)`);
+    }
 
     const stopSignal = new Promise<string>((resolve) => {
       process.once('SIGINT', () => resolve('SIGINT'));
       process.once('SIGTERM', () => resolve('SIGTERM'));
     });
     const outcome = await Promise.race([stopSignal.then((s) => ({ signal: s })), fleet.closed.then((error) => ({ error }))]);
+    await gateway?.close();
     if ('signal' in outcome) {
       this.logToStderr(`${outcome.signal}: draining workers…`);
       await fleet.stop();

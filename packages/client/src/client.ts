@@ -356,6 +356,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       rows: texts.length,
       deadline,
       timeoutMs: o.timeoutMs,
+      onFrame: o.onFrame,
       onSettled: (request, error) => {
         this.pending.delete(request.id);
         o.signal?.removeEventListener('abort', onAbort);

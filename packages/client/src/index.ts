@@ -30,4 +30,5 @@ export type {
   ResultDelivery,
   ErrorDelivery,
   ClientStatus,
+  FrameReport,
 } from './types.js';

@@ -13,7 +13,7 @@ import {
   DEFAULT_SERVICE,
   type OutputDtype,
 } from '@bertq/protocol';
-import type { OutputFormat } from './types.js';
+import type { FrameReport, OutputFormat } from './types.js';
 
 export const DEFAULT_SERVER = 'nats://127.0.0.1:4222';
 /** Environment variable naming the NATS server(s), comma-separated, as for the CLI. */
@@ -89,6 +89,12 @@ export interface EncodeOptions {
   blocking?: boolean;
   /** Abandons the call: it rejects with the signal's reason, and late frames are ignored. */
   signal?: AbortSignal;
+  /**
+   * Called for each result frame that brings new rows of this request (not for duplicates), with the
+   * worker's stage timings: what a caller needs for latency metrics. Runs on the receive path: keep
+   * it cheap; what it throws is ignored.
+   */
+  onFrame?: (report: FrameReport) => void;
 }
 
 /** Options of `encodeAsync`. */
@@ -153,13 +159,20 @@ export function resolveServers(servers: string | string[] | undefined, env: Node
 }
 
 /** Per-call options, checked; `timeoutMs` falls back to the client's. */
-export function resolveEncodeOptions(options: EncodeOptions | undefined, clientTimeoutMs: number): Required<Pick<EncodeOptions, 'isTokenized' | 'showTokens' | 'output' | 'blocking'>> & { timeoutMs: number; signal: AbortSignal | undefined } {
+export function resolveEncodeOptions(options: EncodeOptions | undefined, clientTimeoutMs: number): Required<Pick<EncodeOptions, 'isTokenized' | 'showTokens' | 'output' | 'blocking'>> & {
+  timeoutMs: number;
+  signal: AbortSignal | undefined;
+  onFrame: EncodeOptions['onFrame'];
+} {
   const o = options ?? {};
   if (typeof o !== 'object') throw new BadRequestError(`encode options must be an object, got ${typeof o}`);
   for (const key of ['isTokenized', 'showTokens', 'blocking'] as const) {
     if (o[key] !== undefined && typeof o[key] !== 'boolean') {
       throw new BadRequestError(`encode option ${key} must be true or false, got ${JSON.stringify(o[key])}`);
     }
+  }
+  if (o.onFrame !== undefined && typeof o.onFrame !== 'function') {
+    throw new BadRequestError(`encode option onFrame must be a function, got ${typeof o.onFrame}`);
   }
   const output = o.output ?? 'f32';
   if (!OUTPUT_DTYPES.includes(output)) {
@@ -172,6 +185,7 @@ export function resolveEncodeOptions(options: EncodeOptions | undefined, clientT
     output,
     timeoutMs: o.timeout === undefined ? clientTimeoutMs : checkTimeout(o.timeout, 'timeout'),
     signal: o.signal,
+    onFrame: o.onFrame,
   };
 }
 

@@ -2,7 +2,8 @@
  * One request in flight: its assembler, its deadline, and the promise the caller awaits. It settles
  * exactly once: all rows in, an error frame, the deadline, an abort, or the client closing.
  */
-import { InternalError, RequestAssembler, TimeoutError, type AssembledResult, type BertqError, type DecodedFrame } from '@bertq/protocol';
+import { InternalError, RequestAssembler, TimeoutError, type AssembledResult, type BertqError, type DecodedFrame, type ResultFrame } from '@bertq/protocol';
+import type { FrameReport } from './types.js';
 
 export interface PendingOptions {
   id: string;
@@ -13,6 +14,8 @@ export interface PendingOptions {
   timeoutMs: number;
   /** Called once when the request settles (the client forgets it). */
   onSettled: (request: PendingRequest, error: unknown) => void;
+  /** Told about every frame that brings new rows (see EncodeOptions.onFrame). */
+  onFrame?: ((report: FrameReport) => void) | undefined;
   now?: () => number;
 }
 
@@ -27,6 +30,7 @@ export class PendingRequest {
   private readonly assembler: RequestAssembler;
   private readonly timeoutMs: number;
   private readonly onSettled: PendingOptions['onSettled'];
+  private readonly onFrame: PendingOptions['onFrame'];
   private resolvePromise!: (result: AssembledResult) => void;
   private rejectPromise!: (error: unknown) => void;
   private timer: NodeJS.Timeout | undefined;
@@ -38,6 +42,7 @@ export class PendingRequest {
     this.deadline = options.deadline;
     this.timeoutMs = options.timeoutMs;
     this.onSettled = options.onSettled;
+    this.onFrame = options.onFrame;
     this.assembler = new RequestAssembler({ id: options.id, rows: options.rows });
     this.promise = new Promise<AssembledResult>((resolve, reject) => {
       this.resolvePromise = resolve;
@@ -72,6 +77,7 @@ export class PendingRequest {
       return 'failed';
     }
     if (!added) return 'duplicate';
+    if (this.onFrame !== undefined) this.report(frame);
     if (this.assembler.complete) {
       let result: AssembledResult;
       try {
@@ -99,6 +105,17 @@ export class PendingRequest {
       .missingRanges()
       .map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`))
       .join(', ');
+  }
+
+  private report(frame: ResultFrame): void {
+    const report: FrameReport = { id: frame.id, offset: frame.offset, rows: frame.rows, timings: frame.timings };
+    if (frame.worker !== undefined) report.worker = frame.worker;
+    if (frame.part !== undefined) report.part = { index: frame.part.index, count: frame.part.count };
+    try {
+      this.onFrame!(report);
+    } catch {
+      // A metrics callback must not break the request it observes.
+    }
   }
 
   private expire(): void {

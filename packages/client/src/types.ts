@@ -78,6 +78,23 @@ export interface ErrorDelivery {
 
 export type Delivery<F extends OutputFormat> = ResultDelivery<F> | ErrorDelivery;
 
+/**
+ * One result frame that brought new rows of a request, as `EncodeOptions.onFrame` reports it: which
+ * rows, which worker, and the worker's stage timings (for metrics, e.g. the gateway's histograms).
+ */
+export interface FrameReport {
+  /** Request id. */
+  id: string;
+  /** Request-relative index of the frame's first row. */
+  offset: number;
+  rows: number;
+  /** Id of the worker that computed the rows, when it said. */
+  worker?: string;
+  timings: StageTimings;
+  /** On a byte part of a split row: its 1-based index and the part count. */
+  part?: { index: number; count: number };
+}
+
 /** Client-side statistics (bert-as-service's `BertClient.status`). */
 export interface ClientStatus {
   identity: string;

@@ -54,10 +54,11 @@ test('options - refuses an unknown output format and a bad maxChunkRows', () => 
 
 test('options - checks per-call options and falls back to the client timeout', () => {
   const o = resolveEncodeOptions(undefined, 5000);
-  assert.deepEqual({ ...o, signal: undefined }, { isTokenized: false, showTokens: false, blocking: true, output: 'f32', timeoutMs: 5000, signal: undefined });
+  assert.deepEqual({ ...o, signal: undefined }, { isTokenized: false, showTokens: false, blocking: true, output: 'f32', timeoutMs: 5000, signal: undefined, onFrame: undefined });
   assert.equal(resolveEncodeOptions({ timeout: 10, blocking: false }, 5000).timeoutMs, 10);
   assert.equal(resolveEncodeOptions({ blocking: false }, 5000).blocking, false);
   assert.throws(() => resolveEncodeOptions({ output: 'f64' as 'f32' }, 1), /output must be one of "f32", "f16", "json", got "f64"/);
   assert.throws(() => resolveEncodeOptions({ showTokens: 'yes' as unknown as boolean }, 1), /showTokens must be true or false/);
   assert.throws(() => resolveEncodeOptions({ timeout: 0 }, 1), /timeout must be/);
+  assert.throws(() => resolveEncodeOptions({ onFrame: 'log' as unknown as () => void }, 1), /onFrame must be a function, got string/);
 });

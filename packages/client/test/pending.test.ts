@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TimeoutError, TooLongError, InternalError } from '@bertq/protocol';
+import { TimeoutError, TooLongError, InternalError, decodeFrame, encodeResultFrames } from '@bertq/protocol';
+import type { FrameReport } from '../src/types.js';
 import { PendingRequest } from '../src/pending.js';
 import { errorFrame, resultFrames, rowValues } from './frames.js';
 
@@ -78,4 +79,33 @@ test('pending - settles once: a late failure after success changes nothing', asy
   pending.fail(new Error('late'));
   await pending.promise;
   assert.equal(settled.length, 1);
+});
+
+test('pending - reports each frame that brings new rows to onFrame, with its worker and stage timings', async () => {
+  const reports: FrameReport[] = [];
+  const pending = new PendingRequest({
+    id: 'R1',
+    rows: 3,
+    deadline: Date.now() + FAR_DEADLINE_MS,
+    timeoutMs: FAR_DEADLINE_MS,
+    onSettled: () => {},
+    onFrame: (report) => {
+      reports.push(report);
+      throw new Error('a failing metrics callback must not fail the request');
+    },
+  });
+  const timings = { tokenizationMs: 0.5, queueMs: 1.25, inferenceMs: 7, totalMs: 9.5 };
+  const frame = (offset: number, rows: number) =>
+    encodeResultFrames(
+      { id: 'R1', offset, rows, shape: [2], dtype: 'f32', data: new Float32Array(rows * 2).fill(offset), worker: 'W7', timings },
+      { maxPayload: 1024 * 1024 },
+    ).map((f) => decodeFrame(f.headers, f.body))[0]!;
+  assert.equal(pending.accept(frame(0, 2)), 'rows');
+  assert.equal(pending.accept(frame(0, 2)), 'duplicate');
+  assert.equal(pending.accept(frame(2, 1)), 'rows');
+  assert.deepEqual((await pending.promise).shape, [3, 2]);
+  assert.deepEqual(reports, [
+    { id: 'R1', offset: 0, rows: 2, worker: 'W7', timings },
+    { id: 'R1', offset: 2, rows: 1, worker: 'W7', timings },
+  ]);
 });

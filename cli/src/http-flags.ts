@@ -1,0 +1,77 @@
+/**
+ * The HTTP gateway's flags, shared by `bertq gateway` (on its own) and `bertq start --http-port`
+ * (in the same process as the fleet), and their translation into the gateway's options.
+ */
+import { Flags } from '@oclif/core';
+import { DEFAULT_BODY_LIMIT, DEFAULT_CORS, DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT, DEFAULT_REQUEST_TIMEOUT_MS, parseByteSize } from '@bertq/gateway';
+import type { GatewayOptions } from '@bertq/gateway';
+
+const HTTP = 'HTTP';
+
+/** Everything but the port, whose meaning differs (required for `gateway`, the switch for `start`). */
+export const httpFlags = {
+  'http-host': Flags.string({
+    summary: 'Interface the HTTP gateway listens on: 0.0.0.0 serves the network (as bert-as-service did), 127.0.0.1 only this host.',
+    default: DEFAULT_HTTP_HOST,
+    env: 'BERTQ_HTTP_HOST',
+    helpGroup: HTTP,
+  }),
+  cors: Flags.string({
+    summary: 'Access-Control-Allow-Origin of the HTTP API: * lets any web page call it (bert-as-service\'s default), a comma-separated origin list only those, none disables CORS.',
+    default: DEFAULT_CORS,
+    env: 'BERTQ_CORS',
+    helpGroup: HTTP,
+  }),
+  'http-token': Flags.string({
+    summary: 'Bearer token the HTTP API requires (Authorization: Bearer …); /health, /ready and the dashboard page stay open. Default: no token, an open API.',
+    env: 'BERTQ_HTTP_TOKEN',
+    helpGroup: HTTP,
+  }),
+  'http-body-limit': Flags.string({
+    summary: 'Largest HTTP request body (bytes, or e.g. 512kb, 10mb); larger ones get 413. Higher admits bigger batches at the cost of gateway memory.',
+    default: String(DEFAULT_BODY_LIMIT),
+    env: 'BERTQ_HTTP_BODY_LIMIT',
+    helpGroup: HTTP,
+  }),
+  'http-timeout': Flags.integer({
+    summary: 'Deadline of one HTTP encode request in ms; past it the answer is 504 and workers drop its queued chunks.',
+    default: DEFAULT_REQUEST_TIMEOUT_MS,
+    min: 1,
+    env: 'BERTQ_HTTP_TIMEOUT',
+    helpGroup: HTTP,
+  }),
+};
+
+/** The HTTP port flag: `required` for `bertq gateway`; optional (off) for `bertq start`. */
+export function httpPortFlag(required: boolean) {
+  return Flags.integer({
+    summary: required
+      ? 'Port of the HTTP gateway (bert-as-service /encode, OpenAI /v1/embeddings, dashboard on /, /metrics).'
+      : 'Also serve HTTP on this port, in this process, once the fleet is ready: bert-as-service /encode, OpenAI /v1/embeddings, dashboard, /metrics.',
+    min: 0,
+    max: 65_535,
+    env: 'BERTQ_HTTP_PORT',
+    helpGroup: HTTP,
+    ...(required ? { default: DEFAULT_HTTP_PORT } : {}),
+  });
+}
+
+export interface HttpFlagValues {
+  'http-host': string;
+  cors: string;
+  'http-token'?: string | undefined;
+  'http-body-limit': string;
+  'http-timeout': number;
+}
+
+/** Gateway options from the flags (not the connection: the caller adds `client`). */
+export function gatewayOptionsFromFlags(port: number, flags: HttpFlagValues): Omit<GatewayOptions, 'client'> {
+  return {
+    port,
+    host: flags['http-host'],
+    cors: flags.cors,
+    bodyLimit: parseByteSize(flags['http-body-limit']),
+    requestTimeoutMs: flags['http-timeout'],
+    ...(flags['http-token'] ? { token: flags['http-token'] } : {}),
+  };
+}

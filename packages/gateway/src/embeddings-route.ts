@@ -1,0 +1,122 @@
+/**
+ * `POST /v1/embeddings`: OpenAI's embeddings API, so OpenAI SDKs and the tools built on them
+ * (LangChain, LlamaIndex, …) work against bertq by changing the base URL.
+ *
+ * Request: `input` (a string or a list of strings), `model` (accepted, not used to route: the gateway
+ * serves one service, and the answer names the model it ran), `encoding_format` (`float` or `base64`:
+ * little-endian float32 bytes, what the official SDKs ask for by default), `dimensions` (keep the
+ * first N values, re-normalised when the service normalises; pooled strategies only), `user` (ignored).
+ * Token-id input (lists of integers) is refused: bertq tokenizes text itself.
+ */
+import { BadRequestError, type ServerConfig } from '@bertq/protocol';
+import type { NdArray } from '@bertq/client';
+import { floatsToBase64, floatsToJson, normalizeInPlace } from './vectors-json.js';
+
+export type EncodingFormat = 'float' | 'base64';
+
+export interface EmbeddingsRequest {
+  texts: string[];
+  encodingFormat: EncodingFormat;
+  dimensions: number | undefined;
+  model: string | undefined;
+}
+
+const FIELDS = new Set(['input', 'model', 'encoding_format', 'dimensions', 'user']);
+
+function bad(message: string, param: string | null, details: Record<string, unknown> = {}): BadRequestError {
+  return new BadRequestError(message, { details: { ...details, ...(param === null ? {} : { param }) } });
+}
+
+/** Checks an OpenAI embeddings body; errors name the offending `param`, as OpenAI's do. */
+export function parseEmbeddingsRequest(body: Record<string, unknown>): EmbeddingsRequest {
+  for (const key of Object.keys(body)) {
+    if (!FIELDS.has(key)) throw bad(`Unrecognized request argument supplied: ${key}`, key);
+  }
+  const input = body.input;
+  let texts: string[];
+  if (input === undefined || input === null) throw bad("'input' is a required property", 'input');
+  if (typeof input === 'string') {
+    texts = [input];
+  } else if (Array.isArray(input)) {
+    if (input.length === 0) throw bad("'input' must not be an empty list: send at least one string", 'input');
+    if (input.every((x) => typeof x === 'number') || input.some((x) => Array.isArray(x))) {
+      throw bad("'input' as token ids is not supported by bertq: send text (a string or a list of strings); the service tokenizes it", 'input');
+    }
+    texts = input as string[];
+  } else {
+    throw bad(`'input' must be a string or a list of strings, got ${typeof input}`, 'input');
+  }
+  for (let i = 0; i < texts.length; i++) {
+    const t: unknown = texts[i];
+    const where = typeof input === 'string' ? "'input'" : `'input[${i}]'`;
+    if (typeof t !== 'string') throw bad(`${where} must be a string, got ${t === null ? 'null' : typeof t}`, 'input', { row: i });
+    if (t.length === 0) throw bad(`${where} is an empty string; every input must contain text`, 'input', { row: i });
+  }
+
+  const format = body.encoding_format ?? 'float';
+  if (format !== 'float' && format !== 'base64') throw bad(`'encoding_format' must be "float" or "base64", got ${JSON.stringify(format)}`, 'encoding_format');
+  const dimensions = body.dimensions;
+  if (dimensions !== undefined && dimensions !== null && (typeof dimensions !== 'number' || !Number.isSafeInteger(dimensions) || dimensions < 1)) {
+    throw bad(`'dimensions' must be a positive integer, got ${JSON.stringify(dimensions)}`, 'dimensions');
+  }
+  const model = body.model;
+  if (model !== undefined && model !== null && typeof model !== 'string') throw bad(`'model' must be a string, got ${typeof model}`, 'model');
+  if (body.user !== undefined && body.user !== null && typeof body.user !== 'string') throw bad(`'user' must be a string, got ${typeof body.user}`, 'user');
+  return {
+    texts,
+    encodingFormat: format,
+    dimensions: typeof dimensions === 'number' ? dimensions : undefined,
+    model: typeof model === 'string' ? model : undefined,
+  };
+}
+
+/**
+ * Checks what the service can give against the request: OpenAI embeddings are one vector per input,
+ * so token-level services (pooling NONE) are refused, and `dimensions` must fit what the pooling makes.
+ */
+export function checkAgainstConfig(request: EmbeddingsRequest, config: ServerConfig): void {
+  const pooling = config.pooling_strategy;
+  if (pooling === 'NONE') {
+    throw bad(
+      `service "${config.service}" returns token-level vectors (pooling_strategy NONE); /v1/embeddings returns one vector per input: use POST /encode, or a service with pooling`,
+      null,
+    );
+  }
+  if (request.dimensions === undefined) return;
+  const dims = config.output_shape?.[0];
+  if (pooling === 'REDUCE_MEAN_MAX') {
+    throw bad(
+      `'dimensions' cannot shorten REDUCE_MEAN_MAX vectors: they are a mean and a max half side by side, and cutting would drop the max half; leave dimensions out`,
+      'dimensions',
+    );
+  }
+  if (typeof dims === 'number' && request.dimensions > dims) {
+    throw bad(`'dimensions' is ${request.dimensions}, but service "${config.service}" makes ${dims}-dimensional vectors`, 'dimensions', { limit: dims });
+  }
+}
+
+/** The model name the answer carries: what the fleet was started with. */
+export function servedModelName(config: ServerConfig): string {
+  return typeof config.model_dir === 'string' && config.model_dir !== '' ? config.model_dir : config.service;
+}
+
+/** OpenAI's response JSON, written by hand: the vectors are most of it, and this is the hot path. */
+export function embeddingsResponseJson(
+  vectors: NdArray,
+  request: EmbeddingsRequest,
+  options: { model: string; normalize: boolean; promptTokens: number },
+): string {
+  const [rows, width] = vectors.shape as [number, number];
+  const keep = request.dimensions ?? width;
+  const data = vectors.data;
+  const parts = new Array<string>(rows);
+  for (let r = 0; r < rows; r++) {
+    const start = r * width;
+    // OpenAI's shortened embeddings stay unit-length: re-normalise when the service normalises.
+    if (keep < width && options.normalize) normalizeInPlace(data, start, keep);
+    const embedding = request.encodingFormat === 'base64' ? `"${floatsToBase64(data, start, keep)}"` : floatsToJson(data, start, keep);
+    parts[r] = `{"object":"embedding","index":${r},"embedding":${embedding}}`;
+  }
+  const usage = `{"prompt_tokens":${options.promptTokens},"total_tokens":${options.promptTokens}}`;
+  return `{"object":"list","data":[${parts.join(',')}],"model":${JSON.stringify(options.model)},"usage":${usage}}`;
+}

@@ -1,0 +1,147 @@
+/**
+ * Options of the HTTP gateway and their validation. Everything is checked before a port is opened or
+ * NATS is dialled, so a typo is a BadRequestError naming the option, not a server that half starts.
+ */
+import type { ClientOptions } from '@bertq/client';
+import { BadRequestError } from '@bertq/protocol';
+import type { Logger } from 'pino';
+import type { TokenCounter } from './token-counter.js';
+
+/** bert-as-service's HTTP example port. */
+export const DEFAULT_HTTP_PORT = 8125;
+/** All interfaces, as bert-as-service's Flask server listened. */
+export const DEFAULT_HTTP_HOST = '0.0.0.0';
+/** bert-as-service's default `-cors`: any origin may call the API from a browser. */
+export const DEFAULT_CORS = '*';
+/** 10 MiB: ~40k short sentences in one request; anything larger is better streamed through the NATS client. */
+export const DEFAULT_BODY_LIMIT = 10 * 1024 * 1024;
+/** Deadline of one encode request through the fleet (the client's default). */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+/** How long a fleet status (one $SRV.PING round plus a status request per worker) is reused. */
+export const DEFAULT_STATUS_CACHE_MS = 1_000;
+/** How long close() lets requests in flight finish before it cuts their connections. */
+export const DEFAULT_DRAIN_TIMEOUT_MS = 10_000;
+/** Points (one per second) the dashboard's charts keep. */
+export const DEFAULT_HISTORY_POINTS = 300;
+
+/** What `startGateway` takes. */
+export interface GatewayOptions {
+  /**
+   * How to reach the fleet: the NATS servers, auth, TLS, service name (the gateway is a NATS client
+   * of the fleet, so it scales and restarts on its own). `timeout` is replaced by `requestTimeoutMs`.
+   */
+  client?: Omit<ClientOptions<'ndarray'>, 'outputFmt' | 'timeout' | 'showServerConfig'>;
+  /** TCP port; 0 picks a free one (see `GatewayHandle.port`). Default 8125. */
+  port?: number;
+  /** Interface to listen on. Default `0.0.0.0` (all); `127.0.0.1` keeps the API local. */
+  host?: string;
+  /**
+   * `Access-Control-Allow-Origin`: `*` (default, as bert-as-service: any web page may call the API),
+   * a comma-separated list of origins (only those; the matching one is echoed), or `none` (no CORS
+   * headers: browsers then block cross-origin calls).
+   */
+  cors?: string;
+  /**
+   * Bearer token every API call must send (`Authorization: Bearer <token>`); compared in constant
+   * time. `/health`, `/ready`, CORS preflights and the dashboard's static files stay open so probes
+   * and the login prompt work. Default: none (open API — put it behind a private network).
+   */
+  token?: string;
+  /** Largest request body in bytes; larger ones get 413 TOO_LARGE before they are read. Default 10 MiB. */
+  bodyLimit?: number;
+  /**
+   * Deadline of one encode request in ms: past it the request fails with 504 TIMEOUT and workers
+   * drop its queued chunks. Default 60 000.
+   */
+  requestTimeoutMs?: number;
+  /** How long a fleet status is reused by /status/server, /metrics and the dashboard. Default 1 000 ms. */
+  statusCacheMs?: number;
+  /** Drain budget of `close()`. Default 10 000 ms. */
+  drainTimeoutMs?: number;
+  /** Seconds of per-second history the dashboard's charts show. Default 300. */
+  historyPoints?: number;
+  /**
+   * How `usage.prompt_tokens` is counted. `auto` (default): with the fleet's own tokenizer, loaded from
+   * the model folder its config names when this host can read it; else from the tokens the workers
+   * return when they allow show_tokens; else 0 (logged once). `off`: always 0. Or a ready counter.
+   */
+  tokenCounter?: 'auto' | 'off' | TokenCounter;
+  /** Parent logger; the gateway logs through a child `{component: 'gateway'}`. Default: silent. */
+  logger?: Logger;
+}
+
+/** The options with defaults applied and every value checked. */
+export interface ResolvedGatewayOptions {
+  port: number;
+  host: string;
+  cors: CorsPolicy;
+  token: string | undefined;
+  bodyLimit: number;
+  requestTimeoutMs: number;
+  statusCacheMs: number;
+  drainTimeoutMs: number;
+  historyPoints: number;
+}
+
+/** Which browser origins may call the API. */
+export type CorsPolicy = { kind: 'any' } | { kind: 'none' } | { kind: 'list'; origins: ReadonlySet<string> };
+
+export function resolveGatewayOptions(options: GatewayOptions): ResolvedGatewayOptions {
+  if (options === null || typeof options !== 'object') throw new BadRequestError('gateway options must be an object');
+  const port = options.port ?? DEFAULT_HTTP_PORT;
+  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new BadRequestError(`gateway port must be an integer from 0 to 65535, got ${String(port)}`);
+  const host = options.host ?? DEFAULT_HTTP_HOST;
+  if (typeof host !== 'string' || host.trim() === '') throw new BadRequestError(`gateway host must be a host name or address, got ${JSON.stringify(host)}`);
+  const token = options.token;
+  if (token !== undefined && (typeof token !== 'string' || token.length === 0 || /\s/.test(token))) {
+    throw new BadRequestError('gateway token must be a non-empty string without whitespace (it is sent as `Authorization: Bearer <token>`)');
+  }
+  return {
+    port,
+    host: host.trim(),
+    cors: parseCors(options.cors ?? DEFAULT_CORS),
+    token,
+    bodyLimit: positiveInt(options.bodyLimit ?? DEFAULT_BODY_LIMIT, 'bodyLimit (bytes)'),
+    requestTimeoutMs: positiveInt(options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs'),
+    statusCacheMs: nonNegativeInt(options.statusCacheMs ?? DEFAULT_STATUS_CACHE_MS, 'statusCacheMs'),
+    drainTimeoutMs: nonNegativeInt(options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, 'drainTimeoutMs'),
+    historyPoints: positiveInt(options.historyPoints ?? DEFAULT_HISTORY_POINTS, 'historyPoints'),
+  };
+}
+
+/** `*`, `none`, or a comma-separated list of origins like `https://app.example.com`. */
+export function parseCors(value: string): CorsPolicy {
+  if (typeof value !== 'string') throw new BadRequestError(`cors must be a string, got ${typeof value}`);
+  const text = value.trim();
+  if (text === '*') return { kind: 'any' };
+  if (text === '' || text.toLowerCase() === 'none') return { kind: 'none' };
+  const origins = text.split(',').map((o) => o.trim()).filter(Boolean);
+  for (const origin of origins) {
+    if (!/^[a-z][a-z0-9+.-]*:\/\/[^\s/]+$/i.test(origin)) {
+      throw new BadRequestError(`cors origin ${JSON.stringify(origin)} must look like scheme://host[:port] (no path), or use * or none`);
+    }
+  }
+  return { kind: 'list', origins: new Set(origins) };
+}
+
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };
+
+/** `1048576`, `512kb`, `10mb`, `1gib` → bytes (units are powers of 1024). */
+export function parseByteSize(text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
+  const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw new BadRequestError(`size ${JSON.stringify(text)} must be a number of bytes, optionally with kb, mb or gb (e.g. 10mb)`);
+  const bytes = Math.floor(Number(m[1]) * unit);
+  if (!Number.isSafeInteger(bytes) || bytes < 1) throw new BadRequestError(`size ${JSON.stringify(text)} must be at least 1 byte`);
+  return bytes;
+}
+
+function positiveInt(value: number, what: string): number {
+  if (!Number.isSafeInteger(value) || value < 1) throw new BadRequestError(`gateway option ${what} must be a positive integer, got ${String(value)}`);
+  return value;
+}
+
+function nonNegativeInt(value: number, what: string): number {
+  if (!Number.isSafeInteger(value) || value < 0) throw new BadRequestError(`gateway option ${what} must be a non-negative integer, got ${String(value)}`);
+  return value;
+}

@@ -1,0 +1,137 @@
+/**
+ * Every error code through the gateway against a real fleet, with its HTTP status and JSON shape:
+ * BAD_REQUEST 400, TOO_LARGE 413, TOO_LONG 422, OVERLOADED 429, NO_WORKERS 503, TIMEOUT 504.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Encoder } from '@bertq/model';
+import { freshService } from '@bertq/testing';
+import type { WorkerHandle } from '@bertq/worker';
+import type { GatewayHandle } from '../src/index.js';
+import { TestFleet, getJson, postJson, slowEngine, tinyEncoder } from './fleet.js';
+
+const TEST_TIMEOUT_MS = 60_000;
+/** A batch of the slow engine takes this long: far past the short request deadline below. */
+const SLOW_BATCH_MS = 1_500;
+const SHORT_TIMEOUT_MS = 300;
+
+let fleet: TestFleet;
+let encoder: Encoder;
+let unbounded: Encoder;
+let worker: WorkerHandle;
+let gateway: GatewayHandle;
+
+before(async () => {
+  fleet = await TestFleet.start();
+  encoder = await tinyEncoder();
+  unbounded = await tinyEncoder({ maxSeqLen: null });
+  worker = await fleet.worker({ engine: encoder });
+  gateway = await fleet.gateway(worker.service, { bodyLimit: 4_096 });
+});
+
+after(async () => {
+  await fleet?.stop();
+  await encoder?.close();
+  await unbounded?.close();
+});
+
+test('gateway errors - BAD_REQUEST (400): bad JSON, an empty string, a wrong field, in bertq and OpenAI shapes', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const badJson = await postJson(`${gateway.url}encode`, '{"texts": ["a", }');
+  assert.equal(badJson.status, 400);
+  assert.equal(badJson.body.error.code, 'BAD_REQUEST');
+  assert.match(badJson.body.error.message, /not valid JSON/);
+
+  const empty = await postJson(`${gateway.url}encode`, { texts: ['fine', ''] });
+  assert.equal(empty.status, 400);
+  assert.equal(empty.body.error.code, 'BAD_REQUEST');
+  assert.match(empty.body.error.message, /texts\[1\] is an empty string/);
+
+  const typo = await postJson(`${gateway.url}encode`, { texts: ['a'], show_token: true });
+  assert.equal(typo.status, 400);
+  assert.match(typo.body.error.message, /unknown field "show_token"/);
+
+  const v1Empty = await postJson(`${gateway.url}v1/embeddings`, { model: 'x', input: ['fine', ''] });
+  assert.equal(v1Empty.status, 400);
+  assert.deepEqual(v1Empty.body, {
+    error: { message: "'input[1]' is an empty string; every input must contain text", type: 'invalid_request_error', param: 'input', code: 'BAD_REQUEST' },
+  });
+  const v1Ids = await postJson(`${gateway.url}v1/embeddings`, { model: 'x', input: [101, 7592, 102] });
+  assert.equal(v1Ids.status, 400);
+  assert.match(v1Ids.body.error.message, /token ids is not supported/);
+  const v1Format = await postJson(`${gateway.url}v1/embeddings`, { model: 'x', input: 'a', encoding_format: 'int8' });
+  assert.equal(v1Format.body.error.param, 'encoding_format');
+});
+
+test('gateway errors - TOO_LARGE (413): a body over the limit is refused before it is read', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const texts = Array.from({ length: 200 }, (_, i) => `sentence number ${i} with some words`);
+  const reply = await postJson(`${gateway.url}encode`, { texts });
+  assert.equal(reply.status, 413);
+  assert.equal(reply.body.error.code, 'TOO_LARGE');
+  assert.match(reply.body.error.message, /limit of 4096 bytes/);
+  const v1 = await postJson(`${gateway.url}v1/embeddings`, { model: 'x', input: texts });
+  assert.equal(v1.status, 413);
+  assert.equal(v1.body.error.type, 'invalid_request_error');
+  assert.equal(v1.body.error.code, 'TOO_LARGE');
+});
+
+test('gateway errors - TOO_LONG (422): a text longer than the model allows under max_seq_len NONE', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const w = await fleet.worker({ engine: unbounded });
+  const g = await fleet.gateway(w.service);
+  const long = Array.from({ length: 80 }, () => 'word').join(' '); // 82 tokens with [CLS]/[SEP]; the tiny model has 64 positions
+  const reply = await postJson(`${g.url}encode`, { texts: ['short one', long] });
+  assert.equal(reply.status, 422);
+  assert.equal(reply.body.error.code, 'TOO_LONG');
+  assert.match(reply.body.error.message, /texts\[1\] is 82 tokens long, more than the model's max_position_embeddings of 64/);
+  const v1 = await postJson(`${g.url}v1/embeddings`, { model: 'x', input: long });
+  assert.equal(v1.status, 422);
+  assert.equal(v1.body.error.code, 'TOO_LONG');
+});
+
+test('gateway errors - OVERLOADED (429 with Retry-After): the service queue is over its bound', { timeout: TEST_TIMEOUT_MS }, async () => {
+  // One queued job is the bound; a slow model holds the first job (still in the stream until acked).
+  const w = await fleet.worker({ engine: slowEngine(encoder, SLOW_BATCH_MS), stream: { maxQueuedJobs: 1 } });
+  const g = await fleet.gateway(w.service);
+  const first = postJson(`${g.url}encode`, { texts: ['the first request fills the queue'] });
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const second = await postJson(`${g.url}encode`, { texts: ['the second finds it full'] });
+  assert.equal(second.status, 429);
+  assert.equal(second.body.error.code, 'OVERLOADED');
+  assert.equal(second.headers.get('retry-after'), '1');
+  const v1 = await postJson(`${g.url}v1/embeddings`, { model: 'x', input: 'a third one' });
+  assert.equal(v1.status, 429);
+  assert.equal(v1.body.error.type, 'rate_limit_error');
+  assert.equal((await first).status, 200, 'the request that was queued still completes');
+});
+
+test('gateway errors - NO_WORKERS (503): nothing serves the service', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const g = await fleet.gateway(freshService('nobody'));
+  const reply = await postJson(`${g.url}encode`, { texts: ['hello'] });
+  assert.equal(reply.status, 503);
+  assert.equal(reply.body.error.code, 'NO_WORKERS');
+  const v1 = await postJson(`${g.url}v1/embeddings`, { model: 'x', input: 'hello' });
+  assert.equal(v1.status, 503);
+  assert.equal(v1.body.error.type, 'service_unavailable_error');
+  const ready = await getJson(`${g.url}ready`);
+  assert.equal(ready.status, 503);
+  assert.equal(ready.body.error.code, 'NO_WORKERS');
+  assert.equal((await getJson(`${g.url}health`)).status, 200, 'the gateway itself is alive');
+  const status = await getJson(`${g.url}status/server`);
+  assert.equal(status.status, 503);
+});
+
+test('gateway errors - TIMEOUT (504): the workers are too slow for the request deadline', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const w = await fleet.worker({ engine: slowEngine(encoder, SLOW_BATCH_MS) });
+  const g = await fleet.gateway(w.service, { requestTimeoutMs: SHORT_TIMEOUT_MS });
+  const started = Date.now();
+  const reply = await postJson(`${g.url}encode`, { texts: ['too slow'] });
+  assert.equal(reply.status, 504);
+  assert.equal(reply.body.error.code, 'TIMEOUT');
+  assert.match(reply.body.error.message, /timed out after 300 ms/);
+  assert.ok(Date.now() - started < SLOW_BATCH_MS, 'answered at the deadline, not when the worker finished');
+  const v1 = await postJson(`${g.url}v1/embeddings`, { model: 'x', input: 'too slow' });
+  assert.equal(v1.status, 504);
+  assert.equal(v1.body.error.type, 'server_error');
+
+  const metrics = await (await fetch(`${g.url}metrics`)).text();
+  assert.match(metrics, /bertq_gateway_errors_total\{code="TIMEOUT"\} 2/);
+});

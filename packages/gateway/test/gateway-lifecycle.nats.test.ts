@@ -1,0 +1,84 @@
+/**
+ * The gateway's life around requests: the dashboard's event stream, a client that leaves early, and
+ * shutdown, which lets requests in flight finish before the port closes.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Encoder } from '@bertq/model';
+import { sleep, waitFor } from '@bertq/testing';
+import type { WorkerHandle } from '@bertq/worker';
+import { TestFleet, getJson, postJson, slowEngine, tinyEncoder } from './fleet.js';
+
+const TEST_TIMEOUT_MS = 60_000;
+const SLOW_BATCH_MS = 800;
+
+let fleet: TestFleet;
+let encoder: Encoder;
+let slow: WorkerHandle;
+
+before(async () => {
+  fleet = await TestFleet.start();
+  encoder = await tinyEncoder();
+  slow = await fleet.worker({ engine: slowEngine(encoder, SLOW_BATCH_MS) });
+});
+
+after(async () => {
+  await fleet?.stop();
+  await encoder?.close();
+});
+
+test('gateway /events - a snapshot, then one tick per second, as server-sent events', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const gateway = await fleet.gateway(slow.service);
+  const res = await fetch(`${gateway.url}events`, { signal: AbortSignal.timeout(20_000) });
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type') ?? '', /^text\/event-stream/);
+  const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
+  const events: Array<{ name: string; data: any }> = [];
+  let buffer = '';
+  while (events.length < 3) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffer += value;
+    for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const name = /^event: (.*)$/m.exec(block)?.[1];
+      const data = /^data: (.*)$/m.exec(block)?.[1];
+      if (name && data) events.push({ name, data: JSON.parse(data) });
+    }
+  }
+  await reader.cancel();
+  assert.deepEqual(events.map((e) => e.name), ['snapshot', 'tick', 'tick']);
+  const snapshot = events[0]!.data;
+  assert.equal(snapshot.service, slow.service);
+  assert.equal(snapshot.fleet.ok, true);
+  assert.deepEqual(snapshot.fleet.workers.map((w: { id: string }) => w.id), [slow.id]);
+  assert.equal(snapshot.fleet.model.pooling, 'REDUCE_MEAN');
+  assert.ok(events[2]!.data.point.t > events[1]!.data.point.t, 'ticks move forward in time');
+  await waitFor('the stream to be counted as closed', async () => /bertq_gateway_dashboard_clients 0/.test(await (await fetch(`${gateway.url}metrics`)).text()));
+});
+
+test('gateway shutdown - a request in flight finishes, then the port is closed', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const gateway = await fleet.gateway(slow.service);
+  const inFlight = postJson(`${gateway.url}encode`, { id: 'last', texts: ['finish me'] });
+  await sleep(SLOW_BATCH_MS / 4);
+  const closed = gateway.close();
+  const reply = await inFlight;
+  assert.equal(reply.status, 200);
+  assert.equal(reply.body.id, 'last');
+  await closed;
+  await assert.rejects(getJson(`${gateway.url}health`), 'nothing listens after close()');
+  assert.equal(gateway.client.status.closed, true, 'the gateway closed its client of the fleet');
+});
+
+test('gateway - a client that leaves before its answer does not break the gateway', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const gateway = await fleet.gateway(slow.service);
+  await assert.rejects(
+    fetch(`${gateway.url}v1/embeddings`, { method: 'POST', body: JSON.stringify({ input: 'leaving early' }), signal: AbortSignal.timeout(SLOW_BATCH_MS / 4) }),
+  );
+  // The scrape counts itself: 1 in flight means only the scrape.
+  await waitFor('the abandoned request to be released', async () => /^bertq_gateway_in_flight_requests 1$/m.test(await (await fetch(`${gateway.url}metrics`)).text()));
+  const reply = await postJson(`${gateway.url}v1/embeddings`, { input: 'still served' });
+  assert.equal(reply.status, 200);
+  assert.equal(reply.body.data.length, 1);
+});
