@@ -270,7 +270,7 @@ export class Encoder {
       ...(options.deviceId === undefined ? {} : { deviceId: options.deviceId }),
       ...(options.threads === undefined ? {} : { threads: options.threads }),
     };
-    const runtime = await createRuntime(onnxBytes ?? graphPath, runtimeOpts);
+    const runtime = await createRuntime(graphPath, runtimeOpts);
     try {
       for (const name of runtime.inputNames) {
         if (!(GRAPH_INPUTS as readonly string[]).includes(name)) {

@@ -1,8 +1,11 @@
 /**
- * The only file that imports onnxruntime-node. Everything else runs models through `Runtime`, so the
- * worker can be tested with a fake one and another engine could slot in behind the same five members.
+ * Runs ONNX models through `Runtime`, so the worker can be tested with a fake one and another engine
+ * could slot in behind the same five members. The session lives in a worker thread
+ * (runtime-thread.ts, the only file that imports onnxruntime-node): the calling thread stays free
+ * while a batch computes.
  */
-import ort from 'onnxruntime-node';
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
 import { ModelError } from '@bertq/protocol';
 
 export type Device = 'cpu' | 'cuda';
@@ -32,64 +35,130 @@ export interface Runtime {
   readonly outputNames: readonly string[];
   /** The execution provider actually in use. */
   readonly device: Device;
+  /** Runs one batch (the feeds are copied to the runtime thread; the result is moved back). */
   run(feeds: RuntimeFeeds, output?: string): Promise<RuntimeTensor>;
   close(): Promise<void>;
 }
 
-class OrtRuntime implements Runtime {
+/** Messages to the runtime thread. */
+export type ThreadRequest =
+  | { type: 'open'; model: string | Uint8Array; options: RuntimeOptions }
+  | { type: 'run'; id: number; feeds: RuntimeFeeds; output: string }
+  | { type: 'close' };
+
+/** Messages from the runtime thread. */
+export type ThreadReply =
+  | { type: 'opened'; inputNames: string[]; outputNames: string[] }
+  | { type: 'result'; id: number; data: Float32Array; dims: number[] }
+  | { type: 'error'; id: number; message: string }
+  | { type: 'closed' };
+
+const THREAD_SCRIPT = new URL('./runtime-thread.js', import.meta.url);
+/** How long close() waits for the batch in flight and the session's release. */
+const CLOSE_DEADLINE_MS = 30_000;
+
+interface Pending {
+  resolve: (t: RuntimeTensor) => void;
+  reject: (err: Error) => void;
+}
+
+class ThreadRuntime implements Runtime {
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 0;
+  #closed: Promise<void> | undefined;
+  #onClosed: (() => void) | undefined;
+
   constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly thread: Worker,
+    readonly inputNames: readonly string[],
+    readonly outputNames: readonly string[],
     readonly device: Device,
-  ) {}
-
-  get inputNames(): readonly string[] {
-    return this.session.inputNames;
+  ) {
+    thread.on('message', (msg: ThreadReply) => this.#receive(msg));
+    thread.on('error', (err) => this.#failAll(new ModelError(`the ONNX Runtime thread failed: ${err.message}`, { cause: err })));
+    thread.on('exit', (code) => {
+      this.#failAll(new ModelError(`the ONNX Runtime thread exited (code ${code})`));
+      this.#onClosed?.();
+    });
+    // An idle runtime does not keep the process alive; one with a batch in flight does.
+    thread.unref();
   }
-  get outputNames(): readonly string[] {
-    return this.session.outputNames;
-  }
 
-  async run(feeds: RuntimeFeeds, output = this.session.outputNames[0]!): Promise<RuntimeTensor> {
-    const ortFeeds: Record<string, ort.Tensor> = {};
-    for (const name of this.session.inputNames) {
-      const f = feeds[name];
-      if (!f) throw new ModelError(`model input ${name} was not provided (have: ${Object.keys(feeds).join(', ')})`);
-      ortFeeds[name] = f.data instanceof Float32Array ? new ort.Tensor('float32', f.data, f.dims) : new ort.Tensor('int64', f.data, f.dims);
+  #receive(msg: ThreadReply): void {
+    if (msg.type === 'closed') {
+      void this.thread.terminate();
+      return;
     }
-    const result = await this.session.run(ortFeeds, [output]);
-    const t = result[output]!;
-    if (t.type !== 'float32') throw new ModelError(`model output ${output} is ${t.type}, expected float32`);
-    return { data: t.data as Float32Array, dims: [...t.dims] };
+    if (msg.type !== 'result' && msg.type !== 'error') return;
+    const p = this.#pending.get(msg.id);
+    if (!p) return;
+    this.#pending.delete(msg.id);
+    if (this.#pending.size === 0) this.thread.unref();
+    if (msg.type === 'result') p.resolve({ data: msg.data, dims: msg.dims });
+    else p.reject(new ModelError(`ONNX Runtime failed to run the model: ${msg.message}`));
   }
 
-  async close(): Promise<void> {
-    await this.session.release();
+  #failAll(err: Error): void {
+    for (const p of this.#pending.values()) p.reject(err);
+    this.#pending.clear();
+  }
+
+  run(feeds: RuntimeFeeds, output = this.outputNames[0]!): Promise<RuntimeTensor> {
+    if (this.#closed) return Promise.reject(new ModelError('the runtime is closed'));
+    for (const name of this.inputNames) {
+      if (!feeds[name]) return Promise.reject(new ModelError(`model input ${name} was not provided (have: ${Object.keys(feeds).join(', ')})`));
+    }
+    const id = this.#nextId++;
+    return new Promise<RuntimeTensor>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      if (this.#pending.size === 1) this.thread.ref();
+      // Copied, not transferred: ids and masks are small next to the work, and callers may reuse them.
+      this.thread.postMessage({ type: 'run', id, feeds, output } satisfies ThreadRequest);
+    });
+  }
+
+  close(): Promise<void> {
+    this.#closed ??= new Promise<void>((resolve) => {
+      this.#onClosed = resolve;
+      this.thread.ref();
+      this.thread.postMessage({ type: 'close' } satisfies ThreadRequest);
+      // The session is released after the batch in flight; past the deadline the thread is ended anyway.
+      setTimeout(() => void this.thread.terminate(), CLOSE_DEADLINE_MS).unref();
+    });
+    return this.#closed;
   }
 }
 
-/** Opens an ONNX model (bytes or a file path) in ONNX Runtime. */
+/** Opens an ONNX model (bytes or a file path) in ONNX Runtime, in its own thread. */
 export async function createRuntime(model: Uint8Array | string, opts: RuntimeOptions = {}): Promise<Runtime> {
   const device = opts.device ?? 'cpu';
-  const options: ort.InferenceSession.SessionOptions = {
-    graphOptimizationLevel: opts.optimization ?? 'all',
-    executionMode: 'sequential',
-    enableCpuMemArena: true,
-    enableMemPattern: true,
-    executionProviders: device === 'cuda' ? [{ name: 'cuda', deviceId: opts.deviceId ?? 0 }] : ['cpu'],
-    logSeverityLevel: 3,
-  };
-  if (opts.threads !== undefined) {
-    options.intraOpNumThreads = opts.threads;
-    options.interOpNumThreads = 1;
-  }
-  try {
-    const session =
-      typeof model === 'string'
-        ? await ort.InferenceSession.create(model, options)
-        : await ort.InferenceSession.create(model, options);
-    return new OrtRuntime(session, device);
-  } catch (err) {
-    const msg = err instanceof Error ? err.message : String(err);
+  const thread = new Worker(THREAD_SCRIPT);
+  const opened = await new Promise<Extract<ThreadReply, { type: 'opened' }>>((resolve, reject) => {
+    const onMessage = (msg: ThreadReply) => {
+      cleanup();
+      if (msg.type === 'opened') resolve(msg);
+      else reject(new Error(msg.type === 'error' ? msg.message : `unexpected ${msg.type}`));
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    const onExit = (code: number) => {
+      cleanup();
+      reject(new Error(`the ONNX Runtime thread exited with code ${code} while opening the model`));
+    };
+    const cleanup = () => {
+      thread.off('message', onMessage);
+      thread.off('error', onError);
+      thread.off('exit', onExit);
+    };
+    thread.on('message', onMessage);
+    thread.on('error', onError);
+    thread.on('exit', onExit);
+    thread.postMessage({ type: 'open', model, options: opts } satisfies ThreadRequest);
+  }).catch(async (err: Error) => {
+    await thread.terminate();
+    const msg = err.message;
     if (device === 'cuda') {
       throw new ModelError(
         `ONNX Runtime could not start the CUDA execution provider (${msg}). The CUDA build of onnxruntime-node ` +
@@ -98,10 +167,15 @@ export async function createRuntime(model: Uint8Array | string, opts: RuntimeOpt
       );
     }
     throw new ModelError(`ONNX Runtime could not load the model${typeof model === 'string' ? ` ${model}` : ''}: ${msg}`, { cause: err });
-  }
+  });
+  return new ThreadRuntime(thread, opened.inputNames, opened.outputNames, device);
 }
 
-/** Versions for the benchmark's System line. */
+/** Versions for the benchmark's System line and the worker's config. */
 export function runtimeVersions(): { onnxruntime: string } {
-  return { onnxruntime: ort.env.versions?.common ?? 'unknown' };
+  try {
+    return { onnxruntime: (createRequire(import.meta.url)('onnxruntime-node/package.json') as { version: string }).version };
+  } catch {
+    return { onnxruntime: 'unknown' };
+  }
 }

@@ -162,7 +162,6 @@ export async function buildServerStatus(
       local_rows: view.localRows(),
       local_bound: view.localBound,
       held_jobs: view.heldJobs(),
-      held_bound: d.prefetch,
     },
     timings,
     batches: {

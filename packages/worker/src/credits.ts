@@ -1,7 +1,11 @@
 /**
- * The worker's room, counted in jobs: a credit is taken before a job is pulled and given back when
- * the job is finished (acked, terminated or handed back). Nothing is pulled without a credit, so a
- * worker never holds more than `total` jobs, however fast the queue fills.
+ * The worker's room, counted in rows: before a job is pulled, credits for the most rows it can have
+ * are taken (maxBatchSize for a bulk job, priorityBatchSize for a high one); once parsed, the job
+ * keeps credits for its real row count and gives the rest back; when it is finished (acked,
+ * terminated or handed back) it gives those back too. Nothing is pulled without credits, so a worker
+ * never holds more than `total` rows, however fast the queue fills — and it holds many small
+ * interactive jobs at once (so they batch together) but only a few large ones (so other workers get
+ * their share).
  *
  * Credits are handed out high priority first: when one is released and both pull loops wait, the
  * high loop gets it.
@@ -10,6 +14,7 @@ import type { Priority } from '@bertq/protocol';
 
 interface Waiter {
   priority: Priority;
+  need: number;
   resolve: (got: boolean) => void;
   timer: NodeJS.Timeout;
 }
@@ -38,15 +43,20 @@ export class Credits {
     return taken;
   }
 
-  /** Waits for one credit; resolves false when none came within `timeoutMs` (the caller re-checks its state). */
-  acquire(priority: Priority, timeoutMs: number): Promise<boolean> {
-    if (this.#free > 0) {
-      this.#free--;
+  /**
+   * Waits for `amount` credits (at most `total`); resolves false when they did not come within
+   * `timeoutMs` (the caller re-checks its state).
+   */
+  acquire(priority: Priority, timeoutMs: number, amount = 1): Promise<boolean> {
+    const need = Math.min(amount, this.total);
+    if (this.#free >= need && this.#waiters.length === 0) {
+      this.#free -= need;
       return Promise.resolve(true);
     }
     return new Promise<boolean>((resolve) => {
       const waiter: Waiter = {
         priority,
+        need,
         resolve,
         timer: setTimeout(() => {
           const i = this.#waiters.indexOf(waiter);
@@ -61,12 +71,16 @@ export class Credits {
   release(n = 1): void {
     if (n <= 0) return;
     this.#free = Math.min(this.total, this.#free + n);
-    while (this.#free > 0 && this.#waiters.length > 0) {
+    // High first, then in arrival order; a waiter is served only when all it needs is free.
+    while (this.#waiters.length > 0) {
       const i = this.#waiters.findIndex((w) => w.priority === 'high');
-      const [waiter] = this.#waiters.splice(i >= 0 ? i : 0, 1);
-      clearTimeout(waiter!.timer);
-      this.#free--;
-      waiter!.resolve(true);
+      const next = i >= 0 ? i : 0;
+      const waiter = this.#waiters[next]!;
+      if (this.#free < waiter.need) break;
+      this.#waiters.splice(next, 1);
+      clearTimeout(waiter.timer);
+      this.#free -= waiter.need;
+      waiter.resolve(true);
     }
   }
 

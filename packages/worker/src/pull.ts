@@ -19,11 +19,13 @@ export interface PullLoopOptions {
   consumer: Consumer;
   priority: Priority;
   credits: Credits;
+  /** Credits (rows) one job of this consumer may need: maxBatchSize for bulk, priorityBatchSize for high. */
+  jobCost: number;
   /** Expiry of the idle long-poll. Longer means fewer pull requests; stopping waits for it. */
   expiresMs: number;
   /** Most jobs asked for in one pull. */
   maxBatch: number;
-  /** Takes one job; the credit it was pulled with now belongs to the job. */
+  /** Takes one job; the `jobCost` credits it was pulled with now belong to the job. */
   onMessage: (msg: JsMsg, priority: Priority) => void;
   /** Called instead of onMessage for a job that arrives once stopping: hand it back. */
   onLateMessage: (msg: JsMsg) => void;
@@ -33,16 +35,23 @@ export interface PullLoopOptions {
 
 /** Runs until `isStopping()`; resolves once its last pull has ended (within `expiresMs`). */
 export async function runPullLoop(options: PullLoopOptions): Promise<void> {
-  const { consumer, priority, credits, logger } = options;
+  const { consumer, priority, credits, logger, jobCost } = options;
   let burst = false;
   let failures = 0;
   while (!options.isStopping()) {
-    if (!(await credits.acquire(priority, CREDIT_WAIT_SLICE_MS))) continue;
+    if (!(await credits.acquire(priority, CREDIT_WAIT_SLICE_MS, jobCost))) continue;
     if (options.isStopping()) {
-      credits.release(1);
+      credits.release(jobCost);
       break;
     }
-    const asked: number = 1 + (burst ? credits.tryTake(options.maxBatch - 1) : 0);
+    // Credits come in whole jobs' worth: take what more jobs fit, give back the remainder.
+    let extra = 0;
+    if (burst) {
+      const took = credits.tryTake((options.maxBatch - 1) * jobCost);
+      extra = Math.floor(took / jobCost);
+      credits.release(took - extra * jobCost);
+    }
+    const asked: number = 1 + extra;
     let received = 0;
     try {
       const messages = await consumer.fetch({
@@ -53,7 +62,7 @@ export async function runPullLoop(options: PullLoopOptions): Promise<void> {
         received++;
         if (options.isStopping()) {
           options.onLateMessage(msg);
-          credits.release(1);
+          credits.release(jobCost);
         } else {
           options.onMessage(msg, priority);
         }
@@ -69,7 +78,7 @@ export async function runPullLoop(options: PullLoopOptions): Promise<void> {
       failures++;
       await sleep(wait);
     } finally {
-      credits.release(asked - received);
+      credits.release((asked - received) * jobCost);
     }
   }
 }

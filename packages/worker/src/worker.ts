@@ -77,8 +77,10 @@ export interface WorkerOptions {
   /** Requests of at most this many rows are urgent (clients send them to jobs.high). Default 16 (at most maxBatchSize). */
   priorityBatchSize?: number;
   /**
-   * Jobs the worker holds at once (pulled, not yet acknowledged), at least 2. More keeps the model
-   * busier between pulls; fewer spreads a burst more evenly over the fleet. Default 4.
+   * How much work the worker holds at once (pulled, not yet acknowledged), in full-size jobs: the
+   * worker holds at most prefetch × maxBatchSize rows — that many bulk jobs, or many more small
+   * high-priority ones, which then share batches. At least 2. More keeps the model busier between
+   * pulls; fewer spreads a burst more evenly over the fleet. Default 4.
    */
   prefetch?: number;
   /** A queued row older than this runs before shorter rows of its class (no starvation). Default 100. */
@@ -182,6 +184,8 @@ interface HeldJob {
   inferenceMs: number;
   /** Acked, terminated or handed back: rows still queued for it are skipped. */
   finished: boolean;
+  /** Credits (rows) this job holds: its consumer's job cost until parsed, then its row count. */
+  credits: number;
 }
 
 /** Starts a worker; resolves once it has warmed up its model and is pulling jobs. */
@@ -269,7 +273,7 @@ class Worker implements WorkerHandle, WorkerView {
       maxWaitMs: s.maxWaitMs,
       maxQueuedRows: this.localBound,
     });
-    this.#credits = new Credits(s.prefetch);
+    this.#credits = new Credits(s.prefetch * s.maxBatchSize);
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
   }
 
@@ -317,8 +321,9 @@ class Worker implements WorkerHandle, WorkerView {
           consumer: consumers[priority],
           priority,
           credits: this.#credits,
+          jobCost: this.#jobCost(priority),
           expiresMs: this.#settings.pullExpiresMs,
-          maxBatch: this.#settings.prefetch,
+          maxBatch: Math.floor(this.#credits.total / this.#jobCost(priority)),
           onMessage: (msg, p) => this.#take(msg, p),
           onLateMessage: (msg) => this.#handBack(msg),
           isStopping: () => this.#stopping,
@@ -377,9 +382,23 @@ class Worker implements WorkerHandle, WorkerView {
 
   // ---- taking jobs ---------------------------------------------------------------------------
 
+  /** The most rows one job of a consumer can have: what a pull reserves for it. */
+  #jobCost(priority: Priority): number {
+    return priority === 'high' ? Math.max(1, this.#settings.priorityBatchSize) : this.#settings.maxBatchSize;
+  }
+
   #take(msg: JsMsg, priority: Priority): void {
     const now = performance.now();
-    const held: HeldJob = { msg, priority, takenAt: now, lastProgressAt: now, rowsDone: 0, inferenceMs: 0, finished: false };
+    const held: HeldJob = {
+      msg,
+      priority,
+      takenAt: now,
+      lastProgressAt: now,
+      rowsDone: 0,
+      inferenceMs: 0,
+      finished: false,
+      credits: this.#jobCost(priority),
+    };
     this.#held.add(held);
     this.metrics.counters.jobsReceived++;
     if (msg.redelivered) this.metrics.counters.jobsRedelivered++;
@@ -396,6 +415,12 @@ class Worker implements WorkerHandle, WorkerView {
       return;
     }
     held.job = job;
+    // Keep credits for the rows the job really has (a job on the high subject with more rows than
+    // priorityBatchSize — a misbehaving client — just holds more until it is done).
+    const rowCount = job.texts.length;
+    if (rowCount < held.credits) this.#credits.release(held.credits - rowCount);
+    else if (rowCount > held.credits) held.credits += this.#credits.tryTake(rowCount - held.credits);
+    if (rowCount <= held.credits) held.credits = rowCount;
     this.metrics.clients.see(job.reply);
     const late = deadlineError(job, Date.now());
     if (late !== undefined) {
@@ -480,7 +505,7 @@ class Worker implements WorkerHandle, WorkerView {
       this.#log.warn({ err, how }, 'could not settle a job with JetStream; it will be redelivered after ack_wait');
     }
     if (how === 'nak') this.metrics.counters.jobsReturned++;
-    this.#credits.release(1);
+    this.#credits.release(held.credits);
     if (this.#held.size === 0) this.#heldEmpty?.();
   }
 

@@ -28,8 +28,9 @@ before(async () => {
   nc = await connectTo(server.url);
   encoder = await tinyEncoder();
   service = freshService('ctl');
-  // prefetch 3: the bulk consumer may hold two jobs, one credit stays with the high consumer's open pull.
-  worker = await startWorker({ nc, service, engine: slowEngine(encoder, SLOW_BATCH_MS), prefetch: 3, pullExpiresMs: 1_000 });
+  // Room for 3 × 2 rows: the high consumer's open pull reserves one job's worth, so the bulk consumer
+  // may hold two 2-row jobs.
+  worker = await startWorker({ nc, service, engine: slowEngine(encoder, SLOW_BATCH_MS), prefetch: 3, maxBatchSize: 2, pullExpiresMs: 1_000 });
 });
 
 after(async () => {
@@ -90,8 +91,8 @@ test('services - config answers a valid server config document', { timeout: TEST
     const config = decodeControlReply('config', headers, data);
     assert.equal(config.worker_id, worker.id);
     assert.equal(config.service, service);
-    assert.equal(config.max_batch_size, 256);
-    assert.equal(config.priority_batch_size, 16);
+    assert.equal(config.max_batch_size, 2);
+    assert.equal(config.priority_batch_size, 2, 'the default 16, cut to max_batch_size');
     assert.equal(config.max_seq_len, 25);
     assert.equal(config.pooling_strategy, 'REDUCE_MEAN');
     assert.deepEqual(config.pooling_layer, [-2]);

@@ -34,3 +34,22 @@ test('credits - cancelling wakes every waiter with false', async () => {
   credits.cancelWaiters();
   assert.deepEqual(await Promise.all(waiting), [false, false]);
 });
+
+test('credits - a waiter for several credits is served only when all of them are free', async () => {
+  const credits = new Credits(10);
+  credits.tryTake(8);
+  let got = false;
+  const bulk = credits.acquire('bulk', 1_000, 6).then((ok) => (got = ok));
+  credits.release(3); // 5 free: not enough
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(got, false);
+  credits.release(1); // 6 free
+  assert.equal(await bulk, true);
+  assert.equal(credits.free, 0);
+});
+
+test('credits - asking for more than the total waits for the total, never forever', async () => {
+  const credits = new Credits(4);
+  assert.equal(await credits.acquire('high', 10, 100), true);
+  assert.equal(credits.free, 0);
+});

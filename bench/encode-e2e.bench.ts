@@ -1,0 +1,118 @@
+/**
+ * bertq end to end vs the bare model, on one graph: `Encoder.encode` in-process; one client sending
+ * 4096-row requests through NATS to a worker fleet; and 32 clients each sending 1-row requests (the
+ * interactive case, where the worker must batch across clients). Model: all-MiniLM-L6-v2's shape
+ * (6 layers, hidden 384) with random weights, maxSeqLen 25 — a common embedding model, fast enough
+ * on a CPU for requests of thousands of rows.
+ *
+ *   npm run build && node bench/dist/encode-e2e.bench.js [--quick]
+ */
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BertClient } from '@bertq/client';
+import { Encoder, syntheticBertWeights, syntheticVocab, tinyBertConfig, writeHuggingFaceFolder } from '@bertq/model';
+import type { EncoderOptions } from '@bertq/model';
+import { startNatsServer } from '@bertq/testing';
+import { startFleet } from '@bertq/worker';
+import { measure, systemLine, table } from './system.js';
+
+const quick = process.argv.includes('--quick');
+const MIN_SECONDS = quick ? 3 : 10;
+const BIG_REQUEST_ROWS = 4096;
+const CLIENTS = 32;
+const SHARED_VOCAB = fileURLToPath(new URL('../../../shared/models/bert-base-uncased-vocab.txt', import.meta.url));
+
+function sentences(n: number, vocab: string[], seed: number): string[] {
+  const words = vocab.filter((w) => /^[a-z]{3,}$/.test(w));
+  let s = seed;
+  const next = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0), s);
+  return Array.from({ length: n }, () => Array.from({ length: 6 + (next() % 14) }, () => words[next() % words.length]).join(' '));
+}
+
+async function main(): Promise<void> {
+  const threads = cpus().length;
+  const root = await mkdtemp(join(tmpdir(), 'bertq-e2e-bench-'));
+  const nats = await startNatsServer();
+  try {
+    const synthetic = existsSync(SHARED_VOCAB) ? undefined : syntheticVocab();
+    const vocab = synthetic ?? (await readFile(SHARED_VOCAB, 'utf8')).split('\n');
+    const config = tinyBertConfig({ vocabSize: vocab.length, hiddenSize: 384, numHiddenLayers: 6, numAttentionHeads: 12, intermediateSize: 1536, maxPositionEmbeddings: 512 });
+    const dir = await writeHuggingFaceFolder(join(root, 'minilm'), syntheticBertWeights(config, 3), synthetic ? { tokens: synthetic } : { file: SHARED_VOCAB });
+    const encoderOptions: EncoderOptions = { model: dir, graphTmpDir: join(root, 'graphs'), poolingLayer: -1, maxSeqLen: 25 };
+    const big = sentences(BIG_REQUEST_ROWS, vocab, 7);
+
+    console.log(systemLine());
+    console.log(`Model: all-MiniLM-L6-v2 shape (6 layers, hidden 384), random weights; maxSeqLen 25; sentences of 6-19 words; ${threads} inference threads\n`);
+
+    // 1. the bare model, in this process
+    const enc = await Encoder.load({ ...encoderOptions, threads });
+    const bare = await measure(() => enc.encode(big), MIN_SECONDS);
+    const graphPath = enc.config.graphPath;
+    await enc.close();
+    const bareRate = BIG_REQUEST_ROWS / bare.seconds;
+
+    // 2. the fleet: one worker process with every core (the same cached graph file)
+    const fleet = await startFleet({ servers: nats.url, service: 'bench', numWorker: 1, threadsPerWorker: threads, encoder: encoderOptions, logLevel: 'silent' });
+    try {
+      const client = await BertClient.connect({ servers: nats.url, service: 'bench', timeout: 600_000 });
+      const e2e = await measure(() => client.encode(big), MIN_SECONDS);
+      const e2eRate = BIG_REQUEST_ROWS / e2e.seconds;
+      const config = await client.serverConfig();
+      await client.close();
+
+      // 3. 32 clients, each sending 1-row requests back to back
+      const clients = await Promise.all(Array.from({ length: CLIENTS }, () => BertClient.connect({ servers: nats.url, service: 'bench', timeout: 60_000 })));
+      const one = sentences(CLIENTS * 64, vocab, 11);
+      let done = 0;
+      const latencies: number[] = [];
+      const runFor = async (seconds: number) => {
+        const until = performance.now() + seconds * 1000;
+        await Promise.all(
+          clients.map(async (c, k) => {
+            for (let i = 0; performance.now() < until; i++) {
+              const t0 = performance.now();
+              await c.encode([one[(k * 64 + i) % one.length]!]);
+              latencies.push(performance.now() - t0);
+              done++;
+            }
+          }),
+        );
+      };
+      await runFor(1); // warm-up
+      done = 0;
+      latencies.length = 0;
+      const t0 = performance.now();
+      await runFor(MIN_SECONDS);
+      const smallRate = done / ((performance.now() - t0) / 1000);
+      await Promise.all(clients.map((c) => c.close()));
+      latencies.sort((a, b) => a - b);
+      const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]!.toFixed(1);
+
+      console.log(`graph ${graphPath === config.graph_tmp_dir ? '' : '(same cached file in both)'}`.trim());
+      console.log(
+        table(
+          ['scenario', 'rows/s', 'ratio', 'target'],
+          [
+            ['bare Encoder.encode, 4096-row calls (in-process)', bareRate.toFixed(0), '1.00', ''],
+            ['bertq end to end, 1 client × 4096-row requests', e2eRate.toFixed(0), (e2eRate / bareRate).toFixed(2), '≥ 0.95 × bare'],
+            [`bertq end to end, ${CLIENTS} clients × 1-row requests`, smallRate.toFixed(0), (smallRate / e2eRate).toFixed(2), '≥ 0.80 × 4096-row'],
+          ],
+        ),
+      );
+      console.log(`\n1-row request latency with ${CLIENTS} clients: p50 ${pct(0.5)} ms, p95 ${pct(0.95)} ms, p99 ${pct(0.99)} ms`);
+    } finally {
+      await fleet.stop();
+    }
+  } finally {
+    await nats.stop();
+    await rm(root, { recursive: true, force: true });
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
