@@ -42,16 +42,13 @@ export function renderStatus(s: FleetStatus): string {
       ]),
     ),
   );
-  if (first) {
+  if (s.workers.length > 0) {
     out.push('');
     const stages = ['tokenization', 'queue', 'inference', 'total'] as const;
     out.push(
       table(
-        ['stage (ms, first worker)', 'count', 'avg', 'p50', 'p99', 'max'],
-        stages.map((k) => {
-          const t = first.timings[k];
-          return [k, String(t.count), ms(t.avg_ms), ms(t.p50_ms), ms(t.p99_ms), ms(t.max_ms)];
-        }),
+        ['latency ms (p50 / p99)', ...stages],
+        s.workers.map((w) => [w.worker_id, ...stages.map((k) => (w.timings[k].count === 0 ? '–' : `${ms(w.timings[k].p50_ms)} / ${ms(w.timings[k].p99_ms)}`))]),
       ),
     );
   }
