@@ -26,9 +26,13 @@ const ROWS_PER_REQUEST = 256;
 /** Requests in flight at once, on every path. */
 const IN_FLIGHT = 4;
 const quick = process.argv.includes('--quick');
-/** Each path runs this long per round; rounds alternate the paths so drift hits all of them alike. */
-const ROUND_SECONDS = quick ? 2 : 6;
-const ROUNDS = quick ? 1 : 2;
+/**
+ * Each round sends every path the same number of requests (enough for about ROUND_SECONDS on the NATS
+ * client), in alternating order, so a busy neighbour on the machine hits all paths alike; the table
+ * shows each path's median round.
+ */
+const ROUND_SECONDS = quick ? 2 : 4;
+const ROUNDS = quick ? 1 : 5;
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const SHARED_VOCAB = join(REPO, '..', 'shared', 'models', 'bert-base-uncased-vocab.txt');
 const GATEWAY_START_MS = 30_000;
@@ -80,23 +84,28 @@ async function startGatewayProcess(servers: string, service: string, tokenCounte
 
 type Path = { name: string; send: (texts: string[]) => Promise<number> };
 
-/** Runs `IN_FLIGHT` loops of `send` for `seconds`; rows per second and per-request latencies. */
-async function drive(path: Path, batches: string[][], seconds: number): Promise<{ rowsPerSecond: number; latencies: number[] }> {
-  const end = performance.now() + seconds * 1000;
+/** Sends `requests` requests, `IN_FLIGHT` at a time; rows per second and per-request latencies. */
+async function drive(path: Path, batches: string[][], requests: number): Promise<{ rowsPerSecond: number; latencies: number[] }> {
   const latencies: number[] = [];
   let rows = 0;
-  let k = 0;
+  let next = 0;
   const started = performance.now();
   await Promise.all(
     Array.from({ length: IN_FLIGHT }, async () => {
-      while (performance.now() < end) {
+      while (next < requests) {
+        const batch = batches[next++ % batches.length]!;
         const t0 = performance.now();
-        rows += await path.send(batches[k++ % batches.length]!);
+        rows += await path.send(batch);
         latencies.push(performance.now() - t0);
       }
     }),
   );
   return { rowsPerSecond: rows / ((performance.now() - started) / 1000), latencies };
+}
+
+function median(xs: number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
 }
 
 async function postJson(url: string, body: unknown): Promise<unknown> {
@@ -151,26 +160,27 @@ async function runScenario(scenario: Scenario, natsUrl: string, vocabTokens: str
     },
   ];
   try {
-    // Warm every path (graph, tokenizer, connections) before timing.
+    // Warm every path (graph, tokenizer, connections) before timing, then size the rounds.
     for (const p of paths) await p.send(batches[0]!);
+    const probe = await drive(paths[0]!, batches, IN_FLIGHT * 2);
+    const perRequestSeconds = ROWS_PER_REQUEST / probe.rowsPerSecond;
+    const requests = IN_FLIGHT * Math.max(2, Math.round(ROUND_SECONDS / perRequestSeconds / IN_FLIGHT));
     const results = new Map<string, { rows: number[]; latencies: number[] }>();
     for (let round = 0; round < ROUNDS; round++) {
       const order = round % 2 === 0 ? paths : [...paths].reverse();
       for (const p of order) {
-        const r = await drive(p, batches, ROUND_SECONDS);
+        const r = await drive(p, batches, requests);
         const entry = results.get(p.name) ?? { rows: [], latencies: [] };
         entry.rows.push(r.rowsPerSecond);
         entry.latencies.push(...r.latencies);
         results.set(p.name, entry);
       }
     }
-    const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-    const base = mean(results.get(paths[0]!.name)!.rows);
+    const base = median(results.get(paths[0]!.name)!.rows);
     return paths.map((p) => {
       const r = results.get(p.name)!;
-      const sorted = [...r.latencies].sort((a, b) => a - b);
-      const rate = mean(r.rows);
-      return [scenario.name, p.name, rate.toFixed(0), (rate / base).toFixed(2), sorted[Math.floor(sorted.length / 2)]!.toFixed(0)];
+      const rate = median(r.rows);
+      return [scenario.name, p.name, rate.toFixed(0), (rate / base).toFixed(2), median(r.latencies).toFixed(0), `${requests} × ${ROUNDS}`];
     });
   } finally {
     await client.close();
@@ -189,8 +199,8 @@ async function main(): Promise<void> {
   try {
     const rows: Array<Array<string | number>> = [];
     for (const scenario of SCENARIOS) rows.push(...(await runScenario(scenario, nats.url, vocabTokens, root)));
-    console.log(`${ROWS_PER_REQUEST}-row requests, ${IN_FLIGHT} in flight per path, max_seq_len 25, 1 worker process, gateway in its own process; ${ROUNDS} round(s) of ${ROUND_SECONDS} s per path\n`);
-    console.log(table(['model', 'path', 'rows/s', '× NATS client', 'p50 ms/request'], rows));
+    console.log(`${ROWS_PER_REQUEST}-row requests, ${IN_FLIGHT} in flight per path, max_seq_len 25, 1 worker process, gateway in its own process; rows/s is each path's median round\n`);
+    console.log(table(['model', 'path', 'rows/s', '× NATS client', 'p50 ms/request', 'requests × rounds'], rows));
     console.log(`\n${systemLine()}`);
   } finally {
     await nats.stop();
