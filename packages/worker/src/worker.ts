@@ -1,6 +1,7 @@
 /**
  * One worker: pulls jobs from the service's `high` and `bulk` consumers, tokenizes them, batches rows
- * by token budget (the pure Batcher), runs the model with exactly one batch prepared ahead, publishes
+ * by token budget (the pure Batcher), runs the model on its own thread while this one keeps pulling,
+ * parsing and tokenizing the next jobs (the next batch is formed the moment the model frees), publishes
  * each job's rows as result frames the moment they are computed, and acknowledges a job once all its
  * rows are out. It also answers the control plane (config / status / terminate) and drains on stop.
  *
@@ -230,7 +231,6 @@ class Worker implements WorkerHandle, WorkerView {
   #pullLoops: Promise<void>[] = [];
   #progressTimer: NodeJS.Timeout | undefined;
   #running = false;
-  #prepared: Batch<HeldJob> | undefined;
   #stopping = false;
   #stopPromise: Promise<void> | undefined;
   #heldEmpty: (() => void) | undefined;
@@ -511,15 +511,20 @@ class Worker implements WorkerHandle, WorkerView {
 
   // ---- batching and inference ------------------------------------------------------------------
 
-  /** Starts a batch when the model is idle; while it runs, keeps exactly one batch prepared. */
+  /** Starts a batch when the model is idle (new rows while it runs wait for #runNext). */
   #kick(): void {
     if (!this.#running) this.#runNext();
-    else this.#prepared ??= this.#formBatch();
   }
 
+  /**
+   * Forms the next batch the moment the model frees up, not earlier: the window of queued rows is
+   * then as large as it gets, so the shortest-first ordering pads least. Nothing is lost by waiting:
+   * the work that prepares a batch — pulling, parsing, tokenizing — runs on this thread while the
+   * model computes on its own (runtime thread), and picking rows and padding them takes well under a
+   * millisecond.
+   */
   #runNext(): void {
-    const batch = this.#prepared ?? this.#formBatch();
-    this.#prepared = undefined;
+    const batch = this.#formBatch();
     if (batch === undefined) {
       this.#running = false;
       return;
@@ -528,8 +533,6 @@ class Worker implements WorkerHandle, WorkerView {
     void this.#runBatch(batch)
       .catch((err: unknown) => this.#log.error({ err }, 'batch bookkeeping failed'))
       .finally(() => this.#runNext());
-    // The batch above is now inside the model (runBatch awaits it): prepare the next one meanwhile.
-    this.#prepared ??= this.#formBatch();
   }
 
   /** The next batch of live rows: expired rows are answered with TIMEOUT, rows of finished jobs skipped. */
@@ -552,7 +555,6 @@ class Worker implements WorkerHandle, WorkerView {
   }
 
   async #runBatch(batch: Batch<HeldJob>): Promise<void> {
-    // The deadline is checked again just before the model runs: a prepared batch may have waited.
     const now = Date.now();
     const entries: QueuedEntry<HeldJob>[] = [];
     for (const entry of batch.entries) {
@@ -699,7 +701,7 @@ class Worker implements WorkerHandle, WorkerView {
   // ---- control plane view ----------------------------------------------------------------------
 
   localRows(): number {
-    return this.#batcher.size + (this.#prepared?.entries.length ?? 0);
+    return this.#batcher.size;
   }
 
   heldJobs(): number {
@@ -777,7 +779,6 @@ class Worker implements WorkerHandle, WorkerView {
     if (left.length > 0) this.#log.warn({ jobs: left.length }, 'drain timed out; handing the remaining jobs back to the queue');
     for (const held of left) this.#finish(held, 'nak');
     this.#batcher.clear();
-    this.#prepared = undefined;
     await this.#shutdown();
     this.#resolveClosed(undefined);
   }
@@ -792,7 +793,6 @@ class Worker implements WorkerHandle, WorkerView {
       this.#held.delete(held);
     }
     this.#batcher.clear();
-    this.#prepared = undefined;
     this.#stopPromise ??= this.#shutdown().then(() => this.#resolveClosed(err));
   }
 
