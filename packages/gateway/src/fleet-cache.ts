@@ -42,6 +42,20 @@ export class CachedReading<T> {
     return reading.value;
   }
 
+  /**
+   * The last good value at once when there is one, refreshed in the background once it is older than
+   * maxAgeMs: a request path never waits on a re-read (a busy fleet may answer control requests late).
+   * Without a good value yet, reads (or throws the reason there is none).
+   */
+  async latest(): Promise<T> {
+    const last = this.last;
+    if (last?.ok === true) {
+      if (this.now() - last.at >= this.maxAgeMs) void this.get();
+      return last.value;
+    }
+    return this.value();
+  }
+
   /** The latest reading, however old, without reading again (the dashboard's tick uses it). */
   peek(): Reading<T> | undefined {
     return this.last;

@@ -305,7 +305,9 @@ class Gateway implements GatewayHandle {
   /** POST /v1/embeddings (OpenAI). Resolves to the row count. */
   private async embeddings(ctx: Context): Promise<number> {
     const request = parseEmbeddingsRequest(await this.readJson(ctx));
-    const config = await this.config.value();
+    // Whether workers are alive is the encode's own business (NO_WORKERS at once); the config here
+    // only says what they make, so a slightly old one is fine and no request waits for a re-read.
+    const config = await this.config.latest();
     checkAgainstConfig(request, config);
     const counter = await this.tokenCounter(config);
     // Without a local tokenizer, the workers' own tokens are the count (when they may send them).
