@@ -59,10 +59,10 @@ function sentences(n: number, vocab: string[]): string[] {
 }
 
 /** Starts `startGateway` in a child process and resolves with its URL. */
-async function startGatewayProcess(servers: string, service: string, tokenCounter: 'auto' | 'off'): Promise<{ url: string; child: ChildProcess }> {
+async function startGatewayProcess(servers: string, service: string): Promise<{ url: string; child: ChildProcess }> {
   const script = `
     import { startGateway } from '@bertq/gateway';
-    const g = await startGateway({ host: '127.0.0.1', port: 0, tokenCounter: '${tokenCounter}', client: { servers: ${JSON.stringify(servers)}, service: ${JSON.stringify(service)} } });
+    const g = await startGateway({ host: '127.0.0.1', port: 0, client: { servers: ${JSON.stringify(servers)}, service: ${JSON.stringify(service)} } });
     console.log('URL ' + g.url);
     process.on('SIGTERM', () => g.close().then(() => process.exit(0)));`;
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
@@ -127,9 +127,7 @@ async function runScenario(scenario: Scenario, natsUrl: string, vocabTokens: str
     threadsPerWorker: cpus().length,
     logLevel: 'warn',
   });
-  const gateway = await startGatewayProcess(natsUrl, service, 'auto');
-  // A second gateway that reports usage 0 instead of tokenizing every row again: what counting costs.
-  const uncounted = await startGatewayProcess(natsUrl, service, 'off');
+  const gateway = await startGatewayProcess(natsUrl, service);
   const client = await BertClient.connect({ servers: natsUrl, service, timeout: 300_000 });
   const texts = sentences(ROWS_PER_REQUEST * 8, vocabTokens ?? vocab!);
   const batches = Array.from({ length: 8 }, (_, i) => texts.slice(i * ROWS_PER_REQUEST, (i + 1) * ROWS_PER_REQUEST));
@@ -149,7 +147,6 @@ async function runScenario(scenario: Scenario, natsUrl: string, vocabTokens: str
       send: async (t) => (await client.encode(t)).shape[0]!,
     },
     { name: 'HTTP /v1/embeddings, base64', send: base64(v1) },
-    { name: 'HTTP /v1/embeddings, base64, usage not counted', send: base64(`${uncounted.url}v1/embeddings`) },
     {
       name: 'HTTP /v1/embeddings, float',
       send: async (t) => ((await postJson(v1, { model: 'bench', input: t })) as { data: unknown[] }).data.length,
@@ -184,7 +181,7 @@ async function runScenario(scenario: Scenario, natsUrl: string, vocabTokens: str
     });
   } finally {
     await client.close();
-    for (const g of [gateway, uncounted]) {
+    for (const g of [gateway]) {
       g.child.kill('SIGTERM');
       await new Promise((resolve) => g.child.once('exit', resolve));
     }

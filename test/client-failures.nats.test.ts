@@ -72,7 +72,8 @@ test('client failures - with no worker for the service, encode fails with NO_WOR
 
 test('client failures - a worker stopped mid-request fails the request with TIMEOUT at its deadline, then NO_WORKERS', { timeout: TEST_TIMEOUT_MS }, async () => {
   const service = freshService('stop');
-  const worker = await startWorker({ nc, service, engine: slowed(encoder), stream: { storage: 'memory' }, prefetch: 2 });
+  // Room for two 10-row jobs at a time: most of the request is still queued when the worker stops.
+  const worker = await startWorker({ nc, service, engine: slowed(encoder), stream: { storage: 'memory' }, prefetch: 2, maxBatchSize: 10 });
   const bc = await BertClient.connect({ servers: server.url, service, timeout: ABANDONED_TIMEOUT_MS, maxChunkRows: 10 });
   try {
     const listener = bc.listen();

@@ -110,6 +110,7 @@ export class PendingRequest {
   private report(frame: ResultFrame): void {
     const report: FrameReport = { id: frame.id, offset: frame.offset, rows: frame.rows, timings: frame.timings };
     if (frame.worker !== undefined) report.worker = frame.worker;
+    if (frame.tokenCounts !== undefined) report.tokenCounts = frame.tokenCounts;
     if (frame.part !== undefined) report.part = { index: frame.part.index, count: frame.part.count };
     try {
       this.onFrame!(report);

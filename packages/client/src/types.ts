@@ -91,6 +91,8 @@ export interface FrameReport {
   /** Id of the worker that computed the rows, when it said. */
   worker?: string;
   timings: StageTimings;
+  /** Per row of the frame, the tokens it was encoded as ([CLS]/[SEP] included), as the worker counted. */
+  tokenCounts?: number[];
   /** On a byte part of a split row: its 1-based index and the part count. */
   part?: { index: number; count: number };
 }

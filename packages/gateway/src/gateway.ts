@@ -34,7 +34,6 @@ import {
 import { GatewayMetrics } from './metrics.js';
 import { resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js';
 import { PROMETHEUS_CONTENT_TYPE } from './prometheus.js';
-import { tokenCounterFromConfig, type TokenCounter } from './token-counter.js';
 import { GATEWAY_VERSION } from './version.js';
 
 /** Extra time a handler gets past the request deadline before the gateway answers TIMEOUT itself. */
@@ -94,7 +93,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     outputFmt: 'ndarray',
     timeout: resolved.requestTimeoutMs,
   });
-  const gateway = new Gateway(resolved, client, assets, log, options.tokenCounter ?? 'auto');
+  const gateway = new Gateway(resolved, client, assets, log);
   try {
     await gateway.listen();
   } catch (err) {
@@ -123,7 +122,6 @@ class Gateway implements GatewayHandle {
   private inFlight = 0;
   private drained: (() => void) | undefined;
   private closing: Promise<void> | undefined;
-  private counter: { key: string; counter: Promise<TokenCounter | undefined> } | undefined;
   private address: AddressInfo | undefined;
 
   constructor(
@@ -131,7 +129,6 @@ class Gateway implements GatewayHandle {
     client: BertClient<'ndarray'>,
     private readonly assets: Map<string, DashboardAsset>,
     private readonly log: Logger,
-    private readonly tokenCounting: 'auto' | 'off' | TokenCounter,
   ) {
     this.client = client;
     this.fleet = new CachedReading(() => client.serverStatus(), options.statusCacheMs);
@@ -166,8 +163,6 @@ class Gateway implements GatewayHandle {
     this.server.on('error', (err) => this.log.error({ err }, 'http server error'));
     this.ticker = setInterval(() => this.tick(), TICK_MS);
     this.ticker.unref();
-    // Load the fleet tokenizer now, not on the first /v1 request (it reads the vocabulary).
-    void this.config.get().then((reading) => (reading.ok ? this.tokenCounter(reading.value) : undefined));
     this.log.info({ url: this.url, service: this.client.service, auth: this.bearer !== undefined, cors: this.options.cors.kind }, 'gateway listening');
   }
 
@@ -283,21 +278,36 @@ class Gateway implements GatewayHandle {
     return parseJsonObject(await readBody(ctx.req, this.options.bodyLimit));
   }
 
+  /**
+   * The frame observer for one request: feeds the gateway's metrics, and sums the token counts the
+   * workers put on every frame (the usage OpenAI clients expect, with no second tokenization here).
+   */
+  private counting(): { onFrame: (report: FrameReport) => void; tokens: () => number } {
+    let tokens = 0;
+    return {
+      onFrame: (report) => {
+        this.onFrame(report);
+        // a split row reports its count on every part: take it once
+        if (report.tokenCounts && (report.part === undefined || report.part.index === 1)) for (const n of report.tokenCounts) tokens += n;
+      },
+      tokens: () => tokens,
+    };
+  }
+
   /** POST /encode (bert-as-service). Resolves to the row count. */
   private async encode(ctx: Context): Promise<number> {
     const request = parseEncodeRequest(await this.readJson(ctx));
+    const usage = this.counting();
     const result = await this.client.encode(request.texts, {
       isTokenized: request.isTokenized,
       showTokens: request.showTokens,
       signal: ctx.signal,
-      onFrame: this.onFrame,
+      onFrame: usage.onFrame,
     });
     const vectors = request.showTokens ? (result as VectorsWithTokens<NdArray>).vectors : (result as NdArray);
     const tokens = request.showTokens ? (result as VectorsWithTokens<NdArray>).tokens : undefined;
     const rows = request.texts.length;
-    // Tokens are counted where an answer reports them (show_tokens here, usage on /v1): counting
-    // them for every /encode would tokenize every row a second time.
-    this.countEncoded('/encode', rows, tokens?.reduce((n, t) => n + t.length, 0));
+    this.countEncoded('/encode', rows, usage.tokens());
     sendJson(ctx.res, 200, encodeResponseJson(request.id, vectors, tokens));
     return rows;
   }
@@ -309,19 +319,9 @@ class Gateway implements GatewayHandle {
     // only says what they make, so a slightly old one is fine and no request waits for a re-read.
     const config = await this.config.latest();
     checkAgainstConfig(request, config);
-    const counter = await this.tokenCounter(config);
-    // Without a local tokenizer, the workers' own tokens are the count (when they may send them).
-    const askTokens = counter === undefined && config.show_tokens_to_client === true;
-    const counting = counter?.count(request.texts, false).then(
-      (counts) => counts.reduce((a, b) => a + b, 0),
-      (err: unknown) => {
-        this.log.debug({ err }, 'token count failed');
-        return undefined;
-      },
-    );
-    const result = await this.client.encode(request.texts, { showTokens: askTokens, signal: ctx.signal, onFrame: this.onFrame });
-    const vectors = askTokens ? (result as VectorsWithTokens<NdArray>).vectors : (result as NdArray);
-    const promptTokens = askTokens ? (result as VectorsWithTokens<NdArray>).tokens.reduce((n, t) => n + t.length, 0) : ((await counting) ?? 0);
+    const usage = this.counting();
+    const vectors = (await this.client.encode(request.texts, { signal: ctx.signal, onFrame: usage.onFrame })) as NdArray;
+    const promptTokens = usage.tokens();
     const rows = request.texts.length;
     this.countEncoded('/v1/embeddings', rows, promptTokens);
     const body = embeddingsResponseJson(vectors, request, { model: servedModelName(config), normalize: config.normalize === true, promptTokens });
@@ -329,36 +329,10 @@ class Gateway implements GatewayHandle {
     return rows;
   }
 
-  private countEncoded(endpoint: string, rows: number, tokens: number | undefined): void {
+  private countEncoded(endpoint: string, rows: number, tokens: number): void {
     this.metrics.rows.inc({ endpoint }, rows);
     this.metrics.requestRows.observe({ endpoint }, rows);
-    if (tokens !== undefined) this.metrics.tokens.inc({ endpoint }, tokens);
-  }
-
-  /** The fleet tokenizer, loaded once per model configuration; undefined when it cannot be had here. */
-  private tokenCounter(config: ServerConfig): Promise<TokenCounter | undefined> {
-    if (this.tokenCounting === 'off') return Promise.resolve(undefined);
-    if (typeof this.tokenCounting === 'object') return Promise.resolve(this.tokenCounting);
-    const key = JSON.stringify([config.model_dir, config.tuned_model_dir, config.max_seq_len, config.cased_tokenization, config.no_special_token]);
-    if (this.counter?.key !== key) {
-      const counter = tokenCounterFromConfig(config).then(
-        (c) => {
-          this.log.info({ source: c.source }, 'counting usage tokens with the fleet tokenizer');
-          return c;
-        },
-        (err: unknown) => {
-          this.log.warn(
-            { err: (err as Error).message },
-            config.show_tokens_to_client
-              ? 'the fleet tokenizer cannot be loaded here; usage.prompt_tokens comes from the tokens the workers send back'
-              : 'the fleet tokenizer cannot be loaded here and the workers do not send tokens: usage.prompt_tokens will be 0',
-          );
-          return undefined;
-        },
-      );
-      this.counter = { key, counter };
-    }
-    return this.counter.counter;
+    this.metrics.tokens.inc({ endpoint }, tokens);
   }
 
   // ---- control routes ------------------------------------------------------------------------

@@ -18,7 +18,6 @@ export { GatewayHttpError, GATEWAY_ERROR_CODES, BearerCheck, errorAnswer, openAI
 export { parseEncodeRequest, encodeResponseJson } from './encode-route.js';
 export { parseEmbeddingsRequest, checkAgainstConfig, embeddingsResponseJson, servedModelName } from './embeddings-route.js';
 export { floatsToJson, floatsToBase64, arrayToJson } from './vectors-json.js';
-export { tokenCounterFromConfig } from './token-counter.js';
 export { History, quantile, LATENCY_WINDOW_MS } from './history.js';
 export { CachedReading } from './fleet-cache.js';
 export { ASSETS_DIR, summarizeFleet } from './dashboard.js';
@@ -31,7 +30,6 @@ export type { Labels, Metric } from './prometheus.js';
 export type { GatewayErrorCode, ErrorAnswer } from './http.js';
 export type { EncodeRequest } from './encode-route.js';
 export type { EmbeddingsRequest, EncodingFormat } from './embeddings-route.js';
-export type { TokenCounter } from './token-counter.js';
 export type { HistoryPoint } from './history.js';
 export type { Reading } from './fleet-cache.js';
 export type { FleetSummary, WorkerSummary, DashboardSnapshot, DashboardTick } from './dashboard.js';

@@ -30,7 +30,7 @@ export class GatewayMetrics {
   readonly httpRequests = new Counter('bertq_gateway_http_requests_total', 'HTTP requests answered, by route, method and status code.', ['route', 'method', 'status']);
   readonly errors = new Counter('bertq_gateway_errors_total', 'Requests answered with an error, by bertq error code.', ['code']);
   readonly rows = new Counter('bertq_gateway_rows_total', 'Rows (sentences) encoded through the gateway, by endpoint.', ['endpoint']);
-  readonly tokens = new Counter('bertq_gateway_tokens_total', 'Tokens of the rows encoded through the gateway, where an answer reports them (usage on /v1/embeddings, show_tokens on /encode).', ['endpoint']);
+  readonly tokens = new Counter('bertq_gateway_tokens_total', 'Tokens of the rows encoded through the gateway, as the workers counted them.', ['endpoint']);
   readonly requestRows = new Histogram('bertq_gateway_request_rows', 'Rows per encode request (batch size).', ROWS_BUCKETS, ['endpoint']);
   readonly duration = new Histogram('bertq_gateway_request_duration_seconds', 'Gateway-side latency of HTTP requests, from the first byte read to the last byte written.', LATENCY_BUCKETS, ['route']);
   readonly stages = new Histogram(

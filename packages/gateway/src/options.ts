@@ -5,7 +5,6 @@
 import type { ClientOptions } from '@bertq/client';
 import { BadRequestError } from '@bertq/protocol';
 import type { Logger } from 'pino';
-import type { TokenCounter } from './token-counter.js';
 
 /** bert-as-service's HTTP example port. */
 export const DEFAULT_HTTP_PORT = 8125;
@@ -60,12 +59,6 @@ export interface GatewayOptions {
   drainTimeoutMs?: number;
   /** Seconds of per-second history the dashboard's charts show. Default 300. */
   historyPoints?: number;
-  /**
-   * How `usage.prompt_tokens` is counted. `auto` (default): with the fleet's own tokenizer, loaded from
-   * the model folder its config names when this host can read it; else from the tokens the workers
-   * return when they allow show_tokens; else 0 (logged once). `off`: always 0. Or a ready counter.
-   */
-  tokenCounter?: 'auto' | 'off' | TokenCounter;
   /** Parent logger; the gateway logs through a child `{component: 'gateway'}`. Default: silent. */
   logger?: Logger;
 }

@@ -66,7 +66,7 @@ test('gateway /encode - returns tokens with show_tokens and encodes pre-tokenize
   assert.ok(maxAbsDiff(Float32Array.from(tokenized.body.result.flat()), again.data) <= TOLERANCE);
 });
 
-test('gateway /v1/embeddings - answers OpenAI\'s shape with float vectors and usage counted by the fleet tokenizer', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('gateway /v1/embeddings - answers OpenAI\'s shape with float vectors and usage counted by the workers\' tokenizer', { timeout: TEST_TIMEOUT_MS }, async () => {
   const want = await encoder.encode(SENTENCES);
   const reply = await postJson(`${gateway.url}v1/embeddings`, { model: 'bertq-tiny', input: SENTENCES });
   assert.equal(reply.status, 200);

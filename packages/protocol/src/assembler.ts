@@ -28,6 +28,8 @@ export interface AssembledResult {
   shape: number[];
   /** Per row, its tokens, when every frame carried them. */
   tokens?: string[][];
+  /** Per row, its token count, when every frame carried them (Bertq-Token-Counts). */
+  tokenCounts?: number[];
 }
 
 interface RowParts {
@@ -44,6 +46,7 @@ export class RequestAssembler {
   private readonly values: (Float32Array | undefined)[];
   private readonly shapes: (number[] | undefined)[];
   private readonly tokens: (string[] | undefined)[];
+  private readonly counts: (number | undefined)[];
   private readonly parts = new Map<number, RowParts>();
   private referenceShape: readonly number[] | undefined;
   private filled = 0;
@@ -59,6 +62,7 @@ export class RequestAssembler {
     this.values = new Array<Float32Array | undefined>(options.rows).fill(undefined);
     this.shapes = new Array<number[] | undefined>(options.rows).fill(undefined);
     this.tokens = new Array<string[] | undefined>(options.rows).fill(undefined);
+    this.counts = new Array<number | undefined>(options.rows).fill(undefined);
   }
 
   /** True once every row is in. */
@@ -91,7 +95,7 @@ export class RequestAssembler {
     for (let i = 0; i < frame.rows; i++) {
       const row = frame.offset + i;
       if (this.values[row] !== undefined) continue;
-      this.place(row, frame.data.subarray(i * rowElements, (i + 1) * rowElements), frame.shape, frame.tokens?.[i]);
+      this.place(row, frame.data.subarray(i * rowElements, (i + 1) * rowElements), frame.shape, frame.tokens?.[i], frame.tokenCounts?.[i]);
       added = true;
     }
     return added;
@@ -125,7 +129,7 @@ export class RequestAssembler {
       }
       const tokens = this.joinTokens(row, ordered.map((p) => p.tokensText).join(''));
       this.parts.delete(row);
-      this.place(row, decodeRowBytes(joined, entry.dtype, entry.shape), entry.shape, tokens);
+      this.place(row, decodeRowBytes(joined, entry.dtype, entry.shape), entry.shape, tokens, frame.tokenCounts?.[0]);
     }
     return true;
   }
@@ -145,10 +149,11 @@ export class RequestAssembler {
     return tokens[0] as string[];
   }
 
-  private place(row: number, values: Float32Array, shape: number[], tokens: string[] | undefined): void {
+  private place(row: number, values: Float32Array, shape: number[], tokens: string[] | undefined, count: number | undefined): void {
     this.values[row] = values;
     this.shapes[row] = shape;
     if (tokens !== undefined) this.tokens[row] = tokens;
+    if (count !== undefined) this.counts[row] = count;
     this.filled++;
   }
 
@@ -203,6 +208,7 @@ export class RequestAssembler {
     }
     const out: AssembledResult = { data, shape: [this.rows, ...rowShape] };
     if (this.tokens.every((t) => t !== undefined)) out.tokens = this.tokens as string[][];
+    if (this.counts.every((c) => c !== undefined)) out.tokenCounts = this.counts as number[];
     return out;
   }
 }

@@ -55,6 +55,8 @@ export interface ResultInput {
   data: Float32Array | Uint16Array;
   /** Per row, its tokens (when the job asked for show_tokens). */
   tokens?: readonly (readonly string[])[];
+  /** Per row, how many tokens it was encoded as (sent in Bertq-Token-Counts). */
+  tokenCounts?: readonly number[];
   timings?: StageTimings;
   /** Id of the worker, sent in Bertq-Worker. */
   worker?: string;
@@ -99,15 +101,21 @@ export function encodeResultFrames(result: ResultInput, options: FrameOptions): 
   const probe = frameHeaders(common, result.offset + rows, rows, shape);
   const baseHeaderBytes = headerWireSize(probe);
   const tokensHeaderBytes = rowTokens ? HEADERS.tokens.length + 4 + 2 : 0; // "Name: [" … "]\r\n"
+  const countsHeaderBytes = result.tokenCounts ? HEADERS.tokenCounts.length + 4 : 0; // "Name: " … "\r\n"
+  const rowCounts = result.tokenCounts?.map(String);
   const jsonBrackets = dtype === 'json' ? 2 : 0;
 
   const frames: Frame[] = [];
   let start = 0;
   while (start < rows) {
-    let size = baseHeaderBytes + tokensHeaderBytes + jsonBrackets;
+    let size = baseHeaderBytes + tokensHeaderBytes + countsHeaderBytes + jsonBrackets;
     let end = start;
     while (end < rows) {
-      const cost = rowBodies[end]!.length + (rowTokens ? rowTokens[end]!.length + 1 : 0) + (dtype === 'json' ? 1 : 0);
+      const cost =
+        rowBodies[end]!.length +
+        (rowTokens ? rowTokens[end]!.length + 1 : 0) +
+        (rowCounts ? rowCounts[end]!.length + 1 : 0) +
+        (dtype === 'json' ? 1 : 0);
       if (size + cost > budget) break;
       size += cost;
       end++;
@@ -119,6 +127,7 @@ export function encodeResultFrames(result: ResultInput, options: FrameOptions): 
     }
     const headers = frameHeaders(common, result.offset + start, end - start, shape);
     if (rowTokens) headers[HEADERS.tokens] = `[${rowTokens.slice(start, end).join(',')}]`;
+    if (rowCounts) headers[HEADERS.tokenCounts] = rowCounts.slice(start, end).join(',');
     const body =
       binary === undefined
         ? joinJsonRows(rowBodies.slice(start, end))
@@ -147,6 +156,8 @@ function splitRow(
   const whole = result.dtype === 'json' ? joinJsonRows([rowBody]) : rowBody;
   const tokensText = rowTokens === undefined ? '' : `[${rowTokens}]`;
   const probe = frameHeaders(common, result.offset + row, 1, result.shape);
+  const count = result.tokenCounts?.[row];
+  if (count !== undefined) probe[HEADERS.tokenCounts] = String(count);
   const most = whole.length + tokensText.length; // no row splits into more parts than it has bytes
   probe[HEADERS.part] = `${most}/${most}`;
   const partHeaderBytes = headerWireSize(probe);
@@ -181,6 +192,7 @@ function splitRow(
   return pieces.map((piece, i) => {
     const headers = frameHeaders(common, result.offset + row, 1, result.shape);
     headers[HEADERS.part] = `${i + 1}/${pieces.length}`;
+    if (count !== undefined) headers[HEADERS.tokenCounts] = String(count);
     if (piece.tokens.length > 0) headers[HEADERS.tokens] = piece.tokens;
     assertFits(headers, piece.body, budget);
     return { headers, body: piece.body };
@@ -258,6 +270,10 @@ function checkResult(result: ResultInput): void {
     bad(`data has ${result.data.length} values, expected ${expected} (${result.rows} rows × [${result.shape.join(',')}])`);
   }
   if (result.tokens !== undefined && result.tokens.length !== result.rows) bad(`tokens has ${result.tokens.length} rows, expected ${result.rows}`);
+  if (result.tokenCounts !== undefined) {
+    if (result.tokenCounts.length !== result.rows) bad(`tokenCounts has ${result.tokenCounts.length} rows, expected ${result.rows}`);
+    if (!result.tokenCounts.every((n) => Number.isSafeInteger(n) && n >= 0)) bad('tokenCounts must be non-negative integers');
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -282,6 +298,8 @@ export interface ResultFrame {
   part?: { index: number; count: number; bytes: Uint8Array; tokensText: string };
   /** Per row of the frame, when asked (never on a byte part: see part.tokensText). */
   tokens?: string[][];
+  /** Per row of the frame, its token count (from Bertq-Token-Counts; on a byte part, the row's count). */
+  tokenCounts?: number[];
   timings: StageTimings;
   worker?: string;
 }
@@ -342,6 +360,14 @@ export function decodeFrame(headers: HeaderMap, received: Uint8Array): DecodedFr
   if (worker !== undefined) frame.worker = worker;
 
   const tokensText = getHeader(headers, HEADERS.tokens);
+  const countsText = getHeader(headers, HEADERS.tokenCounts);
+  if (countsText !== undefined) {
+    const counts = countsText.split(',').map((c) => Number(c.trim()));
+    if (counts.length !== rows || !counts.every((n) => Number.isSafeInteger(n) && n >= 0)) {
+      throw bad(`${HEADERS.tokenCounts} must list ${rows} non-negative integers, got ${JSON.stringify(countsText)}`);
+    }
+    frame.tokenCounts = counts;
+  }
   const partText = getHeader(headers, HEADERS.part);
   if (partText !== undefined) {
     const m = /^(\d+)\/(\d+)$/.exec(partText.trim());

@@ -32,6 +32,11 @@ export const HEADERS = {
   part: 'Bertq-Part',
   /** JSON array, one token list per row of the frame (only when `show_tokens` was asked). ASCII-only. */
   tokens: 'Bertq-Tokens',
+  /**
+   * Tokens each row of the frame was encoded as, comma-separated (`5,7,3`; [CLS]/[SEP] included):
+   * what usage accounting (OpenAI's prompt_tokens) needs, without asking for the tokens themselves.
+   */
+  tokenCounts: 'Bertq-Token-Counts',
   /** Id of the worker that computed the frame (its services-framework instance id). */
   worker: 'Bertq-Worker',
   /** Milliseconds spent tokenizing the job (TEI's x-tokenization-time). */

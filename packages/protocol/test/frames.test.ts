@@ -45,7 +45,7 @@ function makeTokens(rows: number, random: () => number): string[][] {
   return Array.from({ length: rows }, () => Array.from({ length: 1 + Math.floor(random() * 12) }, () => vocab[Math.floor(random() * vocab.length)]!));
 }
 
-const MAX_PAYLOADS = [300, 333, 400, 512, 777, 1024, 2048, 4096, 65536, 1 << 20];
+const MAX_PAYLOADS = [333, 360, 400, 512, 777, 1024, 2048, 4096, 65536, 1 << 20];
 
 for (const dtype of ['f32', 'f16', 'json'] as const) {
   for (const shape of [[16], [6, 8]]) {
@@ -61,6 +61,7 @@ for (const dtype of ['f32', 'f16', 'json'] as const) {
         for (const withTokens of [false, true]) {
           const input: ResultInput = { id: 'Req42', offset: 3, rows, shape, dtype, data, timings: { tokenizationMs: 0.5, queueMs: 12.25, inferenceMs: 40.125, totalMs: 53 } };
           if (withTokens) input.tokens = tokens;
+          input.tokenCounts = tokens.map((t) => t.length);
           const frames = encodeResultFrames(input, { maxPayload });
           for (const f of frames) assert.ok(messageWireSize(f.headers, f.body) <= maxPayload, `frame of ${messageWireSize(f.headers, f.body)} bytes over ${maxPayload}`);
           sawParts ||= frames.some((f) => f.headers[HEADERS.part] !== undefined);
@@ -78,6 +79,7 @@ for (const dtype of ['f32', 'f16', 'json'] as const) {
           assert.deepEqual(result.data, expected(data, dtype), `dtype ${dtype} maxPayload ${maxPayload}`);
           if (withTokens) assert.deepEqual(result.tokens, tokens);
           else assert.equal(result.tokens, undefined);
+          assert.deepEqual(result.tokenCounts, tokens.map((t) => t.length), 'token counts survive every split');
         }
       }
       assert.ok(sawParts, 'the smallest payloads force byte parts');

@@ -605,6 +605,7 @@ class Worker implements WorkerHandle, WorkerView {
             dtype: job.output,
             data: run.data,
             ...(job.showTokens ? { tokens: held.rows!.slice(run.firstRow, run.firstRow + run.rows).map((r) => r.tokens ?? []) } : {}),
+            tokenCounts: held.rows!.slice(run.firstRow, run.firstRow + run.rows).map((r) => r.length),
             timings: {
               tokenizationMs: held.tokenizationMs ?? 0,
               queueMs: held.queueMs ?? 0,
