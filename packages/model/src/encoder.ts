@@ -67,7 +67,7 @@ export interface EncoderOptions extends ModelSourceOptions {
   hub?: Omit<DownloadModelOptions, 'signal'>;
   /** Rows per inference batch inside encode(). Default 256 (bert-as-service's max_batch_size). */
   maxBatchSize?: number;
-  /** Padded tokens (rows × longest) per inference batch inside encode(). Default 16384. */
+  /** Padded tokens (rows × longest) per inference batch inside encode(). Default 2048 on CPU, 16384 on CUDA. */
   maxBatchTokens?: number;
 }
 
@@ -119,7 +119,14 @@ export interface EncoderInfo {
 const DEFAULT_POOLING: PoolingStrategy = 'REDUCE_MEAN';
 const DEFAULT_POOLING_LAYER = [-2];
 const DEFAULT_MAX_BATCH_SIZE = 256;
-const DEFAULT_MAX_BATCH_TOKENS = 16384;
+/**
+ * Default padded-token budget of one inference batch. On a CPU, batches of ~2k tokens already keep
+ * every core busy (measured: 32-64 short rows run as fast per row as 256), and smaller batches cut
+ * from a length-sorted window pad less. A GPU needs larger batches to fill it.
+ */
+export function defaultMaxBatchTokens(device: Device): number {
+  return device === 'cuda' ? 16384 : 2048;
+}
 const HIDDEN_STATE_OUTPUTS = ['last_hidden_state', 'hidden_states', 'output_0'];
 
 /** How the graph's output relates to what encode() returns. */
@@ -325,7 +332,7 @@ export class Encoder {
     if ('sentenceTransformers' in source && source.sentenceTransformers) info.sentenceTransformers = source.sentenceTransformers;
     const limits = {
       rows: options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE,
-      tokens: options.maxBatchTokens ?? DEFAULT_MAX_BATCH_TOKENS,
+      tokens: options.maxBatchTokens ?? defaultMaxBatchTokens(device),
     };
     if (!(limits.rows >= 1) || !(limits.tokens >= 1)) throw new BadRequestError('maxBatchSize and maxBatchTokens must be at least 1');
     const encoder = new Encoder(info, tokenizer, runtime, graph, config, limits);

@@ -1,4 +1,4 @@
-export { Encoder } from './encoder.js';
+export { Encoder, defaultMaxBatchTokens } from './encoder.js';
 export { POOLING_STRATEGIES } from './types.js';
 export { BertTokenizer, DEFAULT_MAX_SEQ_LEN, MIN_MAX_SEQ_LEN } from './tokenizer.js';
 export { syntheticBertWeights, syntheticVocab, tinyBertConfig, bertBaseConfig } from './synthetic.js';

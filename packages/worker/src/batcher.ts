@@ -130,6 +130,16 @@ export class Batcher<J> {
     }
   }
 
+  /**
+   * Changes the aging threshold (see BatcherOptions.maxWaitMs) for the batches formed from now on:
+   * a worker scales it with its model's batch time, so "waited too long" means "waited several
+   * batches" on a slow model as on a fast one.
+   */
+  setMaxWaitMs(ms: number): void {
+    if (!(ms >= 0)) throw new BadRequestError(`batcher option maxWaitMs must be >= 0, got ${ms}`);
+    this.#opts.maxWaitMs = ms;
+  }
+
   /** Rows queued in both classes. */
   get size(): number {
     return this.#lanes.high.rows + this.#lanes.bulk.rows;

@@ -34,6 +34,7 @@ import {
   validateSubjectToken,
 } from '@bertq/protocol';
 import type { Job, Priority, ServerConfig, ServerStatus, TerminateReply, TerminateRequest } from '@bertq/protocol';
+import { defaultMaxBatchTokens } from '@bertq/model';
 import type { TokenizedText } from '@bertq/model';
 import type { Logger } from 'pino';
 import { Batcher } from './batcher.js';
@@ -72,7 +73,8 @@ export interface WorkerOptions {
   maxBatchSize?: number;
   /**
    * Padded token budget of one model batch (longest row × rows). Bounds activation memory; larger
-   * batches raise throughput until the device saturates. Default 16,384.
+   * batches raise throughput until the device saturates. Default 2,048 on CPU (enough to keep the cores
+   * busy, small enough to pad little), 16,384 on CUDA.
    */
   maxBatchTokens?: number;
   /** Requests of at most this many rows are urgent (clients send them to jobs.high). Default 16 (at most maxBatchSize). */
@@ -81,10 +83,17 @@ export interface WorkerOptions {
    * How much work the worker holds at once (pulled, not yet acknowledged), in full-size jobs: the
    * worker holds at most prefetch × maxBatchSize rows — that many bulk jobs, or many more small
    * high-priority ones, which then share batches. At least 2. More keeps the model busier between
-   * pulls; fewer spreads a burst more evenly over the fleet. Default 4.
+   * pulls and a larger length-sorted window pads less; fewer spreads a burst more evenly over the
+   * fleet. Default 8.
    */
   prefetch?: number;
-  /** A queued row older than this runs before shorter rows of its class (no starvation). Default 100. */
+  /**
+   * A queued row older than this runs before shorter rows of its class (no starvation). The worker
+   * raises it to the time it needs to work through all it may hold (its row bound over its recent
+   * batch size, times its recent batch time) plus two batches: under load every row waits that long
+   * anyway, and a smaller threshold would turn shortest-first batching back into FIFO — and padding
+   * back up. Default 100.
+   */
   maxWaitMs?: number;
   /** Services-framework instance id (a NUID when left out). */
   workerId?: string;
@@ -155,14 +164,22 @@ export interface WorkerHandle {
 
 export const WORKER_DEFAULTS = {
   maxBatchSize: 256,
-  maxBatchTokens: 16_384,
   priorityBatchSize: 16,
-  prefetch: 4,
+  prefetch: 8,
   maxWaitMs: 100,
   pullExpiresMs: 2_000,
   drainTimeoutMs: 30_000,
   maxHoldMs: 600_000,
 } as const;
+
+/**
+ * Aging threshold, in batch times, beyond the time the worker needs to work through everything it
+ * may hold: a row only goes out of length order once it has waited longer than that — only a row
+ * that shorter ones kept overtaking.
+ */
+const AGING_SLACK_BATCHES = 2;
+/** Weight of the newest batch in the moving averages of batch time and size. */
+const BATCH_TIME_EWMA = 0.2;
 
 /** In-progress acks go out once a job has been held this fraction of ack_wait without one. */
 const PROGRESS_FRACTION = 1 / 3;
@@ -231,6 +248,9 @@ class Worker implements WorkerHandle, WorkerView {
   #pullLoops: Promise<void>[] = [];
   #progressTimer: NodeJS.Timeout | undefined;
   #running = false;
+  /** Moving averages of the model's batch time (ms) and batch size (rows), for the aging threshold. */
+  #batchMs: number | undefined;
+  #batchRows: number | undefined;
   #stopping = false;
   #stopPromise: Promise<void> | undefined;
   #heldEmpty: (() => void) | undefined;
@@ -245,7 +265,7 @@ class Worker implements WorkerHandle, WorkerView {
     const maxBatchSize = options.maxBatchSize ?? WORKER_DEFAULTS.maxBatchSize;
     const s = {
       maxBatchSize,
-      maxBatchTokens: options.maxBatchTokens ?? WORKER_DEFAULTS.maxBatchTokens,
+      maxBatchTokens: options.maxBatchTokens ?? defaultMaxBatchTokens(options.engine.info.device),
       priorityBatchSize: options.priorityBatchSize ?? Math.min(WORKER_DEFAULTS.priorityBatchSize, maxBatchSize),
       prefetch: options.prefetch ?? WORKER_DEFAULTS.prefetch,
       maxWaitMs: options.maxWaitMs ?? WORKER_DEFAULTS.maxWaitMs,
@@ -580,6 +600,10 @@ class Worker implements WorkerHandle, WorkerView {
       return;
     }
     const inferenceMs = performance.now() - start;
+    this.#batchMs = this.#batchMs === undefined ? inferenceMs : this.#batchMs + BATCH_TIME_EWMA * (inferenceMs - this.#batchMs);
+    this.#batchRows = this.#batchRows === undefined ? entries.length : this.#batchRows + BATCH_TIME_EWMA * (entries.length - this.#batchRows);
+    const batchesToDrain = this.localBound / Math.max(1, this.#batchRows);
+    this.#batcher.setMaxWaitMs(Math.max(this.#settings.maxWaitMs, (batchesToDrain + AGING_SLACK_BATCHES) * this.#batchMs));
     this.metrics.countBatch(entries.length, live.realTokens, live.paddedTokens);
     this.metrics.timings.inference.add(inferenceMs);
     for (const held of jobs) held.inferenceMs += inferenceMs;

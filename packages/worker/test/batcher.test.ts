@@ -327,3 +327,20 @@ test('batcher - drains a 20k-row mixed queue completely, every row once', () => 
   assert.equal(out, 20_000);
   assert.equal(batcher.size, 0);
 });
+
+test('batcher - setMaxWaitMs moves the aging threshold for later batches', () => {
+  const clock = manualClock();
+  const { batcher } = make({ maxBatchTokens: 1_000, maxBatchSize: 1, maxWaitMs: 10 }, clock);
+  batcher.push(rows('long', [50]));
+  clock.advance(20);
+  batcher.push(rows('short', [5]));
+  // the long row has waited past 10 ms: it goes first although it is longer
+  assert.equal(batcher.nextBatch().batch!.entries[0]!.job, 'long');
+  batcher.push(rows('long2', [50]));
+  clock.advance(20);
+  batcher.setMaxWaitMs(1_000);
+  batcher.push(rows('short2', [5]));
+  // with a higher threshold the 20 ms wait is nothing: shortest first again
+  assert.equal(batcher.nextBatch().batch!.entries[0]!.job, 'short');
+  assert.throws(() => batcher.setMaxWaitMs(-1), /maxWaitMs/);
+});
