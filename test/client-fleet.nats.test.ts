@@ -88,7 +88,7 @@ test('client fleet - a 10,000-row request through startFleet with numWorker 2 co
     assert.ok(diff <= TOLERANCE, `max |fleet - in-process| = ${diff}`);
     const status = await bc.serverStatus();
     assert.equal(status.num_workers, 2);
-    assert.deepEqual(status.workers.map((w) => w.worker_id), fleet.workers.map((w) => w.id).sort());
+    assert.deepEqual(status.workers.map((w) => w.worker_id).sort(), fleet.workers.map((w) => w.id).sort());
     assert.equal(status.statistic.num_total_seq, BIG_REQUEST_ROWS);
     assert.ok(status.workers.every((w) => w.statistic.num_total_seq > 0), 'both worker processes encoded rows');
   } finally {
@@ -182,7 +182,7 @@ test('client fleet - serverConfig() and serverStatus() return valid protocol doc
     const status = await bc.serverStatus();
     assert.equal(status.service, fleet.service);
     assert.equal(status.num_workers, 2);
-    assert.deepEqual(status.workers.map((w) => w.worker_id), fleet.workers.map((w) => w.id).sort());
+    assert.deepEqual(status.workers.map((w) => w.worker_id).sort(), fleet.workers.map((w) => w.id).sort());
     for (const w of status.workers) validateServerStatus(w);
     assert.deepEqual(status.unreachable, []);
     assert.equal(status.states.ready, 2);
