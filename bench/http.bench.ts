@@ -95,7 +95,8 @@ async function drive(path: Path, batches: string[][], requests: number): Promise
       while (next < requests) {
         const batch = batches[next++ % batches.length]!;
         const t0 = performance.now();
-        rows += await path.send(batch);
+        const n = await path.send(batch); // not `rows += await …`: that reads rows before the await
+        rows += n;
         latencies.push(performance.now() - t0);
       }
     }),

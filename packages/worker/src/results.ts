@@ -72,3 +72,36 @@ export function splitBatchOutput<J>(rows: readonly BatchRow<J>[], output: Engine
   }
   return runs;
 }
+
+/**
+ * Joins runs of one job that continue each other (row after row, same row shape) into single runs,
+ * in row order — so rows computed in different batches still travel as one frame.
+ */
+export function mergeRuns<J>(runs: readonly RowRun<J>[]): RowRun<J>[] {
+  const sorted = [...runs].sort((a, b) => a.firstRow - b.firstRow);
+  const out: RowRun<J>[] = [];
+  let group: RowRun<J>[] = [];
+  const close = () => {
+    if (group.length === 0) return;
+    if (group.length === 1) out.push(group[0]!);
+    else {
+      const rows = group.reduce((n, r) => n + r.rows, 0);
+      const data = new Float32Array(group.reduce((n, r) => n + r.data.length, 0));
+      let at = 0;
+      for (const r of group) {
+        data.set(r.data, at);
+        at += r.data.length;
+      }
+      out.push({ job: group[0]!.job, firstRow: group[0]!.firstRow, rows, rowShape: group[0]!.rowShape, data });
+    }
+    group = [];
+  };
+  for (const run of sorted) {
+    const last = group.at(-1);
+    const continues = last !== undefined && last.firstRow + last.rows === run.firstRow && last.rowShape.join() === run.rowShape.join();
+    if (!continues) close();
+    group.push(run);
+  }
+  close();
+  return out;
+}

@@ -49,7 +49,8 @@ import { silentLogger } from './logger.js';
 import { WorkerMetrics } from './metrics.js';
 import { fromNatsHeaders, toNatsHeaders } from './nats-headers.js';
 import { runPullLoop } from './pull.js';
-import { splitBatchOutput } from './results.js';
+import { mergeRuns, splitBatchOutput } from './results.js';
+import type { RowRun } from './results.js';
 import type { ServiceRegistration } from './services.js';
 import { ensureStream, openJetStreamManager, readConsumerLimits, serverName } from './stream.js';
 import type { StreamOptions } from './stream.js';
@@ -178,6 +179,8 @@ export const WORKER_DEFAULTS = {
  * that shorter ones kept overtaking.
  */
 const AGING_SLACK_BATCHES = 2;
+/** A job holding this many bytes of computed rows publishes them without waiting for its last row. */
+const FLUSH_BYTES = 8 * 1024 * 1024;
 /** Weight of the newest batch in the moving averages of batch time and size. */
 const BATCH_TIME_EWMA = 0.2;
 
@@ -204,6 +207,9 @@ interface HeldJob {
   finished: boolean;
   /** Credits (rows) this job holds: its consumer's job cost until parsed, then its row count. */
   credits: number;
+  /** Computed rows not yet published (see #flush), and their size. */
+  pendingRuns: RowRun<HeldJob>[];
+  pendingBytes: number;
 }
 
 /** Starts a worker; resolves once it has warmed up its model and is pulling jobs. */
@@ -418,6 +424,8 @@ class Worker implements WorkerHandle, WorkerView {
       inferenceMs: 0,
       finished: false,
       credits: this.#jobCost(priority),
+      pendingRuns: [],
+      pendingBytes: 0,
     };
     this.#held.add(held);
     this.metrics.counters.jobsReceived++;
@@ -618,7 +626,30 @@ class Worker implements WorkerHandle, WorkerView {
     for (const run of runs) {
       const held = run.job;
       if (held.finished) continue;
-      const job = held.job!;
+      held.pendingRuns.push(run);
+      held.pendingBytes += run.data.byteLength;
+      held.rowsDone += run.rows;
+    }
+    for (const held of jobs) {
+      if (held.finished) continue;
+      const done = held.rowsDone === held.rows!.length;
+      if (done || held.pendingBytes >= FLUSH_BYTES) this.#flush(held);
+      if (!held.finished && done) this.#complete(held);
+    }
+  }
+
+  /**
+   * Publishes a job's computed rows. A batch holds rows of several jobs in length order, so one job's
+   * rows come out of each batch in short runs; they are held until the job is done (or holds
+   * FLUSH_BYTES) and then sent as few, large frames: per-frame cost, not per-row cost, is what a
+   * busy fleet pays for.
+   */
+  #flush(held: HeldJob): void {
+    const job = held.job!;
+    const runs = mergeRuns(held.pendingRuns);
+    held.pendingRuns = [];
+    held.pendingBytes = 0;
+    for (const run of runs) {
       try {
         const frames = encodeResultFrames(
           {
@@ -643,12 +674,8 @@ class Worker implements WorkerHandle, WorkerView {
         for (const frame of frames) this.#publish(job.reply, frame.body, frame.headers);
       } catch (err) {
         this.#refuse(held, err);
-        continue;
+        return;
       }
-      held.rowsDone += run.rows;
-    }
-    for (const held of jobs) {
-      if (!held.finished && held.rowsDone === held.rows!.length) this.#complete(held);
     }
   }
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InternalError } from '@bertq/protocol';
-import { splitBatchOutput } from '../src/results.js';
+import { mergeRuns, splitBatchOutput } from '../src/results.js';
 
 /** Output whose every value tells where it came from: batch position × 100 + index within the row. */
 function positional(shape: number[]): { data: Float32Array; shape: number[] } {
@@ -44,4 +44,27 @@ test('results - pads token-level rows with zeros, or cuts them, to the requested
 test('results - refuses output whose rows do not match the batch', () => {
   assert.throws(() => splitBatchOutput([{ job: 'a', row: 0 }], positional([2, 4])), (err: Error) => err instanceof InternalError && /2 rows for a batch of 1/.test(err.message));
   assert.throws(() => splitBatchOutput([{ job: 'a', row: 0 }], positional([1])), /expected 2 or 3 axes/);
+});
+
+test('results - runs that continue each other merge into one, in row order; a gap or another shape keeps them apart', () => {
+  const run = (firstRow: number, rows: number, rowShape: number[] = [2]) => ({
+    job: 'j',
+    firstRow,
+    rows,
+    rowShape,
+    data: Float32Array.from({ length: rows * rowShape.reduce((a, b) => a * b, 1) }, (_, i) => firstRow * 100 + i),
+  });
+  const merged = mergeRuns([run(3, 2), run(0, 3), run(5, 1), run(8, 1), run(9, 1, [3, 2])]);
+  assert.deepEqual(
+    merged.map((r) => [r.firstRow, r.rows, r.rowShape.join('x')]),
+    [
+      [0, 6, '2'],
+      [8, 1, '2'],
+      [9, 1, '3x2'],
+    ],
+  );
+  // rows 0-2 then 3-4 then 5: the data follows row order
+  assert.deepEqual([...merged[0]!.data.subarray(0, 2)], [0, 1]);
+  assert.deepEqual([...merged[0]!.data.subarray(6, 8)], [300, 301]);
+  assert.deepEqual([...merged[0]!.data.subarray(10, 12)], [500, 501]);
 });
