@@ -76,7 +76,7 @@ async function main(): Promise<void> {
     const weights = syntheticBertWeights({ ...config, vocabSize: vocab ? vocab.length : config.vocabSize }, 1);
     const dir = await writeHuggingFaceFolder(join(root, 'bert-base'), weights, vocab ? { tokens: vocab } : { file: SHARED_VOCAB });
     const texts = sentences(Math.max(...BATCHES), await vocabTokens);
-    const base: EncoderOptions = { model: dir, graphTmpDir: join(root, 'graphs'), maxSeqLen: SEQ_LEN, threads, poolingLayer: -1 };
+    const base: EncoderOptions = { model: dir, graphTmpDir: join(root, 'graphs'), maxSeqLen: SEQ_LEN, threads, poolingLayer: -1, fused: true };
 
     console.log(systemLine());
     console.log(`Model: BERT-base shape (12 layers, hidden 768, intermediate 3072), random weights; maxSeqLen ${SEQ_LEN}; ${threads} inference threads\n`);
@@ -167,6 +167,22 @@ async function main(): Promise<void> {
     }
     console.log(`\nFused vs plain graph under ONNX Runtime's optimisation levels, batch ${b} (bare graph)`);
     console.log(table(['graph', 'ORT optimisation', 'session create s', 'sent/s'], orows));
+
+    // Long sequences, where attention (S² work) weighs: fused vs plain at maxSeqLen 256.
+    const LONG = 256;
+    const longTexts = sentences(16, await vocabTokens).map((t) => `${t} ${t} ${t} ${t} ${t} ${t} ${t} ${t} ${t} ${t}`);
+    const lrows: Array<Array<string | number>> = [];
+    const longRate = new Map<boolean, number>();
+    for (const fused of [true, false]) {
+      const e = await Encoder.load({ ...base, maxSeqLen: LONG, fused });
+      const t = await measure(() => e.encode(longTexts), MIN_SECONDS);
+      await e.close();
+      longRate.set(fused, longTexts.length / t.seconds);
+      lrows.push([fused ? 'fused ops' : 'plain ONNX ops', (longTexts.length / t.seconds).toFixed(2), (forwardFlops(config, longTexts.length, LONG) / t.seconds / 1e9).toFixed(1)]);
+    }
+    console.log(`\nLong sequences: ${longTexts.length} sentences of ${LONG} tokens, layer -1`);
+    console.log(table(['graph', 'sent/s', 'GFLOP/s'], lrows));
+    console.log(`fused / plain speed at ${LONG} tokens: ${(longRate.get(true)! / longRate.get(false)!).toFixed(2)}×`);
 
     console.log(`\nfused / plain speed: ${(rate.get('fused ops, layer -1')! / rate.get('plain ONNX ops, layer -1')!).toFixed(2)}×`);
     console.log(`poolingLayer -12 / -1 speed: ${(rate.get('fused ops, layer -12')! / rate.get('fused ops, layer -1')!).toFixed(2)}×`);

@@ -50,7 +50,12 @@ export const modelFlags = {
   }),
   normalize: Flags.boolean({ summary: 'L2-normalise every vector (for sentence-transformers models trained that way).', env: 'BERTQ_NORMALIZE', helpGroup: MODEL }),
   fp16: Flags.boolean({ summary: 'Half precision: half the memory and faster on GPUs; ~1e-3 relative error.', env: 'BERTQ_FP16', helpGroup: MODEL }),
-  fused: Flags.boolean({ summary: "Use ONNX Runtime's fused transformer kernels (faster start, same speed or better).", default: true, allowNo: true, env: 'BERTQ_FUSED', helpGroup: MODEL }),
+  fused: Flags.boolean({
+    summary: "ONNX Runtime's fused transformer kernels. Default: on for GPUs (the fast path there), off on CPU (measured no faster; the plain graph runs on any ONNX runtime).",
+    allowNo: true,
+    env: 'BERTQ_FUSED',
+    helpGroup: MODEL,
+  }),
 };
 
 type ModelFlagValues = {
@@ -69,7 +74,7 @@ type ModelFlagValues = {
   'pooling-layer': string;
   normalize: boolean;
   fp16: boolean;
-  fused: boolean;
+  fused?: boolean | undefined;
 };
 
 export class FlagError extends Error {}
@@ -98,7 +103,6 @@ export function encoderOptionsFromFlags(f: ModelFlagValues): EncoderOptions {
     fixedEmbedLength: f['fixed-embed-length'],
     fp16: f.fp16,
     normalize: f.normalize,
-    fused: f.fused,
   };
   if (!f.model && !f['model-dir']) throw new FlagError('no model: give --model-dir (a model folder) or --model (a folder, an .onnx file or a Hugging Face id)');
   if (f.model) opts.model = f.model;
@@ -108,5 +112,6 @@ export function encoderOptionsFromFlags(f: ModelFlagValues): EncoderOptions {
   if (f['ckpt-name']) opts.ckptName = f['ckpt-name'];
   if (f['graph-tmp-dir']) opts.graphTmpDir = f['graph-tmp-dir'];
   if (f['cased-tokenization']) opts.casedTokenization = true;
+  if (f.fused !== undefined) opts.fused = f.fused;
   return opts;
 }

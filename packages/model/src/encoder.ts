@@ -55,7 +55,12 @@ export interface EncoderOptions extends ModelSourceOptions {
   fp16?: boolean;
   /** L2-normalise each vector (what sentence-transformers models with a Normalize module expect). */
   normalize?: boolean;
-  /** Use ONNX Runtime's fused transformer kernels (faster; see bench/model.bench.ts). Default true. */
+  /**
+   * Use ONNX Runtime's fused transformer kernels (com.microsoft Attention, SkipLayerNormalization,
+   * BiasGelu). Default: on CUDA, where they are the fast path; off on CPU, where bench/model.bench.ts
+   * measures them no faster than the plain graph (ONNX Runtime fuses that itself), which also runs
+   * on any ONNX runtime.
+   */
   fused?: boolean;
   device?: Device;
   deviceId?: number;
@@ -180,7 +185,7 @@ export class Encoder {
     const poolingStrategy = checkStrategy(options.poolingStrategy ?? DEFAULT_POOLING);
     const poolingLayer = normalizeLayers(options.poolingLayer);
     const maxSeqLen = options.maxSeqLen === undefined ? DEFAULT_MAX_SEQ_LEN : options.maxSeqLen;
-    const fused = options.fused ?? true;
+    const fused = options.fused ?? (options.device ?? 'cpu') === 'cuda';
     const fp16 = options.fp16 ?? false;
     const normalize = options.normalize ?? false;
     const device = options.device ?? 'cpu';
