@@ -47,6 +47,7 @@ import { Credits } from './credits.js';
 import type { EmbeddingEngine } from './engine.js';
 import { silentLogger } from './logger.js';
 import { WorkerMetrics } from './metrics.js';
+import type { WorkerCounters } from './metrics.js';
 import { fromNatsHeaders, toNatsHeaders } from './nats-headers.js';
 import { runPullLoop } from './pull.js';
 import { mergeRuns, splitBatchOutput } from './results.js';
@@ -126,18 +127,12 @@ export interface WorkerOptions {
 }
 
 /** Counters and gauges of one worker (the `status` endpoint has the full picture). */
-export interface WorkerStats {
+export interface WorkerStats
+  extends Pick<
+    WorkerCounters,
+    'jobsReceived' | 'jobsDone' | 'jobsFailed' | 'jobsUnanswerable' | 'jobsRedelivered' | 'jobsReturned' | 'jobsTimedOut' | 'rows' | 'batches' | 'errors'
+  > {
   state: WorkerState;
-  jobsReceived: number;
-  jobsDone: number;
-  jobsFailed: number;
-  jobsUnanswerable: number;
-  jobsRedelivered: number;
-  jobsReturned: number;
-  jobsTimedOut: number;
-  rows: number;
-  batches: number;
-  errors: Partial<Record<string, number>>;
   heldJobs: number;
   queuedRows: number;
 }
