@@ -128,7 +128,7 @@ async function main(): Promise<void> {
       ['plain ONNX ops, layer -1', { ...base, fused: false }, 12],
       ['fused ops, layer -12', { ...base, fused: true, poolingLayer: -12 }, 1],
       ['fused ops, layer -2 (default)', { ...base, fused: true, poolingLayer: -2 }, 11],
-      ['fused ops, float16, layer -1', { ...base, fused: true, fp16: true }, 12],
+      ['fused ops, float16, layer -1', { ...base, fused: true, precision: 'float16' }, 12],
     ];
     const vrows: Array<Array<string | number>> = [];
     const rate = new Map<string, number>();

@@ -5,7 +5,7 @@
 import { Command, Flags } from '@oclif/core';
 import type { Interfaces } from '@oclif/core';
 import type { ClientOptions } from '@bertq/client';
-import type { NatsConnectOptions } from '@bertq/worker';
+import type { NatsConnectOptions } from '@bertq/nats';
 
 export type InferredFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>;
 export type InferredArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>;
@@ -32,7 +32,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     user: Flags.string({ summary: 'NATS user name.', env: 'BERTQ_NATS_USER', helpGroup: CONNECTION, dependsOn: ['password'] }),
     password: Flags.string({ summary: 'NATS password.', env: 'BERTQ_NATS_PASSWORD', helpGroup: CONNECTION, dependsOn: ['user'] }),
     token: Flags.string({ summary: 'NATS auth token.', env: 'BERTQ_NATS_TOKEN', helpGroup: CONNECTION }),
-    creds: Flags.string({ summary: 'NATS credentials file (JWT + NKey seed, from nsc).', env: 'BERTQ_NATS_CREDS', helpGroup: CONNECTION }),
+    creds: Flags.string({ summary: 'NATS credentials file (JWT + NKey seed, from nsc).', env: 'BERTQ_NATS_CREDS', helpGroup: CONNECTION, exclusive: ['nkey'] }),
+    nkey: Flags.string({ summary: 'File holding a NATS NKey seed (SU…), for servers that authenticate by NKey.', env: 'BERTQ_NATS_NKEY', helpGroup: CONNECTION }),
     'tls-ca': Flags.string({ summary: 'CA certificate to verify the NATS server (enables TLS).', env: 'BERTQ_TLS_CA', helpGroup: CONNECTION }),
     'tls-cert': Flags.string({ summary: 'Client certificate for mutual TLS.', env: 'BERTQ_TLS_CERT', helpGroup: CONNECTION, dependsOn: ['tls-key'] }),
     'tls-key': Flags.string({ summary: 'Client key for mutual TLS.', env: 'BERTQ_TLS_KEY', helpGroup: CONNECTION, dependsOn: ['tls-cert'] }),
@@ -68,36 +69,22 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return this.flags.server.split(',').map((s) => s.trim()).filter(Boolean);
   }
 
-  private tlsFiles(): { caFile?: string; certFile?: string; keyFile?: string } | undefined {
-    const ca = this.flags['tls-ca'];
-    const cert = this.flags['tls-cert'];
-    const key = this.flags['tls-key'];
-    if (!ca && !cert) return undefined;
-    return { ...(ca ? { caFile: ca } : {}), ...(cert ? { certFile: cert } : {}), ...(key ? { keyFile: key } : {}) };
-  }
-
-  /** Connection settings in the worker package's form (fleet, gateway). */
+  /** How to reach NATS, in the one spelling every bertq package uses (fleet, gateway, client). */
   protected natsOptions(name: string): NatsConnectOptions {
+    const f = this.flags;
     const o: NatsConnectOptions = { servers: this.servers(), name };
-    if (this.flags.user) o.user = this.flags.user;
-    if (this.flags.password) o.pass = this.flags.password;
-    if (this.flags.token) o.token = this.flags.token;
-    if (this.flags.creds) o.credsFile = this.flags.creds;
-    const tls = this.tlsFiles();
-    if (tls) o.tls = tls;
+    if (f.user) o.user = f.user;
+    if (f.password) o.pass = f.password;
+    if (f.token) o.token = f.token;
+    if (f.creds) o.credsFile = f.creds;
+    if (f.nkey) o.nkeySeedFile = f.nkey;
+    if (f['tls-ca'] || f['tls-cert']) o.tls = { caFile: f['tls-ca'], certFile: f['tls-cert'], keyFile: f['tls-key'] };
     return o;
   }
 
-  /** Connection settings in the client library's form. */
+  /** Connection settings in the client library's form: the same options, plus the service. */
   protected clientOptions(): ClientOptions<'ndarray'> {
-    const o: ClientOptions<'ndarray'> = { servers: this.servers(), service: this.flags.service, name: `bertq ${this.id ?? 'cli'}` };
-    if (this.flags.user) o.user = this.flags.user;
-    if (this.flags.password) o.pass = this.flags.password;
-    if (this.flags.token) o.token = this.flags.token;
-    if (this.flags.creds) o.creds = this.flags.creds;
-    const tls = this.tlsFiles();
-    if (tls) o.tls = tls;
-    return o;
+    return { ...this.natsOptions(`bertq ${this.id ?? 'cli'}`), service: this.flags.service };
   }
 
   /** Typed bertq errors become a clean one-line message and their code as the exit status reason. */

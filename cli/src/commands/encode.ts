@@ -1,8 +1,9 @@
 import { Args, Flags } from '@oclif/core';
 import { BertClient } from '@bertq/client';
 import type { NdArray, VectorsWithTokens } from '@bertq/client';
-import { createProgress } from '@bertq/model';
+
 import { BaseCommand } from '../base.js';
+import { createProgress } from '../progress.js';
 import { countLines, fileStream, lineBatches } from '../input.js';
 import type { Line } from '../input.js';
 import { OUTPUT_FORMATS, createWriter, formatFromPath, openOutput } from '../writers.js';

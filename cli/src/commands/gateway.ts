@@ -1,5 +1,5 @@
 import { DEFAULT_HTTP_PORT, startGateway } from '@bertq/gateway';
-import { createLogger } from '@bertq/worker';
+import { createLogger } from '@bertq/nats';
 import { BaseCommand } from '../base.js';
 import { gatewayOptionsFromFlags, httpFlags, httpPortFlag } from '../http-flags.js';
 

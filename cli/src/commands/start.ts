@@ -1,8 +1,11 @@
 import { Flags } from '@oclif/core';
 import { startGateway } from '@bertq/gateway';
-import { createLogger, ensureNatsServer, startFleet } from '@bertq/worker';
+import { createLogger } from '@bertq/nats';
+import { ensureNatsServer, startFleet } from '@bertq/worker';
 import type { FleetReadyInfo } from '@bertq/worker';
 import { BaseCommand } from '../base.js';
+import { createProgress } from '../progress.js';
+import type { ProgressReporter } from '../progress.js';
 import { gatewayOptionsFromFlags, httpFlags, httpPortFlag } from '../http-flags.js';
 import { FlagError, encoderOptionsFromFlags, modelFlags, parseIntList } from '../model-flags.js';
 
@@ -55,6 +58,19 @@ export default class Start extends BaseCommand<typeof Start> {
     const nats = await ensureNatsServer(servers[0]!, { logger: log, connection });
     if (nats.started) this.logToStderr(`started an embedded nats-server -js at ${nats.url} (pid ${nats.pid}, store ${nats.storeDir})`);
 
+    // A hub download draws its bar here, in the CLI; the model package only reports progress.
+    let download: ProgressReporter | undefined;
+    if (process.stderr.isTTY && !flags.json) {
+      encoder.hub = {
+        ...encoder.hub,
+        onProgress: (p) => {
+          download ??= createProgress({ label: `download ${encoder.model ?? ''}`.trim(), unit: 'bytes', ...(p.total === undefined ? {} : { total: p.total }) });
+          if (p.total !== undefined) download.setTotal(p.total);
+          download.update(p.loaded);
+        },
+      };
+    }
+
     const stream: { maxQueuedJobs?: number } = {};
     if (flags['max-queued-jobs'] !== undefined) stream.maxQueuedJobs = flags['max-queued-jobs'];
     let fleet;
@@ -78,9 +94,11 @@ export default class Start extends BaseCommand<typeof Start> {
         ...(flags['show-tokens-to-client'] ? { showTokensToClient: true } : {}),
       });
     } catch (err) {
+      download?.fail(err instanceof Error ? err.message : String(err));
       await nats.stop();
       throw err;
     }
+    download?.done();
     const r = fleet.ready;
     this.logToStderr(`bertq ready: service "${r.service}" on ${nats.url}, model ${r.model}, ${r.dims}-dim vectors, ${r.workers} worker(s) on ${r.devices.join(', ')}`);
     // The HTTP gateway, in this process, once the fleet answers; a NATS client like any other.

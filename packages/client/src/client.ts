@@ -3,8 +3,8 @@
  * service's JetStream stream; result frames come back on this client's results subject (shared by
  * clients with the same identity) and are placed by offset until every row is in.
  */
-import { readFileSync } from 'node:fs';
-import { connect as natsConnect, credsAuthenticator, type Msg, type NatsConnection, type NodeConnectionOptions, type Subscription } from '@nats-io/transport-node';
+import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
+import { connectNats } from '@bertq/nats';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import {
   BadRequestError,
@@ -44,7 +44,8 @@ import {
 import { formatVectors } from './output.js';
 import { PartJoiner } from './part-joiner.js';
 import { PendingRequest } from './pending.js';
-import { fromNatsHeaders, publishAll } from './publish.js';
+import { fromNatsHeaders } from '@bertq/nats';
+import { publishAll } from './publish.js';
 import type { ClientStatus, Delivery, Fetched, OutputFormat, Texts, Vectors, VectorsWithTokens } from './types.js';
 import { CLIENT_VERSION } from './version.js';
 
@@ -550,35 +551,20 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
   }
 }
 
-/** Opens the NATS connection with the client's auth options; unreachable servers are NO_WORKERS. */
+/**
+ * Opens the NATS connection with the client's auth options: unreachable servers are NO_WORKERS,
+ * refused credentials UNAUTHORIZED. It reconnects forever by default: every request keeps its own
+ * deadline, so a broker restart costs the requests in flight at most their deadline, never the client.
+ */
 async function openConnection(options: ClientOptions, resolved: ResolvedClientOptions): Promise<NatsConnection> {
-  const natsOptions: NodeConnectionOptions = {
+  const { nc: _nc, service: _service, identity: _identity, timeout: _timeout, outputFmt: _fmt, maxChunkRows: _rows, showServerConfig: _show, ...auth } = options;
+  return connectNats({
+    ...auth,
     servers: resolved.servers,
     name: options.name ?? `bertq-client:${resolved.service}`,
-    timeout: Math.min(resolved.timeoutMs, CONNECT_TIMEOUT_MS),
-  };
-  if (options.user !== undefined) natsOptions.user = options.user;
-  if (options.pass !== undefined) natsOptions.pass = options.pass;
-  if (options.token !== undefined) natsOptions.token = options.token;
-  if (options.creds !== undefined) {
-    let creds: Uint8Array;
-    try {
-      creds = readFileSync(options.creds);
-    } catch (err) {
-      throw new BadRequestError(`cannot read the NATS credentials file ${options.creds}: ${(err as Error).message}`, { cause: err });
-    }
-    natsOptions.authenticator = credsAuthenticator(creds);
-  }
-  if (options.tls === true) natsOptions.tls = {};
-  else if (options.tls !== undefined && options.tls !== false) natsOptions.tls = options.tls;
-  try {
-    return await natsConnect(natsOptions);
-  } catch (err) {
-    throw new NoWorkersError(`cannot connect to NATS at ${resolved.servers.join(', ')}: ${(err as Error).message}; is \`bertq start\` running?`, {
-      cause: err,
-      details: { servers: resolved.servers },
-    });
-  }
+    timeoutMs: Math.min(resolved.timeoutMs, CONNECT_TIMEOUT_MS),
+    maxReconnectAttempts: options.maxReconnectAttempts ?? -1,
+  });
 }
 
 /** `promise`, or the error `onTimeout` makes when `deadline` (epoch ms) passes first. */

@@ -18,7 +18,8 @@ import {
   type TerminateReply,
   type TerminateRequest,
 } from '@bertq/protocol';
-import { fromNatsHeaders, isNoResponders } from './publish.js';
+import { fromNatsHeaders } from '@bertq/nats';
+import { isNoResponders } from './publish.js';
 
 /** Longest wait for one control reply. */
 export const CONTROL_TIMEOUT_MS = 5_000;

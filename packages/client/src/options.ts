@@ -3,7 +3,8 @@
  * connection is opened or anything is sent, so a typo is a BadRequestError naming the option, not a
  * hang or a server-side refusal.
  */
-import type { NatsConnection, TlsOptions } from '@nats-io/transport-node';
+import type { NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnectOptions } from '@bertq/nats';
 import {
   BadRequestError,
   OUTPUT_DTYPES,
@@ -29,8 +30,11 @@ export const DEFAULT_LISTEN_BUFFER = 10_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const OUTPUT_FORMATS: readonly OutputFormat[] = ['ndarray', 'list'];
 
-/** Options of `BertClient.connect`. */
-export interface ClientOptions<F extends OutputFormat = OutputFormat> {
+/**
+ * Options of `BertClient.connect`. How to reach NATS (user/pass, token, nkeySeedFile, credsFile, tls,
+ * name, maxReconnectAttempts) is spelled as everywhere in bertq: see `NatsConnectOptions`.
+ */
+export interface ClientOptions<F extends OutputFormat = OutputFormat> extends Omit<NatsConnectOptions, 'servers' | 'timeoutMs'> {
   /** NATS server URL(s). Default: env BERTQ_NATS_URL (comma-separated), else nats://127.0.0.1:4222. */
   servers?: string | string[];
   /**
@@ -59,17 +63,6 @@ export interface ClientOptions<F extends OutputFormat = OutputFormat> {
   maxChunkRows?: number;
   /** Read the server config while connecting and print it (fails with NO_WORKERS when none answers). */
   showServerConfig?: boolean;
-  /** NATS user name (with `pass`). */
-  user?: string;
-  pass?: string;
-  /** NATS auth token. */
-  token?: string;
-  /** Path of a NATS `.creds` file (JWT + nkey seed). */
-  creds?: string;
-  /** TLS options for the NATS connection (`true`: TLS with the system's CAs). */
-  tls?: TlsOptions | boolean;
-  /** Connection name shown by the NATS server's monitoring (`nats server report connections`). */
-  name?: string;
 }
 
 /** Options of one `encode` call. */

@@ -3,30 +3,16 @@
  * (nobody answers the publish) → NO_WORKERS, stream full → OVERLOADED, a lost ack → publish the same
  * message again (its Nats-Msg-Id makes JetStream drop the copy), the deadline → TIMEOUT.
  */
-import { errors as natsErrors, headers as natsHeaders, RequestError, type MsgHdrs } from '@nats-io/transport-node';
+import { errors as natsErrors, RequestError } from '@nats-io/transport-node';
+import { toNatsHeaders } from '@bertq/nats';
 import { JetStreamApiError, type JetStreamClient, type PubAck } from '@nats-io/jetstream';
-import { BertqError, InternalError, NoWorkersError, OverloadedError, TimeoutError, type HeaderMap } from '@bertq/protocol';
+import { BertqError, InternalError, NoWorkersError, OverloadedError, TimeoutError } from '@bertq/protocol';
 import type { PreparedJob } from './chunks.js';
 
 /** Longest wait for one publish ack before publishing again (bounded further by the deadline). */
 export const PUBLISH_ACK_TIMEOUT_MS = 5_000;
 /** Jobs of one request published at once: enough to fill the pipe, few enough not to flood it. */
 export const PUBLISH_WINDOW = 32;
-
-/** NATS headers from a plain header map. */
-export function toNatsHeaders(map: HeaderMap): MsgHdrs {
-  const h = natsHeaders();
-  for (const [name, value] of Object.entries(map)) h.set(name, value);
-  return h;
-}
-
-/** A plain header map from NATS headers (first value of each name). */
-export function fromNatsHeaders(h: MsgHdrs | undefined): HeaderMap {
-  const out: HeaderMap = {};
-  if (h === undefined) return out;
-  for (const name of h.keys()) out[name] = h.get(name);
-  return out;
-}
 
 export interface PublishContext {
   js: JetStreamClient;

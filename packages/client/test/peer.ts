@@ -27,7 +27,7 @@ import {
   type Job,
   type ServerConfig,
 } from '@bertq/protocol';
-import { fromNatsHeaders, toNatsHeaders } from '../src/publish.js';
+import { fromNatsHeaders, toNatsHeaders } from '@bertq/nats';
 import { rowValues } from './frames.js';
 import { sampleConfig } from './documents.js';
 

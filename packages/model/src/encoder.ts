@@ -5,76 +5,38 @@
  *   const enc = await Encoder.load({ model: '/models/uncased_L-12_H-768_A-12' });
  *   const { data, shape } = await enc.encode(['First do it', 'then do it right']);
  *
- * Loading resolves the model's files, builds (or takes from the cache) the ONNX graph with the
- * pooling inside it, opens it in ONNX Runtime and runs one warm-up row. Encoding tokenizes, groups
- * rows of similar length into batches under a token budget, runs them, and puts rows back in order.
+ * `load` is `prepareModel` (resolve the files, build or take the cached ONNX graph with the pooling
+ * inside it) followed by `open` (load the tokenizer, open the graph in ONNX Runtime, run one warm-up
+ * row). A fleet prepares once and has each worker only open. Encoding tokenizes, groups rows of
+ * similar length into batches under a token budget, runs them, and puts rows back in order.
  */
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { BadRequestError, ModelError } from '@bertq/protocol';
-import { parseBertConfig, readBertConfig } from './config.js';
-import { resolveModelSource } from './folder.js';
-import type { ModelSourceOptions, ResolvedModelSource, SentenceTransformersHint } from './folder.js';
-import { GRAPH_INPUTS, GRAPH_OUTPUT, buildBertGraph, isTokenLevel, layersNeeded, outputDim } from './graph.js';
-import { GraphCache, fileContentHash, graphCacheKey } from './graph-cache.js';
-import { defaultCacheDir, downloadModel, isHubModelId } from './hub.js';
-import type { DownloadModelOptions } from './hub.js';
-import { readOnnxMetadata } from './onnx/metadata.js';
+import { DEVICE_PROFILES } from './devices.js';
+import type { Device, Precision } from './devices.js';
+import type { ResolvedModelSource, SentenceTransformersHint } from './folder.js';
+import { GRAPH_INPUTS, GRAPH_OUTPUT, isTokenLevel, layersNeeded, outputDim } from './graph.js';
+import { prepareModel } from './prepare.js';
+import type { PrepareOptions, PreparedModel } from './prepare.js';
 import { referencePool } from './reference.js';
 import { createRuntime } from './runtime.js';
-import type { Device, Runtime, RuntimeFeeds } from './runtime.js';
-import { BertTokenizer, DEFAULT_MAX_SEQ_LEN } from './tokenizer.js';
+import type { Runtime, RuntimeFeeds } from './runtime.js';
+import { BertTokenizer } from './tokenizer.js';
 import type { TokenizedText } from './tokenizer.js';
-import { POOLING_STRATEGIES } from './types.js';
-import type { BertConfig, GraphOptions, PoolingStrategy, TokenizedBatch } from './types.js';
-import { loadModelWeights } from './weights.js';
+import type { BertConfig, PoolingStrategy, TokenizedBatch } from './types.js';
 
-export interface EncoderOptions extends ModelSourceOptions {
-  /** How token vectors become one sentence vector (bert-as-service's pooling_strategy). Default REDUCE_MEAN. */
-  poolingStrategy?: PoolingStrategy;
-  /**
-   * Encoder layer(s) to pool: -1 the last, -2 the second-to-last (default, as bert-as-service), a list
-   * concatenates. Only the layers up to the deepest one are computed, so shallower is faster.
-   */
-  poolingLayer?: number | number[];
-  /**
-   * Longest sequence in tokens, [CLS]/[SEP] included; longer input is truncated on the right.
-   * `null` (bert-as-service's NONE) = the longest in each batch, and a sentence longer than the model
-   * allows is a TOO_LONG error. Default 25: cheap and enough for short sentences; raise it for documents.
-   */
-  maxSeqLen?: number | null;
-  /** Keep case and accents (for cased and multilingual-cased models). Default: the tokenizer's own setting. */
-  casedTokenization?: boolean;
-  /** Exclude [CLS] and [SEP] from attention and pooling (bert-as-service's mask_cls_sep). */
-  maskClsSep?: boolean;
-  /** Do not add [CLS]/[SEP] to single sentences. */
-  noSpecialToken?: boolean;
-  /** With NONE pooling and maxSeqLen null, pad token-level output to max_position_embeddings so every result has the same length. */
-  fixedEmbedLength?: boolean;
-  /** Half-precision weights and compute: half the memory, faster on GPUs, ~1e-3 relative error. */
-  fp16?: boolean;
-  /** L2-normalise each vector (what sentence-transformers models with a Normalize module expect). */
-  normalize?: boolean;
-  /**
-   * Use ONNX Runtime's fused transformer kernels (com.microsoft Attention, SkipLayerNormalization,
-   * BiasGelu). Default: on CUDA, where they are the fast path; off on CPU, where bench/model.bench.ts
-   * measures them no faster than the plain graph (ONNX Runtime fuses that itself), which also runs
-   * on any ONNX runtime.
-   */
-  fused?: boolean;
+/** Where and how a prepared model runs: nothing here changes the vectors. */
+export interface OpenOptions {
   device?: Device;
   deviceId?: number;
   /** Inference threads; default all cores. A fleet of N CPU workers gives each cores/N. */
   threads?: number;
-  /** Where built graphs are cached (bert-as-service's graph_tmp_dir). Default `<cache>/graphs`. */
-  graphTmpDir?: string;
-  /** Options for hub downloads when `model` is a Hugging Face id. */
-  hub?: Omit<DownloadModelOptions, 'signal'>;
   /** Rows per inference batch inside encode(). Default 256 (bert-as-service's max_batch_size). */
   maxBatchSize?: number;
-  /** Padded tokens (rows × longest) per inference batch inside encode(). Default 2048 on CPU, 16384 on CUDA. */
+  /** Padded tokens (rows × longest) per inference batch inside encode(). Default: the device's (DEVICE_PROFILES). */
   maxBatchTokens?: number;
 }
+
+export interface EncoderOptions extends PrepareOptions, OpenOptions {}
 
 export interface EncodeOptions {
   /** Rows are token lists, not strings: no wordpiece split, unknown tokens become [UNK]. */
@@ -111,26 +73,24 @@ export interface EncoderInfo {
   maskClsSep: boolean;
   noSpecialToken: boolean;
   fixedEmbedLength: boolean;
+  precision: Precision;
+  /** precision === 'float16' (bert-as-service's fp16, as the `config` endpoint reports it). */
   fp16: boolean;
   normalize: boolean;
   fused: boolean;
   device: Device;
+  /** What the model computes (weights, graph options, tokenization): see PreparedModel.fingerprint. */
+  fingerprint: string;
   /** The ONNX file in use (a cached build, or the given `.onnx`). */
   graphPath: string;
   graphCacheHit: boolean;
   sentenceTransformers?: SentenceTransformersHint;
 }
 
-const DEFAULT_POOLING: PoolingStrategy = 'REDUCE_MEAN';
-const DEFAULT_POOLING_LAYER = [-2];
 const DEFAULT_MAX_BATCH_SIZE = 256;
-/**
- * Default padded-token budget of one inference batch. On a CPU, batches of ~2k tokens already keep
- * every core busy (measured: 32-64 short rows run as fast per row as 256), and smaller batches cut
- * from a length-sorted window pad less. A GPU needs larger batches to fill it.
- */
+/** Default padded-token budget of one inference batch on `device`. */
 export function defaultMaxBatchTokens(device: Device): number {
-  return device === 'cuda' ? 16384 : 2048;
+  return DEVICE_PROFILES[device].maxBatchTokens;
 }
 const HIDDEN_STATE_OUTPUTS = ['last_hidden_state', 'hidden_states', 'output_0'];
 
@@ -139,32 +99,6 @@ type GraphKind =
   | { kind: 'pooled' }
   /** A foreign ONNX export that returns [B, S, H] hidden states: bertq pools them in TypeScript. */
   | { kind: 'hidden'; output: string };
-
-function normalizeLayers(layer: number | number[] | undefined): number[] {
-  const list = layer === undefined ? DEFAULT_POOLING_LAYER : Array.isArray(layer) ? layer : [layer];
-  for (const l of list) {
-    if (!Number.isInteger(l)) throw new BadRequestError(`pooling_layer must be integers, got ${JSON.stringify(layer)}`);
-  }
-  return [...list];
-}
-
-function checkStrategy(s: string): PoolingStrategy {
-  if (!(POOLING_STRATEGIES as readonly string[]).includes(s)) {
-    throw new BadRequestError(`unknown pooling_strategy ${s}: use one of ${POOLING_STRATEGIES.join(', ')}`);
-  }
-  return s as PoolingStrategy;
-}
-
-async function sourceWeightsHash(source: ResolvedModelSource, cacheRoot: string): Promise<string> {
-  const files =
-    source.kind === 'checkpoint'
-      ? [source.configPath, `${source.checkpointPrefix}.index`, ...source.dataFiles]
-      : source.kind === 'huggingface'
-        ? [source.configPath, ...source.weightsPaths]
-        : [source.onnxPath];
-  const hashes = await Promise.all(files.map((f) => fileContentHash(f, cacheRoot)));
-  return hashes.join(':');
-}
 
 export class Encoder {
   private constructor(
@@ -181,138 +115,41 @@ export class Encoder {
     return this.info;
   }
 
+  /** Prepares the model (see prepareModel) and opens it. */
   static async load(options: EncoderOptions): Promise<Encoder> {
-    const poolingStrategy = checkStrategy(options.poolingStrategy ?? DEFAULT_POOLING);
-    const poolingLayer = normalizeLayers(options.poolingLayer);
-    const maxSeqLen = options.maxSeqLen === undefined ? DEFAULT_MAX_SEQ_LEN : options.maxSeqLen;
-    const fused = options.fused ?? (options.device ?? 'cpu') === 'cuda';
-    const fp16 = options.fp16 ?? false;
-    const normalize = options.normalize ?? false;
+    return Encoder.open(await prepareModel(options), options);
+  }
+
+  /** Opens a prepared model: tokenizer, ONNX Runtime session, one warm-up row. */
+  static async open(prepared: PreparedModel, options: OpenOptions = {}): Promise<Encoder> {
     const device = options.device ?? 'cpu';
-    const cacheRoot = options.hub?.cacheDir ?? defaultCacheDir();
-    const graphDir = options.graphTmpDir ?? join(cacheRoot, 'graphs');
-
-    let sourceOptions: ModelSourceOptions = options;
-    const where = options.model ?? options.modelDir;
-    if (where === undefined) throw new BadRequestError('no model given: set `model` (a folder, an .onnx file or a hub id) or `modelDir`');
-    if (options.model !== undefined && isHubModelId(options.model)) {
-      const folder = await downloadModel(options.model, { progress: process.stderr.isTTY, ...options.hub });
-      sourceOptions = { ...options, model: folder };
-    }
-    const source = await resolveModelSource(sourceOptions);
-
-    // Config: from the folder, or for an ONNX file from bertq's metadata or a config.json beside it.
-    let config: BertConfig;
-    let onnxBytes: Uint8Array | undefined;
-    let builtOptions: Partial<GraphOptions> | undefined;
-    if (source.kind === 'onnx') {
-      onnxBytes = await readFile(source.onnxPath);
-      const meta = readOnnxMetadata(onnxBytes);
-      if (meta['bertq.config']) {
-        config = parseBertConfig(JSON.parse(meta['bertq.config']), `${source.onnxPath} (bertq metadata)`);
-        builtOptions = JSON.parse(meta['bertq.options'] ?? '{}') as Partial<GraphOptions>;
-      } else if (source.configPath) {
-        config = await readBertConfig(source.configPath);
-      } else {
-        throw new ModelError(`${source.onnxPath} was not built by bertq and has no config.json beside it: cannot tell its max_position_embeddings`, {
-          details: { file: join(source.onnxPath, '..', 'config.json') },
-        });
-      }
-    } else {
-      config = await readBertConfig(source.configPath);
-    }
-
+    const { config, graphOptions, graphPath } = prepared;
     const tokenizerOpts = {
       maxPositionEmbeddings: config.maxPositionEmbeddings,
-      maxSeqLen,
-      ...(options.casedTokenization === undefined ? {} : { cased: options.casedTokenization }),
+      maxSeqLen: prepared.maxSeqLen,
+      ...(prepared.casedTokenization === undefined ? {} : { cased: prepared.casedTokenization }),
     };
-    const vocabPath = 'vocabPath' in source ? source.vocabPath : undefined;
-    const tokenizerJsonPath = 'tokenizerJsonPath' in source ? source.tokenizerJsonPath : undefined;
-    // A Hugging Face tokenizer.json carries the model's own normaliser (cased or not): prefer it there.
     const tokenizer =
-      source.kind !== 'checkpoint' && tokenizerJsonPath
-        ? await BertTokenizer.fromTokenizerJson(tokenizerJsonPath, tokenizerOpts)
-        : vocabPath
-          ? await BertTokenizer.fromVocabFile(vocabPath, tokenizerOpts)
-          : tokenizerJsonPath
-            ? await BertTokenizer.fromTokenizerJson(tokenizerJsonPath, tokenizerOpts)
-            : (() => {
-                throw new ModelError(`no vocab.txt or tokenizer.json beside ${where}`, { details: { file: join(where, 'vocab.txt') } });
-              })();
-
-    const graphOptions: GraphOptions = { poolingStrategy, poolingLayer, fp16, normalize, fused };
-    const layersComputed = layersNeeded(graphOptions, config.numHiddenLayers);
-    let graphPath: string;
-    let graphCacheHit = false;
-    let graph: GraphKind = { kind: 'pooled' };
-
-    if (source.kind === 'onnx') {
-      graphPath = source.onnxPath;
-      if (builtOptions) {
-        for (const key of ['poolingStrategy', 'poolingLayer', 'fp16', 'normalize'] as const) {
-          const want = JSON.stringify(graphOptions[key]);
-          const have = JSON.stringify(builtOptions[key]);
-          if (options[key] !== undefined && want !== have) {
-            throw new BadRequestError(
-              `${source.onnxPath} was built with ${key} ${have}, but ${want} was asked for: rebuild it from the weights, or drop the option`,
-            );
-          }
-          (graphOptions as unknown as Record<string, unknown>)[key] = builtOptions[key];
-        }
-      }
-    } else {
-      const key = graphCacheKey(await sourceWeightsHash(source, cacheRoot), graphOptions, layersComputed);
-      const cache = new GraphCache(graphDir);
-      const hit = await cache.get(key);
-      if (hit) {
-        graphPath = hit;
-        graphCacheHit = true;
-      } else {
-        const weights = await loadModelWeights(source, {
-          numLayers: layersComputed,
-          includePooler: poolingStrategy === 'CLS_POOLED',
-        });
-        graphPath = await cache.put(key, buildBertGraph(weights, graphOptions));
-      }
-    }
-
-    const runtimeOpts = {
-      device,
-      ...(options.deviceId === undefined ? {} : { deviceId: options.deviceId }),
-      ...(options.threads === undefined ? {} : { threads: options.threads }),
+      prepared.tokenizer.kind === 'tokenizer-json'
+        ? await BertTokenizer.fromTokenizerJson(prepared.tokenizer.path, tokenizerOpts)
+        : await BertTokenizer.fromVocabFile(prepared.tokenizer.path, tokenizerOpts);
+    const limits = {
+      rows: options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE,
+      tokens: options.maxBatchTokens ?? defaultMaxBatchTokens(device),
     };
-    const runtime = await createRuntime(graphPath, runtimeOpts);
+    if (!(limits.rows >= 1) || !(limits.tokens >= 1)) throw new BadRequestError('maxBatchSize and maxBatchTokens must be at least 1');
+
+    const runtime = await createRuntime(graphPath, { device, deviceId: options.deviceId, threads: options.threads });
+    let graph: GraphKind = { kind: 'pooled' };
     try {
-      for (const name of runtime.inputNames) {
-        if (!(GRAPH_INPUTS as readonly string[]).includes(name)) {
-          throw new ModelError(`${graphPath} has an input ${name}; bertq feeds ${GRAPH_INPUTS.join(', ')}`);
-        }
-      }
-      if (!runtime.outputNames.includes(GRAPH_OUTPUT)) {
-        const hidden = HIDDEN_STATE_OUTPUTS.find((o) => runtime.outputNames.includes(o));
-        if (!hidden) {
-          throw new ModelError(
-            `${graphPath} has neither an '${GRAPH_OUTPUT}' output (bertq graph) nor a hidden-state output (${HIDDEN_STATE_OUTPUTS.join(', ')}); it has ${runtime.outputNames.join(', ')}`,
-          );
-        }
-        const deepest = Math.max(...poolingLayer.map((l) => (l < 0 ? config.numHiddenLayers + l : l)));
-        if (poolingLayer.length !== 1 || deepest !== config.numHiddenLayers - 1) {
-          throw new BadRequestError(`${graphPath} only returns the last layer's hidden states: pooling_layer must be -1, got ${poolingLayer}`);
-        }
-        if (poolingStrategy === 'CLS_POOLED') {
-          throw new BadRequestError(`${graphPath} has no pooler output: CLS_POOLED needs a model folder with weights`);
-        }
-        graph = { kind: 'hidden', output: hidden };
-      }
+      graph = graphKind(runtime, prepared);
     } catch (err) {
       await runtime.close();
       throw err;
     }
-
     const info: EncoderInfo = {
-      model: where,
-      source: source.kind,
+      model: prepared.model,
+      source: prepared.source,
       dims: outputDim(config, graphOptions),
       tokenLevel: isTokenLevel(graphOptions.poolingStrategy),
       hiddenSize: config.hiddenSize,
@@ -320,26 +157,23 @@ export class Encoder {
       layersComputed: graph.kind === 'hidden' ? config.numHiddenLayers : layersNeeded(graphOptions, config.numHiddenLayers),
       vocabSize: tokenizer.vocabSize,
       maxPositionEmbeddings: config.maxPositionEmbeddings,
-      maxSeqLen,
+      maxSeqLen: prepared.maxSeqLen,
       poolingStrategy: graphOptions.poolingStrategy,
       poolingLayer: graphOptions.poolingLayer,
-      casedTokenization: options.casedTokenization,
-      maskClsSep: options.maskClsSep ?? false,
-      noSpecialToken: options.noSpecialToken ?? false,
-      fixedEmbedLength: options.fixedEmbedLength ?? false,
-      fp16: graphOptions.fp16,
+      casedTokenization: prepared.casedTokenization,
+      maskClsSep: prepared.maskClsSep,
+      noSpecialToken: prepared.noSpecialToken,
+      fixedEmbedLength: prepared.fixedEmbedLength,
+      precision: graphOptions.precision,
+      fp16: graphOptions.precision === 'float16',
       normalize: graphOptions.normalize,
-      fused,
+      fused: graphOptions.fused,
       device: runtime.device,
+      fingerprint: prepared.fingerprint,
       graphPath,
-      graphCacheHit,
+      graphCacheHit: prepared.graphCacheHit,
     };
-    if ('sentenceTransformers' in source && source.sentenceTransformers) info.sentenceTransformers = source.sentenceTransformers;
-    const limits = {
-      rows: options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE,
-      tokens: options.maxBatchTokens ?? defaultMaxBatchTokens(device),
-    };
-    if (!(limits.rows >= 1) || !(limits.tokens >= 1)) throw new BadRequestError('maxBatchSize and maxBatchTokens must be at least 1');
+    if (prepared.sentenceTransformers) info.sentenceTransformers = prepared.sentenceTransformers;
     const encoder = new Encoder(info, tokenizer, runtime, graph, config, limits);
     try {
       await encoder.encode(['warm up']); // fails fast on a broken graph, and takes the first-run cost now
@@ -437,4 +271,30 @@ export class Encoder {
   async close(): Promise<void> {
     await this.runtime.close();
   }
+}
+
+/** What the graph returns: bertq's pooled output, or a foreign export's hidden states (pooled in TS). */
+function graphKind(runtime: Runtime, prepared: PreparedModel): GraphKind {
+  const { graphPath, config } = prepared;
+  const { poolingLayer, poolingStrategy } = prepared.graphOptions;
+  for (const name of runtime.inputNames) {
+    if (!(GRAPH_INPUTS as readonly string[]).includes(name)) {
+      throw new ModelError(`${graphPath} has an input ${name}; bertq feeds ${GRAPH_INPUTS.join(', ')}`);
+    }
+  }
+  if (runtime.outputNames.includes(GRAPH_OUTPUT)) return { kind: 'pooled' };
+  const hidden = HIDDEN_STATE_OUTPUTS.find((o) => runtime.outputNames.includes(o));
+  if (!hidden) {
+    throw new ModelError(
+      `${graphPath} has neither an '${GRAPH_OUTPUT}' output (bertq graph) nor a hidden-state output (${HIDDEN_STATE_OUTPUTS.join(', ')}); it has ${runtime.outputNames.join(', ')}`,
+    );
+  }
+  const deepest = Math.max(...poolingLayer.map((l) => (l < 0 ? config.numHiddenLayers + l : l)));
+  if (poolingLayer.length !== 1 || deepest !== config.numHiddenLayers - 1) {
+    throw new BadRequestError(`${graphPath} only returns the last layer's hidden states: pooling_layer must be -1, got ${poolingLayer}`);
+  }
+  if (poolingStrategy === 'CLS_POOLED') {
+    throw new BadRequestError(`${graphPath} has no pooler output: CLS_POOLED needs a model folder with weights`);
+  }
+  return { kind: 'hidden', output: hidden };
 }

@@ -39,20 +39,28 @@ async function writeAtomic(path: string, data: string | Uint8Array): Promise<voi
   await rename(tmp, path);
 }
 
-export function graphCacheKey(weightsHash: string, options: GraphOptions, layers: number): string {
-  const canonical = JSON.stringify({
-    v: GRAPH_VERSION,
-    weightsHash,
-    layers,
-    options: {
-      poolingStrategy: options.poolingStrategy,
-      poolingLayer: options.poolingLayer,
-      fp16: options.fp16,
-      normalize: options.normalize,
-      fused: options.fused,
-    },
-  });
-  return createHash('sha256').update(canonical).digest('hex').slice(0, 32);
+/**
+ * The cache key of a graph: the weights' content hash and the WHOLE options object, canonicalised.
+ * No hand-kept field list: an option added to GraphOptions changes the key by itself.
+ */
+export function graphCacheKey(weightsHash: string, options: GraphOptions): string {
+  return canonicalHash({ v: GRAPH_VERSION, weightsHash, options });
+}
+
+/** sha256 of a value's JSON with object keys sorted: equal values, equal hashes, whatever the key order. */
+export function canonicalHash(value: unknown): string {
+  return createHash('sha256').update(canonicalJson(value)).digest('hex').slice(0, 32);
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
 }
 
 export class GraphCache {

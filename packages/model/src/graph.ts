@@ -240,7 +240,7 @@ export function buildBertGraph(weights: BertWeights, options: GraphOptions, extr
   }
 
   const g = new GraphBuilder();
-  const half = options.fp16;
+  const half = options.precision === 'float16';
   const c: Ctx = {
     g,
     half,

@@ -26,7 +26,6 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { BadRequestError, ModelError } from '@bertq/protocol';
-import { createProgress, type ProgressReporter, type ProgressStream } from './progress.js';
 
 // ---------------------------------------------------------------------------------------------
 // Public API
@@ -72,8 +71,6 @@ export interface DownloadModelOptions {
   onnxFile?: string;
   /** Called as bytes arrive. */
   onProgress?: (progress: DownloadProgress) => void;
-  /** Draw a progress bar (createProgress): true for stderr, or a stream. Nothing is drawn when all is cached. */
-  progress?: boolean | ProgressStream;
   /** Abort the download; the promise rejects with the signal's reason, `.incomplete` files stay for a resume. */
   signal?: AbortSignal;
   /**
@@ -222,9 +219,7 @@ export async function downloadModel(id: string, options: DownloadModelOptions = 
       const files = await planFiles(ctx, listing, downloader, weights, onnxFile);
       await downloader.fetchAll(files);
       await snapshot.markComplete(selection, files, revision);
-      downloader.finish();
     } catch (err) {
-      downloader.fail(err);
       if (isTransient(err)) {
         // Retries are spent (a probe that kept failing); callers get a typed error, not a socket error.
         throw new ModelError(`downloading ${id} from ${endpoint} failed: ${describeError(err)}`, { cause: err, details: { id, endpoint, revision } });
@@ -707,7 +702,6 @@ async function sha256OfFile(file: string): Promise<string> {
 
 class Downloader {
   private readonly ready = new Set<string>();
-  private reporter: ProgressReporter | undefined;
   private finishedBytes = 0;
   private total: number | undefined;
 
@@ -737,17 +731,9 @@ class Downloader {
     }
     const sizes = pending.map((f) => this.listing.meta(f)?.size);
     this.total = sizes.every((s) => s !== undefined) ? this.finishedBytes + sizes.reduce<number>((a, s) => a + (s ?? 0), 0) : undefined;
-    this.reporter?.setTotal(this.total);
     for (const file of pending) await this.ensure(file);
   }
 
-  finish(): void {
-    this.reporter?.done();
-  }
-
-  fail(err: unknown): void {
-    this.reporter?.fail(describeError(err));
-  }
 
   private async ensure(file: string): Promise<void> {
     if (this.ready.has(file)) return;
@@ -777,13 +763,6 @@ class Downloader {
   private report(file: string, fileLoaded: number, fileTotal: number | undefined): void {
     const loaded = this.finishedBytes + fileLoaded;
     this.options.onProgress?.({ file, fileLoaded, fileTotal, loaded, total: this.total });
-    if (this.options.progress) {
-      if (!this.reporter) {
-        const stream = this.options.progress === true ? process.stderr : this.options.progress;
-        this.reporter = createProgress({ label: this.ctx.id, unit: 'bytes', total: this.total, stream });
-      }
-      this.reporter.update(loaded);
-    }
   }
 }
 

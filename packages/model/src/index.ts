@@ -1,4 +1,6 @@
 export { Encoder, defaultMaxBatchTokens } from './encoder.js';
+export { prepareModel, resolvePrecision } from './prepare.js';
+export { DEVICES, DEVICE_PROFILES, PRECISIONS } from './devices.js';
 export { POOLING_STRATEGIES } from './types.js';
 export { BertTokenizer, DEFAULT_MAX_SEQ_LEN, MIN_MAX_SEQ_LEN } from './tokenizer.js';
 export { syntheticBertWeights, syntheticVocab, tinyBertConfig, bertBaseConfig } from './synthetic.js';
@@ -6,7 +8,7 @@ export { referenceForward, referencePool, referenceEncode, erf } from './referen
 export { resolvePoolingLayers } from './pooling-layers.js';
 export { buildBertGraph, layersNeeded, outputDim, isTokenLevel, GRAPH_VERSION, GRAPH_INPUTS, GRAPH_OUTPUT } from './graph.js';
 export { createRuntime, runtimeVersions } from './runtime.js';
-export { GraphCache } from './graph-cache.js';
+export { GraphCache, graphCacheKey, canonicalHash } from './graph-cache.js';
 export { readOnnxMetadata } from './onnx/metadata.js';
 export { GraphBuilder } from './onnx/builder.js';
 export { writeCheckpointFolder, writeHuggingFaceFolder, writeOnnxFolder } from './export.js';
@@ -37,8 +39,9 @@ export {
 } from './weights.js';
 export { readSentenceTransformersHint, resolveModelSource } from './folder.js';
 export { downloadModel, isHubModelId, defaultCacheDir } from './hub.js';
-export { createProgress, formatBytes, formatRate, formatDuration } from './progress.js';
-export type { EncoderOptions, EncodeOptions, EncodeResult, EncoderInfo } from './encoder.js';
+export type { EncoderOptions, EncodeOptions, EncodeResult, EncoderInfo, OpenOptions } from './encoder.js';
+export type { PrepareOptions, PreparedModel, TokenizerSource } from './prepare.js';
+export type { DeviceProfile, Precision } from './devices.js';
 export type {
   BertConfig,
   BertWeights,
@@ -53,7 +56,8 @@ export type {
 export type { BertTokenizerOptions, SpecialTokenIds, TokenizeOptions, TokenizedText } from './tokenizer.js';
 export type { SyntheticWeightsOptions } from './synthetic.js';
 export type { IdArray, ReferenceBatch, ReferencePoolOptions, PooledOutput, PoolingWeights } from './reference.js';
-export type { Device, Runtime, RuntimeFeeds, RuntimeOptions, RuntimeTensor } from './runtime.js';
+export type { Runtime, RuntimeFeeds, RuntimeOptions, RuntimeTensor } from './runtime.js';
+export type { Device } from './devices.js';
 export type { VocabSource } from './export.js';
 export type { SafetensorsTensorInfo, RawSafetensor } from './safetensors.js';
 export type { CheckpointEntry, CheckpointHeader, CheckpointSummary } from './tensorbundle/reader.js';
@@ -69,4 +73,4 @@ export type {
   SentenceTransformersHint,
 } from './folder.js';
 export type { DownloadModelOptions, DownloadProgress } from './hub.js';
-export type { ProgressOptions, ProgressReporter } from './progress.js';
+

@@ -6,6 +6,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
+import { DEVICE_PROFILES } from './devices.js';
 import type { RuntimeOptions, ThreadReply, ThreadRequest } from './runtime.js';
 
 if (!parentPort) throw new Error('runtime-thread.js must run in a worker thread');
@@ -23,7 +24,7 @@ function sessionOptions(opts: RuntimeOptions): ort.InferenceSession.SessionOptio
     executionMode: 'sequential',
     enableCpuMemArena: true,
     enableMemPattern: true,
-    executionProviders: device === 'cuda' ? [{ name: 'cuda', deviceId: opts.deviceId ?? 0 }] : ['cpu'],
+    executionProviders: DEVICE_PROFILES[device].executionProviders(opts.deviceId ?? 0),
     logSeverityLevel: 3,
   };
   if (opts.threads !== undefined) {

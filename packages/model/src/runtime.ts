@@ -8,7 +8,9 @@ import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import { ModelError } from '@bertq/protocol';
 
-export type Device = 'cpu' | 'cuda';
+import type { Device } from './devices.js';
+
+export type { Device };
 
 export interface RuntimeOptions {
   device?: Device;

@@ -14,7 +14,6 @@
  */
 import { access, readFile } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
-import tokenizers from 'tokenizers';
 import type { Encoding, Tokenizer as NativeTokenizer } from 'tokenizers';
 import { BadRequestError, InternalError, ModelError, TooLongError } from '@bertq/protocol';
 import type { TokenizedBatch } from './types.js';
@@ -108,7 +107,15 @@ interface Piece {
   tokens: string[] | undefined;
 }
 
-const { Tokenizer, WordPiece, bertNormalizer, bertPreTokenizer } = tokenizers;
+/**
+ * The native tokenizers addon, loaded on first use: a process that imports @bertq/model for its types
+ * and constants (the CLI's light commands, the gateway) must not map a native library it never calls.
+ */
+let nativeModule: Promise<typeof import('tokenizers')> | undefined;
+async function loadNative(): Promise<typeof import('tokenizers')> {
+  nativeModule ??= import('tokenizers').then((m) => (m as { default?: typeof import('tokenizers') }).default ?? m);
+  return nativeModule;
+}
 
 /** A BERT WordPiece tokenizer with bert-as-service semantics. Build one with a static loader. */
 export class BertTokenizer {
@@ -159,6 +166,7 @@ export class BertTokenizer {
   static async fromVocabFile(path: string, opts: BertTokenizerOptions): Promise<BertTokenizer> {
     await assertReadable(path, 'vocab file');
     const special: SpecialTokens = { cls: '[CLS]', sep: '[SEP]', pad: '[PAD]', unk: '[UNK]' };
+    const { Tokenizer, WordPiece, bertNormalizer, bertPreTokenizer } = await loadNative();
     let model;
     try {
       model = await WordPiece.fromFile(path, { unkToken: special.unk });
@@ -205,6 +213,7 @@ export class BertTokenizer {
     json.truncation = null;
     json.padding = null;
     json.added_tokens = (json.added_tokens ?? []).filter((t) => !(t.special && json.model?.vocab?.[t.content] === t.id));
+    const { Tokenizer } = await loadNative();
     let native: NativeTokenizer;
     try {
       native = Tokenizer.fromString(JSON.stringify(json));

@@ -2,6 +2,7 @@
  * The shared vocabulary of the model path. Readers produce `BertWeights`; the graph builder and the
  * reference forward pass consume them; the Encoder ties them to a tokenizer.
  */
+import type { Precision } from './devices.js';
 
 /** BERT hyper-parameters, normalised from Google's bert_config.json or Hugging Face's config.json. */
 export interface BertConfig {
@@ -85,8 +86,8 @@ export interface GraphOptions {
   poolingStrategy: PoolingStrategy;
   /** Layer indices as bert-as-service takes them: -1 is the last layer, 0 the first encoder layer's output... see graph.ts. */
   poolingLayer: number[];
-  /** Compute in float16 (weights and activations); inputs and outputs stay float32. */
-  fp16: boolean;
+  /** float16: weights and activations in half precision; inputs and outputs stay float32. */
+  precision: Precision;
   /** L2-normalise each output vector. */
   normalize: boolean;
   /** Use ONNX Runtime's fused transformer operators (com.microsoft domain). */

@@ -20,7 +20,7 @@ export const SHARED_VOCAB = join(SHARED_MODELS, 'bert-base-uncased-vocab.txt');
 export const hasShared = existsSync(SHARED_VOCAB);
 
 export const TINY_SEED = 11;
-export const ONNX_OPTIONS: GraphOptions = { poolingStrategy: 'REDUCE_MEAN', poolingLayer: [-2], fp16: false, normalize: false, fused: true };
+export const ONNX_OPTIONS: GraphOptions = { poolingStrategy: 'REDUCE_MEAN', poolingLayer: [-2], precision: 'float32', normalize: false, fused: true };
 
 export interface TinyModel {
   root: string;

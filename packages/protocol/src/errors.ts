@@ -10,6 +10,11 @@ export const ERROR_CODES = {
     description:
       'The request is malformed: not JSON, wrong schema, an empty string, a wrong type, invalid UTF-8, or a job missing its headers.',
   },
+  UNAUTHORIZED: {
+    status: 401,
+    description:
+      'The NATS server (or the HTTP gateway) refused the credentials: wrong or missing user/password, token, NKey seed or credentials file. Not a fleet problem: fix the credentials.',
+  },
   TOO_LARGE: {
     status: 413,
     description:
@@ -83,6 +88,11 @@ export class BadRequestError extends BertqError {
     super('BAD_REQUEST', message, options);
   }
 }
+export class UnauthorizedError extends BertqError {
+  constructor(message: string, options?: BertqErrorOptions) {
+    super('UNAUTHORIZED', message, options);
+  }
+}
 export class TooLargeError extends BertqError {
   constructor(message: string, options?: BertqErrorOptions) {
     super('TOO_LARGE', message, options);
@@ -121,6 +131,7 @@ export class TimeoutError extends BertqError {
 
 const ERROR_CLASS_NAMES: Record<ErrorCode, string> = {
   BAD_REQUEST: 'BadRequestError',
+  UNAUTHORIZED: 'UnauthorizedError',
   TOO_LARGE: 'TooLargeError',
   TOO_LONG: 'TooLongError',
   OVERLOADED: 'OverloadedError',
@@ -132,6 +143,7 @@ const ERROR_CLASS_NAMES: Record<ErrorCode, string> = {
 
 const ERROR_CLASSES: Record<ErrorCode, new (message: string, options?: BertqErrorOptions) => BertqError> = {
   BAD_REQUEST: BadRequestError,
+  UNAUTHORIZED: UnauthorizedError,
   TOO_LARGE: TooLargeError,
   TOO_LONG: TooLongError,
   OVERLOADED: OverloadedError,

@@ -3,6 +3,7 @@ export {
   BertqError,
   BadRequestError,
   TooLargeError,
+  UnauthorizedError,
   TooLongError,
   OverloadedError,
   ModelError,

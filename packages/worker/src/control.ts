@@ -16,8 +16,8 @@ import {
 } from '@bertq/protocol';
 import type { ConsumerDepth, Priority, ServerConfig, ServerStatus, TerminateReply, TerminateRequest } from '@bertq/protocol';
 import type { EncoderInfo } from '@bertq/model';
-import { registerService } from './services.js';
-import type { ServiceRegistration } from './services.js';
+import { registerService } from '@bertq/nats';
+import type { ServiceRegistration } from '@bertq/nats';
 import type { WorkerMetrics } from './metrics.js';
 import { WORKER_VERSION } from './version.js';
 

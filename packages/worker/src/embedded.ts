@@ -3,17 +3,14 @@
  * that answers at `url`; when none does and `url` is local, it starts `nats-server -js` there as a
  * child process and waits until it answers. A remote address is never started, only reported.
  */
-import { spawn } from 'node:child_process';
-import type { ChildProcess } from 'node:child_process';
-import { accessSync, constants, mkdirSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { defaultCacheDir } from '@bertq/model';
 import type { Logger } from 'pino';
-import { NatsConnectError, natsConnectionOptions } from './connect.js';
-import type { NatsConnectOptions } from './connect.js';
-import { silentLogger } from './logger.js';
+import { NatsConnectError, START_TIMEOUT_MS, connectError, natsConnectionOptions, silentLogger, startNatsServer } from '@bertq/nats';
+import type { NatsConnectOptions } from '@bertq/nats';
 import { JetStreamNotEnabledError, openJetStreamManager } from './stream.js';
 
 export interface EnsureNatsServerOptions {
@@ -43,17 +40,8 @@ export interface EnsuredNatsServer {
 }
 
 const DEFAULT_PORT = 4222;
-const START_TIMEOUT_MS = 10_000;
-const STOP_TIMEOUT_MS = 5_000;
 const PROBE_TIMEOUT_MS = 1_000;
-const POLL_MS = 100;
-const LOG_LIMIT = 32 * 1024;
 const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
-const FALLBACK_BINARIES = ['/usr/sbin/nats-server', '/usr/local/bin/nats-server', '/usr/bin/nats-server'];
-
-/** Servers started here, killed when this process exits (synchronously: nothing async runs on 'exit'). */
-const started = new Set<ChildProcess>();
-let exitHookInstalled = false;
 
 /** Host and port of a NATS URL (`nats://h:p`, `h:p`, `h`); the port defaults to 4222. */
 export function parseNatsUrl(url: string): { host: string; port: number; url: string } {
@@ -97,131 +85,52 @@ export async function ensureNatsServer(url: string, options: EnsureNatsServerOpt
   return startServer(target, options, log);
 }
 
-/** A connection when a server answers; undefined when nothing listens (refused / timed out). */
+/**
+ * A connection when a server answers; undefined only when nothing listens there (refused, timed out).
+ * Anything else means a server IS there (it refused our credentials, or TLS with it failed), so the
+ * failure is thrown: starting our own server on its port would only fail with "address in use".
+ */
 async function probe(url: string, connection: EnsureNatsServerOptions['connection']): Promise<NatsConnection | undefined> {
   const options = await natsConnectionOptions({ ...connection, servers: url, timeoutMs: PROBE_TIMEOUT_MS, maxReconnectAttempts: 0 });
   try {
     return await connect({ ...options, reconnect: false });
   } catch (err) {
-    const message = (err as Error).message ?? '';
-    // Something answered but refused us: a server is there, it is just not ours to probe.
-    if ((err as Error).name === 'AuthorizationError' || /authoriz/i.test(message)) {
-      throw new NatsConnectError(`the NATS server at ${url} refused the connection: ${message}; give its credentials`, [url], { cause: err });
-    }
-    return undefined;
+    if (nothingListens(err)) return undefined;
+    throw connectError(err, [url]);
   }
+}
+
+/** nats.js's ways of saying that no server listens at an address. */
+function nothingListens(err: unknown): boolean {
+  const e = err as { code?: string; message?: string; cause?: { code?: string } } | undefined;
+  const code = e?.code ?? e?.cause?.code ?? '';
+  return ['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EADDRNOTAVAIL', 'EHOSTUNREACH'].includes(code) ||
+    /ECONNREFUSED|timeout|timed out/i.test(e?.message ?? '');
 }
 
 async function startServer(target: { host: string; port: number; url: string }, options: EnsureNatsServerOptions, log: Logger): Promise<EnsuredNatsServer> {
-  const binary = findNatsServerBinary(options.binary);
   const storeDir = options.storeDir ?? defaultStoreDir(target.port);
   mkdirSync(storeDir, { recursive: true });
   // 'localhost' may resolve to ::1 or 127.0.0.1; binding the IPv4 loopback is what clients find first.
-  const bindHost = target.host === 'localhost' ? '127.0.0.1' : target.host;
-  const args = ['-js', '-a', bindHost, '-p', String(target.port), '-sd', storeDir];
-  // Own process group: a Ctrl-C on the terminal reaches the workers, which must still ack their jobs
-  // through this server while they drain; the server is stopped after them, by stop().
-  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  installExitHook();
-  started.add(child);
-  let output = '';
-  const collect = (data: Buffer) => {
-    output = (output + data.toString('utf8')).slice(-LOG_LIMIT);
-  };
-  child.stdout?.on('data', collect);
-  child.stderr?.on('data', collect);
-  let exitReason: string | undefined;
-  const exited = new Promise<void>((resolve) => {
-    child.once('exit', (code, signal) => {
-      exitReason ??= signal ? `was killed by ${signal}` : `exited with code ${code}`;
-      started.delete(child);
-      resolve();
-    });
-    child.once('error', (err) => {
-      exitReason ??= `could not be started: ${err.message}`;
-      started.delete(child);
-      resolve();
-    });
-  });
-  const describe = `${binary} ${args.join(' ')}`;
-  log.info({ command: describe }, 'no NATS server answered; starting one');
-
-  const deadline = Date.now() + (options.timeoutMs ?? START_TIMEOUT_MS);
-  for (;;) {
-    if (exitReason !== undefined) throw new NatsConnectError(`nats-server (${describe}) ${exitReason} before it answered:\n${output.trim()}`, [target.url]);
-    const nc = await probe(target.url, options.connection).catch(() => undefined);
-    if (nc !== undefined) {
-      await nc.close().catch(() => undefined);
-      break;
-    }
-    if (Date.now() > deadline) {
-      child.kill('SIGKILL');
-      throw new NatsConnectError(`nats-server (${describe}) did not answer at ${target.url} within ${options.timeoutMs ?? START_TIMEOUT_MS} ms:\n${output.trim()}`, [target.url]);
-    }
-    await Promise.race([exited, sleep(POLL_MS)]);
-  }
-  log.info({ url: target.url, pid: child.pid, storeDir }, 'nats-server started');
-
-  let stopping: Promise<void> | undefined;
-  return {
-    url: target.url,
-    started: true,
-    ...(child.pid === undefined ? {} : { pid: child.pid }),
+  const host = target.host === 'localhost' ? '127.0.0.1' : target.host;
+  log.info({ host, port: target.port, storeDir }, 'no NATS server answered; starting one');
+  const server = await startNatsServer({
+    host,
+    port: target.port,
     storeDir,
-    log: () => output,
-    stop: () =>
-      (stopping ??= (async () => {
-        if (child.exitCode !== null || child.signalCode !== null) return;
-        child.kill('SIGTERM');
-        if (!(await settles(exited, STOP_TIMEOUT_MS))) {
-          child.kill('SIGKILL');
-          await settles(exited, STOP_TIMEOUT_MS);
-        }
-      })()),
-  };
-}
-
-/** The nats-server binary, or a clear error with the install command. */
-export function findNatsServerBinary(explicit?: string): string {
-  const onPath = (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((d) => join(d, 'nats-server'));
-  const candidates = explicit !== undefined ? [explicit] : [...onPath, ...FALLBACK_BINARIES];
-  for (const candidate of candidates) {
-    try {
-      accessSync(candidate, constants.X_OK);
-      return candidate;
-    } catch {
-      // keep looking
-    }
-  }
-  const where = explicit !== undefined ? `at ${explicit}` : `on PATH nor at ${FALLBACK_BINARIES.join(', ')}`;
-  throw new NatsConnectError(
-    `nats-server not found ${where}; install it (apt-get install nats-server, or a release from https://github.com/nats-io/nats-server/releases), or point --server at a running NATS server`,
-    [],
-  );
+    // Own process group: a Ctrl-C on the terminal reaches the workers, which must still ack their
+    // jobs through this server while they drain; the server is stopped after them, by stop().
+    detached: true,
+    timeoutMs: options.timeoutMs ?? START_TIMEOUT_MS,
+    ...(options.binary === undefined ? {} : { binary: options.binary }),
+  });
+  log.info({ url: target.url, pid: server.pid, storeDir }, 'nats-server started');
+  return { url: target.url, started: true, pid: server.pid, storeDir, log: () => server.log(), stop: () => server.stop() };
 }
 
 function defaultStoreDir(port: number): string {
   return join(defaultCacheDir(), `nats-${port}`);
 }
 
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once('exit', () => {
-    for (const child of started) child.kill('SIGTERM');
-  });
-}
 
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
-}
 
-async function settles(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => (timer = setTimeout(resolve, ms, false)));
-  try {
-    return await Promise.race([promise.then(() => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}

@@ -14,15 +14,15 @@ import { fork } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import type { EncoderOptions } from '@bertq/model';
+import type { EncoderOptions, PreparedModel } from '@bertq/model';
 import { BadRequestError, BertqError, ModelError, errorFromCode, isErrorCode, serviceNames } from '@bertq/protocol';
 import type { Logger } from 'pino';
-import { connectNats } from './connect.js';
-import type { NatsConnectOptions } from './connect.js';
+import { connectNats } from '@bertq/nats';
+import type { NatsConnectOptions } from '@bertq/nats';
 import { isWorkerMessage } from './ipc.js';
 import type { ReadyInfo, SerializedError, WorkerProcessOptions, WorkerTuning } from './ipc.js';
-import { createLogger } from './logger.js';
-import type { LogLevel } from './logger.js';
+import { createLogger } from '@bertq/nats';
+import type { LogLevel } from '@bertq/nats';
 import { ensureStream } from './stream.js';
 import type { StreamOptions } from './stream.js';
 import { WORKER_DEFAULTS } from './worker.js';
@@ -161,6 +161,8 @@ class Fleet implements FleetHandle {
   readonly #options: FleetOptions;
   readonly #log: Logger;
   readonly #slots: Slot[] = [];
+  /** The prepared model of each device kind in the fleet (cpu, cuda), shared by its workers. */
+  readonly #prepared = new Map<Slot['device'], PreparedModel>();
   readonly #numWorker: number;
   readonly #threads: number;
   readonly #restart: Required<RestartPolicy>;
@@ -224,16 +226,19 @@ class Fleet implements FleetHandle {
       await nc.close().catch(() => undefined);
     }
 
-    // 2. The model, once: builds (or checks) the cached graph so workers only open it.
-    const { Encoder } = await import('@bertq/model');
+    // 2. The model, once per device kind: resolves, downloads and builds (or finds) the graph with
+    //    that device's final options, opening no session; the workers only open what it hands them.
+    const { prepareModel, outputDim } = await import('@bertq/model');
     const started = Date.now();
-    // On CPU with one thread: the supervisor only needs the graph built, not a fast session.
-    const prepared = await Encoder.load({ ...o.encoder, device: 'cpu', threads: 1 }).catch((err: unknown) => {
-      throw err instanceof BertqError ? err : new ModelError(`cannot load the model: ${(err as Error).message}`, { cause: err });
-    });
-    const info = prepared.info;
-    await prepared.close();
-    this.#log.info({ model: info.model, dims: info.dims, graph: info.graphPath, cacheHit: info.graphCacheHit, ms: Date.now() - started }, 'model prepared');
+    for (const device of new Set(this.#slots.map((slot) => slot.device))) {
+      const prepared = await prepareModel({ ...o.encoder, device }).catch((err: unknown) => {
+        throw err instanceof BertqError ? err : new ModelError(`cannot prepare the model: ${(err as Error).message}`, { cause: err });
+      });
+      this.#prepared.set(device, prepared);
+      this.#log.info({ model: prepared.model, device, graph: prepared.graphPath, cacheHit: prepared.graphCacheHit, ms: Date.now() - started }, 'model prepared');
+    }
+    const info = [...this.#prepared.values()][0]!;
+    const dims = outputDim(info.config, info.graphOptions);
 
     // 3-4. Fork every worker and wait until all are ready.
     installExitHook();
@@ -249,7 +254,7 @@ class Fleet implements FleetHandle {
     this.#ready = {
       service: this.service,
       model: info.model,
-      dims: info.dims,
+      dims,
       workers: this.#numWorker,
       devices: this.#slots.map((s) => s.label),
     };
@@ -290,12 +295,8 @@ class Fleet implements FleetHandle {
       index: slot.index,
       connection: { ...o.connection, servers: o.servers },
       service: this.service,
-      encoder: {
-        ...o.encoder,
-        device: slot.device,
-        ...(slot.deviceId === undefined ? {} : { deviceId: slot.deviceId }),
-        threads: this.#threads,
-      },
+      prepared: this.#prepared.get(slot.device)!,
+      open: { device: slot.device, deviceId: slot.deviceId, threads: this.#threads },
       deviceLabel: slot.label,
       tuning,
       model: {

@@ -10,19 +10,9 @@ export {
   JetStreamNotEnabledError,
   STREAM_DEFAULTS,
 } from './stream.js';
-export { connectNats, natsConnectionOptions, NatsConnectError } from './connect.js';
-export { ensureNatsServer, findNatsServerBinary, parseNatsUrl, isLocalHost } from './embedded.js';
-export {
-  registerService,
-  SERVICE_API_PREFIX,
-  PING_RESPONSE_TYPE,
-  INFO_RESPONSE_TYPE,
-  STATS_RESPONSE_TYPE,
-  DEFAULT_QUEUE_GROUP,
-} from './services.js';
+export { ensureNatsServer, parseNatsUrl, isLocalHost } from './embedded.js';
 export { buildServerConfig, buildServerStatus, queueDepth, registerControlPlane, parseTerminateRequest } from './control.js';
 export { LatencyWindow, RateMeter, ClientTracker, WorkerMetrics } from './metrics.js';
-export { createLogger, silentLogger, LOG_LEVELS } from './logger.js';
 export { WORKER_VERSION } from './version.js';
 
 export type { BatcherOptions, BatcherInput, QueuedEntry, Batch, NextBatch, BatcherStats, ClassStats, Priority } from './batcher.js';
@@ -32,18 +22,6 @@ export type { FleetOptions, FleetHandle, FleetWorker, FleetReadyInfo, RestartPol
 export type { WorkerProcessHooks } from './worker-process.js';
 export type { WorkerTuning, WorkerProcessOptions } from './ipc.js';
 export type { StreamOptions, EnsuredStream } from './stream.js';
-export type { NatsConnectOptions } from './connect.js';
 export type { EnsureNatsServerOptions, EnsuredNatsServer } from './embedded.js';
-export type {
-  ServiceDefinition,
-  EndpointDefinition,
-  ServiceRegistration,
-  PingResponse,
-  InfoResponse,
-  StatsResponse,
-  EndpointInfo,
-  EndpointStats,
-} from './services.js';
 export type { ModelDescription, WorkerDescription, WorkerView } from './control.js';
 export type { StageSummary, WorkerCounters } from './metrics.js';
-export type { LogLevel } from './logger.js';

@@ -3,10 +3,10 @@
  * one `start` with everything the worker needs; the worker answers `ready` or `failed`, and `closed`
  * before it exits. Everything here must survive JSON: no functions, no class instances.
  */
-import type { EncoderOptions } from '@bertq/model';
+import type { OpenOptions, PreparedModel } from '@bertq/model';
 import type { ErrorCode } from '@bertq/protocol';
-import type { NatsConnectOptions } from './connect.js';
-import type { LogLevel } from './logger.js';
+import type { NatsConnectOptions } from '@bertq/nats';
+import type { LogLevel } from '@bertq/nats';
 import type { ModelDescription } from './control.js';
 
 /** Worker tuning a fleet passes through unchanged (see WorkerOptions for each). */
@@ -28,8 +28,10 @@ export interface WorkerProcessOptions {
   index: number;
   connection: NatsConnectOptions;
   service: string;
-  /** How to load the model; device, deviceId and threads are set per worker by the fleet. */
-  encoder: EncoderOptions;
+  /** The model the supervisor prepared for this worker's device: the worker only opens it. */
+  prepared: PreparedModel;
+  /** Where it runs: device, deviceId and threads, set per worker by the fleet. */
+  open: OpenOptions;
   /** Device label for the control plane (`cpu`, `cuda:1`). */
   deviceLabel: string;
   tuning: WorkerTuning;

@@ -1,6 +1,6 @@
 /**
  * The body of one worker process of a fleet: wait for the supervisor's `start` message, load the
- * model (the supervisor built its graph into the cache already, so this is fast), start the worker,
+ * model the supervisor prepared (its graph is built: the worker only opens it), start the worker,
  * report `ready`, drain on SIGTERM / SIGINT / `stop` / lost supervisor, report `closed` and exit.
  * Exit code 0 after a drain; 1 after a failure (the supervisor restarts crashed workers).
  *
@@ -10,7 +10,7 @@ import type { Encoder } from '@bertq/model';
 import type { EmbeddingEngine, EngineRunResult } from './engine.js';
 import { isSupervisorMessage, serializeError } from './ipc.js';
 import type { WorkerMessage, WorkerProcessOptions } from './ipc.js';
-import { createLogger } from './logger.js';
+import { createLogger } from '@bertq/nats';
 import { startWorker } from './worker.js';
 import type { WorkerHandle } from './worker.js';
 
@@ -65,7 +65,7 @@ async function run(options: WorkerProcessOptions, hooks: WorkerProcessHooks): Pr
 
   try {
     const model = await import('@bertq/model');
-    encoder = await model.Encoder.load(options.encoder);
+    encoder = await model.Encoder.open(options.prepared, options.open);
     let engine: EmbeddingEngine = encoderEngine(encoder, model.runtimeVersions());
     if (hooks.wrapEngine) engine = hooks.wrapEngine(engine);
     handle = await startWorker({

@@ -39,20 +39,20 @@ import type { TokenizedText } from '@bertq/model';
 import type { Logger } from 'pino';
 import { Batcher } from './batcher.js';
 import type { Batch, QueuedEntry } from './batcher.js';
-import { connectNats } from './connect.js';
-import type { NatsConnectOptions } from './connect.js';
+import { connectNats } from '@bertq/nats';
+import type { NatsConnectOptions } from '@bertq/nats';
 import { buildServerConfig, buildServerStatus, registerControlPlane } from './control.js';
 import type { ModelDescription, WorkerDescription, WorkerView } from './control.js';
 import { Credits } from './credits.js';
 import type { EmbeddingEngine } from './engine.js';
-import { silentLogger } from './logger.js';
+import { silentLogger } from '@bertq/nats';
 import { WorkerMetrics } from './metrics.js';
 import type { WorkerCounters } from './metrics.js';
-import { fromNatsHeaders, toNatsHeaders } from './nats-headers.js';
+import { fromNatsHeaders, toNatsHeaders } from '@bertq/nats';
 import { runPullLoop } from './pull.js';
 import { mergeRuns, splitBatchOutput } from './results.js';
 import type { RowRun } from './results.js';
-import type { ServiceRegistration } from './services.js';
+import type { ServiceRegistration } from '@bertq/nats';
 import { ensureStream, openJetStreamManager, readConsumerLimits, serverName } from './stream.js';
 import type { StreamOptions } from './stream.js';
 import { WORKER_VERSION } from './version.js';
@@ -577,21 +577,9 @@ class Worker implements WorkerHandle, WorkerView {
     this.#refuse(held, deadlineError(job, Math.max(Date.now(), (job.deadline ?? 0) + 1)));
   }
 
+  /** Runs a batch formed this instant by #formBatch (its rows are live and within their deadlines). */
   async #runBatch(batch: Batch<HeldJob>): Promise<void> {
-    const now = Date.now();
-    const entries: QueuedEntry<HeldJob>[] = [];
-    for (const entry of batch.entries) {
-      const held = entry.job;
-      if (held.finished) continue;
-      if (held.job!.deadline !== undefined && now > held.job!.deadline) {
-        this.#expire(held);
-        continue;
-      }
-      entries.push(entry);
-    }
-    if (entries.length === 0) return;
-    const live = entries.length === batch.entries.length ? batch : batchOf(entries);
-
+    const { entries } = batch;
     const start = performance.now();
     const jobs = new Set(entries.map((e) => e.job));
     for (const held of jobs) held.queueMs ??= start - held.takenAt;
@@ -607,7 +595,7 @@ class Worker implements WorkerHandle, WorkerView {
     this.#batchRows = this.#batchRows === undefined ? entries.length : this.#batchRows + BATCH_TIME_EWMA * (entries.length - this.#batchRows);
     const batchesToDrain = this.localBound / Math.max(1, this.#batchRows);
     this.#batcher.setMaxWaitMs(Math.max(this.#settings.maxWaitMs, (batchesToDrain + AGING_SLACK_BATCHES) * this.#batchMs));
-    this.metrics.countBatch(entries.length, live.realTokens, live.paddedTokens);
+    this.metrics.countBatch(entries.length, batch.realTokens, batch.paddedTokens);
     this.metrics.timings.inference.add(inferenceMs);
     for (const held of jobs) held.inferenceMs += inferenceMs;
 

@@ -7,9 +7,9 @@ import { startNatsServer } from '@bertq/testing';
 import type { NatsServer } from '@bertq/testing';
 import { startWorker } from '../src/worker.js';
 import type { WorkerHandle } from '../src/worker.js';
-import { fromNatsHeaders } from '../src/nats-headers.js';
-import { INFO_RESPONSE_TYPE, PING_RESPONSE_TYPE, STATS_RESPONSE_TYPE } from '../src/services.js';
-import type { InfoResponse, PingResponse, StatsResponse } from '../src/services.js';
+import { fromNatsHeaders } from '@bertq/nats';
+import { INFO_RESPONSE_TYPE, PING_RESPONSE_TYPE, STATS_RESPONSE_TYPE } from '@bertq/nats';
+import type { InfoResponse, PingResponse, StatsResponse } from '@bertq/nats';
 import { WORKER_VERSION } from '../src/version.js';
 import { TestClient, connectTo, freshService, sentences, slowEngine, tinyEncoder, waitFor } from './helpers.js';
 

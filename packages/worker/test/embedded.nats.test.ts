@@ -3,10 +3,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { UnauthorizedError } from '@bertq/protocol';
 import { startNatsServer } from '@bertq/testing';
 import { ensureNatsServer, parseNatsUrl } from '../src/embedded.js';
 import type { EnsuredNatsServer } from '../src/embedded.js';
-import { NatsConnectError, connectNats } from '../src/connect.js';
+import { NatsConnectError, connectNats } from '@bertq/nats';
 import { JetStreamNotEnabledError, ensureStream } from '../src/stream.js';
 import { freePort, freshService } from './helpers.js';
 
@@ -71,7 +72,7 @@ test('ensureNatsServer - names the install command when the nats-server binary i
   const port = await freePort();
   await assert.rejects(
     ensureNatsServer(`nats://localhost:${port}`, { binary: '/nonexistent/nats-server', storeDir: tempDir() }),
-    /nats-server not found at \/nonexistent\/nats-server; install it \(apt-get install nats-server/,
+    /nats-server not found at \/nonexistent\/nats-server; install it: apt-get install nats-server/,
   );
 });
 
@@ -79,4 +80,19 @@ test('parseNatsUrl - fills in the default port and keeps IPv6 hosts readable', (
   assert.deepEqual(parseNatsUrl('localhost'), { host: 'localhost', port: 4222, url: 'nats://localhost:4222' });
   assert.deepEqual(parseNatsUrl('nats://[::1]:5222'), { host: '::1', port: 5222, url: 'nats://[::1]:5222' });
   assert.throws(() => parseNatsUrl('nats://bad host'), /is not a NATS URL/);
+});
+
+test('ensureNatsServer - a server that refuses our credentials is reported, never replaced by an embedded one', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const guarded = await startNatsServer({ config: { authorization: { token: 'the-token' } } });
+  try {
+    await assert.rejects(ensureNatsServer(guarded.url, { storeDir: tempDir(), connection: { token: 'not-the-token' } }), (err: unknown) => {
+      assert.ok(err instanceof UnauthorizedError, `got ${String(err)}`);
+      assert.doesNotMatch(err.message, /address already in use/);
+      return true;
+    });
+    const reused = await ensureNatsServer(guarded.url, { storeDir: tempDir(), connection: { token: 'the-token' } });
+    assert.equal(reused.started, false);
+  } finally {
+    await guarded.stop();
+  }
 });

@@ -21,7 +21,7 @@ import { Encoder } from '@bertq/model';
 import type { EncoderOptions } from '@bertq/model';
 import { tinyModel } from '@bertq/testing';
 import type { EmbeddingEngine, EngineRunResult } from '../src/engine.js';
-import { fromNatsHeaders, toNatsHeaders } from '../src/nats-headers.js';
+import { fromNatsHeaders, toNatsHeaders } from '@bertq/nats';
 
 /** Loads the tiny model fixture as an Encoder (one thread: the machine is shared). */
 export async function tinyEncoder(options: Partial<EncoderOptions> = {}): Promise<Encoder> {

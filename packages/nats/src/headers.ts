@@ -1,21 +1,22 @@
 /**
  * The protocol package speaks plain `Record<string, string>` headers (it has no NATS dependency);
- * these two functions convert at the edge.
+ * these two functions are the only place they are converted to and from nats.js headers.
  */
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { MsgHdrs } from '@nats-io/transport-node';
 import type { HeaderMap } from '@bertq/protocol';
 
+/** NATS headers from a plain header map. */
 export function toNatsHeaders(map: HeaderMap): MsgHdrs {
   const h = natsHeaders();
   for (const [name, value] of Object.entries(map)) h.set(name, value);
   return h;
 }
 
-/** First value of each header; an absent header block gives an empty map. */
+/** A plain header map from NATS headers: first value of each name; no header block gives `{}`. */
 export function fromNatsHeaders(h: MsgHdrs | undefined): HeaderMap {
   const out: HeaderMap = {};
   if (h === undefined) return out;
-  for (const key of h.keys()) out[key] = h.get(key);
+  for (const name of h.keys()) out[name] = h.get(name);
   return out;
 }

@@ -285,7 +285,7 @@ test('nats-server - restart() keeps the URL and the JetStream store', { timeout:
 });
 
 test('nats-server - a crashing test process leaves no server behind', { timeout: TEST_TIMEOUT_MS }, async () => {
-  const launcher = fileURLToPath(new URL('../src/nats-server.js', import.meta.url));
+  const launcher = fileURLToPath(new URL('../src/server.js', import.meta.url));
   const script = `
     const { startNatsServer } = await import(${JSON.stringify(launcher)});
     const server = await startNatsServer();

@@ -9,7 +9,7 @@ import { nuid } from '@nats-io/transport-node';
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { encodeErrorFrame, toBertqError } from '@bertq/protocol';
 import type { BertqError, HeaderMap } from '@bertq/protocol';
-import { fromNatsHeaders, toNatsHeaders } from './nats-headers.js';
+import { fromNatsHeaders, toNatsHeaders } from './headers.js';
 
 export const SERVICE_API_PREFIX = '$SRV';
 export const PING_RESPONSE_TYPE = 'io.nats.micro.v1.ping_response';

@@ -1,12 +1,16 @@
 /**
- * Starts a private nats-server for a test: random ports, its own temp dir (config, ports file,
- * JetStream store), never the machine's shared server on 4222. Modelled on nats.js's test launcher
- * (`nst`): a config with `port: -1`, wait for the ports file, race against early exit.
+ * The one nats-server launcher, used by the tests and by `bertq start`'s embedded server. Modelled on
+ * nats.js's test launcher (`nst`): write a config, start the server, wait for its ports file, race
+ * against early exit. By default a server is private: random ports, its own temp dir (config, ports
+ * file, JetStream store), never the machine's shared server on 4222. The embedded server instead pins
+ * its host, port and store directory.
  *
- * Every server started here is SIGKILLed when the process exits (a crashed test runner included), so
- * none outlives its test file.
+ * Every server started here is killed when this process exits (a crashed test runner included), so
+ * none outlives its owner; `detached` servers (the embedded one) are spared the terminal's signals, so
+ * workers draining on Ctrl-C can still ack through them, and are stopped by their owner.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { NatsConnectError } from './connect.js';
 import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -33,6 +37,17 @@ export interface NatsServerOptions {
   timeoutMs?: number;
   /** Path of the nats-server binary. Default: PATH, then /usr/sbin/nats-server. */
   binary?: string;
+  /** Address to listen on. Default 127.0.0.1. */
+  host?: string;
+  /** Client port. Default -1 (a random free port). */
+  port?: number;
+  /** JetStream store directory, kept by stop(). Default: inside the server's temp dir (removed by stop()). */
+  storeDir?: string;
+  /**
+   * Run in its own process group: a Ctrl-C on the terminal does not reach it, and this process's
+   * signal handlers leave it alone (its owner stops it). Default false.
+   */
+  detached?: boolean;
 }
 
 /** Time budgets, named so a slow machine is one edit away. */
@@ -72,6 +87,8 @@ export interface NatsServer {
 
 /** Live server processes and their temp dirs, so the exit hook can clean up what a crashed test left. */
 const liveChildren = new Set<ChildProcess>();
+/** Detached servers: killed on exit, but not on this process's signals. */
+const detachedChildren = new WeakSet<ChildProcess>();
 const liveDirs = new Set<string>();
 
 /** How to (re)write the config: the defaults merged with the caller's, ports pinned on restart. */
@@ -95,11 +112,13 @@ class ServerProcess implements NatsServer {
     private readonly binary: string,
     private readonly args: readonly string[],
     private readonly config: ConfigSource,
+    private readonly detached: boolean,
   ) {
     this.#launched = launched;
     this.port = launched.port;
     this.monitorPort = launched.monitorPort;
-    this.url = `nats://127.0.0.1:${this.port}`;
+    const host = String(config.object.host ?? '127.0.0.1');
+    this.url = `nats://${host.includes(':') ? `[${host}]` : host}:${this.port}`;
   }
 
   get pid(): number {
@@ -121,7 +140,7 @@ class ServerProcess implements NatsServer {
     const pinned: Record<string, NatsConfigValue> = { port: this.port };
     if (this.monitorPort !== undefined) pinned.http = `127.0.0.1:${this.monitorPort}`;
     writeConfig(this.configFile, { ...this.config, object: { ...this.config.object, ...pinned } });
-    this.#launched = await launch(this.binary, this.configFile, this.args, this.dir, timeoutMs, this.log());
+    this.#launched = await launch(this.binary, this.configFile, this.args, this.dir, timeoutMs, this.detached, this.log());
   }
 
   async stop(): Promise<void> {
@@ -150,10 +169,10 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   liveDirs.add(dir);
   try {
     const jetstream = options.jetstream ?? true;
-    const storeDir = jetstream ? join(dir, 'jetstream') : undefined;
+    const storeDir = jetstream ? (options.storeDir ?? join(dir, 'jetstream')) : undefined;
     const defaults: Record<string, NatsConfigValue> = {
-      host: '127.0.0.1',
-      port: -1,
+      host: options.host ?? '127.0.0.1',
+      port: options.port ?? -1,
       ports_file_dir: dir,
     };
     if (options.monitor) defaults.http = '127.0.0.1:-1';
@@ -167,8 +186,9 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
     const configFile = join(dir, 'nats-server.conf');
     writeConfig(configFile, config);
     const args = options.args ?? [];
-    const launched = await launch(binary, configFile, args, dir, options.timeoutMs ?? START_TIMEOUT_MS);
-    return new ServerProcess(launched, dir, storeDir, configFile, binary, args, config);
+    const detached = options.detached ?? false;
+    const launched = await launch(binary, configFile, args, dir, options.timeoutMs ?? START_TIMEOUT_MS, detached);
+    return new ServerProcess(launched, dir, storeDir, configFile, binary, args, config, detached);
   } catch (err) {
     removeDir(dir);
     throw err;
@@ -196,7 +216,10 @@ export function findNatsServer(explicit?: string): string {
     }
   }
   const where = explicit !== undefined ? `at ${explicit}` : `on PATH nor at ${FALLBACK_BINARIES.join(', ')}`;
-  throw new Error(`nats-server not found ${where}; install it: apt-get install nats-server`);
+  throw new NatsConnectError(
+    `nats-server not found ${where}; install it: apt-get install nats-server (or a release from https://github.com/nats-io/nats-server/releases), or point --server at a running NATS server`,
+    [],
+  );
 }
 
 function writeConfig(file: string, config: ConfigSource): void {
@@ -219,10 +242,12 @@ async function launch(
   args: readonly string[],
   dir: string,
   timeoutMs: number,
+  detached: boolean,
   previousLog = '',
 ): Promise<Launched> {
-  const child = spawn(binary, ['-c', configFile, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(binary, ['-c', configFile, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached });
   liveChildren.add(child);
+  if (detached) detachedChildren.add(child);
   let log = previousLog;
   const collect = (data: Buffer) => {
     log = (log + data.toString('utf8')).slice(-LOG_LIMIT);
@@ -309,7 +334,8 @@ function installExitHook(): void {
   exitHookInstalled = true;
   // Synchronous only: on 'exit' nothing asynchronous runs any more.
   const killAll = () => {
-    for (const child of liveChildren) child.kill('SIGKILL');
+    // A detached (embedded) server gets SIGTERM, so it flushes its JetStream store on the way out.
+    for (const child of liveChildren) child.kill(detachedChildren.has(child) ? 'SIGTERM' : 'SIGKILL');
     for (const dir of liveDirs) rmSync(dir, { recursive: true, force: true });
     liveChildren.clear();
     liveDirs.clear();
@@ -317,12 +343,17 @@ function installExitHook(): void {
   process.once('exit', killAll);
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     const onSignal = () => {
-      killAll();
-      // Alone on this signal, we must not swallow it: restore the default action and re-raise.
+      // Alone on this signal, we must not swallow it: clean up everything (no 'exit' event follows a
+      // re-raised signal), restore the default action and re-raise.
       if (process.listenerCount(signal) === 1) {
+        killAll();
         process.removeListener(signal, onSignal);
         process.kill(process.pid, signal);
+        return;
       }
+      // The owner handles this signal. A detached server belongs to an owner that drains its
+      // workers first, then stops it; the others go now.
+      for (const child of liveChildren) if (!detachedChildren.has(child)) child.kill('SIGKILL');
     };
     process.on(signal, onSignal);
   }

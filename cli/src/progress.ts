@@ -1,7 +1,10 @@
 /**
- * A small, dependency-free progress reporter for long transfers (model downloads) and long jobs
- * (`bertq encode --file`). On a terminal it redraws one line in place; anywhere else (CI logs, files,
- * pipes) it prints a plain line now and then, so logs stay readable.
+ * The CLI's progress reporter for long transfers (model downloads during `bertq start`) and long jobs
+ * (`bertq encode --file`). The library packages only report progress (events, callbacks); drawing
+ * it is the CLI's job. Ours rather than cli-progress: it also writes a plain log mode off a terminal
+ * (occasional lines, CI-friendly), shows a rate averaged over a window with byte units, and takes an
+ * injected clock, so every line it prints is tested. On a terminal it redraws one line in place;
+ * anywhere else (CI logs, files, pipes) it prints a plain line now and then, so logs stay readable.
  *
  * The formatting functions are pure and exported on their own, so they can be tested without a
  * stream or a clock.

@@ -1,0 +1,94 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { BadRequestError } from '@bertq/protocol';
+import { Encoder } from '../src/encoder.js';
+import { graphCacheKey } from '../src/graph-cache.js';
+import { prepareModel, resolvePrecision } from '../src/prepare.js';
+import type { GraphOptions } from '../src/types.js';
+import { tinyModel } from './fixtures.js';
+import type { TinyModel } from './fixtures.js';
+
+const SAME_TOLERANCE = 1e-6;
+const CHILD_TIMEOUT_MS = 60_000;
+
+let tiny: TinyModel;
+before(async () => {
+  tiny = await tinyModel();
+});
+after(async () => {
+  await tiny.cleanup();
+});
+
+const OPTIONS: GraphOptions = { poolingStrategy: 'REDUCE_MEAN', poolingLayer: [-2], precision: 'float32', normalize: false, fused: false };
+
+test('graphCacheKey - derived from the whole options object: a new field makes a new key, key order does not', () => {
+  const key = graphCacheKey('w', OPTIONS);
+  const withField = { ...OPTIONS, someFutureOption: 1 } as unknown as GraphOptions;
+  assert.notEqual(graphCacheKey('w', withField), key, 'a field nobody listed still changes the key');
+  const reordered = Object.fromEntries(Object.entries(OPTIONS).reverse()) as unknown as GraphOptions;
+  assert.equal(graphCacheKey('w', reordered), key);
+  assert.notEqual(graphCacheKey('other weights', OPTIONS), key);
+  for (const [field, value] of [['precision', 'float16'], ['normalize', true], ['fused', true], ['poolingLayer', [-1]]] as const) {
+    assert.notEqual(graphCacheKey('w', { ...OPTIONS, [field]: value }), key, `${field} is part of the key`);
+  }
+});
+
+test('prepareModel - builds the graph once, as plain JSON that a worker opens to the same vectors', async () => {
+  const options = { model: tiny.huggingFaceDir, graphTmpDir: tiny.cacheDir, poolingLayer: -1 };
+  const prepared = await prepareModel(options);
+  assert.ok(existsSync(prepared.graphPath));
+  const again = await prepareModel(options);
+  assert.equal(again.graphCacheHit, true);
+  assert.equal(again.graphPath, prepared.graphPath);
+
+  const shipped = JSON.parse(JSON.stringify(prepared)) as typeof prepared; // as it crosses IPC
+  const opened = await Encoder.open(shipped, { threads: 1 });
+  const loaded = await Encoder.load({ ...options, threads: 1 });
+  try {
+    const texts = ['First do it', 'then do it right'];
+    const [a, b] = [await opened.encode(texts), await loaded.encode(texts)];
+    assert.deepEqual(a.shape, b.shape);
+    for (let i = 0; i < a.data.length; i++) assert.ok(Math.abs(a.data[i]! - b.data[i]!) <= SAME_TOLERANCE);
+    assert.equal(opened.info.fingerprint, prepared.fingerprint);
+  } finally {
+    await opened.close();
+    await loaded.close();
+  }
+});
+
+test('prepareModel - opens no ONNX Runtime session (the library is not even mapped)', { skip: existsSync('/proc/self/maps') ? false : 'needs /proc/self/maps' }, () => {
+  const prepareUrl = new URL('../src/prepare.js', import.meta.url).href;
+  const script =
+    `const { prepareModel } = await import(${JSON.stringify(prepareUrl)});` +
+    `const p = await prepareModel({ model: ${JSON.stringify(tiny.huggingFaceDir)}, graphTmpDir: ${JSON.stringify(tiny.cacheDir)}, poolingLayer: -3 });` +
+    `const { readFileSync } = await import('node:fs');` +
+    `console.log(JSON.stringify({ graph: p.graphPath, ort: /onnxruntime/.test(readFileSync('/proc/self/maps', 'utf8')) }));`;
+  const res = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: CHILD_TIMEOUT_MS });
+  assert.equal(res.status, 0, res.stderr);
+  const out = JSON.parse(res.stdout.trim()) as { graph: string; ort: boolean };
+  assert.ok(readFileSync(out.graph).length > 0, 'the graph was built');
+  assert.equal(out.ort, false, 'onnxruntime was loaded while preparing');
+});
+
+test('prepareModel - the fingerprint covers weights and what the model computes, not the device-only fused choice', async () => {
+  const base = { model: tiny.huggingFaceDir, graphTmpDir: tiny.cacheDir };
+  const cpu = await prepareModel(base);
+  const cudaShaped = await prepareModel({ ...base, fused: true });
+  assert.notEqual(cudaShaped.graphPath, cpu.graphPath, 'a fused graph is another graph');
+  assert.equal(cudaShaped.fingerprint, cpu.fingerprint, 'but computes the same vectors');
+  assert.notEqual((await prepareModel({ ...base, poolingLayer: -1 })).fingerprint, cpu.fingerprint);
+  assert.notEqual((await prepareModel({ ...base, maxSeqLen: 16 })).fingerprint, cpu.fingerprint);
+  assert.notEqual((await prepareModel({ ...base, precision: 'float16' })).fingerprint, cpu.fingerprint);
+  const checkpoint = await prepareModel({ model: tiny.checkpointDir, graphTmpDir: tiny.cacheDir });
+  assert.notEqual(checkpoint.weightsHash, cpu.weightsHash, 'other files, other hash');
+});
+
+test('precision - one enum, fp16 kept as its alias, contradictions refused', () => {
+  assert.equal(resolvePrecision({}), 'float32');
+  assert.equal(resolvePrecision({ fp16: true }), 'float16');
+  assert.equal(resolvePrecision({ precision: 'float16' }), 'float16');
+  assert.throws(() => resolvePrecision({ fp16: true, precision: 'float32' }), BadRequestError);
+  assert.throws(() => resolvePrecision({ precision: 'int4' as 'float32' }), /unknown precision "int4": use one of float32, float16/);
+});

@@ -1,0 +1,164 @@
+/**
+ * The one way every bertq process opens a NATS connection: servers plus user/password, token, NKey
+ * seed file or credentials file, and TLS (server CA, mutual TLS). Failures become typed errors that
+ * say which server and what to do, instead of nats.js's bare "connection refused":
+ *   - nobody answers, or TLS fails  → NatsConnectError (a NO_WORKERS: nothing can serve you);
+ *   - the server refuses our auth   → UnauthorizedError (UNAUTHORIZED).
+ * Server URLs are shown with their userinfo redacted, so a password in a URL never reaches a message.
+ */
+import { readFile } from 'node:fs/promises';
+import { connect, credsAuthenticator, nkeyAuthenticator } from '@nats-io/transport-node';
+import type { NatsConnection, NodeConnectionOptions } from '@nats-io/transport-node';
+import { NoWorkersError, UnauthorizedError } from '@bertq/protocol';
+import type { BertqErrorOptions } from '@bertq/protocol';
+
+/** TLS files; `true` means TLS verified against the system's CAs. */
+export interface TlsFiles {
+  /** CA certificate(s) that sign the server's certificate. */
+  caFile?: string;
+  /** Client certificate and key, for mutual TLS. */
+  certFile?: string;
+  keyFile?: string;
+}
+
+/** How to reach and authenticate to NATS. Serializable, so a fleet can hand it to its workers. */
+export interface NatsConnectOptions {
+  /** One URL or several (a cluster), e.g. `nats://localhost:4222`; a string may be comma-separated. */
+  servers: string | string[];
+  /** Connection name shown by the server's monitoring (`nats server report connections`). */
+  name?: string;
+  user?: string;
+  pass?: string;
+  token?: string;
+  /** A file holding an NKey seed (`SU…`). Mutually exclusive with credsFile. */
+  nkeySeedFile?: string;
+  /** NKey seed text, for callers that already hold it (prefer nkeySeedFile: a seed is a secret). */
+  nkeySeed?: string;
+  /** A `.creds` file (JWT + seed) from `nsc` or `bertq auth`. */
+  credsFile?: string;
+  /** TLS: `true` for the system CAs, or files for a private CA and mutual TLS. */
+  tls?: boolean | TlsFiles;
+  /** How long one connection attempt may take. Default 5,000 ms. */
+  timeoutMs?: number;
+  /**
+   * Reconnect attempts after a lost connection before the connection closes for good; -1 is
+   * forever, which is what NATS advises for services. Default 60 attempts, 1 s apart.
+   */
+  maxReconnectAttempts?: number;
+}
+
+/** Nobody answered at the given address(es), or TLS with them failed: nothing can serve a request. */
+export class NatsConnectError extends NoWorkersError {
+  readonly servers: string[];
+  constructor(message: string, servers: string[], options: BertqErrorOptions = {}) {
+    super(message, { ...options, details: { servers: servers.map(redactUrl), ...options.details } });
+    this.name = 'NatsConnectError';
+    this.servers = servers;
+  }
+}
+
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+export const DEFAULT_MAX_RECONNECT_ATTEMPTS = 60;
+export const RECONNECT_WAIT_MS = 1_000;
+
+/** A URL as it may be shown: `nats://user:secret@host` becomes `nats://***@host`. */
+export function redactUrl(url: string): string {
+  return url.replace(/^([a-z][a-z0-9+.-]*:\/\/)[^@/]*@/i, '$1***@');
+}
+
+/** Every server URL in a message redacted, whatever nats.js wrote around it. */
+function redactText(text: string): string {
+  return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^@/\s]*@/gi, '$1***@');
+}
+
+/** The server list: an array, or a comma-separated string, trimmed, empty entries dropped. */
+export function serverList(servers: string | string[]): string[] {
+  const list = (Array.isArray(servers) ? servers : servers.split(',')).map((s) => s.trim()).filter((s) => s.length > 0);
+  if (list.length === 0) throw new NatsConnectError('no NATS server given', []);
+  return list;
+}
+
+/** Builds the nats.js options (auth and TLS files read here) without connecting. */
+export async function natsConnectionOptions(options: NatsConnectOptions): Promise<NodeConnectionOptions> {
+  const servers = serverList(options.servers);
+  const out: NodeConnectionOptions = {
+    servers,
+    timeout: options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    maxReconnectAttempts: options.maxReconnectAttempts ?? DEFAULT_MAX_RECONNECT_ATTEMPTS,
+    reconnectTimeWait: RECONNECT_WAIT_MS,
+  };
+  if (options.name !== undefined) out.name = options.name;
+  if (options.user !== undefined) out.user = options.user;
+  if (options.pass !== undefined) out.pass = options.pass;
+  if (options.token !== undefined) out.token = options.token;
+  const nkeyGiven = options.nkeySeed !== undefined || options.nkeySeedFile !== undefined;
+  if (nkeyGiven && options.credsFile !== undefined) {
+    throw new NatsConnectError('give either an NKey seed or a credentials file, not both', servers);
+  }
+  if (options.nkeySeedFile !== undefined) {
+    const seed = await readSecretFile(options.nkeySeedFile, 'NKey seed file', servers);
+    out.authenticator = nkeyAuthenticator(new TextEncoder().encode(seed.toString('utf8').trim()));
+  } else if (options.nkeySeed !== undefined) {
+    out.authenticator = nkeyAuthenticator(new TextEncoder().encode(options.nkeySeed.trim()));
+  }
+  if (options.credsFile !== undefined) {
+    out.authenticator = credsAuthenticator(new Uint8Array(await readSecretFile(options.credsFile, 'credentials file', servers)));
+  }
+  if (options.tls === true) out.tls = {};
+  else if (options.tls !== undefined && options.tls !== false) {
+    const tls: NonNullable<NodeConnectionOptions['tls']> = {};
+    if (options.tls.caFile !== undefined) tls.caFile = options.tls.caFile;
+    if (options.tls.certFile !== undefined) tls.certFile = options.tls.certFile;
+    if (options.tls.keyFile !== undefined) tls.keyFile = options.tls.keyFile;
+    out.tls = tls;
+  }
+  return out;
+}
+
+async function readSecretFile(path: string, what: string, servers: string[]): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (err) {
+    // The path is named, never the content.
+    throw new NatsConnectError(`cannot read the NATS ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`, servers, {
+      cause: err,
+    });
+  }
+}
+
+/** True when nats.js says the server refused our credentials. */
+export function isAuthFailure(err: unknown): boolean {
+  const e = err as { name?: string; code?: string; message?: string } | undefined;
+  return e?.name === 'AuthorizationError' || /authoriz|authent|credentials/i.test(e?.message ?? '');
+}
+
+/** The typed error for a failed connect: UNAUTHORIZED for refused auth, else NatsConnectError. */
+export function connectError(err: unknown, servers: string[]): UnauthorizedError | NatsConnectError {
+  const where = servers.map(redactUrl).join(', ');
+  const reason = redactText((err as Error)?.message ?? String(err));
+  if (isAuthFailure(err)) {
+    return new UnauthorizedError(
+      `the NATS server at ${where} refused the connection: ${reason}; check the user/password, token, NKey seed or credentials file`,
+      { cause: err, details: { servers: servers.map(redactUrl) } },
+    );
+  }
+  if (/tls|certificate|ssl/i.test(reason)) {
+    return new NatsConnectError(`TLS with the NATS server at ${where} failed: ${reason}`, servers, { cause: err });
+  }
+  return new NatsConnectError(
+    `no NATS server at ${where} (${reason}); start one (\`nats-server -js\`, or \`bertq start\` does it on localhost) or point --server at a running one`,
+    servers,
+    { cause: err },
+  );
+}
+
+/** Connects, or throws UnauthorizedError / NatsConnectError saying which server and what to do. */
+export async function connectNats(options: NatsConnectOptions): Promise<NatsConnection> {
+  const natsOptions = await natsConnectionOptions(options);
+  const servers = natsOptions.servers as string[];
+  try {
+    return await connect(natsOptions);
+  } catch (err) {
+    throw connectError(err, servers);
+  }
+}

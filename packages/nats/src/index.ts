@@ -1,0 +1,38 @@
+export {
+  connectNats,
+  connectError,
+  natsConnectionOptions,
+  serverList,
+  redactUrl,
+  isAuthFailure,
+  NatsConnectError,
+  DEFAULT_CONNECT_TIMEOUT_MS,
+  DEFAULT_MAX_RECONNECT_ATTEMPTS,
+  RECONNECT_WAIT_MS,
+} from './connect.js';
+export { toNatsHeaders, fromNatsHeaders } from './headers.js';
+export { startNatsServer, findNatsServer, toNatsConfig, START_TIMEOUT_MS, STOP_TIMEOUT_MS } from './server.js';
+export {
+  registerService,
+  SERVICE_API_PREFIX,
+  PING_RESPONSE_TYPE,
+  INFO_RESPONSE_TYPE,
+  STATS_RESPONSE_TYPE,
+  DEFAULT_QUEUE_GROUP,
+} from './services.js';
+export { createLogger, silentLogger, LOG_LEVELS } from './logger.js';
+
+export type { NatsConnectOptions, TlsFiles } from './connect.js';
+export type { NatsServer, NatsServerOptions, NatsConfig, NatsConfigValue } from './server.js';
+export type {
+  ServiceDefinition,
+  EndpointDefinition,
+  EndpointReply,
+  ServiceRegistration,
+  PingResponse,
+  InfoResponse,
+  StatsResponse,
+  EndpointInfo,
+  EndpointStats,
+} from './services.js';
+export type { LogLevel } from './logger.js';
