@@ -5,7 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -185,4 +185,98 @@ test('cli - bertq start without a model, or with a bad flag, says what is wrong'
   const bad = await bertq(['start', '--model', tiny.huggingFaceDir, '--max-seq-len', 'lots']);
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /--max-seq-len must be an integer of at least 3 or NONE/);
+});
+
+/** Runs `bertq …args` with stdin fed by `produce` (a real pipe), to completion, with a deadline. */
+function bertqPiped(args: string[], produce: (stdin: NodeJS.WritableStream) => Promise<void>): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: env(), stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.stdin.on('error', () => undefined); // the command may stop reading early; that is its right
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`bertq ${args.join(' ')} did not finish within ${COMMAND_TIMEOUT_MS} ms\n${stderr}`));
+    }, COMMAND_TIMEOUT_MS);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    void produce(child.stdin).then(() => child.stdin.end());
+  });
+}
+
+test('cli - bertq encode: piped stdin is one row per line, output files are whole or absent, a closed pipe is a quiet stop', { timeout: TEST_TIMEOUT_MS * 2 }, async () => {
+  const port = await freePort();
+  const server = `nats://127.0.0.1:${port}`;
+  const fleet = await startFleet(['--model', tiny.huggingFaceDir, '--server', server, '--num-worker', '1', '--threads', '1', '--graph-tmp-dir', tiny.graphDir]);
+  const enc = await Encoder.load({ model: tiny.huggingFaceDir, graphTmpDir: tiny.graphDir, threads: 1 });
+  try {
+    // A fast producer: 3,000 lines written at once through a real pipe.
+    const lines = Array.from({ length: 3_000 }, (_, i) => `line ${i} of the piped input`);
+    const fast = await bertqPiped(['encode', '--format', 'csv', '--server', server, '--no-progress'], async (stdin) => {
+      stdin.write(lines.join('\n') + '\n');
+    });
+    assert.equal(fast.code, 0, fast.stderr);
+    const rows = fast.stdout.trim().split('\n');
+    assert.equal(rows.length, 3_000, 'one row per piped line');
+    const want = await enc.encode([lines[0]!, lines[2_999]!]);
+    const got = Float32Array.from([...rows[0]!.split(','), ...rows[2_999]!.split(',')].map(Number));
+    assert.ok(maxAbsDiff(got, want.data) <= 1e-5, 'first and last rows are those lines, in order');
+
+    // A slow producer: lines trickle in over time; each still becomes its own row.
+    const slow = await bertqPiped(['encode', '--server', server, '--no-progress', '--batch-size', '2'], async (stdin) => {
+      for (const text of ['hello', 'world', 'third line']) {
+        stdin.write(`${text}\n`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+    });
+    assert.equal(slow.code, 0, slow.stderr);
+    const slowRows = slow.stdout.trim().split('\n').map((l) => JSON.parse(l) as number[]);
+    assert.equal(slowRows.length, 3);
+    const hello = await enc.encode(['hello']);
+    assert.ok(maxAbsDiff(Float32Array.from(slowRows[0]!), hello.data) <= 1e-5, '"hello" alone, not "hello world"');
+
+    // A failure half-way (an empty line 150 of 300) leaves no output file and no partial file.
+    const folder = await mkdtemp(join(home, 'out-'));
+    const file = join(folder, 'in.txt');
+    await writeFile(file, Array.from({ length: 300 }, (_, i) => (i === 149 ? '' : `sentence ${i}`)).join('\n') + '\n');
+    const npy = join(folder, 'vectors.npy');
+    const failed = await bertq(['encode', '--file', file, '--output', npy, '--server', server, '--batch-size', '50', '--no-progress']);
+    assert.notEqual(failed.code, 0);
+    assert.match(failed.stderr, /line 150 is empty/);
+    assert.match(failed.stderr, /vectors\.npy was not written/);
+    assert.deepEqual(await readdir(folder), ['in.txt'], 'neither vectors.npy nor a .partial file is left');
+
+    // A missing output folder is one line, not a stack trace.
+    const missing = await bertq(['encode', 'hello', '--output', join(folder, 'no', 'such', 'dir', 'v.npy'), '--server', server]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /the folder .*no\/such\/dir does not exist/);
+    assert.doesNotMatch(missing.stderr, /Unhandled|    at /);
+
+    // `| head -1`: the reader goes away after one line; the writer stops quietly with 0.
+    await writeFile(join(folder, 'many.txt'), Array.from({ length: 4_000 }, (_, i) => `row ${i}`).join('\n') + '\n');
+    const headRun = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, [BIN, 'encode', '--file', join(folder, 'many.txt'), '--server', server, '--no-progress', '--batch-size', '500'], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+      let stderr = '';
+      child.stderr.on('data', (d) => (stderr += d));
+      child.stdout.once('data', () => child.stdout.destroy());
+      const timer = setTimeout(() => (child.kill('SIGKILL'), reject(new Error('encode | head did not end'))), COMMAND_TIMEOUT_MS);
+      child.on('close', (code) => (clearTimeout(timer), resolve({ code, stderr })));
+    });
+    assert.equal(headRun.code, 0, headRun.stderr);
+    assert.doesNotMatch(headRun.stderr, /EPIPE/);
+
+    // npy without --output goes to stdout when it is a pipe (a terminal is refused with a hint).
+    const npyPipe = await bertq(['encode', 'hello', '--format', 'npy', '--server', server]);
+    assert.equal(npyPipe.code, 0, npyPipe.stderr);
+    assert.equal(npyPipe.stdout.slice(1, 6), 'NUMPY');
+  } finally {
+    await enc.close();
+    fleet.child.kill('SIGTERM');
+    await Promise.race([fleet.exited, new Promise((r) => setTimeout(r, COMMAND_TIMEOUT_MS))]);
+    fleet.child.kill('SIGKILL');
+  }
 });

@@ -2,7 +2,9 @@
  * How `bertq encode` writes vectors: JSON lines (one array per input line, in order), NumPy `.npy`
  * (one float32 array [rows, dims] or [rows, tokens, dims]), or CSV (one row per line).
  */
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, statSync } from 'node:fs';
+import { rm, rename } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { once } from 'node:events';
 import { formatFloat32 } from '@bertq/protocol';
@@ -53,8 +55,55 @@ export function npyHeader(shape: number[]): Uint8Array {
   return out;
 }
 
-export function openOutput(path: string | undefined): Writable {
-  return path ? createWriteStream(path) : process.stdout;
+/** Where vectors go: a file written whole or not at all, or stdout. */
+export interface Output {
+  readonly stream: Writable;
+  /** The file is complete: move it into place (atomically, by rename in its own folder). */
+  commit(): Promise<void>;
+  /** Something failed or was interrupted: remove what was written, leave no partial file. */
+  abort(): Promise<void>;
+}
+
+/** The output file's folder is missing or not a folder: a user error, said in one line. */
+export class OutputError extends Error {
+  override name = 'OutputError';
+}
+
+/**
+ * Opens `path` for writing as a hidden temporary file beside it, renamed to `path` by commit(): a
+ * reader never sees a half-written file, and an interrupted run leaves none. Without a path: stdout.
+ */
+export function openOutput(path: string | undefined): Output {
+  if (!path) return { stream: process.stdout, commit: async () => undefined, abort: async () => undefined };
+  const folder = dirname(path);
+  let isFolder = false;
+  try {
+    isFolder = statSync(folder).isDirectory();
+  } catch {
+    // reported below
+  }
+  if (!isFolder) throw new OutputError(`cannot write ${path}: the folder ${folder} does not exist (create it first)`);
+  const temp = join(folder, `.${basename(path)}.${process.pid}.partial`);
+  const stream = createWriteStream(temp);
+  let failure: Error | undefined;
+  stream.on('error', (err) => (failure ??= err));
+  const closed = () => (stream.closed ? Promise.resolve() : once(stream, 'close').then(() => undefined));
+  return {
+    stream,
+    async commit() {
+      if (!stream.writableFinished) {
+        stream.end();
+        await closed();
+      }
+      if (failure) throw new OutputError(`cannot write ${path}: ${failure.message}`);
+      await rename(temp, path);
+    },
+    async abort() {
+      stream.destroy();
+      await closed().catch(() => undefined);
+      await rm(temp, { force: true });
+    },
+  };
 }
 
 /**

@@ -1,12 +1,12 @@
 import { Args, Flags } from '@oclif/core';
 import { BertClient } from '@bertq/client';
 import type { NdArray, VectorsWithTokens } from '@bertq/client';
-
 import { BaseCommand } from '../base.js';
 import { createProgress } from '../progress.js';
 import { countLines, fileStream, lineBatches } from '../input.js';
 import type { Line } from '../input.js';
-import { OUTPUT_FORMATS, createWriter, formatFromPath, openOutput } from '../writers.js';
+import { OUTPUT_FORMATS, OutputError, createWriter, formatFromPath, openOutput } from '../writers.js';
+import type { Output } from '../writers.js';
 
 interface EncodeSummary {
   rows: number;
@@ -30,7 +30,8 @@ export default class Encode extends BaseCommand<typeof Encode> {
   ];
   static override strict = false;
   static override args = {
-    texts: Args.string({ description: 'sentences to encode (one vector each)', required: false }),
+    // ignoreStdin: oclif would otherwise read piped stdin into this argument, as ONE sentence.
+    texts: Args.string({ description: 'sentences to encode (one vector each)', required: false, ignoreStdin: true }),
   };
   static override flags = {
     file: Flags.string({ char: 'f', summary: 'Read sentences from this file, one per line.', exclusive: ['texts'] }),
@@ -46,8 +47,11 @@ export default class Encode extends BaseCommand<typeof Encode> {
 
   public async run(): Promise<EncodeSummary> {
     const { flags } = this;
-    const texts = this.positional;
+    const texts = flags['skip-empty'] ? this.positional.filter((t) => t.trim() !== '') : this.positional;
     const format = flags.format ?? formatFromPath(flags.output) ?? 'jsonl';
+    if (format === 'npy' && !flags.output && !flags.json && process.stdout.isTTY) {
+      this.error('npy is binary and would garble the terminal: give --output vectors.npy, or redirect stdout (> vectors.npy)', { exit: 2 });
+    }
     if (flags['show-tokens'] && format !== 'jsonl') this.error('--show-tokens writes tokens beside vectors: use the jsonl format');
     const fromStdin = texts.length === 0 && !flags.file;
     if (fromStdin && process.stdin.isTTY) this.error('no sentences: give them as arguments, with --file, or on stdin');
@@ -75,10 +79,31 @@ export default class Encode extends BaseCommand<typeof Encode> {
           ? chunk(stdinLines, flags['batch-size'])
           : lineBatches(flags.file ? fileStream(flags.file) : process.stdin, flags['batch-size'], flags['skip-empty']);
 
-    const out = collect ? undefined : openOutput(flags.output);
+    let out: Output | undefined;
+    try {
+      out = collect ? undefined : openOutput(flags.output);
+    } catch (err) {
+      await client.close();
+      if (err instanceof OutputError) this.error(err.message, { exit: 1 });
+      throw err;
+    }
     const rowsTotal = total ?? stdinLines?.length;
-    const writer = out ? createWriter(format, out, rowsTotal === undefined ? {} : { totalRows: rowsTotal }) : undefined;
+    const writer = out ? createWriter(format, out.stream, rowsTotal === undefined ? {} : { totalRows: rowsTotal }) : undefined;
     let rows = 0;
+    const soFar = () => `after ${rows}${rowsTotal === undefined ? '' : ` of ${rowsTotal}`} rows`;
+    // A reader that stops reading (`| head -1`) ends us quietly, as it does any Unix tool.
+    process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(0);
+    });
+    // Ctrl-C: no half-written file is left behind, and the user learns how far it got.
+    const onInterrupt = () => {
+      progress?.fail('interrupted');
+      void (out?.abort() ?? Promise.resolve()).finally(() => {
+        process.stderr.write(`interrupted ${soFar()}${flags.output ? `; ${flags.output} was not written` : ''}\n`);
+        process.exit(130);
+      });
+    };
+    process.once('SIGINT', onInterrupt);
     let shape: number[] = [];
     const texts$ = (async function* () {
       for await (const batch of batches) {
@@ -108,11 +133,15 @@ export default class Encode extends BaseCommand<typeof Encode> {
         progress?.tick(n);
       }
       await writer?.close();
+      await out?.commit();
       progress?.done();
     } catch (err) {
       progress?.fail(err instanceof Error ? err.message : String(err));
+      await out?.abort();
+      if (err instanceof Error && flags.output) err.message += ` (${soFar()}; ${flags.output} was not written)`;
       throw err;
     } finally {
+      process.off('SIGINT', onInterrupt);
       await client.close();
     }
 
