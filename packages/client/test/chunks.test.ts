@@ -46,14 +46,14 @@ test('chunks - every job carries the request id, its offset, the reply subject, 
     assert.equal(job.headers[HEADERS.deadline], '1900000000000');
     assert.equal(job.headers[HEADERS.msgId], `req1:${job.offset}`);
     // What the worker's gate makes of it: the same rows, in order.
-    const parsed = parseJob(job.headers, job.body, { maxRows: 256, maxBytes: BIG_PAYLOAD });
+    const parsed = parseJob(job.headers, job.body, { service: 'default', maxRows: 256, maxBytes: BIG_PAYLOAD });
     assert.deepEqual(parsed.texts, sentences(600).slice(job.offset, job.offset + job.rows));
   }
 });
 
 test('chunks - passes the per-request options into every job', () => {
   const [job] = prepareJobs(input([['hello', 'world']], { isTokenized: true, showTokens: true, output: 'f16' }));
-  const parsed = parseJob(job!.headers, job!.body, { maxRows: 256, maxBytes: BIG_PAYLOAD });
+  const parsed = parseJob(job!.headers, job!.body, { service: 'default', maxRows: 256, maxBytes: BIG_PAYLOAD });
   assert.equal(parsed.isTokenized, true);
   assert.equal(parsed.showTokens, true);
   assert.equal(parsed.output, 'f16');

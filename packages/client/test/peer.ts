@@ -95,7 +95,7 @@ export async function startPeer(nc: NatsConnection, service: string, options: Pe
   const loops: Promise<void>[] = [];
   const dim = options.dim ?? 4;
   const handle = (m: JsMsg): void => {
-    const job = parseJob(fromNatsHeaders(m.headers), m.data, { maxRows: 100_000, maxBytes: 8 * 1024 * 1024 });
+    const job = parseJob(fromNatsHeaders(m.headers), m.data, { service, maxRows: 100_000, maxBytes: 8 * 1024 * 1024 });
     jobs.push(job);
     subjects.push(m.subject);
     const error = options.fail?.(job);

@@ -28,6 +28,7 @@ export {
   jobSubject,
   jobWildcardSubject,
   resultsSubject,
+  isResultsSubject,
   controlSubject,
   streamName,
   consumerName,

@@ -6,7 +6,7 @@
 import { BadRequestError, TimeoutError, TooLargeError, InternalError, type BertqError } from './errors.js';
 import { HEADERS, getHeader, dedupId, type HeaderMap } from './headers.js';
 import { VALIDATORS, firstSchemaError, readablePath, jsonTypeOf, SCHEMAS } from './schemas.js';
-import { isPublishSubject } from './subjects.js';
+import { isPublishSubject, isResultsSubject, resultsSubject } from './subjects.js';
 import { decodeUtf8 } from './utf8.js';
 import type { ErrorObject } from 'ajv';
 
@@ -41,6 +41,8 @@ export type Job = JobContext &
 
 /** What a worker accepts; over a limit the job is refused with TOO_LARGE. */
 export interface JobLimits {
+  /** The service whose worker reads the job: its Bertq-Reply must be one of this service's results subjects. */
+  service: string;
   /** Most rows in one job (the worker's max_batch_size). */
   maxRows: number;
   /** Most bytes in one job body (normally the server's max_payload). */
@@ -103,16 +105,17 @@ export function encodeJob(input: JobInput): { headers: HeaderMap; body: Uint8Arr
 
 /**
  * Reads whatever addressing a job carries, never throwing: a worker uses it to send an error frame
- * for a job that failed to parse (when id and reply are present and valid).
+ * for a job that failed to parse (when id and reply are present and valid). A reply that is not one
+ * of `service`'s results subjects is left out, so nothing is ever published there.
  */
-export function peekJobContext(headers: HeaderMap): Partial<JobContext> {
+export function peekJobContext(headers: HeaderMap, service: string): Partial<JobContext> {
   const out: Partial<JobContext> = {};
   const id = getHeader(headers, HEADERS.id);
   if (id !== undefined && REQUEST_ID.test(id)) out.id = id;
   const offset = parseNonNegativeInt(getHeader(headers, HEADERS.offset));
   if (offset !== undefined) out.offset = offset;
   const reply = getHeader(headers, HEADERS.reply);
-  if (reply !== undefined && isPublishSubject(reply)) out.reply = reply;
+  if (reply !== undefined && isResultsSubject(service, reply)) out.reply = reply;
   const deadline = parseNonNegativeInt(getHeader(headers, HEADERS.deadline));
   if (deadline !== undefined) out.deadline = deadline;
   return out;
@@ -124,7 +127,7 @@ export function peekJobContext(headers: HeaderMap): Partial<JobContext> {
  * so the caller can still address an error frame.
  */
 export function parseJob(headers: HeaderMap, body: Uint8Array, limits: JobLimits): Job {
-  const context = peekJobContext(headers);
+  const context = peekJobContext(headers, limits.service);
   const badRequest = (message: string, extra: Record<string, unknown> = {}, cause?: unknown): BadRequestError =>
     new BadRequestError(message, { details: { ...context, ...extra }, cause });
   const tooLarge = (message: string, extra: Record<string, unknown>): TooLargeError =>
@@ -141,6 +144,9 @@ export function parseJob(headers: HeaderMap, body: Uint8Array, limits: JobLimits
   if (reply === undefined) throw badRequest(`job is missing header ${HEADERS.reply} (the subject for its results)`);
   if (!isPublishSubject(reply)) {
     throw badRequest(`header ${HEADERS.reply} must be a subject without wildcards or spaces, got ${JSON.stringify(reply)}`);
+  }
+  if (!isResultsSubject(limits.service, reply)) {
+    throw badRequest(`header ${HEADERS.reply} must be a results subject of this service (${resultsSubject(limits.service, 'TOKEN')}), got ${JSON.stringify(reply)}`);
   }
   const deadlineText = getHeader(headers, HEADERS.deadline);
   const deadline = parseNonNegativeInt(deadlineText);

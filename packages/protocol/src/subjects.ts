@@ -70,6 +70,18 @@ export function jobWildcardSubject(service: string): string {
 }
 
 /**
+ * True when `subject` is `bertq.v1.<service>.results.<token>`, the only place a worker of `service`
+ * may publish. A job's Bertq-Reply is checked against it: a reply naming any other subject (the
+ * fleet's terminate endpoint, another service's results, `$JS.API…`) is refused and never answered.
+ */
+export function isResultsSubject(service: string, subject: string): boolean {
+  const prefix = `${SUBJECT_ROOT}.${normalizeServiceName(service)}.results.`;
+  if (typeof subject !== 'string' || !subject.startsWith(prefix)) return false;
+  const token = subject.slice(prefix.length);
+  return token.length > 0 && token.length <= MAX_TOKEN_LENGTH && TOKEN.test(token);
+}
+
+/**
  * `bertq.v1.<svc>.results.<identity>`: where workers publish result frames. Every subscriber of it
  * receives them, so clients that share an identity share results (bert-as-service's multicast).
  */

@@ -14,7 +14,7 @@ import {
   type HeaderMap,
 } from '../src/index.js';
 
-const LIMITS = { maxRows: 8, maxBytes: 4096 };
+const LIMITS = { service: 'svc', maxRows: 8, maxBytes: 4096 };
 const REPLY = 'bertq.v1.svc.results.me';
 const encoder = new TextEncoder();
 
@@ -136,7 +136,7 @@ for (const c of BAD_JOBS) {
         assert.match(err.message, c.message);
         if (c.row !== undefined) assert.equal(err.details?.row, c.row);
         // Whatever addressing was readable survives, so the worker can still send an error frame.
-        const context = peekJobContext(headers);
+        const context = peekJobContext(headers, 'svc');
         for (const [key, value] of Object.entries(context)) assert.equal(err.details?.[key], value, `details.${key}`);
         return true;
       },
@@ -146,7 +146,7 @@ for (const c of BAD_JOBS) {
 
 test('job - the limit is named in a TOO_LARGE error', () => {
   try {
-    parseJob(goodHeaders(), bytesOf({ texts: ['a', 'b', 'c'] }), { maxRows: 2, maxBytes: 100 });
+    parseJob(goodHeaders(), bytesOf({ texts: ['a', 'b', 'c'] }), { service: 'svc', maxRows: 2, maxBytes: 100 });
     assert.fail('should throw');
   } catch (err) {
     assert.ok(err instanceof TooLargeError);
@@ -158,9 +158,9 @@ test('job - the limit is named in a TOO_LARGE error', () => {
 });
 
 test('job - peekJobContext reads what it can and never throws', () => {
-  assert.deepEqual(peekJobContext({}), {});
-  assert.deepEqual(peekJobContext({ [HEADERS.id]: 'a b', [HEADERS.offset]: 'x', [HEADERS.reply]: 'r.>' }), {});
-  assert.deepEqual(peekJobContext(goodHeaders({ [HEADERS.deadline]: '17' })), { id: 'req1', offset: 0, reply: REPLY, deadline: 17 });
+  assert.deepEqual(peekJobContext({}, 'svc'), {});
+  assert.deepEqual(peekJobContext({ [HEADERS.id]: 'a b', [HEADERS.offset]: 'x', [HEADERS.reply]: 'r.>' }, 'svc'), {});
+  assert.deepEqual(peekJobContext(goodHeaders({ [HEADERS.deadline]: '17' }), 'svc'), { id: 'req1', offset: 0, reply: REPLY, deadline: 17 });
 });
 
 test('job - encodeJob refuses a bad row before anything is published, counting rows from the request start', () => {

@@ -225,6 +225,9 @@ export function registerControlPlane(nc: NatsConnection, jsm: JetStreamManager, 
 }
 
 /** Reads a terminate request body: empty, or `{"reason"?: string, "drain_timeout_ms"?: number}`. */
+const TERMINATE_FIELDS = new Set(['reason', 'drain_timeout_ms']);
+
+/** A terminate request: empty, or a JSON object with only `reason` and `drain_timeout_ms`. */
 export function parseTerminateRequest(data: Uint8Array): TerminateRequest {
   const text = new TextDecoder().decode(data).trim();
   if (text === '') return {};
@@ -235,6 +238,12 @@ export function parseTerminateRequest(data: Uint8Array): TerminateRequest {
     throw new BadRequestError(`terminate request is not JSON: ${(err as Error).message}`);
   }
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new BadRequestError('terminate request must be a JSON object');
+  // Only the shape it asks for: an error frame ({code, message}) or any other document sent here by
+  // mistake or malice is not a terminate request.
+  const unknown = Object.keys(doc).filter((key) => !TERMINATE_FIELDS.has(key));
+  if (unknown.length > 0) {
+    throw new BadRequestError(`terminate request has unknown field(s) ${unknown.map((k) => JSON.stringify(k)).join(', ')}: it takes only "reason" and "drain_timeout_ms"`);
+  }
   const { reason, drain_timeout_ms: drain } = doc as Record<string, unknown>;
   const out: TerminateRequest = {};
   if (reason !== undefined) {

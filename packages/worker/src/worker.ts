@@ -432,7 +432,7 @@ class Worker implements WorkerHandle, WorkerView {
     const { msg } = held;
     let job: Job;
     try {
-      job = parseJob(fromNatsHeaders(msg.headers), msg.data, { maxRows: this.#settings.maxBatchSize, maxBytes: this.#maxPayload });
+      job = parseJob(fromNatsHeaders(msg.headers), msg.data, { service: this.service, maxRows: this.#settings.maxBatchSize, maxBytes: this.#maxPayload });
     } catch (err) {
       this.#refuse(held, err);
       return;
@@ -483,7 +483,7 @@ class Worker implements WorkerHandle, WorkerView {
   #refuse(held: HeldJob, err: unknown): void {
     if (held.finished) return;
     const error = toBertqError(err);
-    const context = held.job ?? peekJobContext(fromNatsHeaders(held.msg.headers));
+    const context = held.job ?? peekJobContext(fromNatsHeaders(held.msg.headers), this.service);
     this.metrics.countError(error.code);
     if (error.code === 'TIMEOUT') this.metrics.counters.jobsTimedOut++;
     if (context.id !== undefined && context.reply !== undefined) {

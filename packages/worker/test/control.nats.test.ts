@@ -153,6 +153,16 @@ test('services - $SRV.STATS counts endpoint requests and errors', { timeout: TES
   assert.equal(worker.state, 'ready', 'a refused terminate request does not stop the worker');
 });
 
+test('attack - an error frame (or any other shape) sent to terminate does not stop the fleet', { timeout: TEST_TIMEOUT_MS }, async () => {
+  for (const body of ['{"code":"BAD_REQUEST","message":"job body is not valid JSON"}', '{"reason":"x","extra":1}', '[]']) {
+    await assert.rejects(async () => {
+      const { headers, data } = await control('terminate', body, worker.id);
+      decodeControlReply('terminate', headers, data);
+    }, (err: Error) => err instanceof BadRequestError, body);
+  }
+  assert.equal(worker.state, 'ready', 'still serving');
+});
+
 test('services - terminate replies, drains and stops the worker', { timeout: TEST_TIMEOUT_MS }, async () => {
   const client = new TestClient(nc, service);
   const inFlight = await client.submit(['finish me before you go']);

@@ -106,6 +106,25 @@ test('bad jobs - a job missing a header gets BAD_REQUEST naming it when it can b
   await waitFor('the unanswerable job to be counted', () => worker.stats().jobsUnanswerable === before + 1);
 });
 
+test('attack - a job whose Bertq-Reply names the terminate endpoint or another subject is never answered there', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const names = serviceNames(worker.service);
+  // The subjects an attacker who may only publish jobs would aim the worker's error frame at.
+  const targets = [names.control.terminate, 'bertq.v1.other-service.results.victim', `${names.results('x')}.deeper`, '$JS.API.STREAM.DELETE.X'];
+  const seen: string[] = [];
+  const subs = targets.map((t) => nc.subscribe(t, { callback: (_err, msg) => void seen.push(msg.subject) }));
+  await nc.flush();
+  const before = worker.stats().jobsUnanswerable;
+  for (const target of targets) {
+    // A bad body makes the worker answer with an error frame: where it would send it is the attack.
+    await client.publishRaw('high', 'not json at all', { [HEADERS.id]: newRequestId(), [HEADERS.offset]: '0', [HEADERS.reply]: target });
+  }
+  await waitFor('every forged job to be refused and counted', () => worker.stats().jobsUnanswerable === before + targets.length);
+  await nc.flush();
+  for (const sub of subs) sub.unsubscribe();
+  assert.deepEqual(seen, [], 'nothing was published on a subject the job named');
+  assert.equal(worker.state, 'ready', 'the worker was not terminated');
+});
+
 test('bad jobs - the worker keeps serving and no refused job is redelivered', { timeout: TEST_TIMEOUT_MS }, async () => {
   const result = await client.encode(['still serving', 'after all that'], { priority: 'high' });
   assert.deepEqual(result.shape, [2, encoder.info.dims]);
