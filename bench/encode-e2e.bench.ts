@@ -29,7 +29,9 @@ function sentences(n: number, vocab: string[], seed: number): string[] {
   const words = vocab.filter((w) => /^[a-z]{3,}$/.test(w));
   let s = seed;
   const next = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0), s);
-  return Array.from({ length: n }, () => Array.from({ length: 6 + (next() % 14) }, () => words[next() % words.length]).join(' '));
+  return Array.from({ length: n }, () =>
+    Array.from({ length: 6 + (next() % 14) }, () => words[next() % words.length]).join(' '),
+  );
 }
 
 async function main(): Promise<void> {
@@ -39,13 +41,31 @@ async function main(): Promise<void> {
   try {
     const synthetic = existsSync(SHARED_VOCAB) ? undefined : syntheticVocab();
     const vocab = synthetic ?? (await readFile(SHARED_VOCAB, 'utf8')).split('\n');
-    const config = tinyBertConfig({ vocabSize: vocab.length, hiddenSize: 384, numHiddenLayers: 6, numAttentionHeads: 12, intermediateSize: 1536, maxPositionEmbeddings: 512 });
-    const dir = await writeHuggingFaceFolder(join(root, 'minilm'), syntheticBertWeights(config, 3), synthetic ? { tokens: synthetic } : { file: SHARED_VOCAB });
-    const encoderOptions: EncoderOptions = { model: dir, graphTmpDir: join(root, 'graphs'), poolingLayer: -1, maxSeqLen: 25 };
+    const config = tinyBertConfig({
+      vocabSize: vocab.length,
+      hiddenSize: 384,
+      numHiddenLayers: 6,
+      numAttentionHeads: 12,
+      intermediateSize: 1536,
+      maxPositionEmbeddings: 512,
+    });
+    const dir = await writeHuggingFaceFolder(
+      join(root, 'minilm'),
+      syntheticBertWeights(config, 3),
+      synthetic ? { tokens: synthetic } : { file: SHARED_VOCAB },
+    );
+    const encoderOptions: EncoderOptions = {
+      model: dir,
+      graphTmpDir: join(root, 'graphs'),
+      poolingLayer: -1,
+      maxSeqLen: 25,
+    };
     const big = sentences(BIG_REQUEST_ROWS, vocab, 7);
 
     console.log(systemLine());
-    console.log(`Model: all-MiniLM-L6-v2 shape (6 layers, hidden 384), random weights; maxSeqLen 25; sentences of 6-19 words; ${threads} inference threads\n`);
+    console.log(
+      `Model: all-MiniLM-L6-v2 shape (6 layers, hidden 384), random weights; maxSeqLen 25; sentences of 6-19 words; ${threads} inference threads\n`,
+    );
 
     // 1. the bare model, in this process
     const enc = await Encoder.load({ ...encoderOptions, threads });
@@ -55,7 +75,14 @@ async function main(): Promise<void> {
     const bareRate = BIG_REQUEST_ROWS / bare.seconds;
 
     // 2. the fleet: one worker process with every core (the same cached graph file)
-    const fleet = await startFleet({ servers: nats.url, service: 'bench', numWorker: 1, threadsPerWorker: threads, encoder: encoderOptions, logLevel: 'silent' });
+    const fleet = await startFleet({
+      servers: nats.url,
+      service: 'bench',
+      numWorker: 1,
+      threadsPerWorker: threads,
+      encoder: encoderOptions,
+      logLevel: 'silent',
+    });
     try {
       const client = await BertClient.connect({ servers: nats.url, service: 'bench', timeout: 600_000 });
       const e2e = await measure(() => client.encode(big), MIN_SECONDS);
@@ -63,7 +90,11 @@ async function main(): Promise<void> {
       await client.close();
 
       // 3. 32 clients, each sending 1-row requests back to back
-      const clients = await Promise.all(Array.from({ length: CLIENTS }, () => BertClient.connect({ servers: nats.url, service: 'bench', timeout: 60_000 })));
+      const clients = await Promise.all(
+        Array.from({ length: CLIENTS }, () =>
+          BertClient.connect({ servers: nats.url, service: 'bench', timeout: 60_000 }),
+        ),
+      );
       const one = sentences(CLIENTS * 64, vocab, 11);
       let done = 0;
       const latencies: number[] = [];
@@ -88,7 +119,8 @@ async function main(): Promise<void> {
       const smallRate = done / ((performance.now() - t0) / 1000);
       await Promise.all(clients.map((c) => c.close()));
       latencies.sort((a, b) => a - b);
-      const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]!.toFixed(1);
+      const pct = (p: number) =>
+        latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]!.toFixed(1);
 
       console.log(`bare and fleet run the same cached graph file (${graphPath.split('/').pop()})`);
       console.log(
@@ -96,12 +128,24 @@ async function main(): Promise<void> {
           ['scenario', 'rows/s', 'ratio', 'target'],
           [
             ['bare Encoder.encode, 4096-row calls (in-process)', bareRate.toFixed(0), '1.00', ''],
-            ['bertq end to end, 1 client × 4096-row requests', e2eRate.toFixed(0), (e2eRate / bareRate).toFixed(2), '≥ 0.95 × bare'],
-            [`bertq end to end, ${CLIENTS} clients × 1-row requests`, smallRate.toFixed(0), (smallRate / e2eRate).toFixed(2), '≥ 0.80 × 4096-row'],
+            [
+              'bertq end to end, 1 client × 4096-row requests',
+              e2eRate.toFixed(0),
+              (e2eRate / bareRate).toFixed(2),
+              '≥ 0.95 × bare',
+            ],
+            [
+              `bertq end to end, ${CLIENTS} clients × 1-row requests`,
+              smallRate.toFixed(0),
+              (smallRate / e2eRate).toFixed(2),
+              '≥ 0.80 × 4096-row',
+            ],
           ],
         ),
       );
-      console.log(`\n1-row request latency with ${CLIENTS} clients: p50 ${pct(0.5)} ms, p95 ${pct(0.95)} ms, p99 ${pct(0.99)} ms`);
+      console.log(
+        `\n1-row request latency with ${CLIENTS} clients: p50 ${pct(0.5)} ms, p95 ${pct(0.95)} ms, p99 ${pct(0.99)} ms`,
+      );
     } finally {
       await fleet.stop();
     }

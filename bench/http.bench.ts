@@ -46,7 +46,13 @@ const SCENARIOS: Scenario[] = [
   { name: 'tiny (4 layers, hidden 32)', config: tinyBertConfig({ maxPositionEmbeddings: 512 }) },
   {
     name: 'MiniLM-L6 shape (6 layers, hidden 384)',
-    config: tinyBertConfig({ hiddenSize: 384, numHiddenLayers: 6, numAttentionHeads: 12, intermediateSize: 1536, maxPositionEmbeddings: 512 }),
+    config: tinyBertConfig({
+      hiddenSize: 384,
+      numHiddenLayers: 6,
+      numAttentionHeads: 12,
+      intermediateSize: 1536,
+      maxPositionEmbeddings: 512,
+    }),
   },
 ];
 
@@ -55,7 +61,9 @@ function sentences(n: number, vocab: string[]): string[] {
   const words = vocab.filter((w) => /^[a-z]{3,}$/.test(w));
   let s = 4242;
   const next = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0), s);
-  return Array.from({ length: n }, () => Array.from({ length: 6 + (next() % 15) }, () => words[next() % words.length]).join(' '));
+  return Array.from({ length: n }, () =>
+    Array.from({ length: 6 + (next() % 15) }, () => words[next() % words.length]).join(' '),
+  );
 }
 
 /** Starts `startGateway` in a child process and resolves with its URL. */
@@ -65,9 +73,15 @@ async function startGatewayProcess(servers: string, service: string): Promise<{ 
     const g = await startGateway({ host: '127.0.0.1', port: 0, client: { servers: ${JSON.stringify(servers)}, service: ${JSON.stringify(service)} } });
     console.log('URL ' + g.url);
     process.on('SIGTERM', () => g.close().then(() => process.exit(0)));`;
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script], { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: REPO,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`the gateway process did not start within ${GATEWAY_START_MS} ms`)), GATEWAY_START_MS);
+    const timer = setTimeout(
+      () => reject(new Error(`the gateway process did not start within ${GATEWAY_START_MS} ms`)),
+      GATEWAY_START_MS,
+    );
     let out = '';
     child.stdout!.on('data', (chunk: Buffer) => {
       out += chunk.toString();
@@ -85,7 +99,11 @@ async function startGatewayProcess(servers: string, service: string): Promise<{ 
 type Path = { name: string; send: (texts: string[]) => Promise<number> };
 
 /** Sends `requests` requests, `IN_FLIGHT` at a time; rows per second and per-request latencies. */
-async function drive(path: Path, batches: string[][], requests: number): Promise<{ rowsPerSecond: number; latencies: number[] }> {
+async function drive(
+  path: Path,
+  batches: string[][],
+  requests: number,
+): Promise<{ rowsPerSecond: number; latencies: number[] }> {
   const latencies: number[] = [];
   let rows = 0;
   let next = 0;
@@ -110,15 +128,31 @@ function median(xs: number[]): number {
 }
 
 async function postJson(url: string, body: unknown): Promise<unknown> {
-  const res = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   if (res.status !== 200) throw new Error(`${url}: HTTP ${res.status}: ${await res.text()}`);
   return res.json();
 }
 
-async function runScenario(scenario: Scenario, natsUrl: string, vocabTokens: string[] | undefined, root: string): Promise<Array<Array<string | number>>> {
+async function runScenario(
+  scenario: Scenario,
+  natsUrl: string,
+  vocabTokens: string[] | undefined,
+  root: string,
+): Promise<Array<Array<string | number>>> {
   const vocab = vocabTokens === undefined ? syntheticVocab() : undefined;
-  const weights = syntheticBertWeights({ ...scenario.config, vocabSize: vocab ? vocab.length : scenario.config.vocabSize }, 7);
-  const dir = await writeHuggingFaceFolder(join(root, scenario.config.hiddenSize.toString()), weights, vocab ? { tokens: vocab } : { file: SHARED_VOCAB });
+  const weights = syntheticBertWeights(
+    { ...scenario.config, vocabSize: vocab ? vocab.length : scenario.config.vocabSize },
+    7,
+  );
+  const dir = await writeHuggingFaceFolder(
+    join(root, scenario.config.hiddenSize.toString()),
+    weights,
+    vocab ? { tokens: vocab } : { file: SHARED_VOCAB },
+  );
   const service = `bench-http-${scenario.config.hiddenSize}`;
   const fleet = await startFleet({
     servers: natsUrl,
@@ -134,7 +168,9 @@ async function runScenario(scenario: Scenario, natsUrl: string, vocabTokens: str
   const batches = Array.from({ length: 8 }, (_, i) => texts.slice(i * ROWS_PER_REQUEST, (i + 1) * ROWS_PER_REQUEST));
   const v1 = `${gateway.url}v1/embeddings`;
   const base64 = (url: string) => async (t: string[]) => {
-    const body = (await postJson(url, { model: 'bench', input: t, encoding_format: 'base64' })) as { data: Array<{ embedding: string }> };
+    const body = (await postJson(url, { model: 'bench', input: t, encoding_format: 'base64' })) as {
+      data: Array<{ embedding: string }>;
+    };
     // Decode as an SDK does, so both paths end with Float32Arrays.
     for (const d of body.data) {
       const bytes = Buffer.from(d.embedding, 'base64');
@@ -154,7 +190,8 @@ async function runScenario(scenario: Scenario, natsUrl: string, vocabTokens: str
     },
     {
       name: 'HTTP /encode (bert-as-service)',
-      send: async (t) => ((await postJson(`${gateway.url}encode`, { id: 1, texts: t })) as { result: unknown[] }).result.length,
+      send: async (t) =>
+        ((await postJson(`${gateway.url}encode`, { id: 1, texts: t })) as { result: unknown[] }).result.length,
     },
   ];
   try {
@@ -178,7 +215,14 @@ async function runScenario(scenario: Scenario, natsUrl: string, vocabTokens: str
     return paths.map((p) => {
       const r = results.get(p.name)!;
       const rate = median(r.rows);
-      return [scenario.name, p.name, rate.toFixed(0), (rate / base).toFixed(2), median(r.latencies).toFixed(0), `${requests} × ${ROUNDS}`];
+      return [
+        scenario.name,
+        p.name,
+        rate.toFixed(0),
+        (rate / base).toFixed(2),
+        median(r.latencies).toFixed(0),
+        `${requests} × ${ROUNDS}`,
+      ];
     });
   } finally {
     await client.close();
@@ -193,11 +237,15 @@ async function runScenario(scenario: Scenario, natsUrl: string, vocabTokens: str
 async function main(): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'bertq-http-bench-'));
   const nats = await startNatsServer();
-  const vocabTokens = existsSync(SHARED_VOCAB) ? (await readFile(SHARED_VOCAB, 'utf8')).split('\n').filter(Boolean) : undefined;
+  const vocabTokens = existsSync(SHARED_VOCAB)
+    ? (await readFile(SHARED_VOCAB, 'utf8')).split('\n').filter(Boolean)
+    : undefined;
   try {
     const rows: Array<Array<string | number>> = [];
     for (const scenario of SCENARIOS) rows.push(...(await runScenario(scenario, nats.url, vocabTokens, root)));
-    console.log(`${ROWS_PER_REQUEST}-row requests, ${IN_FLIGHT} in flight per path, max_seq_len 25, 1 worker process, gateway in its own process; rows/s is each path's median round\n`);
+    console.log(
+      `${ROWS_PER_REQUEST}-row requests, ${IN_FLIGHT} in flight per path, max_seq_len 25, 1 worker process, gateway in its own process; rows/s is each path's median round\n`,
+    );
     console.log(table(['model', 'path', 'rows/s', '× NATS client', 'p50 ms/request', 'requests × rounds'], rows));
     console.log(`\n${systemLine()}`);
   } finally {

@@ -32,7 +32,8 @@ const SHARED_VOCAB = fileURLToPath(new URL('../../../shared/models/bert-base-unc
 
 /** Multiply-adds ×2 of one forward pass: the four attention projections, the FFN, QKᵀ and PV. */
 function forwardFlops(c: BertConfig, rows: number, seqLen: number, layers = c.numHiddenLayers): number {
-  const perToken = 2 * (4 * c.hiddenSize * c.hiddenSize + 2 * c.hiddenSize * c.intermediateSize) + 2 * 2 * seqLen * c.hiddenSize;
+  const perToken =
+    2 * (4 * c.hiddenSize * c.hiddenSize + 2 * c.hiddenSize * c.intermediateSize) + 2 * 2 * seqLen * c.hiddenSize;
   return rows * seqLen * layers * perToken;
 }
 
@@ -41,7 +42,9 @@ function sentences(n: number, vocab: string[]): string[] {
   const words = vocab.filter((w) => /^[a-z]{3,}$/.test(w));
   let s = 12345;
   const next = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0), s);
-  return Array.from({ length: n }, () => Array.from({ length: SEQ_LEN + 5 }, () => words[next() % words.length]).join(' '));
+  return Array.from({ length: n }, () =>
+    Array.from({ length: SEQ_LEN + 5 }, () => words[next() % words.length]).join(' '),
+  );
 }
 
 /** GEMM pairs chained per measurement: enough work that the input/output copies do not count. */
@@ -72,14 +75,28 @@ async function main(): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'bertq-bench-'));
   try {
     const vocab = existsSync(SHARED_VOCAB) ? undefined : syntheticVocab();
-    const vocabTokens = vocab ?? (await import('node:fs/promises')).readFile(SHARED_VOCAB, 'utf8').then((t) => t.split('\n'));
+    const vocabTokens =
+      vocab ?? (await import('node:fs/promises')).readFile(SHARED_VOCAB, 'utf8').then((t) => t.split('\n'));
     const weights = syntheticBertWeights({ ...config, vocabSize: vocab ? vocab.length : config.vocabSize }, 1);
-    const dir = await writeHuggingFaceFolder(join(root, 'bert-base'), weights, vocab ? { tokens: vocab } : { file: SHARED_VOCAB });
+    const dir = await writeHuggingFaceFolder(
+      join(root, 'bert-base'),
+      weights,
+      vocab ? { tokens: vocab } : { file: SHARED_VOCAB },
+    );
     const texts = sentences(Math.max(...BATCHES), await vocabTokens);
-    const base: EncoderOptions = { model: dir, graphTmpDir: join(root, 'graphs'), maxSeqLen: SEQ_LEN, threads, poolingLayer: -1, fused: true };
+    const base: EncoderOptions = {
+      model: dir,
+      graphTmpDir: join(root, 'graphs'),
+      maxSeqLen: SEQ_LEN,
+      threads,
+      poolingLayer: -1,
+      fused: true,
+    };
 
     console.log(systemLine());
-    console.log(`Model: BERT-base shape (12 layers, hidden 768, intermediate 3072), random weights; maxSeqLen ${SEQ_LEN}; ${threads} inference threads\n`);
+    console.log(
+      `Model: BERT-base shape (12 layers, hidden 768, intermediate 3072), random weights; maxSeqLen ${SEQ_LEN}; ${threads} inference threads\n`,
+    );
 
     // Ceiling: one GEMM of the FFN's shape.
     const gemm = await gemmRuntime(config, threads);
@@ -102,7 +119,11 @@ async function main(): Promise<void> {
       const tokenized = await enc.tokenize(batch);
       const collated = enc.tokenizer.collate(tokenized);
       const dims = [collated.rows, collated.seqLen];
-      const feeds = { input_ids: { data: collated.inputIds, dims }, attention_mask: { data: collated.attentionMask, dims }, token_type_ids: { data: collated.tokenTypeIds, dims } };
+      const feeds = {
+        input_ids: { data: collated.inputIds, dims },
+        attention_mask: { data: collated.attentionMask, dims },
+        token_type_ids: { data: collated.tokenTypeIds, dims },
+      };
       const bare = await measure(() => rt.run(feeds), MIN_SECONDS);
       const flops = forwardFlops(config, b, SEQ_LEN);
       const pipeGflops = flops / pipeline.seconds / 1e9;
@@ -117,8 +138,23 @@ async function main(): Promise<void> {
       ]);
     }
     await Promise.all([enc.close(), rt.close()]);
-    console.log('bertq pipeline (Encoder.encode: tokenize + graph + pooling) vs bare graph vs plain GEMM, REDUCE_MEAN layer -1, fused ops');
-    console.log(table(['batch', 'pipeline sent/s', 'pipeline GFLOP/s', 'graph sent/s', 'graph GFLOP/s', 'GEMM GFLOP/s', 'pipeline / GEMM'], rows));
+    console.log(
+      'bertq pipeline (Encoder.encode: tokenize + graph + pooling) vs bare graph vs plain GEMM, REDUCE_MEAN layer -1, fused ops',
+    );
+    console.log(
+      table(
+        [
+          'batch',
+          'pipeline sent/s',
+          'pipeline GFLOP/s',
+          'graph sent/s',
+          'graph GFLOP/s',
+          'GEMM GFLOP/s',
+          'pipeline / GEMM',
+        ],
+        rows,
+      ),
+    );
 
     // Fused transformer operators vs the plain-ONNX graph, and shallow vs deep pooling, at batch 64.
     const b = 64;
@@ -137,7 +173,12 @@ async function main(): Promise<void> {
       const t = await measure(() => e.encode(batch), MIN_SECONDS);
       await e.close();
       rate.set(name, b / t.seconds);
-      vrows.push([name, layers, (b / t.seconds).toFixed(1), (forwardFlops(config, b, SEQ_LEN, layers) / t.seconds / 1e9).toFixed(1)]);
+      vrows.push([
+        name,
+        layers,
+        (b / t.seconds).toFixed(1),
+        (forwardFlops(config, b, SEQ_LEN, layers) / t.seconds / 1e9).toFixed(1),
+      ]);
     }
     console.log(`\nGraph variants at batch ${b}`);
     console.log(table(['graph', 'layers run', 'sent/s', 'GFLOP/s'], vrows));
@@ -153,7 +194,11 @@ async function main(): Promise<void> {
     const collated = tokEnc.tokenizer.collate(await tokEnc.tokenize(batch));
     await tokEnc.close();
     const dims = [collated.rows, collated.seqLen];
-    const feeds = { input_ids: { data: collated.inputIds, dims }, attention_mask: { data: collated.attentionMask, dims }, token_type_ids: { data: collated.tokenTypeIds, dims } };
+    const feeds = {
+      input_ids: { data: collated.inputIds, dims },
+      attention_mask: { data: collated.attentionMask, dims },
+      token_type_ids: { data: collated.tokenTypeIds, dims },
+    };
     const orows: Array<Array<string | number>> = [];
     for (const [name, path] of graphs) {
       for (const optimization of ['all', 'basic'] as const) {
@@ -178,14 +223,22 @@ async function main(): Promise<void> {
       const t = await measure(() => e.encode(longTexts), MIN_SECONDS);
       await e.close();
       longRate.set(fused, longTexts.length / t.seconds);
-      lrows.push([fused ? 'fused ops' : 'plain ONNX ops', (longTexts.length / t.seconds).toFixed(2), (forwardFlops(config, longTexts.length, LONG) / t.seconds / 1e9).toFixed(1)]);
+      lrows.push([
+        fused ? 'fused ops' : 'plain ONNX ops',
+        (longTexts.length / t.seconds).toFixed(2),
+        (forwardFlops(config, longTexts.length, LONG) / t.seconds / 1e9).toFixed(1),
+      ]);
     }
     console.log(`\nLong sequences: ${longTexts.length} sentences of ${LONG} tokens, layer -1`);
     console.log(table(['graph', 'sent/s', 'GFLOP/s'], lrows));
     console.log(`fused / plain speed at ${LONG} tokens: ${(longRate.get(true)! / longRate.get(false)!).toFixed(2)}×`);
 
-    console.log(`\nfused / plain speed: ${(rate.get('fused ops, layer -1')! / rate.get('plain ONNX ops, layer -1')!).toFixed(2)}×`);
-    console.log(`poolingLayer -12 / -1 speed: ${(rate.get('fused ops, layer -12')! / rate.get('fused ops, layer -1')!).toFixed(2)}×`);
+    console.log(
+      `\nfused / plain speed: ${(rate.get('fused ops, layer -1')! / rate.get('plain ONNX ops, layer -1')!).toFixed(2)}×`,
+    );
+    console.log(
+      `poolingLayer -12 / -1 speed: ${(rate.get('fused ops, layer -12')! / rate.get('fused ops, layer -1')!).toFixed(2)}×`,
+    );
   } finally {
     await rm(root, { recursive: true, force: true });
   }

@@ -3,7 +3,9 @@ import { BertClient } from '@bertq/client';
 
 const bc = await BertClient.connect({ servers: process.argv[2] });
 const config = await bc.serverConfig();
-console.log(`service ${config.service}: ${config.pooling_strategy} of layer ${config.pooling_layer}, max_seq_len ${config.max_seq_len}`);
+console.log(
+  `service ${config.service}: ${config.pooling_strategy} of layer ${config.pooling_layer}, max_seq_len ${config.max_seq_len}`,
+);
 const { shape } = await bc.encode(['First do it', 'then do it right', 'then do it better']);
 console.log('encoded', shape);
 

@@ -24,7 +24,10 @@ for (const query of ['tokens of every word', 'my client is stuck', 'fine tuned c
     for (let k = 0; k < dims; k++) dot += q[k] * d[k];
     return dot / (norm(q) * norm(d));
   });
-  const top = scores.map((s, i) => [s, i]).sort((a, b) => b[0] - a[0]).slice(0, 3);
+  const top = scores
+    .map((s, i) => [s, i])
+    .sort((a, b) => b[0] - a[0])
+    .slice(0, 3);
   console.log(`\n> ${query}`);
   for (const [s, i] of top) console.log(`  ${s.toFixed(3)}  ${questions[i]}`);
 }

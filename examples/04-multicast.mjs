@@ -6,7 +6,9 @@ const sender = await BertClient.connect({ servers: process.argv[2] });
 const listener = await BertClient.connect({ servers: process.argv[2], identity: sender.identity });
 const received = (async () => {
   for await (const delivery of listener.listen()) {
-    console.log(`listener got rows ${delivery.offset}..${delivery.offset + delivery.rows - 1} of request ${delivery.id} (own: ${delivery.own})`);
+    console.log(
+      `listener got rows ${delivery.offset}..${delivery.offset + delivery.rows - 1} of request ${delivery.id} (own: ${delivery.own})`,
+    );
     return;
   }
 })();

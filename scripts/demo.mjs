@@ -18,8 +18,19 @@ const START_DEADLINE_MS = 120_000;
 const model = await import('@bertq/model');
 if (!existsSync(join(modelDir, 'model.safetensors'))) {
   const tokens = existsSync(sharedVocab) ? undefined : model.syntheticVocab();
-  const config = model.tinyBertConfig({ vocabSize: tokens ? tokens.length : 30522, hiddenSize: 256, numHiddenLayers: 4, numAttentionHeads: 4, intermediateSize: 1024, maxPositionEmbeddings: 512 });
-  await model.writeHuggingFaceFolder(modelDir, model.syntheticBertWeights(config, 1), tokens ? { tokens } : { file: sharedVocab });
+  const config = model.tinyBertConfig({
+    vocabSize: tokens ? tokens.length : 30522,
+    hiddenSize: 256,
+    numHiddenLayers: 4,
+    numAttentionHeads: 4,
+    intermediateSize: 1024,
+    maxPositionEmbeddings: 512,
+  });
+  await model.writeHuggingFaceFolder(
+    modelDir,
+    model.syntheticBertWeights(config, 1),
+    tokens ? { tokens } : { file: sharedVocab },
+  );
   console.log(`wrote a random BERT-mini-shaped model to ${modelDir}`);
 }
 
@@ -33,7 +44,10 @@ const server = `nats://127.0.0.1:${port}`;
 const env = { ...process.env, BERTQ_CACHE: join(root, '.cache', 'bertq'), BERTQ_LOG_LEVEL: 'warn' };
 
 console.log(`\n$ bertq start --model ${modelDir} --server ${server} --num-worker 2`);
-const fleet = spawn(process.execPath, [bin, 'start', '--model', modelDir, '--server', server, '--num-worker', '2'], { env, stdio: ['ignore', 'inherit', 'pipe'] });
+const fleet = spawn(process.execPath, [bin, 'start', '--model', modelDir, '--server', server, '--num-worker', '2'], {
+  env,
+  stdio: ['ignore', 'inherit', 'pipe'],
+});
 let err = '';
 fleet.stderr.on('data', (d) => {
   err += d;
@@ -53,7 +67,10 @@ if (!ready) {
 function run(args) {
   console.log(`\n$ bertq ${args.join(' ')}`);
   const res = spawnSync(process.execPath, [bin, ...args, '--server', server], { env, encoding: 'utf8' });
-  const out = res.stdout.split('\n').map((l) => (l.length > 160 ? `${l.slice(0, 157)}...` : l)).join('\n');
+  const out = res.stdout
+    .split('\n')
+    .map((l) => (l.length > 160 ? `${l.slice(0, 157)}...` : l))
+    .join('\n');
   process.stdout.write(out);
   process.stderr.write(res.stderr);
   return res.status;

@@ -84,17 +84,35 @@ async function startFleet(args: string[]): Promise<Started> {
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   let code: number | null | undefined;
   void exited.then((c) => (code = c));
-  await waitFor('bertq start to print its ready line', () => {
-    if (code !== undefined) throw new Error(`bertq start exited with ${code}:\n${stderr}`);
-    return stderr.includes('bertq ready');
-  }, START_TIMEOUT_MS, 100);
+  await waitFor(
+    'bertq start to print its ready line',
+    () => {
+      if (code !== undefined) throw new Error(`bertq start exited with ${code}:\n${stderr}`);
+      return stderr.includes('bertq ready');
+    },
+    START_TIMEOUT_MS,
+    100,
+  );
   return { child, stderr: () => stderr, exited };
 }
 
-test('cli - bertq start (embedded nats-server) + bertq encode "hello world" prints the vector Encoder.encode computes', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('cli - bertq start (embedded nats-server) + bertq encode "hello world" prints the vector Encoder.encode computes', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const port = await freePort();
   const server = `nats://127.0.0.1:${port}`;
-  const fleet = await startFleet(['--model', tiny.huggingFaceDir, '--server', server, '--num-worker', '1', '--threads', '1', '--graph-tmp-dir', tiny.graphDir]);
+  const fleet = await startFleet([
+    '--model',
+    tiny.huggingFaceDir,
+    '--server',
+    server,
+    '--num-worker',
+    '1',
+    '--threads',
+    '1',
+    '--graph-tmp-dir',
+    tiny.graphDir,
+  ]);
   try {
     assert.match(fleet.stderr(), /started an embedded nats-server -js at nats:\/\/127\.0\.0\.1:\d+/);
     assert.match(fleet.stderr(), /32-dim vectors, 1 worker\(s\) on cpu/);
@@ -112,15 +130,30 @@ test('cli - bertq start (embedded nats-server) + bertq encode "hello world" prin
       // a file through --file into .npy, and stdin into CSV
       const file = join(home, 'lines.txt');
       const texts = Array.from({ length: 300 }, (_, i) => `sentence number ${i} about ${i % 7 ? 'rivers' : 'stones'}`);
-      await writeFile(file, texts.join('\n') + '\n');
+      await writeFile(file, `${texts.join('\n')}\n`);
       const npy = join(home, 'out.npy');
-      const viaFile = await bertq(['encode', '--file', file, '--output', npy, '--server', server, '--batch-size', '64']);
+      const viaFile = await bertq([
+        'encode',
+        '--file',
+        file,
+        '--output',
+        npy,
+        '--server',
+        server,
+        '--batch-size',
+        '64',
+      ]);
       assert.equal(viaFile.code, 0, viaFile.stderr);
       assert.match(viaFile.stderr, /encode done: 300 rows/, 'a progress summary with the row count');
       const bytes = await readFile(npy);
       const headerLen = bytes.readUInt16LE(8);
-      assert.match(bytes.subarray(10, 10 + headerLen).toString('latin1'), /'descr': '<f4', 'fortran_order': False, 'shape': \(300, 32\)/);
-      const data = new Float32Array(bytes.buffer.slice(bytes.byteOffset + 10 + headerLen, bytes.byteOffset + bytes.length));
+      assert.match(
+        bytes.subarray(10, 10 + headerLen).toString('latin1'),
+        /'descr': '<f4', 'fortran_order': False, 'shape': \(300, 32\)/,
+      );
+      const data = new Float32Array(
+        bytes.buffer.slice(bytes.byteOffset + 10 + headerLen, bytes.byteOffset + bytes.length),
+      );
       const wantFile = await enc.encode(texts);
       assert.ok(maxAbsDiff(data, wantFile.data) <= TOLERANCE);
 
@@ -143,7 +176,10 @@ test('cli - bertq start (embedded nats-server) + bertq encode "hello world" prin
     const term = await bertq(['terminate', '--server', server]);
     assert.equal(term.code, 0, term.stderr);
     assert.match(term.stdout, /draining/);
-    assert.equal(await Promise.race([fleet.exited, new Promise((r) => setTimeout(() => r('still running'), COMMAND_TIMEOUT_MS))]), 0);
+    assert.equal(
+      await Promise.race([fleet.exited, new Promise((r) => setTimeout(() => r('still running'), COMMAND_TIMEOUT_MS))]),
+      0,
+    );
     // the embedded server went with it
     const after = await bertq(['encode', 'hello', '--server', server]);
     assert.notEqual(after.code, 0);
@@ -166,7 +202,9 @@ test('cli - bertq encode with no worker fails fast with NO_WORKERS', { timeout: 
   }
 });
 
-test('cli - bertq start on a NATS server without JetStream says how to enable it', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('cli - bertq start on a NATS server without JetStream says how to enable it', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const nats = await startNatsServer({ jetstream: false });
   try {
     const run = await bertq(['start', '--model', tiny.huggingFaceDir, '--server', nats.url, '--threads', '1']);
@@ -178,7 +216,9 @@ test('cli - bertq start on a NATS server without JetStream says how to enable it
   }
 });
 
-test('cli - bertq start without a model, or with a bad flag, says what is wrong', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('cli - bertq start without a model, or with a bad flag, says what is wrong', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const none = await bertq(['start', '--server', 'nats://127.0.0.1:1']);
   assert.notEqual(none.code, 0);
   assert.match(none.stderr, /no model: give --model-dir/);
@@ -208,16 +248,29 @@ function bertqPiped(args: string[], produce: (stdin: NodeJS.WritableStream) => P
   });
 }
 
-test('cli - bertq encode: piped stdin is one row per line, output files are whole or absent, a closed pipe is a quiet stop', { timeout: TEST_TIMEOUT_MS * 2 }, async () => {
+test('cli - bertq encode: piped stdin is one row per line, output files are whole or absent, a closed pipe is a quiet stop', {
+  timeout: TEST_TIMEOUT_MS * 2,
+}, async () => {
   const port = await freePort();
   const server = `nats://127.0.0.1:${port}`;
-  const fleet = await startFleet(['--model', tiny.huggingFaceDir, '--server', server, '--num-worker', '1', '--threads', '1', '--graph-tmp-dir', tiny.graphDir]);
+  const fleet = await startFleet([
+    '--model',
+    tiny.huggingFaceDir,
+    '--server',
+    server,
+    '--num-worker',
+    '1',
+    '--threads',
+    '1',
+    '--graph-tmp-dir',
+    tiny.graphDir,
+  ]);
   const enc = await Encoder.load({ model: tiny.huggingFaceDir, graphTmpDir: tiny.graphDir, threads: 1 });
   try {
     // A fast producer: 3,000 lines written at once through a real pipe.
     const lines = Array.from({ length: 3_000 }, (_, i) => `line ${i} of the piped input`);
     const fast = await bertqPiped(['encode', '--format', 'csv', '--server', server, '--no-progress'], async (stdin) => {
-      stdin.write(lines.join('\n') + '\n');
+      stdin.write(`${lines.join('\n')}\n`);
     });
     assert.equal(fast.code, 0, fast.stderr);
     const rows = fast.stdout.trim().split('\n');
@@ -227,14 +280,20 @@ test('cli - bertq encode: piped stdin is one row per line, output files are whol
     assert.ok(maxAbsDiff(got, want.data) <= 1e-5, 'first and last rows are those lines, in order');
 
     // A slow producer: lines trickle in over time; each still becomes its own row.
-    const slow = await bertqPiped(['encode', '--server', server, '--no-progress', '--batch-size', '2'], async (stdin) => {
-      for (const text of ['hello', 'world', 'third line']) {
-        stdin.write(`${text}\n`);
-        await new Promise((r) => setTimeout(r, 200));
-      }
-    });
+    const slow = await bertqPiped(
+      ['encode', '--server', server, '--no-progress', '--batch-size', '2'],
+      async (stdin) => {
+        for (const text of ['hello', 'world', 'third line']) {
+          stdin.write(`${text}\n`);
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      },
+    );
     assert.equal(slow.code, 0, slow.stderr);
-    const slowRows = slow.stdout.trim().split('\n').map((l) => JSON.parse(l) as number[]);
+    const slowRows = slow.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as number[]);
     assert.equal(slowRows.length, 3);
     const hello = await enc.encode(['hello']);
     assert.ok(maxAbsDiff(Float32Array.from(slowRows[0]!), hello.data) <= 1e-5, '"hello" alone, not "hello world"');
@@ -242,28 +301,53 @@ test('cli - bertq encode: piped stdin is one row per line, output files are whol
     // A failure half-way (an empty line 150 of 300) leaves no output file and no partial file.
     const folder = await mkdtemp(join(home, 'out-'));
     const file = join(folder, 'in.txt');
-    await writeFile(file, Array.from({ length: 300 }, (_, i) => (i === 149 ? '' : `sentence ${i}`)).join('\n') + '\n');
+    await writeFile(file, `${Array.from({ length: 300 }, (_, i) => (i === 149 ? '' : `sentence ${i}`)).join('\n')}\n`);
     const npy = join(folder, 'vectors.npy');
-    const failed = await bertq(['encode', '--file', file, '--output', npy, '--server', server, '--batch-size', '50', '--no-progress']);
+    const failed = await bertq([
+      'encode',
+      '--file',
+      file,
+      '--output',
+      npy,
+      '--server',
+      server,
+      '--batch-size',
+      '50',
+      '--no-progress',
+    ]);
     assert.notEqual(failed.code, 0);
     assert.match(failed.stderr, /line 150 is empty/);
     assert.match(failed.stderr, /vectors\.npy was not written/);
     assert.deepEqual(await readdir(folder), ['in.txt'], 'neither vectors.npy nor a .partial file is left');
 
     // A missing output folder is one line, not a stack trace.
-    const missing = await bertq(['encode', 'hello', '--output', join(folder, 'no', 'such', 'dir', 'v.npy'), '--server', server]);
+    const missing = await bertq([
+      'encode',
+      'hello',
+      '--output',
+      join(folder, 'no', 'such', 'dir', 'v.npy'),
+      '--server',
+      server,
+    ]);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /the folder .*no\/such\/dir does not exist/);
-    assert.doesNotMatch(missing.stderr, /Unhandled|    at /);
+    assert.doesNotMatch(missing.stderr, /Unhandled| {4}at /);
 
     // `| head -1`: the reader goes away after one line; the writer stops quietly with 0.
-    await writeFile(join(folder, 'many.txt'), Array.from({ length: 4_000 }, (_, i) => `row ${i}`).join('\n') + '\n');
+    await writeFile(join(folder, 'many.txt'), `${Array.from({ length: 4_000 }, (_, i) => `row ${i}`).join('\n')}\n`);
     const headRun = await new Promise<{ code: number | null; stderr: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, [BIN, 'encode', '--file', join(folder, 'many.txt'), '--server', server, '--no-progress', '--batch-size', '500'], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(
+        process.execPath,
+        [BIN, 'encode', '--file', join(folder, 'many.txt'), '--server', server, '--no-progress', '--batch-size', '500'],
+        { env: env(), stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       let stderr = '';
       child.stderr.on('data', (d) => (stderr += d));
       child.stdout.once('data', () => child.stdout.destroy());
-      const timer = setTimeout(() => (child.kill('SIGKILL'), reject(new Error('encode | head did not end'))), COMMAND_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => (child.kill('SIGKILL'), reject(new Error('encode | head did not end'))),
+        COMMAND_TIMEOUT_MS,
+      );
       child.on('close', (code) => (clearTimeout(timer), resolve({ code, stderr })));
     });
     assert.equal(headRun.code, 0, headRun.stderr);

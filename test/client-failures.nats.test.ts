@@ -58,11 +58,16 @@ function slowed(inner: Encoder): Engine {
   };
 }
 
-test('client failures - with no worker for the service, encode fails with NO_WORKERS in under a second', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('client failures - with no worker for the service, encode fails with NO_WORKERS in under a second', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const bc = await BertClient.connect({ servers: server.url, service: freshService('none') });
   try {
     const started = performance.now();
-    await assert.rejects(bc.encode(['hello world']), (e: unknown) => e instanceof NoWorkersError && /start one with `bertq start --service/.test(e.message));
+    await assert.rejects(
+      bc.encode(['hello world']),
+      (e: unknown) => e instanceof NoWorkersError && /start one with `bertq start --service/.test(e.message),
+    );
     const elapsed = performance.now() - started;
     assert.ok(elapsed < FAIL_FAST_MS, `took ${elapsed.toFixed(0)} ms`);
   } finally {
@@ -70,18 +75,34 @@ test('client failures - with no worker for the service, encode fails with NO_WOR
   }
 });
 
-test('client failures - a worker stopped mid-request fails the request with TIMEOUT at its deadline, then NO_WORKERS', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('client failures - a worker stopped mid-request fails the request with TIMEOUT at its deadline, then NO_WORKERS', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const service = freshService('stop');
   // Room for two 10-row jobs at a time: most of the request is still queued when the worker stops.
-  const worker = await startWorker({ nc, service, engine: slowed(encoder), stream: { storage: 'memory' }, prefetch: 2, maxBatchSize: 10 });
-  const bc = await BertClient.connect({ servers: server.url, service, timeout: ABANDONED_TIMEOUT_MS, maxChunkRows: 10 });
+  const worker = await startWorker({
+    nc,
+    service,
+    engine: slowed(encoder),
+    stream: { storage: 'memory' },
+    prefetch: 2,
+    maxBatchSize: 10,
+  });
+  const bc = await BertClient.connect({
+    servers: server.url,
+    service,
+    timeout: ABANDONED_TIMEOUT_MS,
+    maxChunkRows: 10,
+  });
   try {
     const listener = bc.listen();
     const started = performance.now();
     const request = bc.encode(manySentences(200));
     const outcome = assert.rejects(
       request,
-      (e: unknown) => e instanceof TimeoutError && /timed out after 4000 ms with \d+ of 200 rows received \(missing rows [\d, -]+\)/.test(e.message),
+      (e: unknown) =>
+        e instanceof TimeoutError &&
+        /timed out after 4000 ms with \d+ of 200 rows received \(missing rows [\d, -]+\)/.test(e.message),
     );
     // The first rows are back: the request is under way. Now the whole fleet stops.
     const first = await listener.next();
@@ -90,7 +111,10 @@ test('client failures - a worker stopped mid-request fails the request with TIME
     await worker.stop({ drainTimeoutMs: 1_000, reason: 'test: fleet stops mid-request' });
     await outcome;
     const elapsed = performance.now() - started;
-    assert.ok(elapsed >= ABANDONED_TIMEOUT_MS - 5 && elapsed < ABANDONED_TIMEOUT_MS + DEADLINE_SLACK_MS, `TIMEOUT after ${elapsed.toFixed(0)} ms`);
+    assert.ok(
+      elapsed >= ABANDONED_TIMEOUT_MS - 5 && elapsed < ABANDONED_TIMEOUT_MS + DEADLINE_SLACK_MS,
+      `TIMEOUT after ${elapsed.toFixed(0)} ms`,
+    );
     assert.equal(bc.status.numTimeout, 1);
     assert.equal(bc.status.pending, 0);
 

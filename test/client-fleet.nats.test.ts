@@ -40,18 +40,28 @@ after(async () => {
 });
 
 /** `count` workers of one fresh service, each with its own connection (as separate processes would have). */
-async function startWorkers(count: number): Promise<{ service: string; workers: WorkerHandle[]; stop: () => Promise<void> }> {
+async function startWorkers(
+  count: number,
+): Promise<{ service: string; workers: WorkerHandle[]; stop: () => Promise<void> }> {
   const service = freshService('fleet');
   const workers: WorkerHandle[] = [];
-  for (let i = 0; i < count; i++) workers.push(await startWorker({ servers: server.url, service, engine: encoder, stream: { storage: 'memory' } }));
+  for (let i = 0; i < count; i++)
+    workers.push(await startWorker({ servers: server.url, service, engine: encoder, stream: { storage: 'memory' } }));
   return { service, workers, stop: async () => void (await Promise.all(workers.map((w) => w.stop()))) };
 }
 
-test('client fleet - a 10,000-row request spread over 2 workers comes back complete and in order', { timeout: BIG_REQUEST_TIMEOUT_MS + 30_000 }, async () => {
+test('client fleet - a 10,000-row request spread over 2 workers comes back complete and in order', {
+  timeout: BIG_REQUEST_TIMEOUT_MS + 30_000,
+}, async () => {
   const texts = manySentences(BIG_REQUEST_ROWS);
   const local = await encoder.encode(texts);
   const fleet = await startWorkers(2);
-  const bc = await BertClient.connect({ servers: server.url, service: fleet.service, timeout: BIG_REQUEST_TIMEOUT_MS, maxChunkRows: BIG_CHUNK_ROWS });
+  const bc = await BertClient.connect({
+    servers: server.url,
+    service: fleet.service,
+    timeout: BIG_REQUEST_TIMEOUT_MS,
+    maxChunkRows: BIG_CHUNK_ROWS,
+  });
   try {
     const remote = await bc.encode(texts);
     assert.deepEqual(remote.shape, local.shape);
@@ -59,14 +69,19 @@ test('client fleet - a 10,000-row request spread over 2 workers comes back compl
     assert.ok(diff <= TOLERANCE, `max |fleet - in-process| = ${diff}`);
     const done = fleet.workers.map((w) => w.stats().jobsDone);
     assert.equal(done[0]! + done[1]!, Math.ceil(BIG_REQUEST_ROWS / BIG_CHUNK_ROWS));
-    assert.ok(done.every((n) => n > 0), `both workers took jobs: ${done.join(' + ')}`);
+    assert.ok(
+      done.every((n) => n > 0),
+      `both workers took jobs: ${done.join(' + ')}`,
+    );
   } finally {
     await bc.close();
     await fleet.stop();
   }
 });
 
-test('client fleet - a 10,000-row request through startFleet with numWorker 2 comes back complete and in order', { timeout: FLEET_TEST_TIMEOUT_MS }, async () => {
+test('client fleet - a 10,000-row request through startFleet with numWorker 2 comes back complete and in order', {
+  timeout: FLEET_TEST_TIMEOUT_MS,
+}, async () => {
   const texts = manySentences(BIG_REQUEST_ROWS);
   const local = await encoder.encode(texts);
   const tiny = await tinyModel();
@@ -80,7 +95,12 @@ test('client fleet - a 10,000-row request through startFleet with numWorker 2 co
     stream: { storage: 'memory' },
     logLevel: 'silent',
   });
-  const bc = await BertClient.connect({ servers: server.url, service, timeout: BIG_REQUEST_TIMEOUT_MS, maxChunkRows: BIG_CHUNK_ROWS });
+  const bc = await BertClient.connect({
+    servers: server.url,
+    service,
+    timeout: BIG_REQUEST_TIMEOUT_MS,
+    maxChunkRows: BIG_CHUNK_ROWS,
+  });
   try {
     const remote = await bc.encode(texts);
     assert.deepEqual(remote.shape, local.shape);
@@ -90,17 +110,28 @@ test('client fleet - a 10,000-row request through startFleet with numWorker 2 co
     assert.equal(status.num_workers, 2);
     assert.deepEqual(status.workers.map((w) => w.worker_id).sort(), fleet.workers.map((w) => w.id).sort());
     assert.equal(status.statistic.num_total_seq, BIG_REQUEST_ROWS);
-    assert.ok(status.workers.every((w) => w.statistic.num_total_seq > 0), 'both worker processes encoded rows');
+    assert.ok(
+      status.workers.every((w) => w.statistic.num_total_seq > 0),
+      'both worker processes encoded rows',
+    );
   } finally {
     await bc.close();
     await fleet.stop();
   }
 });
 
-test('client fleet - clients sharing an identity all receive every result, and each takes only its own rows', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('client fleet - clients sharing an identity all receive every result, and each takes only its own rows', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const fleet = await startWorkers(1);
   const connectClient = (identity?: string) =>
-    BertClient.connect({ servers: server.url, service: fleet.service, timeout: REQUEST_TIMEOUT_MS, maxChunkRows: 2, ...(identity ? { identity } : {}) });
+    BertClient.connect({
+      servers: server.url,
+      service: fleet.service,
+      timeout: REQUEST_TIMEOUT_MS,
+      maxChunkRows: 2,
+      ...(identity ? { identity } : {}),
+    });
   const first = await connectClient();
   const clients = [first, await connectClient(first.identity), await connectClient(first.identity)];
   const listeners = clients.map((c) => c.listen());
@@ -146,10 +177,23 @@ test('client fleet - clients sharing an identity all receive every result, and e
   }
 });
 
-test('client fleet - two clones sending at the same time never receive each other\'s rows as their own', { timeout: TEST_TIMEOUT_MS }, async () => {
+test("client fleet - two clones sending at the same time never receive each other's rows as their own", {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const fleet = await startWorkers(1);
-  const a = await BertClient.connect({ servers: server.url, service: fleet.service, timeout: REQUEST_TIMEOUT_MS, maxChunkRows: 2 });
-  const b = await BertClient.connect({ servers: server.url, service: fleet.service, timeout: REQUEST_TIMEOUT_MS, maxChunkRows: 2, identity: a.identity });
+  const a = await BertClient.connect({
+    servers: server.url,
+    service: fleet.service,
+    timeout: REQUEST_TIMEOUT_MS,
+    maxChunkRows: 2,
+  });
+  const b = await BertClient.connect({
+    servers: server.url,
+    service: fleet.service,
+    timeout: REQUEST_TIMEOUT_MS,
+    maxChunkRows: 2,
+    identity: a.identity,
+  });
   try {
     const textsA = manySentences(40).slice(0, 20);
     const textsB = manySentences(40).slice(20);
@@ -161,7 +205,10 @@ test('client fleet - two clones sending at the same time never receive each othe
       assert.ok(maxAbsDiff(vb.data, expectedB.data) <= TOLERANCE, `round ${round}: b has only b's rows`);
     }
     // a's subscription may still be working through the last of b's frames when b's call returns
-    await waitFor("a to see every one of b's frames (at least one per job)", () => a.status.foreignFrames >= b.status.numChunks);
+    await waitFor(
+      "a to see every one of b's frames (at least one per job)",
+      () => a.status.foreignFrames >= b.status.numChunks,
+    );
   } finally {
     await a.close();
     await b.close();
@@ -169,7 +216,9 @@ test('client fleet - two clones sending at the same time never receive each othe
   }
 });
 
-test('client fleet - serverConfig() and serverStatus() return valid protocol documents covering every worker', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('client fleet - serverConfig() and serverStatus() return valid protocol documents covering every worker', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const fleet = await startWorkers(2);
   const bc = await BertClient.connect({ servers: server.url, service: fleet.service, timeout: REQUEST_TIMEOUT_MS });
   try {
@@ -186,7 +235,10 @@ test('client fleet - serverConfig() and serverStatus() return valid protocol doc
     for (const w of status.workers) validateServerStatus(w);
     assert.deepEqual(status.unreachable, []);
     assert.equal(status.states.ready, 2);
-    assert.equal(status.statistic.num_total_seq, status.workers.reduce((n, w) => n + w.statistic.num_total_seq, 0));
+    assert.equal(
+      status.statistic.num_total_seq,
+      status.workers.reduce((n, w) => n + w.statistic.num_total_seq, 0),
+    );
     assert.ok(status.statistic.num_total_seq >= SENTENCES.length, 'the rows just encoded are counted');
     assert.equal(typeof status.queue.high.pending, 'number');
   } finally {

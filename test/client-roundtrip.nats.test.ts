@@ -33,9 +33,19 @@ after(async () => {
 });
 
 /** One worker on its own service, serving `encoder`, and a client for it; all closed after `fn`. */
-async function withService(encoder: Encoder, fn: (bc: BertClient, service: string) => Promise<void>, clientOptions: { outputFmt?: 'list' } = {}): Promise<void> {
+async function withService(
+  encoder: Encoder,
+  fn: (bc: BertClient, service: string) => Promise<void>,
+  clientOptions: { outputFmt?: 'list' } = {},
+): Promise<void> {
   const service = freshService('rt');
-  const worker: WorkerHandle = await startWorker({ nc, service, engine: encoder, stream: { storage: 'memory' }, showTokensToClient: true });
+  const worker: WorkerHandle = await startWorker({
+    nc,
+    service,
+    engine: encoder,
+    stream: { storage: 'memory' },
+    showTokensToClient: true,
+  });
   const bc = await BertClient.connect({ servers: server.url, service, timeout: REQUEST_TIMEOUT_MS, ...clientOptions });
   try {
     await fn(bc as unknown as BertClient, service);
@@ -46,7 +56,9 @@ async function withService(encoder: Encoder, fn: (bc: BertClient, service: strin
 }
 
 for (const strategy of POOLING_STRATEGIES) {
-  test(`client round trip - ${strategy} vectors through the fleet equal Encoder.encode in-process`, { timeout: STRATEGY_TEST_TIMEOUT_MS }, async () => {
+  test(`client round trip - ${strategy} vectors through the fleet equal Encoder.encode in-process`, {
+    timeout: STRATEGY_TEST_TIMEOUT_MS,
+  }, async () => {
     const encoder = await loadEncoder({ poolingStrategy: strategy });
     try {
       const local = await encoder.encode(SENTENCES);
@@ -62,7 +74,9 @@ for (const strategy of POOLING_STRATEGIES) {
   });
 }
 
-test('client round trip - requests split into many small chunks come back whole and in order', { timeout: STRATEGY_TEST_TIMEOUT_MS }, async () => {
+test('client round trip - requests split into many small chunks come back whole and in order', {
+  timeout: STRATEGY_TEST_TIMEOUT_MS,
+}, async () => {
   const encoder = await loadEncoder();
   try {
     const local = await encoder.encode(SENTENCES);
@@ -82,11 +96,16 @@ test('client round trip - requests split into many small chunks come back whole 
   }
 });
 
-test('client round trip - showTokens, isTokenized, list output, f16 and json against a real worker', { timeout: STRATEGY_TEST_TIMEOUT_MS }, async () => {
+test('client round trip - showTokens, isTokenized, list output, f16 and json against a real worker', {
+  timeout: STRATEGY_TEST_TIMEOUT_MS,
+}, async () => {
   const encoder = await loadEncoder();
   try {
     const local = await encoder.encode(SENTENCES, { showTokens: true });
-    const tokenLists = [['hello', 'world!'], ['thisis', 'it']];
+    const tokenLists = [
+      ['hello', 'world!'],
+      ['thisis', 'it'],
+    ];
     const localTokenized = await encoder.encode(tokenLists, { isTokenized: true, showTokens: true });
 
     await withService(encoder, async (bc) => {
@@ -101,13 +120,19 @@ test('client round trip - showTokens, isTokenized, list output, f16 and json aga
       assert.ok(maxAbsDiff(pre.vectors.data, localTokenized.data) <= TOLERANCE);
 
       const json = await bc.encode(SENTENCES, { output: 'json' });
-      assert.ok(maxAbsDiff(json.data, local.data) <= TOLERANCE, 'json carries float32 exactly (shortest round-trip decimals)');
+      assert.ok(
+        maxAbsDiff(json.data, local.data) <= TOLERANCE,
+        'json carries float32 exactly (shortest round-trip decimals)',
+      );
 
       const half = await bc.encode(SENTENCES, { output: 'f16' });
       assert.deepEqual(half.shape, local.shape);
       for (let i = 0; i < local.data.length; i++) {
         const want = local.data[i]!;
-        assert.ok(Math.abs(half.data[i]! - want) <= Math.abs(want) * F16_RELATIVE + F16_ABSOLUTE, `value ${i}: ${half.data[i]} vs ${want}`);
+        assert.ok(
+          Math.abs(half.data[i]! - want) <= Math.abs(want) * F16_RELATIVE + F16_ABSOLUTE,
+          `value ${i}: ${half.data[i]} vs ${want}`,
+        );
       }
     });
 
@@ -129,7 +154,9 @@ test('client round trip - showTokens, isTokenized, list output, f16 and json aga
   }
 });
 
-test('client round trip - encodeAsync, non-blocking encode with fetch() and fetchAll() against a real worker', { timeout: STRATEGY_TEST_TIMEOUT_MS }, async () => {
+test('client round trip - encodeAsync, non-blocking encode with fetch() and fetchAll() against a real worker', {
+  timeout: STRATEGY_TEST_TIMEOUT_MS,
+}, async () => {
   const encoder = await loadEncoder();
   try {
     const batches = [SENTENCES.slice(0, 3), SENTENCES.slice(3, 4), SENTENCES.slice(4)];
@@ -151,7 +178,9 @@ test('client round trip - encodeAsync, non-blocking encode with fetch() and fetc
 
       for (const b of batches) await bc.encode(b, { blocking: false });
       const all = await bc.fetchAll();
-      all.forEach((r, k) => assert.ok(maxAbsDiff(r.vectors.data, expected[k]!.data) <= TOLERANCE, `fetchAll keeps send order (${k})`));
+      all.forEach((r, k) =>
+        assert.ok(maxAbsDiff(r.vectors.data, expected[k]!.data) <= TOLERANCE, `fetchAll keeps send order (${k})`),
+      );
     });
   } finally {
     await encoder.close();

@@ -7,7 +7,9 @@ import type { Interfaces } from '@oclif/core';
 import type { ClientOptions } from '@bertq/client';
 import type { NatsConnectOptions } from '@bertq/nats';
 
-export type InferredFlags<T extends typeof Command> = Interfaces.InferredFlags<(typeof BaseCommand)['baseFlags'] & T['flags']>;
+export type InferredFlags<T extends typeof Command> = Interfaces.InferredFlags<
+  (typeof BaseCommand)['baseFlags'] & T['flags']
+>;
 export type InferredArgs<T extends typeof Command> = Interfaces.InferredArgs<T['args']>;
 
 const CONNECTION = 'CONNECTION';
@@ -29,14 +31,47 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       default: 'default',
       helpGroup: CONNECTION,
     }),
-    user: Flags.string({ summary: 'NATS user name.', env: 'BERTQ_NATS_USER', helpGroup: CONNECTION, dependsOn: ['password'] }),
-    password: Flags.string({ summary: 'NATS password.', env: 'BERTQ_NATS_PASSWORD', helpGroup: CONNECTION, dependsOn: ['user'] }),
+    user: Flags.string({
+      summary: 'NATS user name.',
+      env: 'BERTQ_NATS_USER',
+      helpGroup: CONNECTION,
+      dependsOn: ['password'],
+    }),
+    password: Flags.string({
+      summary: 'NATS password.',
+      env: 'BERTQ_NATS_PASSWORD',
+      helpGroup: CONNECTION,
+      dependsOn: ['user'],
+    }),
     token: Flags.string({ summary: 'NATS auth token.', env: 'BERTQ_NATS_TOKEN', helpGroup: CONNECTION }),
-    creds: Flags.string({ summary: 'NATS credentials file (JWT + NKey seed, from nsc).', env: 'BERTQ_NATS_CREDS', helpGroup: CONNECTION, exclusive: ['nkey'] }),
-    nkey: Flags.string({ summary: 'File holding a NATS NKey seed (SU…), for servers that authenticate by NKey.', env: 'BERTQ_NATS_NKEY', helpGroup: CONNECTION }),
-    'tls-ca': Flags.string({ summary: 'CA certificate to verify the NATS server (enables TLS).', env: 'BERTQ_TLS_CA', helpGroup: CONNECTION }),
-    'tls-cert': Flags.string({ summary: 'Client certificate for mutual TLS.', env: 'BERTQ_TLS_CERT', helpGroup: CONNECTION, dependsOn: ['tls-key'] }),
-    'tls-key': Flags.string({ summary: 'Client key for mutual TLS.', env: 'BERTQ_TLS_KEY', helpGroup: CONNECTION, dependsOn: ['tls-cert'] }),
+    creds: Flags.string({
+      summary: 'NATS credentials file (JWT + NKey seed, from nsc).',
+      env: 'BERTQ_NATS_CREDS',
+      helpGroup: CONNECTION,
+      exclusive: ['nkey'],
+    }),
+    nkey: Flags.string({
+      summary: 'File holding a NATS NKey seed (SU…), for servers that authenticate by NKey.',
+      env: 'BERTQ_NATS_NKEY',
+      helpGroup: CONNECTION,
+    }),
+    'tls-ca': Flags.string({
+      summary: 'CA certificate to verify the NATS server (enables TLS).',
+      env: 'BERTQ_TLS_CA',
+      helpGroup: CONNECTION,
+    }),
+    'tls-cert': Flags.string({
+      summary: 'Client certificate for mutual TLS.',
+      env: 'BERTQ_TLS_CERT',
+      helpGroup: CONNECTION,
+      dependsOn: ['tls-key'],
+    }),
+    'tls-key': Flags.string({
+      summary: 'Client key for mutual TLS.',
+      env: 'BERTQ_TLS_KEY',
+      helpGroup: CONNECTION,
+      dependsOn: ['tls-cert'],
+    }),
     'log-level': Flags.option({
       summary: 'Log verbosity (JSON lines).',
       options: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const,
@@ -66,7 +101,10 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected positional: string[] = [];
 
   protected servers(): string[] {
-    return this.flags.server.split(',').map((s) => s.trim()).filter(Boolean);
+    return this.flags.server
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
   }
 
   /** How to reach NATS, in the one spelling every bertq package uses (fleet, gateway, client). */

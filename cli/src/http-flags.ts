@@ -3,7 +3,14 @@
  * (in the same process as the fleet), and their translation into the gateway's options.
  */
 import { Flags } from '@oclif/core';
-import { DEFAULT_BODY_LIMIT, DEFAULT_CORS, DEFAULT_HTTP_HOST, DEFAULT_HTTP_PORT, DEFAULT_REQUEST_TIMEOUT_MS, parseByteSize } from '@bertq/gateway';
+import {
+  DEFAULT_BODY_LIMIT,
+  DEFAULT_CORS,
+  DEFAULT_HTTP_HOST,
+  DEFAULT_HTTP_PORT,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  parseByteSize,
+} from '@bertq/gateway';
 import type { GatewayOptions } from '@bertq/gateway';
 
 const HTTP = 'HTTP';
@@ -11,24 +18,28 @@ const HTTP = 'HTTP';
 /** Everything but the port, whose meaning differs (required for `gateway`, the switch for `start`). */
 export const httpFlags = {
   'http-host': Flags.string({
-    summary: 'Interface the HTTP gateway listens on: 0.0.0.0 serves the network (as bert-as-service did), 127.0.0.1 only this host.',
+    summary:
+      'Interface the HTTP gateway listens on: 0.0.0.0 serves the network (as bert-as-service did), 127.0.0.1 only this host.',
     default: DEFAULT_HTTP_HOST,
     env: 'BERTQ_HTTP_HOST',
     helpGroup: HTTP,
   }),
   cors: Flags.string({
-    summary: 'Access-Control-Allow-Origin of the HTTP API: * lets any web page call it (bert-as-service\'s default), a comma-separated origin list only those, none disables CORS.',
+    summary:
+      "Access-Control-Allow-Origin of the HTTP API: * lets any web page call it (bert-as-service's default), a comma-separated origin list only those, none disables CORS.",
     default: DEFAULT_CORS,
     env: 'BERTQ_CORS',
     helpGroup: HTTP,
   }),
   'http-token': Flags.string({
-    summary: 'Bearer token the HTTP API requires (Authorization: Bearer …); /health, /ready and the dashboard page stay open. Default: no token, an open API.',
+    summary:
+      'Bearer token the HTTP API requires (Authorization: Bearer …); /health, /ready and the dashboard page stay open. Default: no token, an open API.',
     env: 'BERTQ_HTTP_TOKEN',
     helpGroup: HTTP,
   }),
   'http-body-limit': Flags.string({
-    summary: 'Largest HTTP request body (bytes, or e.g. 512kb, 10mb); larger ones get 413. Higher admits bigger batches at the cost of gateway memory.',
+    summary:
+      'Largest HTTP request body (bytes, or e.g. 512kb, 10mb); larger ones get 413. Higher admits bigger batches at the cost of gateway memory.',
     default: String(DEFAULT_BODY_LIMIT),
     env: 'BERTQ_HTTP_BODY_LIMIT',
     helpGroup: HTTP,

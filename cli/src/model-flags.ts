@@ -10,31 +10,71 @@ const MODEL = 'MODEL';
 
 export const modelFlags = {
   'model-dir': Flags.string({
-    summary: 'Folder of the pre-trained model: a Google BERT checkpoint (bert_config.json, vocab.txt, bert_model.ckpt.*) or a Hugging Face folder.',
+    summary:
+      'Folder of the pre-trained model: a Google BERT checkpoint (bert_config.json, vocab.txt, bert_model.ckpt.*) or a Hugging Face folder.',
     env: 'BERTQ_MODEL_DIR',
     helpGroup: MODEL,
     exclusive: ['model'],
   }),
   model: Flags.string({
-    summary: 'A model folder, an .onnx file (vocab beside it), or a Hugging Face id (downloaded once, HF_ENDPOINT/HF_TOKEN honoured).',
+    summary:
+      'A model folder, an .onnx file (vocab beside it), or a Hugging Face id (downloaded once, HF_ENDPOINT/HF_TOKEN honoured).',
     env: 'BERTQ_MODEL',
     helpGroup: MODEL,
   }),
-  'tuned-model-dir': Flags.string({ summary: 'Folder of a fine-tuned checkpoint: its weights replace the pre-trained ones.', env: 'BERTQ_TUNED_MODEL_DIR', helpGroup: MODEL }),
-  'ckpt-name': Flags.string({ summary: 'Checkpoint file prefix (default bert_model.ckpt).', env: 'BERTQ_CKPT_NAME', helpGroup: MODEL }),
-  'config-name': Flags.string({ summary: 'Config file name in the model folder (default bert_config.json, or config.json for Hugging Face).', env: 'BERTQ_CONFIG_NAME', helpGroup: MODEL }),
-  'graph-tmp-dir': Flags.string({ summary: 'Where built ONNX graphs are cached (default ~/.cache/bertq/graphs); a cached graph makes restarts fast.', env: 'BERTQ_GRAPH_TMP_DIR', helpGroup: MODEL }),
+  'tuned-model-dir': Flags.string({
+    summary: 'Folder of a fine-tuned checkpoint: its weights replace the pre-trained ones.',
+    env: 'BERTQ_TUNED_MODEL_DIR',
+    helpGroup: MODEL,
+  }),
+  'ckpt-name': Flags.string({
+    summary: 'Checkpoint file prefix (default bert_model.ckpt).',
+    env: 'BERTQ_CKPT_NAME',
+    helpGroup: MODEL,
+  }),
+  'config-name': Flags.string({
+    summary: 'Config file name in the model folder (default bert_config.json, or config.json for Hugging Face).',
+    env: 'BERTQ_CONFIG_NAME',
+    helpGroup: MODEL,
+  }),
+  'graph-tmp-dir': Flags.string({
+    summary: 'Where built ONNX graphs are cached (default ~/.cache/bertq/graphs); a cached graph makes restarts fast.',
+    env: 'BERTQ_GRAPH_TMP_DIR',
+    helpGroup: MODEL,
+  }),
   'max-seq-len': Flags.string({
-    summary: 'Longest sequence in tokens ([CLS]/[SEP] included); longer input is cut. NONE: the longest in each batch (slower, exact; too-long input is an error).',
+    summary:
+      'Longest sequence in tokens ([CLS]/[SEP] included); longer input is cut. NONE: the longest in each batch (slower, exact; too-long input is an error).',
     default: '25',
     env: 'BERTQ_MAX_SEQ_LEN',
     helpGroup: MODEL,
   }),
-  'cased-tokenization': Flags.boolean({ summary: 'Keep case and accents (cased and multilingual-cased models).', env: 'BERTQ_CASED_TOKENIZATION', helpGroup: MODEL }),
-  'mask-cls-sep': Flags.boolean({ summary: 'Mask [CLS] and [SEP] out of attention and pooling.', env: 'BERTQ_MASK_CLS_SEP', helpGroup: MODEL }),
-  'no-special-token': Flags.boolean({ summary: 'Do not add [CLS]/[SEP] to single sentences.', env: 'BERTQ_NO_SPECIAL_TOKEN', helpGroup: MODEL }),
-  'show-tokens-to-client': Flags.boolean({ summary: 'Let clients ask for the tokens each sentence was encoded as (show_tokens).', env: 'BERTQ_SHOW_TOKENS_TO_CLIENT', helpGroup: MODEL }),
-  'fixed-embed-length': Flags.boolean({ summary: 'With max-seq-len NONE and pooling NONE, pad token output to max_position_embeddings so every result has one length.', env: 'BERTQ_FIXED_EMBED_LENGTH', helpGroup: MODEL }),
+  'cased-tokenization': Flags.boolean({
+    summary: 'Keep case and accents (cased and multilingual-cased models).',
+    env: 'BERTQ_CASED_TOKENIZATION',
+    helpGroup: MODEL,
+  }),
+  'mask-cls-sep': Flags.boolean({
+    summary: 'Mask [CLS] and [SEP] out of attention and pooling.',
+    env: 'BERTQ_MASK_CLS_SEP',
+    helpGroup: MODEL,
+  }),
+  'no-special-token': Flags.boolean({
+    summary: 'Do not add [CLS]/[SEP] to single sentences.',
+    env: 'BERTQ_NO_SPECIAL_TOKEN',
+    helpGroup: MODEL,
+  }),
+  'show-tokens-to-client': Flags.boolean({
+    summary: 'Let clients ask for the tokens each sentence was encoded as (show_tokens).',
+    env: 'BERTQ_SHOW_TOKENS_TO_CLIENT',
+    helpGroup: MODEL,
+  }),
+  'fixed-embed-length': Flags.boolean({
+    summary:
+      'With max-seq-len NONE and pooling NONE, pad token output to max_position_embeddings so every result has one length.',
+    env: 'BERTQ_FIXED_EMBED_LENGTH',
+    helpGroup: MODEL,
+  }),
   'pooling-strategy': Flags.option({
     summary: 'How token vectors become one sentence vector; NONE returns token vectors.',
     options: POOLING_STRATEGIES,
@@ -43,15 +83,25 @@ export const modelFlags = {
     helpGroup: MODEL,
   })(),
   'pooling-layer': Flags.string({
-    summary: 'Layer(s) to pool: -1 last, -2 second-to-last; several (--pooling-layer=-1,-2) are concatenated. Shallower layers run faster.',
+    summary:
+      'Layer(s) to pool: -1 last, -2 second-to-last; several (--pooling-layer=-1,-2) are concatenated. Shallower layers run faster.',
     default: '-2',
     env: 'BERTQ_POOLING_LAYER',
     helpGroup: MODEL,
   }),
-  normalize: Flags.boolean({ summary: 'L2-normalise every vector (for sentence-transformers models trained that way).', env: 'BERTQ_NORMALIZE', helpGroup: MODEL }),
-  fp16: Flags.boolean({ summary: 'Half precision: half the memory and faster on GPUs; ~1e-3 relative error.', env: 'BERTQ_FP16', helpGroup: MODEL }),
+  normalize: Flags.boolean({
+    summary: 'L2-normalise every vector (for sentence-transformers models trained that way).',
+    env: 'BERTQ_NORMALIZE',
+    helpGroup: MODEL,
+  }),
+  fp16: Flags.boolean({
+    summary: 'Half precision: half the memory and faster on GPUs; ~1e-3 relative error.',
+    env: 'BERTQ_FP16',
+    helpGroup: MODEL,
+  }),
   fused: Flags.boolean({
-    summary: "ONNX Runtime's fused transformer kernels. Default: on for GPUs (the fast path there), off on CPU (measured no faster; the plain graph runs on any ONNX runtime).",
+    summary:
+      "ONNX Runtime's fused transformer kernels. Default: on for GPUs (the fast path there), off on CPU (measured no faster; the plain graph runs on any ONNX runtime).",
     allowNo: true,
     env: 'BERTQ_FUSED',
     helpGroup: MODEL,
@@ -82,14 +132,19 @@ export class FlagError extends Error {}
 export function parseMaxSeqLen(text: string): number | null {
   if (/^none$/i.test(text.trim())) return null;
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 3) throw new FlagError(`--max-seq-len must be an integer of at least 3 or NONE, got ${text}`);
+  if (!Number.isInteger(n) || n < 3)
+    throw new FlagError(`--max-seq-len must be an integer of at least 3 or NONE, got ${text}`);
   return n;
 }
 
 export function parseIntList(text: string, flag: string): number[] {
-  const parts = text.split(',').map((s) => s.trim()).filter(Boolean);
+  const parts = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const out = parts.map(Number);
-  if (parts.length === 0 || out.some((n) => !Number.isInteger(n))) throw new FlagError(`${flag} takes integers separated by commas, got ${text}`);
+  if (parts.length === 0 || out.some((n) => !Number.isInteger(n)))
+    throw new FlagError(`${flag} takes integers separated by commas, got ${text}`);
   return out;
 }
 
@@ -104,7 +159,10 @@ export function encoderOptionsFromFlags(f: ModelFlagValues): EncoderOptions {
     fp16: f.fp16,
     normalize: f.normalize,
   };
-  if (!f.model && !f['model-dir']) throw new FlagError('no model: give --model-dir (a model folder) or --model (a folder, an .onnx file or a Hugging Face id)');
+  if (!f.model && !f['model-dir'])
+    throw new FlagError(
+      'no model: give --model-dir (a model folder) or --model (a folder, an .onnx file or a Hugging Face id)',
+    );
   if (f.model) opts.model = f.model;
   if (f['model-dir']) opts.modelDir = f['model-dir'];
   if (f['tuned-model-dir']) opts.tunedModelDir = f['tuned-model-dir'];

@@ -201,7 +201,13 @@ export function formatDoneLine(label: string, amount: number, elapsedMs: number,
 }
 
 /** The closing line of a failure: `label failed after 5.12 MB of 12.2 MB: reason`. */
-export function formatFailLine(label: string, amount: number, total: number | undefined, unit: string, reason?: string): string {
+export function formatFailLine(
+  label: string,
+  amount: number,
+  total: number | undefined,
+  unit: string,
+  reason?: string,
+): string {
   const of = total === undefined ? '' : ` of ${formatAmount(total, unit)}`;
   return `${label} failed after ${formatAmount(amount, unit)}${of}${reason ? `: ${reason}` : ''}`;
 }
@@ -320,7 +326,13 @@ class Progress implements ProgressReporter {
   }
 
   private snapshot(t: number): ProgressSnapshot {
-    return { label: this.options.label, current: this.current, total: this.total, rate: this.meter.rate(t), unit: this.unit };
+    return {
+      label: this.options.label,
+      current: this.current,
+      total: this.total,
+      rate: this.meter.rate(t),
+      unit: this.unit,
+    };
   }
 
   private redraw(t: number): void {

@@ -3,7 +3,8 @@ import type { FleetStatus } from '@bertq/client';
 
 export function table(headers: string[], rows: string[][]): string {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
   return [line(headers), widths.map((w) => '─'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
 }
 
@@ -14,7 +15,9 @@ export function renderStatus(s: FleetStatus): string {
   const first = s.workers[0];
   const cfg = first?.config;
   const out: string[] = [];
-  out.push(`service ${s.service}: ${s.num_workers} worker(s) (${s.states.ready} ready, ${s.states.starting} starting, ${s.states.draining} draining)`);
+  out.push(
+    `service ${s.service}: ${s.num_workers} worker(s) (${s.states.ready} ready, ${s.states.starting} starting, ${s.states.draining} draining)`,
+  );
   if (cfg) {
     out.push(
       `model ${cfg.model_dir ?? '?'} · ${cfg.pooling_strategy} layer ${cfg.pooling_layer.join(',')} · max_seq_len ${cfg.max_seq_len ?? 'NONE'} · output ${(cfg.output_shape ?? []).map((d) => d ?? 'T').join('×')}${cfg.fp16 ? ' · fp16' : ''}`,
@@ -48,7 +51,12 @@ export function renderStatus(s: FleetStatus): string {
     out.push(
       table(
         ['latency ms (p50 / p99)', ...stages],
-        s.workers.map((w) => [w.worker_id, ...stages.map((k) => (w.timings[k].count === 0 ? '–' : `${ms(w.timings[k].p50_ms)} / ${ms(w.timings[k].p99_ms)}`))]),
+        s.workers.map((w) => [
+          w.worker_id,
+          ...stages.map((k) =>
+            w.timings[k].count === 0 ? '–' : `${ms(w.timings[k].p50_ms)} / ${ms(w.timings[k].p99_ms)}`,
+          ),
+        ]),
       ),
     );
   }

@@ -34,7 +34,7 @@ function nested(values: Float32Array, shape: number[]): string {
   if (shape.length <= 1) {
     let s = '[';
     for (let i = 0; i < values.length; i++) s += (i ? ',' : '') + formatFloat32(values[i]!);
-    return s + ']';
+    return `${s}]`;
   }
   const step = values.length / shape[0]!;
   const parts: string[] = [];
@@ -47,7 +47,7 @@ export function npyHeader(shape: number[]): Uint8Array {
   const dict = `{'descr': '<f4', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
   // magic(6) + version(2) + header_len(2) + dict + padding + '\n' must be a multiple of 64
   const unpadded = 10 + dict.length + 1;
-  const padded = dict + ' '.repeat((64 - (unpadded % 64)) % 64) + '\n';
+  const padded = `${dict + ' '.repeat((64 - (unpadded % 64)) % 64)}\n`;
   const out = new Uint8Array(10 + padded.length);
   out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0], 0);
   new DataView(out.buffer).setUint16(8, padded.length, true);

@@ -33,7 +33,14 @@ function loadedLibraries(args: string[], argv: string[] = [BIN, ...args]): { lib
       env: { ...process.env, BERTQ_LOG_LEVEL: 'silent', NO_COLOR: '1' },
     });
     assert.ok(existsSync(out), `bertq ${args.join(' ')} wrote no memory map (status ${res.status}): ${res.stderr}`);
-    const libraries = [...new Set(readFileSync(out, 'utf8').split('\n').map((l) => l.split(/\s+/)[5] ?? '').filter((p) => /\.(so|node)\b/.test(p)))];
+    const libraries = [
+      ...new Set(
+        readFileSync(out, 'utf8')
+          .split('\n')
+          .map((l) => l.split(/\s+/)[5] ?? '')
+          .filter((p) => /\.(so|node)\b/.test(p)),
+      ),
+    ];
     return { libraries, stderr: res.stderr };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -50,19 +57,29 @@ for (const args of [
   ['terminate', '--server', 'nats://127.0.0.1:1'],
   ['gateway', '--help'],
 ]) {
-  test(`cli - bertq ${args[0]} loads neither onnxruntime nor tokenizers`, { skip: onLinux ? false : 'needs /proc/self/maps (Linux)' }, () => {
+  test(`cli - bertq ${args[0]} loads neither onnxruntime nor tokenizers`, {
+    skip: onLinux ? false : 'needs /proc/self/maps (Linux)',
+  }, () => {
     const { libraries } = loadedLibraries(args);
     assert.ok(libraries.length > 0, 'the memory map lists shared objects');
-    assert.deepEqual(libraries.filter((l) => HEAVY.test(l)), []);
+    assert.deepEqual(
+      libraries.filter((l) => HEAVY.test(l)),
+      [],
+    );
   });
 }
 
-test('cli - a process that does tokenize maps the tokenizers addon (the check above can see it)', { skip: onLinux ? false : 'needs /proc/self/maps (Linux)' }, () => {
+test('cli - a process that does tokenize maps the tokenizers addon (the check above can see it)', {
+  skip: onLinux ? false : 'needs /proc/self/maps (Linux)',
+}, () => {
   // The control case: the same probe, on a process that loads a tokenizer through @bertq/model.
   const vocab = join(mkdtempSync(join(tmpdir(), 'bertq-vocab-')), 'vocab.txt');
   writeFileSync(vocab, '[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\n');
   const script = `import { BertTokenizer } from '@bertq/model'; await BertTokenizer.fromVocabFile(${JSON.stringify(vocab)}, { maxPositionEmbeddings: 512 });`;
   const { libraries } = loadedLibraries([], ['--input-type=module', '-e', script]);
   rmSync(join(vocab, '..'), { recursive: true, force: true });
-  assert.ok(libraries.some((l) => HEAVY.test(l)), `start --help mapped: ${libraries.join(', ')}`);
+  assert.ok(
+    libraries.some((l) => HEAVY.test(l)),
+    `start --help mapped: ${libraries.join(', ')}`,
+  );
 });

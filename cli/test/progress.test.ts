@@ -86,9 +86,15 @@ test('progress - composes the terminal line, the log line and the closing lines'
   assert.equal(formatTtyLine(s, 10), 'org/model [####------] 42% 20.0 MB/s ETA 0:29');
   assert.equal(formatLogLine(s), 'org/model 42% 420 MB of 1.00 GB, 20.0 MB/s, ETA 0:29');
   assert.equal(formatTtyLine({ label: 'encode', current: 1500, unit: 'rows' }, 10), 'encode 1.50k rows -- rows/s');
-  assert.equal(formatLogLine({ label: 'encode', current: 1500, rate: 300, unit: 'rows' }), 'encode 1.50k rows, 300 rows/s');
+  assert.equal(
+    formatLogLine({ label: 'encode', current: 1500, rate: 300, unit: 'rows' }),
+    'encode 1.50k rows, 300 rows/s',
+  );
   assert.equal(formatDoneLine('org/model', 12_200_000, 4000, 'bytes'), 'org/model done: 12.2 MB in 0:04 (3.05 MB/s)');
-  assert.equal(formatFailLine('org/model', 5000, 10_000, 'bytes', 'boom'), 'org/model failed after 5.00 kB of 10.0 kB: boom');
+  assert.equal(
+    formatFailLine('org/model', 5000, 10_000, 'bytes', 'boom'),
+    'org/model failed after 5.00 kB of 10.0 kB: boom',
+  );
   assert.equal(fitLine('0123456789', 8), '0123456');
   assert.equal(fitLine('0123', 8), '0123');
 });
@@ -114,7 +120,14 @@ test('progress - the rate is smoothed over a window and falls when the transfer 
 test('progress - on a terminal it redraws one line at most 10 times a second', () => {
   const stream = fakeStream(true, 200);
   const clock = fakeClock();
-  const progress = createProgress({ label: 'model', total: 100_000, unit: 'bytes', stream, now: clock.now, barWidth: 10 });
+  const progress = createProgress({
+    label: 'model',
+    total: 100_000,
+    unit: 'bytes',
+    stream,
+    now: clock.now,
+    barWidth: 10,
+  });
   for (let i = 0; i < 1000; i++) {
     clock.advance(1);
     progress.tick(100);
@@ -132,7 +145,12 @@ test('progress - on a terminal it redraws one line at most 10 times a second', (
 
 test('progress - a terminal line is cut to the terminal width', () => {
   const stream = fakeStream(true, 30);
-  const progress = createProgress({ label: 'a-rather-long-model-name/with-a-long-name', total: 10, stream, now: fakeClock().now });
+  const progress = createProgress({
+    label: 'a-rather-long-model-name/with-a-long-name',
+    total: 10,
+    stream,
+    now: fakeClock().now,
+  });
   progress.tick(1);
   assert.equal(stream.writes[0], `\r${'a-rather-long-model-name/with-a-long-name'.slice(0, 29)}\x1b[K`);
 });

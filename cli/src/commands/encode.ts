@@ -21,7 +21,8 @@ interface EncodeSummary {
 
 export default class Encode extends BaseCommand<typeof Encode> {
   static override summary = 'Encode sentences into vectors with a running bertq service.';
-  static override description = `Sentences come from the arguments, from --file (one sentence a line), or from stdin. Output is one JSON array per input line, in input order (default), a NumPy .npy file, or CSV. A sentence pair is written "first ||| second". Large files stream through the fleet in batches, with a progress bar (rate and ETA) on stderr.`;
+  static override description =
+    `Sentences come from the arguments, from --file (one sentence a line), or from stdin. Output is one JSON array per input line, in input order (default), a NumPy .npy file, or CSV. A sentence pair is written "first ||| second". Large files stream through the fleet in batches, with a progress bar (rate and ETA) on stderr.`;
   static override examples = [
     '<%= config.bin %> encode "hello world"',
     '<%= config.bin %> encode "First do it" "then do it right" --show-tokens',
@@ -35,14 +36,38 @@ export default class Encode extends BaseCommand<typeof Encode> {
   };
   static override flags = {
     file: Flags.string({ char: 'f', summary: 'Read sentences from this file, one per line.', exclusive: ['texts'] }),
-    output: Flags.string({ char: 'o', summary: 'Write vectors to this file instead of stdout (format from its extension).' }),
+    output: Flags.string({
+      char: 'o',
+      summary: 'Write vectors to this file instead of stdout (format from its extension).',
+    }),
     format: Flags.option({ summary: 'Output format.', options: OUTPUT_FORMATS })(),
-    'show-tokens': Flags.boolean({ summary: 'Also return the tokens each sentence was encoded as (jsonl; needs --show-tokens-to-client on the service).' }),
-    tokenized: Flags.boolean({ summary: 'Input lines are already tokenized (tokens separated by spaces): no wordpiece split, unknown tokens become [UNK].' }),
-    'skip-empty': Flags.boolean({ summary: 'Skip blank lines instead of failing on them (bert-as-service rejects empty sentences).' }),
-    'batch-size': Flags.integer({ summary: 'Sentences per request when streaming a file or stdin. Larger batches amortise overhead; smaller ones start output sooner.', default: 2048, min: 1 }),
-    timeout: Flags.integer({ summary: 'Deadline of each request in milliseconds.', default: 60_000, env: 'BERTQ_TIMEOUT', min: 1 }),
-    progress: Flags.boolean({ summary: 'Show a progress bar on stderr (default: for --file and stdin).', allowNo: true }),
+    'show-tokens': Flags.boolean({
+      summary:
+        'Also return the tokens each sentence was encoded as (jsonl; needs --show-tokens-to-client on the service).',
+    }),
+    tokenized: Flags.boolean({
+      summary:
+        'Input lines are already tokenized (tokens separated by spaces): no wordpiece split, unknown tokens become [UNK].',
+    }),
+    'skip-empty': Flags.boolean({
+      summary: 'Skip blank lines instead of failing on them (bert-as-service rejects empty sentences).',
+    }),
+    'batch-size': Flags.integer({
+      summary:
+        'Sentences per request when streaming a file or stdin. Larger batches amortise overhead; smaller ones start output sooner.',
+      default: 2048,
+      min: 1,
+    }),
+    timeout: Flags.integer({
+      summary: 'Deadline of each request in milliseconds.',
+      default: 60_000,
+      env: 'BERTQ_TIMEOUT',
+      min: 1,
+    }),
+    progress: Flags.boolean({
+      summary: 'Show a progress bar on stderr (default: for --file and stdin).',
+      allowNo: true,
+    }),
   };
 
   public async run(): Promise<EncodeSummary> {
@@ -50,9 +75,13 @@ export default class Encode extends BaseCommand<typeof Encode> {
     const texts = flags['skip-empty'] ? this.positional.filter((t) => t.trim() !== '') : this.positional;
     const format = flags.format ?? formatFromPath(flags.output) ?? 'jsonl';
     if (format === 'npy' && !flags.output && !flags.json && process.stdout.isTTY) {
-      this.error('npy is binary and would garble the terminal: give --output vectors.npy, or redirect stdout (> vectors.npy)', { exit: 2 });
+      this.error(
+        'npy is binary and would garble the terminal: give --output vectors.npy, or redirect stdout (> vectors.npy)',
+        { exit: 2 },
+      );
     }
-    if (flags['show-tokens'] && format !== 'jsonl') this.error('--show-tokens writes tokens beside vectors: use the jsonl format');
+    if (flags['show-tokens'] && format !== 'jsonl')
+      this.error('--show-tokens writes tokens beside vectors: use the jsonl format');
     const fromStdin = texts.length === 0 && !flags.file;
     if (fromStdin && process.stdin.isTTY) this.error('no sentences: give them as arguments, with --file, or on stdin');
 
@@ -60,7 +89,11 @@ export default class Encode extends BaseCommand<typeof Encode> {
     const started = performance.now();
     const client = await BertClient.connect({ ...this.clientOptions(), timeout: flags.timeout });
     const collect = flags.json && !flags.output;
-    const collected: { rows: Float32Array[]; shape: number[]; tokens: string[][] } = { rows: [], shape: [], tokens: [] };
+    const collected: { rows: Float32Array[]; shape: number[]; tokens: string[][] } = {
+      rows: [],
+      shape: [],
+      tokens: [],
+    };
     const progress =
       (flags.progress ?? (flags.file !== undefined || fromStdin)) && !collect
         ? createProgress({ label: 'encode', unit: 'rows', ...(total === undefined ? {} : { total }) })
@@ -70,7 +103,8 @@ export default class Encode extends BaseCommand<typeof Encode> {
     let stdinLines: Line[] | undefined;
     if (fromStdin && format === 'npy') {
       stdinLines = [];
-      for await (const batch of lineBatches(process.stdin, flags['batch-size'], flags['skip-empty'])) stdinLines.push(...batch);
+      for await (const batch of lineBatches(process.stdin, flags['batch-size'], flags['skip-empty']))
+        stdinLines.push(...batch);
     }
     const batches: AsyncIterable<Line[]> | Iterable<Line[]> =
       texts.length > 0
@@ -88,7 +122,9 @@ export default class Encode extends BaseCommand<typeof Encode> {
       throw err;
     }
     const rowsTotal = total ?? stdinLines?.length;
-    const writer = out ? createWriter(format, out.stream, rowsTotal === undefined ? {} : { totalRows: rowsTotal }) : undefined;
+    const writer = out
+      ? createWriter(format, out.stream, rowsTotal === undefined ? {} : { totalRows: rowsTotal })
+      : undefined;
     let rows = 0;
     const soFar = () => `after ${rows}${rowsTotal === undefined ? '' : ` of ${rowsTotal}`} rows`;
     // A reader that stops reading (`| head -1`) ends us quietly, as it does any Unix tool.
@@ -109,7 +145,9 @@ export default class Encode extends BaseCommand<typeof Encode> {
       for await (const batch of batches) {
         for (const line of batch) {
           if (line.text.trim() === '') {
-            throw new Error(`line ${line.number} is empty: bert-as-service semantics reject empty sentences (use --skip-empty to drop blank lines)`);
+            throw new Error(
+              `line ${line.number} is empty: bert-as-service semantics reject empty sentences (use --skip-empty to drop blank lines)`,
+            );
           }
         }
         yield flags.tokenized ? batch.map((l) => l.text.trim().split(/\s+/)) : batch.map((l) => l.text);
@@ -157,7 +195,8 @@ export default class Encode extends BaseCommand<typeof Encode> {
       summary.vectors = toNested(collected.rows, shape);
       if (flags['show-tokens']) summary.tokens = collected.tokens;
     }
-    if (!flags.json && flags.output) this.logToStderr(`encoded ${rows} rows → ${flags.output} (${summary.rowsPerSecond} rows/s)`);
+    if (!flags.json && flags.output)
+      this.logToStderr(`encoded ${rows} rows → ${flags.output} (${summary.rowsPerSecond} rows/s)`);
     return summary;
   }
 }

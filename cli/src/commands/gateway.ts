@@ -9,8 +9,10 @@ interface GatewaySummary {
 }
 
 export default class Gateway extends BaseCommand<typeof Gateway> {
-  static override summary = 'Serve a running bertq service over HTTP: bert-as-service /encode, OpenAI /v1/embeddings, live dashboard, Prometheus /metrics.';
-  static override description = `The gateway is a NATS client of the fleet, so it runs anywhere NATS is reachable and scales and restarts on its own: start as many as you like behind a load balancer. Open / in a browser for the live dashboard. Runs until Ctrl-C / SIGTERM, then lets requests in flight finish.`;
+  static override summary =
+    'Serve a running bertq service over HTTP: bert-as-service /encode, OpenAI /v1/embeddings, live dashboard, Prometheus /metrics.';
+  static override description =
+    `The gateway is a NATS client of the fleet, so it runs anywhere NATS is reachable and scales and restarts on its own: start as many as you like behind a load balancer. Open / in a browser for the live dashboard. Runs until Ctrl-C / SIGTERM, then lets requests in flight finish.`;
   static override examples = [
     '<%= config.bin %> gateway --http-port 8125',
     '<%= config.bin %> gateway --http-port 8080 --service minilm --http-token "$TOKEN" --cors https://app.example.com',
@@ -30,8 +32,14 @@ export default class Gateway extends BaseCommand<typeof Gateway> {
       this.error((err as Error).message, { exit: 2 });
     }
     const log = createLogger(flags['log-level']);
-    const gateway = await startGateway({ ...options, client: { ...this.clientOptions(), name: 'bertq gateway' }, logger: log });
-    this.logToStderr(`bertq gateway for service "${gateway.client.service}" at ${gateway.url} (dashboard on /, OpenAI API on /v1/embeddings)`);
+    const gateway = await startGateway({
+      ...options,
+      client: { ...this.clientOptions(), name: 'bertq gateway' },
+      logger: log,
+    });
+    this.logToStderr(
+      `bertq gateway for service "${gateway.client.service}" at ${gateway.url} (dashboard on /, OpenAI API on /v1/embeddings)`,
+    );
     const signal = await new Promise<string>((resolve) => {
       process.once('SIGINT', () => resolve('SIGINT'));
       process.once('SIGTERM', () => resolve('SIGTERM'));

@@ -13,7 +13,8 @@ const FLEET = 'FLEET';
 
 export default class Start extends BaseCommand<typeof Start> {
   static override summary = 'Start a worker fleet that serves a BERT model on NATS.';
-  static override description = `Loads the model once (building its ONNX graph, or taking it from the cache), then starts --num-worker worker processes that pull encode jobs from the service's JetStream queue. When --server is local and no NATS server answers there, an embedded nats-server -js is started. Runs until Ctrl-C / SIGTERM, then drains: jobs in hand are finished, queued jobs stay queued for the next worker.`;
+  static override description =
+    `Loads the model once (building its ONNX graph, or taking it from the cache), then starts --num-worker worker processes that pull encode jobs from the service's JetStream queue. When --server is local and no NATS server answers there, an embedded nats-server -js is started. Runs until Ctrl-C / SIGTERM, then drains: jobs in hand are finished, queued jobs stay queued for the next worker.`;
   static override examples = [
     '<%= config.bin %> start --model-dir /tmp/english_L-12_H-768_A-12/ --num-worker 4',
     '<%= config.bin %> start --model sentence-transformers/all-MiniLM-L6-v2 --pooling-layer=-1 --normalize',
@@ -21,15 +22,62 @@ export default class Start extends BaseCommand<typeof Start> {
   ];
   static override flags = {
     ...modelFlags,
-    'num-worker': Flags.integer({ summary: 'Worker processes; each runs one model copy (one per GPU, or a slice of the CPU cores).', default: 1, min: 1, env: 'BERTQ_NUM_WORKER', helpGroup: FLEET }),
-    'max-batch-size': Flags.integer({ summary: 'Most sentences per inference batch, and per job a client sends; larger batches are split.', default: 256, min: 1, env: 'BERTQ_MAX_BATCH_SIZE', helpGroup: FLEET }),
-    'max-batch-tokens': Flags.integer({ summary: 'Most padded tokens (rows × longest) per inference batch: bounds memory and latency.', min: 1, env: 'BERTQ_MAX_BATCH_TOKENS', helpGroup: FLEET }),
-    'priority-batch-size': Flags.integer({ summary: 'Requests of at most this many sentences jump ahead of bulk work.', default: 16, min: 0, env: 'BERTQ_PRIORITY_BATCH_SIZE', helpGroup: FLEET }),
-    'prefetch-size': Flags.integer({ summary: 'Jobs each worker pulls ahead of the model: more keeps the model busy, fewer leaves work for other workers.', min: 1, env: 'BERTQ_PREFETCH_SIZE', helpGroup: FLEET }),
-    'max-queued-jobs': Flags.integer({ summary: 'Bound of the JetStream queue; past it clients get OVERLOADED instead of waiting.', min: 1, env: 'BERTQ_MAX_QUEUED_JOBS', helpGroup: FLEET }),
-    cpu: Flags.boolean({ summary: 'Run on CPU even when --device-map names GPUs.', env: 'BERTQ_CPU', helpGroup: FLEET }),
-    'device-map': Flags.string({ summary: 'GPU ids for the workers, round-robin (e.g. 0,1,2,3); given, workers run on CUDA.', env: 'BERTQ_DEVICE_MAP', helpGroup: FLEET }),
-    threads: Flags.integer({ summary: 'Inference threads per worker (default: cores / num-worker).', min: 1, env: 'BERTQ_THREADS', helpGroup: FLEET }),
+    'num-worker': Flags.integer({
+      summary: 'Worker processes; each runs one model copy (one per GPU, or a slice of the CPU cores).',
+      default: 1,
+      min: 1,
+      env: 'BERTQ_NUM_WORKER',
+      helpGroup: FLEET,
+    }),
+    'max-batch-size': Flags.integer({
+      summary: 'Most sentences per inference batch, and per job a client sends; larger batches are split.',
+      default: 256,
+      min: 1,
+      env: 'BERTQ_MAX_BATCH_SIZE',
+      helpGroup: FLEET,
+    }),
+    'max-batch-tokens': Flags.integer({
+      summary: 'Most padded tokens (rows × longest) per inference batch: bounds memory and latency.',
+      min: 1,
+      env: 'BERTQ_MAX_BATCH_TOKENS',
+      helpGroup: FLEET,
+    }),
+    'priority-batch-size': Flags.integer({
+      summary: 'Requests of at most this many sentences jump ahead of bulk work.',
+      default: 16,
+      min: 0,
+      env: 'BERTQ_PRIORITY_BATCH_SIZE',
+      helpGroup: FLEET,
+    }),
+    'prefetch-size': Flags.integer({
+      summary:
+        'Jobs each worker pulls ahead of the model: more keeps the model busy, fewer leaves work for other workers.',
+      min: 1,
+      env: 'BERTQ_PREFETCH_SIZE',
+      helpGroup: FLEET,
+    }),
+    'max-queued-jobs': Flags.integer({
+      summary: 'Bound of the JetStream queue; past it clients get OVERLOADED instead of waiting.',
+      min: 1,
+      env: 'BERTQ_MAX_QUEUED_JOBS',
+      helpGroup: FLEET,
+    }),
+    cpu: Flags.boolean({
+      summary: 'Run on CPU even when --device-map names GPUs.',
+      env: 'BERTQ_CPU',
+      helpGroup: FLEET,
+    }),
+    'device-map': Flags.string({
+      summary: 'GPU ids for the workers, round-robin (e.g. 0,1,2,3); given, workers run on CUDA.',
+      env: 'BERTQ_DEVICE_MAP',
+      helpGroup: FLEET,
+    }),
+    threads: Flags.integer({
+      summary: 'Inference threads per worker (default: cores / num-worker).',
+      min: 1,
+      env: 'BERTQ_THREADS',
+      helpGroup: FLEET,
+    }),
     verbose: Flags.boolean({ summary: 'Debug logging (same as --log-level debug).', env: 'BERTQ_VERBOSE' }),
     'http-port': httpPortFlag(false),
     ...httpFlags,
@@ -56,7 +104,8 @@ export default class Start extends BaseCommand<typeof Start> {
 
     // The embedded default: a local URL where nothing answers gets its own nats-server -js.
     const nats = await ensureNatsServer(servers[0]!, { logger: log, connection });
-    if (nats.started) this.logToStderr(`started an embedded nats-server -js at ${nats.url} (pid ${nats.pid}, store ${nats.storeDir})`);
+    if (nats.started)
+      this.logToStderr(`started an embedded nats-server -js at ${nats.url} (pid ${nats.pid}, store ${nats.storeDir})`);
 
     // A hub download draws its bar here, in the CLI; the model package only reports progress.
     let download: ProgressReporter | undefined;
@@ -64,7 +113,11 @@ export default class Start extends BaseCommand<typeof Start> {
       encoder.hub = {
         ...encoder.hub,
         onProgress: (p) => {
-          download ??= createProgress({ label: `download ${encoder.model ?? ''}`.trim(), unit: 'bytes', ...(p.total === undefined ? {} : { total: p.total }) });
+          download ??= createProgress({
+            label: `download ${encoder.model ?? ''}`.trim(),
+            unit: 'bytes',
+            ...(p.total === undefined ? {} : { total: p.total }),
+          });
           if (p.total !== undefined) download.setTotal(p.total);
           download.update(p.loaded);
         },
@@ -100,12 +153,18 @@ export default class Start extends BaseCommand<typeof Start> {
     }
     download?.done();
     const r = fleet.ready;
-    this.logToStderr(`bertq ready: service "${r.service}" on ${nats.url}, model ${r.model}, ${r.dims}-dim vectors, ${r.workers} worker(s) on ${r.devices.join(', ')}`);
+    this.logToStderr(
+      `bertq ready: service "${r.service}" on ${nats.url}, model ${r.model}, ${r.dims}-dim vectors, ${r.workers} worker(s) on ${r.devices.join(', ')}`,
+    );
     // The HTTP gateway, in this process, once the fleet answers; a NATS client like any other.
     let gateway;
     if (http) {
       try {
-        gateway = await startGateway({ ...http, client: { ...this.clientOptions(), servers: [nats.url], name: 'bertq start gateway' }, logger: log });
+        gateway = await startGateway({
+          ...http,
+          client: { ...this.clientOptions(), servers: [nats.url], name: 'bertq start gateway' },
+          logger: log,
+        });
       } catch (err) {
         await fleet.stop();
         await nats.stop();
@@ -118,7 +177,10 @@ export default class Start extends BaseCommand<typeof Start> {
       process.once('SIGINT', () => resolve('SIGINT'));
       process.once('SIGTERM', () => resolve('SIGTERM'));
     });
-    const outcome = await Promise.race([stopSignal.then((s) => ({ signal: s })), fleet.closed.then((error) => ({ error }))]);
+    const outcome = await Promise.race([
+      stopSignal.then((s) => ({ signal: s })),
+      fleet.closed.then((error) => ({ error })),
+    ]);
     await gateway?.close();
     if ('signal' in outcome) {
       this.logToStderr(`${outcome.signal}: draining workers…`);

@@ -3,7 +3,14 @@
  * and must fit the server's max_payload with its headers; all jobs are built, and so validated,
  * before the first is published, so a bad row late in a request sends nothing.
  */
-import { BadRequestError, TooLargeError, encodeJob, messageWireSize, type HeaderMap, type OutputDtype } from '@bertq/protocol';
+import {
+  BadRequestError,
+  TooLargeError,
+  encodeJob,
+  messageWireSize,
+  type HeaderMap,
+  type OutputDtype,
+} from '@bertq/protocol';
 import type { Texts } from './types.js';
 
 /** Bytes kept free under max_payload for anything a NATS client library adds to a published message. */
@@ -38,23 +45,32 @@ export interface PrepareInput {
  */
 export function checkTexts(texts: unknown, isTokenized: boolean): asserts texts is Texts {
   if (!Array.isArray(texts)) {
-    const got = typeof texts === 'string' ? 'a string (wrap a single sentence in a list: ["…"])' : texts === null ? 'null' : typeof texts;
+    const got =
+      typeof texts === 'string'
+        ? 'a string (wrap a single sentence in a list: ["…"])'
+        : texts === null
+          ? 'null'
+          : typeof texts;
     throw new BadRequestError(`texts must be a list of ${isTokenized ? 'token lists' : 'strings'}, got ${got}`);
   }
   if (texts.length === 0) throw new BadRequestError('texts is empty: send at least one text');
   if (!isTokenized) {
     const row = texts.findIndex((t) => Array.isArray(t));
     if (row >= 0) {
-      throw new BadRequestError(`texts[${row}] is a list of tokens; pass { isTokenized: true } to send token lists`, { details: { row } });
+      throw new BadRequestError(`texts[${row}] is a list of tokens; pass { isTokenized: true } to send token lists`, {
+        details: { row },
+      });
     }
   }
 }
 
 /** Consecutive [offset, rows] ranges of at most `maxChunkRows` rows covering `rowCount` rows. */
 export function planChunks(rowCount: number, maxChunkRows: number): Array<{ offset: number; rows: number }> {
-  if (!Number.isSafeInteger(maxChunkRows) || maxChunkRows < 1) throw new BadRequestError(`maxChunkRows must be a positive integer, got ${maxChunkRows}`);
+  if (!Number.isSafeInteger(maxChunkRows) || maxChunkRows < 1)
+    throw new BadRequestError(`maxChunkRows must be a positive integer, got ${maxChunkRows}`);
   const chunks: Array<{ offset: number; rows: number }> = [];
-  for (let offset = 0; offset < rowCount; offset += maxChunkRows) chunks.push({ offset, rows: Math.min(maxChunkRows, rowCount - offset) });
+  for (let offset = 0; offset < rowCount; offset += maxChunkRows)
+    chunks.push({ offset, rows: Math.min(maxChunkRows, rowCount - offset) });
   return chunks;
 }
 

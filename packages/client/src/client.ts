@@ -10,7 +10,6 @@ import {
   BadRequestError,
   BertqError,
   InternalError,
-  NoWorkersError,
   OverloadedError,
   TimeoutError,
   decodeFrame,
@@ -25,7 +24,13 @@ import {
 } from '@bertq/protocol';
 import { AsyncQueue } from './async-queue.js';
 import { checkTexts, prepareJobs } from './chunks.js';
-import { requestFleetStatus, requestServerConfig, requestTerminate, type FleetStatus, type TerminateResult } from './control.js';
+import {
+  requestFleetStatus,
+  requestServerConfig,
+  requestTerminate,
+  type FleetStatus,
+  type TerminateResult,
+} from './control.js';
 import { ClientClosedError } from './errors.js';
 import { NonBlockingInbox } from './inbox.js';
 import {
@@ -161,7 +166,10 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
   /** Sends the request and returns its id at once; fetch the result with `fetch()` / `fetchAll()`. */
   encode(texts: Texts, options: EncodeOptions & { blocking: false }): Promise<string>;
   /** Encodes the rows and returns their vectors and each row's tokens. */
-  encode(texts: Texts, options: EncodeOptions & { showTokens: true; blocking?: true }): Promise<VectorsWithTokens<Vectors<F>>>;
+  encode(
+    texts: Texts,
+    options: EncodeOptions & { showTokens: true; blocking?: true },
+  ): Promise<VectorsWithTokens<Vectors<F>>>;
   /** Encodes the rows: `[rows, hidden]` (or `[rows, tokens, hidden]` with `pooling_strategy NONE`). */
   encode(texts: Texts, options?: EncodeOptions & { showTokens?: false; blocking?: true }): Promise<Vectors<F>>;
   encode(texts: Texts, options?: EncodeOptions): Promise<Result<F> | string>;
@@ -170,7 +178,11 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     if (!o.blocking) {
       const seq = this.inbox.reserve();
       const pending = await this.send(texts, o);
-      this.inbox.track(seq, pending.id, pending.promise.then((result) => this.toFetched(pending.id, result, o.showTokens)));
+      this.inbox.track(
+        seq,
+        pending.id,
+        pending.promise.then((result) => this.toFetched(pending.id, result, o.showTokens)),
+      );
       return pending.id;
     }
     const pending = await this.send(texts, o);
@@ -181,10 +193,22 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
    * Encodes a stream of batches, keeping up to `maxInFlight` requests in flight, and yields each
    * batch's result in input order (bert-as-service's encode_async). Stopping early abandons the rest.
    */
-  encodeAsync(batches: AsyncIterable<Texts> | Iterable<Texts>, options: EncodeAsyncOptions & { showTokens: true }): AsyncGenerator<VectorsWithTokens<Vectors<F>>, void, undefined>;
-  encodeAsync(batches: AsyncIterable<Texts> | Iterable<Texts>, options?: EncodeAsyncOptions & { showTokens?: false }): AsyncGenerator<Vectors<F>, void, undefined>;
-  encodeAsync(batches: AsyncIterable<Texts> | Iterable<Texts>, options?: EncodeAsyncOptions): AsyncGenerator<Result<F>, void, undefined>;
-  async *encodeAsync(batches: AsyncIterable<Texts> | Iterable<Texts>, options: EncodeAsyncOptions = {}): AsyncGenerator<Result<F>, void, undefined> {
+  encodeAsync(
+    batches: AsyncIterable<Texts> | Iterable<Texts>,
+    options: EncodeAsyncOptions & { showTokens: true },
+  ): AsyncGenerator<VectorsWithTokens<Vectors<F>>, void, undefined>;
+  encodeAsync(
+    batches: AsyncIterable<Texts> | Iterable<Texts>,
+    options?: EncodeAsyncOptions & { showTokens?: false },
+  ): AsyncGenerator<Vectors<F>, void, undefined>;
+  encodeAsync(
+    batches: AsyncIterable<Texts> | Iterable<Texts>,
+    options?: EncodeAsyncOptions,
+  ): AsyncGenerator<Result<F>, void, undefined>;
+  async *encodeAsync(
+    batches: AsyncIterable<Texts> | Iterable<Texts>,
+    options: EncodeAsyncOptions = {},
+  ): AsyncGenerator<Result<F>, void, undefined> {
     const { maxInFlight: maxInFlightOption, signal: outerSignal, ...encodeOptions } = options;
     const maxInFlight = checkPositiveInt(maxInFlightOption ?? DEFAULT_MAX_IN_FLIGHT, 'maxInFlight');
     const source = toAsyncIterator(batches);
@@ -247,9 +271,12 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     const queue: AsyncQueue<Delivery<F>> = new AsyncQueue<Delivery<F>>(
       capacity,
       (n) =>
-        new OverloadedError(`listener on ${this.resultsSubject} fell behind: more than ${n} results waiting; read faster or raise maxBuffered`, {
-          details: { subject: this.resultsSubject, maxBuffered: n },
-        }),
+        new OverloadedError(
+          `listener on ${this.resultsSubject} fell behind: more than ${n} results waiting; read faster or raise maxBuffered`,
+          {
+            details: { subject: this.resultsSubject, maxBuffered: n },
+          },
+        ),
       () => this.listeners.delete(queue),
     );
     this.listeners.add(queue);
@@ -416,8 +443,13 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     if (cached !== undefined && Date.now() - this.configReadAt < CONFIG_MAX_AGE_MS) return cached;
     const waitUntil = cached === undefined ? deadline : Math.min(deadline, Date.now() + STALE_CONFIG_WAIT_MS);
     try {
-      return await raceDeadline(this.loadConfig(), waitUntil, () =>
-        new TimeoutError(`no worker of service "${this.service}" answered ${this.names.control.config} before the request's deadline`),
+      return await raceDeadline(
+        this.loadConfig(),
+        waitUntil,
+        () =>
+          new TimeoutError(
+            `no worker of service "${this.service}" answered ${this.names.control.config} before the request's deadline`,
+          ),
       );
     } catch (err) {
       if (err instanceof TimeoutError && cached !== undefined) return cached;
@@ -443,7 +475,9 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     const vectors = formatVectors(this.outputFmt, { data: result.data, shape: result.shape });
     if (!showTokens) return vectors;
     if (result.tokens === undefined) {
-      throw new InternalError(`request ${id} asked for tokens, but the result frames carried none`, { details: { id } });
+      throw new InternalError(`request ${id} asked for tokens, but the result frames carried none`, {
+        details: { id },
+      });
     }
     return { vectors, tokens: result.tokens };
   }
@@ -457,7 +491,9 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
   private onMessage(err: Error | null, msg: Msg): void {
     if (err !== null) {
       // The subscription itself failed (e.g. a permissions violation): nothing more will arrive.
-      this.failEverything(new InternalError(`results subscription ${this.resultsSubject} failed: ${err.message}`, { cause: err }));
+      this.failEverything(
+        new InternalError(`results subscription ${this.resultsSubject} failed: ${err.message}`, { cause: err }),
+      );
       return;
     }
     this.stats.framesReceived++;
@@ -535,7 +571,10 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     this.closedReason = reason;
     for (const request of [...this.pending.values()]) {
       request.fail(
-        new ClientClosedError(`${reason} while request ${request.id} was waiting (${request.receivedRows} of ${request.rows} rows received)`, { cause }),
+        new ClientClosedError(
+          `${reason} while request ${request.id} was waiting (${request.receivedRows} of ${request.rows} rows received)`,
+          { cause },
+        ),
       );
     }
     for (const listener of [...this.listeners]) listener.end();
@@ -557,7 +596,16 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
  * deadline, so a broker restart costs the requests in flight at most their deadline, never the client.
  */
 async function openConnection(options: ClientOptions, resolved: ResolvedClientOptions): Promise<NatsConnection> {
-  const { nc: _nc, service: _service, identity: _identity, timeout: _timeout, outputFmt: _fmt, maxChunkRows: _rows, showServerConfig: _show, ...auth } = options;
+  const {
+    nc: _nc,
+    service: _service,
+    identity: _identity,
+    timeout: _timeout,
+    outputFmt: _fmt,
+    maxChunkRows: _rows,
+    showServerConfig: _show,
+    ...auth
+  } = options;
   return connectNats({
     ...auth,
     servers: resolved.servers,
@@ -585,7 +633,9 @@ function raceDeadline<T>(promise: Promise<T>, deadline: number, onTimeout: () =>
 }
 
 function toAsyncIterator<T>(source: AsyncIterable<T> | Iterable<T>): AsyncIterator<T> | Iterator<T> {
-  if (source !== null && typeof source === 'object' && Symbol.asyncIterator in source) return source[Symbol.asyncIterator]();
-  if (source !== null && typeof source === 'object' && Symbol.iterator in source) return (source as Iterable<T>)[Symbol.iterator]();
+  if (source !== null && typeof source === 'object' && Symbol.asyncIterator in source)
+    return source[Symbol.asyncIterator]();
+  if (source !== null && typeof source === 'object' && Symbol.iterator in source)
+    return (source as Iterable<T>)[Symbol.iterator]();
   throw new BadRequestError('encodeAsync takes an iterable (or async iterable) of batches, each a list of texts');
 }

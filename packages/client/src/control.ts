@@ -29,25 +29,38 @@ export const DISCOVERY_MAX_WAIT_MS = 1_000;
 export const DISCOVERY_STALL_MS = 150;
 
 function noWorkers(service: string, what: string, cause?: unknown): NoWorkersError {
-  return new NoWorkersError(`no worker serves service "${service}": ${what}; start one with \`bertq start --service ${service}\``, {
-    cause,
-    details: { service },
-  });
+  return new NoWorkersError(
+    `no worker serves service "${service}": ${what}; start one with \`bertq start --service ${service}\``,
+    {
+      cause,
+      details: { service },
+    },
+  );
 }
 
 function isTimeout(err: unknown): boolean {
-  return err instanceof Error && (err.name === 'TimeoutError' || (err.cause instanceof Error && err.cause.name === 'TimeoutError'));
+  return (
+    err instanceof Error &&
+    (err.name === 'TimeoutError' || (err.cause instanceof Error && err.cause.name === 'TimeoutError'))
+  );
 }
 
 /** Config of any one worker of the service (the `config` endpoint's queue group picks it). */
-export async function requestServerConfig(nc: NatsConnection, service: string, timeoutMs = CONTROL_TIMEOUT_MS): Promise<ServerConfig> {
+export async function requestServerConfig(
+  nc: NatsConnection,
+  service: string,
+  timeoutMs = CONTROL_TIMEOUT_MS,
+): Promise<ServerConfig> {
   const subject = controlSubject(service, 'config');
   try {
     const reply = await nc.request(subject, Empty, { timeout: timeoutMs });
     return decodeControlReply('config', fromNatsHeaders(reply.headers), reply.data);
   } catch (err) {
     if (isNoResponders(err)) throw noWorkers(service, `nothing answers ${subject}`, err);
-    if (isTimeout(err)) throw new TimeoutError(`no worker of service "${service}" answered ${subject} within ${timeoutMs} ms`, { cause: err });
+    if (isTimeout(err))
+      throw new TimeoutError(`no worker of service "${service}" answered ${subject} within ${timeoutMs} ms`, {
+        cause: err,
+      });
     throw toBertqError(err);
   }
 }
@@ -64,7 +77,11 @@ export async function discoverWorkers(nc: NatsConnection, service: string): Prom
   const subject = `$SRV.PING.${SERVICE_FRAMEWORK_NAME}`;
   const found = new Map<string, DiscoveredWorker>();
   try {
-    const replies = await nc.requestMany(subject, Empty, { strategy: 'stall', stall: DISCOVERY_STALL_MS, maxWait: DISCOVERY_MAX_WAIT_MS });
+    const replies = await nc.requestMany(subject, Empty, {
+      strategy: 'stall',
+      stall: DISCOVERY_STALL_MS,
+      maxWait: DISCOVERY_MAX_WAIT_MS,
+    });
     for await (const msg of replies) {
       let doc: { id?: unknown; version?: unknown; metadata?: unknown };
       try {
@@ -163,9 +180,14 @@ export function aggregateStatus(
 }
 
 /** Discovers the fleet, asks every worker its status, and aggregates. NO_WORKERS when none is found. */
-export async function requestFleetStatus(nc: NatsConnection, service: string, timeoutMs = CONTROL_TIMEOUT_MS): Promise<FleetStatus> {
+export async function requestFleetStatus(
+  nc: NatsConnection,
+  service: string,
+  timeoutMs = CONTROL_TIMEOUT_MS,
+): Promise<FleetStatus> {
   const found = await discoverWorkers(nc, service);
-  if (found.length === 0) throw noWorkers(service, `no worker of this service answered $SRV.PING.${SERVICE_FRAMEWORK_NAME}`);
+  if (found.length === 0)
+    throw noWorkers(service, `no worker of this service answered $SRV.PING.${SERVICE_FRAMEWORK_NAME}`);
   const statuses: ServerStatus[] = [];
   const unreachable: FleetStatus['unreachable'] = [];
   await Promise.all(
@@ -176,15 +198,26 @@ export async function requestFleetStatus(nc: NatsConnection, service: string, ti
         statuses.push(decodeControlReply('status', fromNatsHeaders(reply.headers), reply.data));
       } catch (err) {
         // A worker that left between discovery and now, or answers garbage: report, keep the rest.
-        const message = isNoResponders(err) ? 'no longer answers' : isTimeout(err) ? `no reply within ${timeoutMs} ms` : (err as Error).message;
+        const message = isNoResponders(err)
+          ? 'no longer answers'
+          : isTimeout(err)
+            ? `no reply within ${timeoutMs} ms`
+            : (err as Error).message;
         unreachable.push({ worker_id: worker.id, error: message });
       }
     }),
   );
   if (statuses.length === 0) {
-    throw noWorkers(service, `${found.length} worker(s) answered discovery but none answered its status: ${unreachable.map((u) => `${u.worker_id}: ${u.error}`).join('; ')}`);
+    throw noWorkers(
+      service,
+      `${found.length} worker(s) answered discovery but none answered its status: ${unreachable.map((u) => `${u.worker_id}: ${u.error}`).join('; ')}`,
+    );
   }
-  return aggregateStatus(service, statuses, unreachable.sort((a, b) => a.worker_id.localeCompare(b.worker_id)));
+  return aggregateStatus(
+    service,
+    statuses,
+    unreachable.sort((a, b) => a.worker_id.localeCompare(b.worker_id)),
+  );
 }
 
 /** What `terminate` achieved: the workers now draining, and those that did not answer. */
@@ -205,7 +238,8 @@ export async function requestTerminate(
   timeoutMs = CONTROL_TIMEOUT_MS,
 ): Promise<TerminateResult> {
   const found = await discoverWorkers(nc, service);
-  if (found.length === 0) throw noWorkers(service, `no worker of this service answered $SRV.PING.${SERVICE_FRAMEWORK_NAME}`);
+  if (found.length === 0)
+    throw noWorkers(service, `no worker of this service answered $SRV.PING.${SERVICE_FRAMEWORK_NAME}`);
   const body = new TextEncoder().encode(JSON.stringify(request));
   const result: TerminateResult = { service, draining: [], unreachable: [] };
   await Promise.all(
@@ -215,7 +249,11 @@ export async function requestTerminate(
         const reply = await nc.request(subject, body, { timeout: timeoutMs });
         result.draining.push(decodeControlReply('terminate', fromNatsHeaders(reply.headers), reply.data));
       } catch (err) {
-        const message = isNoResponders(err) ? 'no longer answers' : isTimeout(err) ? `no reply within ${timeoutMs} ms` : (err as Error).message;
+        const message = isNoResponders(err)
+          ? 'no longer answers'
+          : isTimeout(err)
+            ? `no reply within ${timeoutMs} ms`
+            : (err as Error).message;
         result.unreachable.push({ worker_id: worker.id, error: message });
       }
     }),

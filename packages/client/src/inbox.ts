@@ -3,7 +3,9 @@
  * is tracked from send to fetch. `next()` hands them out in completion order, `takeAll()` in send
  * order once all have settled.
  */
-export type Settled<T> = { id: string; seq: number; ok: true; value: T } | { id: string; seq: number; ok: false; error: unknown };
+export type Settled<T> =
+  | { id: string; seq: number; ok: true; value: T }
+  | { id: string; seq: number; ok: false; error: unknown };
 
 export class NonBlockingInbox<T> {
   private seq = 0;

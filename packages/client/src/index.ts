@@ -15,7 +15,13 @@ export { toNestedList } from './output.js';
 export { PUBLISH_ACK_TIMEOUT_MS, PUBLISH_WINDOW } from './publish.js';
 export { CLIENT_VERSION } from './version.js';
 
-export type { ClientOptions, EncodeOptions, EncodeAsyncOptions, ListenOptions, ResolvedClientOptions } from './options.js';
+export type {
+  ClientOptions,
+  EncodeOptions,
+  EncodeAsyncOptions,
+  ListenOptions,
+  ResolvedClientOptions,
+} from './options.js';
 export type { FleetStatus, TerminateResult } from './control.js';
 export type { PreparedJob, PrepareInput } from './chunks.js';
 export type {

@@ -34,7 +34,8 @@ const OUTPUT_FORMATS: readonly OutputFormat[] = ['ndarray', 'list'];
  * Options of `BertClient.connect`. How to reach NATS (user/pass, token, nkeySeedFile, credsFile, tls,
  * name, maxReconnectAttempts) is spelled as everywhere in bertq: see `NatsConnectOptions`.
  */
-export interface ClientOptions<F extends OutputFormat = OutputFormat> extends Omit<NatsConnectOptions, 'servers' | 'timeoutMs'> {
+export interface ClientOptions<F extends OutputFormat = OutputFormat>
+  extends Omit<NatsConnectOptions, 'servers' | 'timeoutMs'> {
   /** NATS server URL(s). Default: env BERTQ_NATS_URL (comma-separated), else nats://127.0.0.1:4222. */
   servers?: string | string[];
   /**
@@ -117,18 +118,25 @@ export interface ResolvedClientOptions {
 }
 
 /** Checks the client options and fills in defaults. `env` is injectable for tests. */
-export function resolveClientOptions(options: ClientOptions, env: NodeJS.ProcessEnv = process.env): ResolvedClientOptions {
+export function resolveClientOptions(
+  options: ClientOptions,
+  env: NodeJS.ProcessEnv = process.env,
+): ResolvedClientOptions {
   if (options === null || typeof options !== 'object') {
     throw new BadRequestError(`client options must be an object, got ${options === null ? 'null' : typeof options}`);
   }
   const service = normalizeServiceName(options.service ?? DEFAULT_SERVICE);
-  const identity = options.identity === undefined ? newRequestId() : validateSubjectToken(options.identity, 'client identity');
+  const identity =
+    options.identity === undefined ? newRequestId() : validateSubjectToken(options.identity, 'client identity');
   const timeoutMs = checkTimeout(options.timeout ?? DEFAULT_TIMEOUT_MS, 'timeout');
   const outputFmt = options.outputFmt ?? 'ndarray';
   if (!OUTPUT_FORMATS.includes(outputFmt)) {
-    throw new BadRequestError(`outputFmt must be ${OUTPUT_FORMATS.map((f) => JSON.stringify(f)).join(' or ')}, got ${JSON.stringify(outputFmt)}`);
+    throw new BadRequestError(
+      `outputFmt must be ${OUTPUT_FORMATS.map((f) => JSON.stringify(f)).join(' or ')}, got ${JSON.stringify(outputFmt)}`,
+    );
   }
-  const maxChunkRows = options.maxChunkRows === undefined ? undefined : checkPositiveInt(options.maxChunkRows, 'maxChunkRows');
+  const maxChunkRows =
+    options.maxChunkRows === undefined ? undefined : checkPositiveInt(options.maxChunkRows, 'maxChunkRows');
   return {
     servers: resolveServers(options.servers, env),
     service,
@@ -143,16 +151,28 @@ export function resolveClientOptions(options: ClientOptions, env: NodeJS.Process
 /** Server list: the option, else BERTQ_NATS_URL (comma-separated), else the local default. */
 export function resolveServers(servers: string | string[] | undefined, env: NodeJS.ProcessEnv = process.env): string[] {
   const fromEnv = env[SERVER_ENV]?.trim();
-  const list = servers === undefined ? (fromEnv ? fromEnv.split(',') : [DEFAULT_SERVER]) : Array.isArray(servers) ? servers : [servers];
+  const list =
+    servers === undefined
+      ? fromEnv
+        ? fromEnv.split(',')
+        : [DEFAULT_SERVER]
+      : Array.isArray(servers)
+        ? servers
+        : [servers];
   const cleaned = list.map((s) => (typeof s === 'string' ? s.trim() : s));
   if (cleaned.length === 0 || cleaned.some((s) => typeof s !== 'string' || s.length === 0)) {
-    throw new BadRequestError(`servers must be one or more NATS URLs like ${DEFAULT_SERVER}, got ${JSON.stringify(servers)}`);
+    throw new BadRequestError(
+      `servers must be one or more NATS URLs like ${DEFAULT_SERVER}, got ${JSON.stringify(servers)}`,
+    );
   }
   return cleaned;
 }
 
 /** Per-call options, checked; `timeoutMs` falls back to the client's. */
-export function resolveEncodeOptions(options: EncodeOptions | undefined, clientTimeoutMs: number): Required<Pick<EncodeOptions, 'isTokenized' | 'showTokens' | 'output' | 'blocking'>> & {
+export function resolveEncodeOptions(
+  options: EncodeOptions | undefined,
+  clientTimeoutMs: number,
+): Required<Pick<EncodeOptions, 'isTokenized' | 'showTokens' | 'output' | 'blocking'>> & {
   timeoutMs: number;
   signal: AbortSignal | undefined;
   onFrame: EncodeOptions['onFrame'];
@@ -169,7 +189,9 @@ export function resolveEncodeOptions(options: EncodeOptions | undefined, clientT
   }
   const output = o.output ?? 'f32';
   if (!OUTPUT_DTYPES.includes(output)) {
-    throw new BadRequestError(`encode option output must be one of ${OUTPUT_DTYPES.map((d) => JSON.stringify(d)).join(', ')}, got ${JSON.stringify(output)}`);
+    throw new BadRequestError(
+      `encode option output must be one of ${OUTPUT_DTYPES.map((d) => JSON.stringify(d)).join(', ')}, got ${JSON.stringify(output)}`,
+    );
   }
   return {
     isTokenized: o.isTokenized === true,

@@ -7,9 +7,13 @@ import type { ListVectors, NdArray, OutputFormat, Vectors } from './types.js';
  * [[[…],[…]],[[…],[…]]]. Values are the float32 values as JS numbers.
  */
 export function toNestedList(data: Float32Array, shape: readonly number[]): ListVectors {
-  if (shape.length < 2) throw new InternalError(`list output needs a shape with a row axis and at least one more, got [${shape.join(',')}]`);
+  if (shape.length < 2)
+    throw new InternalError(
+      `list output needs a shape with a row axis and at least one more, got [${shape.join(',')}]`,
+    );
   const total = shape.reduce((a, b) => a * b, 1);
-  if (total !== data.length) throw new InternalError(`shape [${shape.join(',')}] holds ${total} values, data has ${data.length}`);
+  if (total !== data.length)
+    throw new InternalError(`shape [${shape.join(',')}] holds ${total} values, data has ${data.length}`);
   const nest = (start: number, axis: number): unknown[] => {
     const size = shape[axis]!;
     if (axis === shape.length - 1) return Array.from(data.subarray(start, start + size));
@@ -23,5 +27,7 @@ export function toNestedList(data: Float32Array, shape: readonly number[]): List
 
 /** The array in the requested format; `ndarray` keeps the Float32Array as is (no copy). */
 export function formatVectors<F extends OutputFormat>(format: F, array: NdArray): Vectors<F> {
-  return (format === 'list' ? toNestedList(array.data, array.shape) : { data: array.data, shape: array.shape }) as Vectors<F>;
+  return (
+    format === 'list' ? toNestedList(array.data, array.shape) : { data: array.data, shape: array.shape }
+  ) as Vectors<F>;
 }

@@ -2,7 +2,15 @@
  * One request in flight: its assembler, its deadline, and the promise the caller awaits. It settles
  * exactly once: all rows in, an error frame, the deadline, an abort, or the client closing.
  */
-import { InternalError, RequestAssembler, TimeoutError, type AssembledResult, type BertqError, type DecodedFrame, type ResultFrame } from '@bertq/protocol';
+import {
+  InternalError,
+  RequestAssembler,
+  TimeoutError,
+  type AssembledResult,
+  type BertqError,
+  type DecodedFrame,
+  type ResultFrame,
+} from '@bertq/protocol';
 import type { FrameReport } from './types.js';
 
 export interface PendingOptions {
@@ -126,7 +134,15 @@ export class PendingRequest {
     const error: BertqError = new TimeoutError(
       `request ${this.id} timed out after ${this.timeoutMs} ms with ${this.assembler.receivedRows} of ${this.rows} rows received ` +
         `(missing rows ${missing}): the workers are too slow or stopped`,
-      { details: { id: this.id, rows: this.rows, received: this.assembler.receivedRows, missing, timeoutMs: this.timeoutMs } },
+      {
+        details: {
+          id: this.id,
+          rows: this.rows,
+          received: this.assembler.receivedRows,
+          missing,
+          timeoutMs: this.timeoutMs,
+        },
+      },
     );
     this.fail(error);
   }
@@ -139,7 +155,9 @@ export class PendingRequest {
       this.onSettled(this, error);
     } catch (err) {
       // A bookkeeping bug must not leave the caller hanging.
-      this.rejectPromise(new InternalError(`settling request ${this.id} failed: ${(err as Error).message}`, { cause: err }));
+      this.rejectPromise(
+        new InternalError(`settling request ${this.id} failed: ${(err as Error).message}`, { cause: err }),
+      );
     }
   }
 }

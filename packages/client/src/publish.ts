@@ -28,7 +28,10 @@ export interface PublishContext {
 
 /** True when the error is a request that got no reply in time. */
 function isTimeout(err: unknown): boolean {
-  return err instanceof natsErrors.TimeoutError || (err instanceof RequestError && err.cause instanceof natsErrors.TimeoutError);
+  return (
+    err instanceof natsErrors.TimeoutError ||
+    (err instanceof RequestError && err.cause instanceof natsErrors.TimeoutError)
+  );
 }
 
 /**
@@ -45,7 +48,11 @@ export function isNoResponders(err: unknown): boolean {
 }
 
 /** The protocol error for a refused publish. */
-export function publishError(err: unknown, ctx: Pick<PublishContext, 'subject' | 'service' | 'stream' | 'requestId'>, offset: number): BertqError {
+export function publishError(
+  err: unknown,
+  ctx: Pick<PublishContext, 'subject' | 'service' | 'stream' | 'requestId'>,
+  offset: number,
+): BertqError {
   if (isNoResponders(err)) {
     return new NoWorkersError(
       `no worker serves service "${ctx.service}": nothing takes jobs on ${ctx.subject} (stream ${ctx.stream} does not exist, ` +
@@ -61,14 +68,19 @@ export function publishError(err: unknown, ctx: Pick<PublishContext, 'subject' |
         { cause: err, details: { id: ctx.requestId, offset, stream: ctx.stream } },
       );
     }
-    return new InternalError(`JetStream refused the job at offset ${offset} of request ${ctx.requestId}: ${text} (code ${err.code})`, {
-      cause: err,
-      details: { id: ctx.requestId, offset, code: err.code },
-    });
+    return new InternalError(
+      `JetStream refused the job at offset ${offset} of request ${ctx.requestId}: ${text} (code ${err.code})`,
+      {
+        cause: err,
+        details: { id: ctx.requestId, offset, code: err.code },
+      },
+    );
   }
   if (err instanceof BertqError) return err;
   const message = err instanceof Error ? err.message : String(err);
-  return new InternalError(`publishing the job at offset ${offset} of request ${ctx.requestId} failed: ${message}`, { cause: err });
+  return new InternalError(`publishing the job at offset ${offset} of request ${ctx.requestId} failed: ${message}`, {
+    cause: err,
+  });
 }
 
 /**
@@ -87,7 +99,10 @@ export async function publishJob(ctx: PublishContext, job: PreparedJob): Promise
       );
     }
     try {
-      return await ctx.js.publish(ctx.subject, job.body, { headers, timeout: Math.min(remaining, PUBLISH_ACK_TIMEOUT_MS) });
+      return await ctx.js.publish(ctx.subject, job.body, {
+        headers,
+        timeout: Math.min(remaining, PUBLISH_ACK_TIMEOUT_MS),
+      });
     } catch (err) {
       if (!isTimeout(err)) throw publishError(err, ctx, job.offset);
       ctx.onRetry?.();
@@ -99,7 +114,12 @@ export async function publishJob(ctx: PublishContext, job: PreparedJob): Promise
  * Publishes every job, at most PUBLISH_WINDOW at once, and stops at the first failure (which it
  * throws). `isCancelled` lets the request stop publishing once it has failed for another reason.
  */
-export async function publishAll(ctx: PublishContext, jobs: readonly PreparedJob[], isCancelled: () => boolean, onPublished: () => void): Promise<void> {
+export async function publishAll(
+  ctx: PublishContext,
+  jobs: readonly PreparedJob[],
+  isCancelled: () => boolean,
+  onPublished: () => void,
+): Promise<void> {
   let next = 0;
   let failure: unknown;
   const lane = async (): Promise<void> => {

@@ -9,7 +9,10 @@ test('fleet status - sums counters over workers and keeps each worker', () => {
     sampleStatus('W1', { requests: 4, rows: 12, localRows: 1, state: 'draining' }),
   ]);
   assert.equal(fleet.num_workers, 2);
-  assert.deepEqual(fleet.workers.map((w) => w.worker_id), ['W1', 'W2']);
+  assert.deepEqual(
+    fleet.workers.map((w) => w.worker_id),
+    ['W1', 'W2'],
+  );
   assert.equal(fleet.statistic.num_data_request, 7);
   assert.equal(fleet.statistic.num_total_seq, 42);
   assert.equal(fleet.statistic.num_sys_request, 2);

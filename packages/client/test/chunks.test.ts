@@ -1,6 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BadRequestError, HEADERS, TooLargeError, messageWireSize, newRequestId, parseJob, type BertqError } from '@bertq/protocol';
+import {
+  BadRequestError,
+  HEADERS,
+  TooLargeError,
+  messageWireSize,
+  newRequestId,
+  parseJob,
+  type BertqError,
+} from '@bertq/protocol';
 import { PUBLISH_HEADER_SLACK, checkTexts, planChunks, prepareJobs, type PrepareInput } from '../src/chunks.js';
 
 const BIG_PAYLOAD = 1024 * 1024;
@@ -32,13 +40,23 @@ test('chunks - splits a request into chunks of at most maxChunkRows rows', () =>
   assert.deepEqual(planChunks(1, 256), [{ offset: 0, rows: 1 }]);
   const big = planChunks(10_000, 256);
   assert.equal(big.length, Math.ceil(10_000 / 256));
-  assert.equal(big.reduce((n, c) => n + c.rows, 0), 10_000);
+  assert.equal(
+    big.reduce((n, c) => n + c.rows, 0),
+    10_000,
+  );
   assert.throws(() => planChunks(3, 0), BadRequestError);
 });
 
 test('chunks - every job carries the request id, its offset, the reply subject, a deadline and Nats-Msg-Id <id>:<offset>', () => {
   const jobs = prepareJobs(input(sentences(600), { maxChunkRows: 256 }));
-  assert.deepEqual(jobs.map((j) => [j.offset, j.rows]), [[0, 256], [256, 256], [512, 88]]);
+  assert.deepEqual(
+    jobs.map((j) => [j.offset, j.rows]),
+    [
+      [0, 256],
+      [256, 256],
+      [512, 88],
+    ],
+  );
   for (const job of jobs) {
     assert.equal(job.headers[HEADERS.id], 'req1');
     assert.equal(job.headers[HEADERS.offset], String(job.offset));
@@ -78,7 +96,9 @@ test('chunks - a single row larger than max_payload is TOO_LARGE naming the row'
   const texts = ['short', 'y'.repeat(5000)];
   assert.throws(
     () => prepareJobs(input(texts, { maxPayload: 2000 })),
-    (e: unknown) => e instanceof TooLargeError && /texts\[1\] makes a job of \d+ bytes, over the server's max_payload of 2000 bytes/.test(e.message),
+    (e: unknown) =>
+      e instanceof TooLargeError &&
+      /texts\[1\] makes a job of \d+ bytes, over the server's max_payload of 2000 bytes/.test(e.message),
   );
 });
 
@@ -87,7 +107,10 @@ test('chunks - validates rows before anything is sent, naming the row from the s
   texts[613] = '';
   assert.throws(
     () => prepareJobs(input(texts, { maxChunkRows: 256 })),
-    (e: unknown) => e instanceof BadRequestError && e.message === 'texts[613] is an empty string' && (e as BertqError).details?.row === 613,
+    (e: unknown) =>
+      e instanceof BadRequestError &&
+      e.message === 'texts[613] is an empty string' &&
+      (e as BertqError).details?.row === 613,
   );
   const mixed = sentences(3) as unknown[];
   mixed[2] = 42;

@@ -3,7 +3,13 @@
  * against the protocol's own schema before use, so a test never runs on a document a worker could
  * not have sent.
  */
-import { PROTOCOL_ID, validateServerConfig, validateServerStatus, type ServerConfig, type ServerStatus } from '@bertq/protocol';
+import {
+  PROTOCOL_ID,
+  validateServerConfig,
+  validateServerStatus,
+  type ServerConfig,
+  type ServerStatus,
+} from '@bertq/protocol';
 
 export function sampleConfig(overrides: Partial<ServerConfig> = {}): ServerConfig {
   return validateServerConfig({
@@ -23,7 +29,17 @@ export function sampleConfig(overrides: Partial<ServerConfig> = {}): ServerConfi
   });
 }
 
-export function sampleStatus(workerId: string, fields: { requests?: number; rows?: number; localRows?: number; state?: ServerStatus['state']; at?: string; pending?: number } = {}): ServerStatus {
+export function sampleStatus(
+  workerId: string,
+  fields: {
+    requests?: number;
+    rows?: number;
+    localRows?: number;
+    state?: ServerStatus['state'];
+    at?: string;
+    pending?: number;
+  } = {},
+): ServerStatus {
   const timing = { count: 0, avg_ms: 0, max_ms: 0 };
   return validateServerStatus({
     protocol: PROTOCOL_ID,

@@ -2,7 +2,14 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { BadRequestError, NoWorkersError, OverloadedError, TimeoutError, newRequestId, serviceNames } from '@bertq/protocol';
+import {
+  BadRequestError,
+  NoWorkersError,
+  OverloadedError,
+  TimeoutError,
+  newRequestId,
+  serviceNames,
+} from '@bertq/protocol';
 import { startNatsServer, type NatsServer } from '@bertq/testing';
 import { BertClient } from '../src/client.js';
 import { ClientClosedError } from '../src/errors.js';
@@ -43,7 +50,10 @@ test('client - with no worker at all, encode fails with NO_WORKERS in well under
   const service = freshService();
   const bc = await client(service);
   const started = performance.now();
-  await assert.rejects(bc.encode(['hello world']), (e: unknown) => e instanceof NoWorkersError && e.message.includes(`no worker serves service "${service}"`));
+  await assert.rejects(
+    bc.encode(['hello world']),
+    (e: unknown) => e instanceof NoWorkersError && e.message.includes(`no worker serves service "${service}"`),
+  );
   assert.ok(performance.now() - started < FAIL_FAST_MS, `took ${performance.now() - started} ms`);
   await assert.rejects(bc.serverConfig(), NoWorkersError);
   const statusStarted = performance.now();
@@ -57,7 +67,10 @@ test('client - when workers answered once but the stream is gone, the publish fa
   try {
     const bc = await client(service);
     const started = performance.now();
-    await assert.rejects(bc.encode(['hello']), (e: unknown) => e instanceof NoWorkersError && e.message.includes(serviceNames(service).stream));
+    await assert.rejects(
+      bc.encode(['hello']),
+      (e: unknown) => e instanceof NoWorkersError && e.message.includes(serviceNames(service).stream),
+    );
     assert.ok(performance.now() - started < FAIL_FAST_MS);
     assert.equal(bc.status.pending, 0);
   } finally {
@@ -74,7 +87,9 @@ test('client - a queued request nobody works on fails with TIMEOUT at its deadli
     const started = performance.now();
     await assert.rejects(
       bc.encode(['a', 'b', 'c']),
-      (e: unknown) => e instanceof TimeoutError && /timed out after 400 ms with 0 of 3 rows received \(missing rows 0-2\)/.test(e.message),
+      (e: unknown) =>
+        e instanceof TimeoutError &&
+        /timed out after 400 ms with 0 of 3 rows received \(missing rows 0-2\)/.test(e.message),
     );
     const elapsed = performance.now() - started;
     assert.ok(elapsed >= SHORT_TIMEOUT_MS - 5 && elapsed < SHORT_TIMEOUT_MS + TIMEOUT_SLACK_MS, `took ${elapsed} ms`);
@@ -98,7 +113,11 @@ test('client - a full stream refuses the publish and the request fails with OVER
     const started = performance.now();
     await assert.rejects(
       bc.encode(['a', 'b', 'c', 'd', 'e']),
-      (e: unknown) => e instanceof OverloadedError && /is overloaded: stream BERTQ_SVC_\w+ refused the job at offset \d \(maximum messages exceeded\)/.test(e.message),
+      (e: unknown) =>
+        e instanceof OverloadedError &&
+        /is overloaded: stream BERTQ_SVC_\w+ refused the job at offset \d \(maximum messages exceeded\)/.test(
+          e.message,
+        ),
     );
     assert.ok(performance.now() - started < FAIL_FAST_MS, 'refused at once, not at the deadline');
     await assert.rejects(bc.encode(['f']), OverloadedError);
@@ -114,11 +133,21 @@ test('client - bad input is refused before anything is published', async () => {
   const responder = answerConfig(nc, service, { max_batch_size: 2 });
   try {
     const bc = await client(service);
-    await assert.rejects(bc.encode([]), (e: unknown) => e instanceof BadRequestError && e.message === 'texts is empty: send at least one text');
-    await assert.rejects(bc.encode(['ok', 'fine', 'good', '']), (e: unknown) => e instanceof BadRequestError && e.message === 'texts[3] is an empty string');
+    await assert.rejects(
+      bc.encode([]),
+      (e: unknown) => e instanceof BadRequestError && e.message === 'texts is empty: send at least one text',
+    );
+    await assert.rejects(
+      bc.encode(['ok', 'fine', 'good', '']),
+      (e: unknown) => e instanceof BadRequestError && e.message === 'texts[3] is an empty string',
+    );
     await assert.rejects(bc.encode(['ok', 7 as unknown as string]), /texts\[1\] must be a string, got number/);
     const jsm = await jetstreamManager(nc);
-    assert.equal((await jsm.streams.info(serviceNames(service).stream)).state.messages, 0, 'the valid first chunks were not sent either');
+    assert.equal(
+      (await jsm.streams.info(serviceNames(service).stream)).state.messages,
+      0,
+      'the valid first chunks were not sent either',
+    );
   } finally {
     responder.unsubscribe();
   }
@@ -134,7 +163,12 @@ test('client - close() rejects waiting requests with ClientClosedError and refus
     const listener = bc.listen();
     // Let the publish go out, then close while the request waits for rows.
     while (bc.status.numChunks === 0) await new Promise((r) => setTimeout(r, 5));
-    const rejected = assert.rejects(waiting, (e: unknown) => e instanceof ClientClosedError && /BertClient was closed while request \w+ was waiting \(0 of 1 rows received\)/.test(e.message));
+    const rejected = assert.rejects(
+      waiting,
+      (e: unknown) =>
+        e instanceof ClientClosedError &&
+        /BertClient was closed while request \w+ was waiting \(0 of 1 rows received\)/.test(e.message),
+    );
     const started = performance.now();
     await bc.close();
     await rejected;
@@ -155,6 +189,9 @@ test('client - refuses bad options before connecting', async () => {
 
 test('client - an unreachable NATS server is NO_WORKERS, within the timeout', async () => {
   const started = performance.now();
-  await assert.rejects(BertClient.connect({ servers: 'nats://127.0.0.1:1', timeout: 2_000 }), (e: unknown) => e instanceof NoWorkersError && /no NATS server at nats:\/\/127.0.0.1:1/.test(e.message));
+  await assert.rejects(
+    BertClient.connect({ servers: 'nats://127.0.0.1:1', timeout: 2_000 }),
+    (e: unknown) => e instanceof NoWorkersError && /no NATS server at nats:\/\/127.0.0.1:1/.test(e.message),
+  );
   assert.ok(performance.now() - started < 2_000 + TIMEOUT_SLACK_MS);
 });

@@ -2,7 +2,15 @@
  * Result and error frames built with the protocol's own encoder, decoded with its decoder: what a
  * worker would put on the wire, without a worker.
  */
-import { decodeFrame, encodeErrorFrame, encodeResultFrames, type BertqError, type DecodedFrame, type OutputDtype, type ResultInput } from '@bertq/protocol';
+import {
+  decodeFrame,
+  encodeErrorFrame,
+  encodeResultFrames,
+  type BertqError,
+  type DecodedFrame,
+  type OutputDtype,
+  type ResultInput,
+} from '@bertq/protocol';
 
 /** Row r of a request holds [r, r + 0.5, r + 0.25, …] so a misplaced row is visible. */
 export function rowValues(row: number, dim: number): number[] {
@@ -20,7 +28,9 @@ export function resultFrames(
   for (let i = 0; i < rows; i++) data.set(rowValues(offset + i, dim), i * dim);
   const input: ResultInput = { id, offset, rows, shape: [dim], dtype: options.dtype ?? 'f32', data, worker: 'W1' };
   if (options.tokens) input.tokens = options.tokens;
-  return encodeResultFrames(input, { maxPayload: options.maxPayload ?? 1024 * 1024 }).map((f) => decodeFrame(f.headers, f.body));
+  return encodeResultFrames(input, { maxPayload: options.maxPayload ?? 1024 * 1024 }).map((f) =>
+    decodeFrame(f.headers, f.body),
+  );
 }
 
 export function errorFrame(id: string, offset: number, rows: number, error: BertqError): DecodedFrame {

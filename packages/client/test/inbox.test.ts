@@ -39,6 +39,9 @@ test('inbox - takeAll() waits for all and returns them in send order', async () 
   ds[1]!.resolve(1);
   ds[2]!.resolve(2);
   ds[0]!.resolve(0);
-  assert.deepEqual((await all).map((s) => s.id), ['r0', 'r1', 'r2']);
+  assert.deepEqual(
+    (await all).map((s) => s.id),
+    ['r0', 'r1', 'r2'],
+  );
   assert.deepEqual(await inbox.takeAll(), []);
 });

@@ -1,7 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BadRequestError } from '@bertq/protocol';
-import { DEFAULT_SERVER, DEFAULT_TIMEOUT_MS, resolveClientOptions, resolveEncodeOptions, resolveServers } from '../src/options.js';
+import {
+  DEFAULT_SERVER,
+  DEFAULT_TIMEOUT_MS,
+  resolveClientOptions,
+  resolveEncodeOptions,
+  resolveServers,
+} from '../src/options.js';
 
 test('options - fills in the bert-as-service defaults', () => {
   const o = resolveClientOptions({}, {});
@@ -21,7 +27,10 @@ test('options - gives every client a different identity unless one is shared on 
 });
 
 test('options - reads the servers from BERTQ_NATS_URL, comma-separated', () => {
-  assert.deepEqual(resolveServers(undefined, { BERTQ_NATS_URL: 'nats://a:4222, nats://b:4222' }), ['nats://a:4222', 'nats://b:4222']);
+  assert.deepEqual(resolveServers(undefined, { BERTQ_NATS_URL: 'nats://a:4222, nats://b:4222' }), [
+    'nats://a:4222',
+    'nats://b:4222',
+  ]);
   assert.deepEqual(resolveServers('nats://c:1', { BERTQ_NATS_URL: 'nats://a:4222' }), ['nats://c:1']);
   assert.throws(() => resolveServers([], {}), BadRequestError);
   assert.throws(() => resolveServers(['nats://x', ''], {}), /servers must be one or more NATS URLs/);
@@ -29,24 +38,38 @@ test('options - reads the servers from BERTQ_NATS_URL, comma-separated', () => {
 
 test('options - canonicalizes the service name and refuses bad ones', () => {
   assert.equal(resolveClientOptions({ service: 'My_Svc' }, {}).service, 'my-svc');
-  assert.throws(() => resolveClientOptions({ service: 'a.b' }, {}), (e: unknown) => e instanceof BadRequestError && /service name "a.b" is invalid/.test(e.message));
+  assert.throws(
+    () => resolveClientOptions({ service: 'a.b' }, {}),
+    (e: unknown) => e instanceof BadRequestError && /service name "a.b" is invalid/.test(e.message),
+  );
 });
 
 test('options - refuses an identity that is not one subject token', () => {
   for (const identity of ['', 'a.b', 'a b', 'a*', 'x'.repeat(129)]) {
-    assert.throws(() => resolveClientOptions({ identity }, {}), (e: unknown) => e instanceof BadRequestError && /client identity/.test(e.message), identity);
+    assert.throws(
+      () => resolveClientOptions({ identity }, {}),
+      (e: unknown) => e instanceof BadRequestError && /client identity/.test(e.message),
+      identity,
+    );
   }
 });
 
 test('options - every call has a deadline: timeouts must be finite and positive', () => {
   for (const timeout of [0, -1, Infinity, NaN, 2 ** 31]) {
-    assert.throws(() => resolveClientOptions({ timeout }, {}), (e: unknown) => e instanceof BadRequestError && /timeout must be a number of milliseconds/.test(e.message), String(timeout));
+    assert.throws(
+      () => resolveClientOptions({ timeout }, {}),
+      (e: unknown) => e instanceof BadRequestError && /timeout must be a number of milliseconds/.test(e.message),
+      String(timeout),
+    );
   }
   assert.equal(resolveClientOptions({ timeout: 1.2 }, {}).timeoutMs, 2);
 });
 
 test('options - refuses an unknown output format and a bad maxChunkRows', () => {
-  assert.throws(() => resolveClientOptions({ outputFmt: 'numpy' as 'list' }, {}), /outputFmt must be "ndarray" or "list", got "numpy"/);
+  assert.throws(
+    () => resolveClientOptions({ outputFmt: 'numpy' as 'list' }, {}),
+    /outputFmt must be "ndarray" or "list", got "numpy"/,
+  );
   for (const maxChunkRows of [0, 1.5, -3]) {
     assert.throws(() => resolveClientOptions({ maxChunkRows }, {}), /maxChunkRows must be a positive integer/);
   }
@@ -54,11 +77,31 @@ test('options - refuses an unknown output format and a bad maxChunkRows', () => 
 
 test('options - checks per-call options and falls back to the client timeout', () => {
   const o = resolveEncodeOptions(undefined, 5000);
-  assert.deepEqual({ ...o, signal: undefined }, { isTokenized: false, showTokens: false, blocking: true, output: 'f32', timeoutMs: 5000, signal: undefined, onFrame: undefined });
+  assert.deepEqual(
+    { ...o, signal: undefined },
+    {
+      isTokenized: false,
+      showTokens: false,
+      blocking: true,
+      output: 'f32',
+      timeoutMs: 5000,
+      signal: undefined,
+      onFrame: undefined,
+    },
+  );
   assert.equal(resolveEncodeOptions({ timeout: 10, blocking: false }, 5000).timeoutMs, 10);
   assert.equal(resolveEncodeOptions({ blocking: false }, 5000).blocking, false);
-  assert.throws(() => resolveEncodeOptions({ output: 'f64' as 'f32' }, 1), /output must be one of "f32", "f16", "json", got "f64"/);
-  assert.throws(() => resolveEncodeOptions({ showTokens: 'yes' as unknown as boolean }, 1), /showTokens must be true or false/);
+  assert.throws(
+    () => resolveEncodeOptions({ output: 'f64' as 'f32' }, 1),
+    /output must be one of "f32", "f16", "json", got "f64"/,
+  );
+  assert.throws(
+    () => resolveEncodeOptions({ showTokens: 'yes' as unknown as boolean }, 1),
+    /showTokens must be true or false/,
+  );
   assert.throws(() => resolveEncodeOptions({ timeout: 0 }, 1), /timeout must be/);
-  assert.throws(() => resolveEncodeOptions({ onFrame: 'log' as unknown as () => void }, 1), /onFrame must be a function, got string/);
+  assert.throws(
+    () => resolveEncodeOptions({ onFrame: 'log' as unknown as () => void }, 1),
+    /onFrame must be a function, got string/,
+  );
 });

@@ -14,8 +14,16 @@ test('list output - pooled rows become number[][] in row-major order', () => {
 test('list output - token-level rows become number[][][]', () => {
   const data = Float32Array.from({ length: 12 }, (_, i) => i);
   assert.deepEqual(toNestedList(data, [2, 3, 2]), [
-    [[0, 1], [2, 3], [4, 5]],
-    [[6, 7], [8, 9], [10, 11]],
+    [
+      [0, 1],
+      [2, 3],
+      [4, 5],
+    ],
+    [
+      [6, 7],
+      [8, 9],
+      [10, 11],
+    ],
   ]);
 });
 

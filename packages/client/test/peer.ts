@@ -32,7 +32,11 @@ import { rowValues } from './frames.js';
 import { sampleConfig } from './documents.js';
 
 /** Creates the stream and the `high`/`bulk` durable pull consumers of a service, as a first worker would. */
-export async function createJobStream(nc: NatsConnection, service: string, options: { maxMsgs?: number } = {}): Promise<void> {
+export async function createJobStream(
+  nc: NatsConnection,
+  service: string,
+  options: { maxMsgs?: number } = {},
+): Promise<void> {
   const names = serviceNames(service);
   const jsm = await jetstreamManager(nc);
   await jsm.streams.add({
@@ -59,9 +63,12 @@ export async function createJobStream(nc: NatsConnection, service: string, optio
 export function answerConfig(nc: NatsConnection, service: string, overrides: Partial<ServerConfig> = {}): Subscription {
   const names = serviceNames(service);
   const doc = sampleConfig({ service: names.service, ...overrides });
-  return nc.subscribe(names.control.config, { queue: 'q', callback: (_err, msg) => {
+  return nc.subscribe(names.control.config, {
+    queue: 'q',
+    callback: (_err, msg) => {
       msg.respond(JSON.stringify(doc));
-    } });
+    },
+  });
 }
 
 /** What the peer does with one job: the frames to publish (any order, repeats allowed). */
@@ -106,13 +113,25 @@ export async function startPeer(nc: NatsConnection, service: string, options: Pe
       const rows = job.texts.length;
       const data = new Float32Array(rows * dim);
       for (let i = 0; i < rows; i++) data.set(rowValues(job.offset + i, dim), i * dim);
-      const tokens = job.showTokens ? job.texts.map((t) => ['[CLS]', ...(Array.isArray(t) ? t : t.split(' ')), '[SEP]']) : undefined;
+      const tokens = job.showTokens
+        ? job.texts.map((t) => ['[CLS]', ...(Array.isArray(t) ? t : t.split(' ')), '[SEP]'])
+        : undefined;
       frames = encodeResultFrames(
-        { id: job.id, offset: job.offset, rows, shape: [dim], dtype: job.output, data, worker: 'peer', ...(tokens ? { tokens } : {}) },
+        {
+          id: job.id,
+          offset: job.offset,
+          rows,
+          shape: [dim],
+          dtype: job.output,
+          data,
+          worker: 'peer',
+          ...(tokens ? { tokens } : {}),
+        },
         { maxPayload: options.maxPayload ?? 1024 * 1024 },
       );
     }
-    for (const f of options.answer ? options.answer(job, frames) : frames) nc.publish(job.reply, f.body, { headers: toNatsHeaders(f.headers) });
+    for (const f of options.answer ? options.answer(job, frames) : frames)
+      nc.publish(job.reply, f.body, { headers: toNatsHeaders(f.headers) });
     m.ack();
   };
   for (const priority of PRIORITIES) {

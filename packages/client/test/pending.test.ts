@@ -27,7 +27,11 @@ test('pending - reassembles rows by offset whatever order the frames arrive in',
   for (const f of frames) assert.equal(pending.accept(f), 'rows');
   const result = await pending.promise;
   assert.deepEqual(result.shape, [10, 4]);
-  for (let r = 0; r < 10; r++) assert.deepEqual(Array.from(result.data.subarray(r * 4, r * 4 + 4)), Array.from(Float32Array.from(rowValues(r, 4))));
+  for (let r = 0; r < 10; r++)
+    assert.deepEqual(
+      Array.from(result.data.subarray(r * 4, r * 4 + 4)),
+      Array.from(Float32Array.from(rowValues(r, 4))),
+    );
   assert.deepEqual(settled, [{ id: 'R1', error: undefined }]);
 });
 
@@ -45,7 +49,10 @@ test('pending - an error frame fails the whole request with the same typed error
   const { pending, settled } = request(4);
   for (const f of resultFrames('R1', 0, 2)) pending.accept(f);
   assert.equal(pending.accept(errorFrame('R1', 2, 2, new TooLongError('texts[3] has 600 tokens, over 512'))), 'failed');
-  await assert.rejects(pending.promise, (e: unknown) => e instanceof TooLongError && e.message === 'texts[3] has 600 tokens, over 512');
+  await assert.rejects(
+    pending.promise,
+    (e: unknown) => e instanceof TooLongError && e.message === 'texts[3] has 600 tokens, over 512',
+  );
   assert.ok(settled[0]!.error instanceof TooLongError);
 });
 
@@ -54,14 +61,20 @@ test('pending - the deadline fails the request with TIMEOUT naming the missing r
   for (const f of resultFrames('R1', 0, 3)) pending.accept(f);
   for (const f of resultFrames('R1', 7, 1)) pending.accept(f);
   const started = Date.now();
-  await assert.rejects(pending.promise, (e: unknown) => e instanceof TimeoutError && /4 of 10 rows received \(missing rows 3-6, 8-9\)/.test(e.message));
+  await assert.rejects(
+    pending.promise,
+    (e: unknown) => e instanceof TimeoutError && /4 of 10 rows received \(missing rows 3-6, 8-9\)/.test(e.message),
+  );
   assert.ok(Date.now() - started < SHORT_TIMEOUT_MS + 1000);
 });
 
 test('pending - joins a row split into byte parts', async () => {
   const { pending } = request(2);
   const frames = resultFrames('R1', 0, 2, { dim: 300, maxPayload: 700 });
-  assert.ok(frames.some((f) => f.kind === 'result' && f.part !== undefined), 'the fixture really splits rows');
+  assert.ok(
+    frames.some((f) => f.kind === 'result' && f.part !== undefined),
+    'the fixture really splits rows',
+  );
   for (const f of frames.reverse()) pending.accept(f);
   const result = await pending.promise;
   assert.deepEqual(Array.from(result.data.subarray(300, 600)), Array.from(Float32Array.from(rowValues(1, 300))));
@@ -97,7 +110,16 @@ test('pending - reports each frame that brings new rows to onFrame, with its wor
   const timings = { tokenizationMs: 0.5, queueMs: 1.25, inferenceMs: 7, totalMs: 9.5 };
   const frame = (offset: number, rows: number) =>
     encodeResultFrames(
-      { id: 'R1', offset, rows, shape: [2], dtype: 'f32', data: new Float32Array(rows * 2).fill(offset), worker: 'W7', timings },
+      {
+        id: 'R1',
+        offset,
+        rows,
+        shape: [2],
+        dtype: 'f32',
+        data: new Float32Array(rows * 2).fill(offset),
+        worker: 'W7',
+        timings,
+      },
       { maxPayload: 1024 * 1024 },
     ).map((f) => decodeFrame(f.headers, f.body))[0]!;
   assert.equal(pending.accept(frame(0, 2)), 'rows');

@@ -33,7 +33,10 @@ after(async () => {
 const freshService = () => `svc-${newRequestId().slice(0, 10).toLowerCase()}`;
 
 /** A service with a stream, a config responder and (unless `peer: false`) a protocol peer answering jobs. */
-async function serve(config: { max_batch_size?: number; priority_batch_size?: number } = {}, peerOptions: PeerOptions | false = {}) {
+async function serve(
+  config: { max_batch_size?: number; priority_batch_size?: number } = {},
+  peerOptions: PeerOptions | false = {},
+) {
   const service = freshService();
   await createJobStream(nc, service);
   const responder: Subscription = answerConfig(nc, service, { max_batch_size: 4, priority_batch_size: 2, ...config });
@@ -46,7 +49,10 @@ async function serve(config: { max_batch_size?: number; priority_batch_size?: nu
   return { service, peer };
 }
 
-async function client<F extends 'ndarray' | 'list' = 'ndarray'>(service: string, options: Parameters<typeof BertClient.connect<F>>[0] = {}) {
+async function client<F extends 'ndarray' | 'list' = 'ndarray'>(
+  service: string,
+  options: Parameters<typeof BertClient.connect<F>>[0] = {},
+) {
   const c = await BertClient.connect<F>({ servers: server.url, service, timeout: REQUEST_TIMEOUT_MS, ...options });
   cleanups.push(() => c.close());
   return c;
@@ -84,12 +90,23 @@ test('client - publishes chunks of max_batch_size rows with the protocol headers
   assert.deepEqual(v.shape, [10, DIM]);
   const jobs = peer!.jobs.slice(1);
   assert.deepEqual(peer!.subjects.slice(1), [names.jobs.bulk, names.jobs.bulk, names.jobs.bulk]);
-  assert.deepEqual(jobs.map((j) => [j.offset, j.texts.length]).sort((a, b) => a[0]! - b[0]!), [[0, 4], [4, 4], [8, 2]]);
+  assert.deepEqual(
+    jobs.map((j) => [j.offset, j.texts.length]).sort((a, b) => a[0]! - b[0]!),
+    [
+      [0, 4],
+      [4, 4],
+      [8, 2],
+    ],
+  );
   assert.equal(new Set(jobs.map((j) => j.id)).size, 1, 'one request id for all chunks');
   for (const job of jobs) {
     assert.equal(job.reply, bc.resultsSubject);
     assert.equal(job.reply, `bertq.v1.${service}.results.${bc.identity}`);
-    assert.ok(job.deadline !== undefined && job.deadline >= before + REQUEST_TIMEOUT_MS && job.deadline <= Date.now() + REQUEST_TIMEOUT_MS);
+    assert.ok(
+      job.deadline !== undefined &&
+        job.deadline >= before + REQUEST_TIMEOUT_MS &&
+        job.deadline <= Date.now() + REQUEST_TIMEOUT_MS,
+    );
     assert.deepEqual(job.texts, texts.slice(job.offset, job.offset + job.texts.length));
   }
   assert.equal(bc.status.numChunks, 4);
@@ -103,7 +120,13 @@ test('client - a maxChunkRows below the server limit is used, one above it is lo
   assert.deepEqual(peer!.jobs.map((j) => j.texts.length).sort(), [2, 3]);
   const big = await client(service, { maxChunkRows: 100 });
   await big.encode(['a', 'b', 'c', 'd', 'e']);
-  assert.deepEqual(peer!.jobs.slice(2).map((j) => j.texts.length).sort(), [1, 4]);
+  assert.deepEqual(
+    peer!.jobs
+      .slice(2)
+      .map((j) => j.texts.length)
+      .sort(),
+    [1, 4],
+  );
 });
 
 test('client - re-publishing a job after a lost ack is de-duplicated by its Nats-Msg-Id', async () => {
@@ -120,7 +143,14 @@ test('client - re-publishing a job after a lost ack is de-duplicated by its Nats
     maxChunkRows: 4,
     maxPayload: 1024 * 1024,
   });
-  const ctx = { js: jetstream(nc), subject: names.jobs.high, service, stream: names.stream, requestId: 'r', deadline: Date.now() + REQUEST_TIMEOUT_MS };
+  const ctx = {
+    js: jetstream(nc),
+    subject: names.jobs.high,
+    service,
+    stream: names.stream,
+    requestId: 'r',
+    deadline: Date.now() + REQUEST_TIMEOUT_MS,
+  };
   const first = await publishJob(ctx, job!);
   const second = await publishJob(ctx, job!);
   assert.equal(first.duplicate, false);
@@ -162,7 +192,8 @@ test('client - f16 and json wire formats give the same rows (f16 within half pre
   const json = await bc.encode(texts, { output: 'json' });
   assert.deepEqual(Array.from(json.data), Array.from(exact));
   const half = await bc.encode(texts, { output: 'f16' });
-  for (let i = 0; i < exact.length; i++) assert.ok(Math.abs(half.data[i]! - exact[i]!) <= Math.abs(exact[i]!) * 2 ** -11 + 1e-7, `value ${i}`);
+  for (let i = 0; i < exact.length; i++)
+    assert.ok(Math.abs(half.data[i]! - exact[i]!) <= Math.abs(exact[i]!) * 2 ** -11 + 1e-7, `value ${i}`);
 });
 
 test('client - outputFmt list returns nested arrays', async () => {
@@ -176,13 +207,27 @@ test('client - outputFmt list returns nested arrays', async () => {
 test('client - token lists go as is_tokenized jobs', async () => {
   const { service, peer } = await serve();
   const bc = await client(service);
-  const { tokens } = await bc.encode([['hello', 'world!'], ['thisis', 'it']], { isTokenized: true, showTokens: true });
+  const { tokens } = await bc.encode(
+    [
+      ['hello', 'world!'],
+      ['thisis', 'it'],
+    ],
+    { isTokenized: true, showTokens: true },
+  );
   assert.equal(peer!.jobs[0]!.isTokenized, true);
   assert.deepEqual(tokens[1], ['[CLS]', 'thisis', 'it', '[SEP]']);
 });
 
 test('client - an error frame fails its request with the typed error; other requests are not affected', async () => {
-  const { service } = await serve({}, { fail: (job) => ((job.texts as unknown[]).includes('too long') ? new TooLongError(`texts[${job.offset}] has 600 tokens, over 512`) : undefined) });
+  const { service } = await serve(
+    {},
+    {
+      fail: (job) =>
+        (job.texts as unknown[]).includes('too long')
+          ? new TooLongError(`texts[${job.offset}] has 600 tokens, over 512`)
+          : undefined,
+    },
+  );
   const bc = await client(service);
   const [bad, good] = await Promise.allSettled([bc.encode(['too long']), bc.encode(['fine'])]);
   assert.equal(bad.status, 'rejected');
@@ -195,7 +240,9 @@ test('client - an error frame fails its request with the typed error; other requ
 test('client - one client serves many concurrent encode calls', async () => {
   const { service } = await serve({ max_batch_size: 3, priority_batch_size: 1 });
   const bc = await client(service);
-  const results = await Promise.all(Array.from({ length: 40 }, (_, n) => bc.encode(Array.from({ length: 1 + (n % 7) }, (_, i) => `r${n}-${i}`))));
+  const results = await Promise.all(
+    Array.from({ length: 40 }, (_, n) => bc.encode(Array.from({ length: 1 + (n % 7) }, (_, i) => `r${n}-${i}`))),
+  );
   results.forEach((v, n) => {
     assert.deepEqual(v.shape, [1 + (n % 7), DIM]);
     assert.deepEqual(Array.from(v.data), Array.from(expectedRows(0, 1 + (n % 7))));
@@ -233,16 +280,26 @@ test('client - clones sharing an identity all hear every result through listen()
 test('client - non-blocking encode, then fetch() in completion order and fetchAll() in send order', async () => {
   const { service } = await serve({ max_batch_size: 4, priority_batch_size: 1 });
   const bc = await client(service);
-  const ids = [await bc.encode(['a'], { blocking: false }), await bc.encode(['b', 'c'], { blocking: false }), await bc.encode(['d', 'e', 'f'], { blocking: false })];
+  const ids = [
+    await bc.encode(['a'], { blocking: false }),
+    await bc.encode(['b', 'c'], { blocking: false }),
+    await bc.encode(['d', 'e', 'f'], { blocking: false }),
+  ];
   assert.equal(bc.status.unfetched, 3);
   const fetched = [];
   for await (const r of bc.fetch()) fetched.push(r);
   assert.deepEqual(fetched.map((r) => r.id).sort(), [...ids].sort());
   assert.equal(bc.status.unfetched, 0);
 
-  const more = [await bc.encode(['x', 'y', 'z'], { blocking: false }), await bc.encode(['w'], { blocking: false, showTokens: true })];
+  const more = [
+    await bc.encode(['x', 'y', 'z'], { blocking: false }),
+    await bc.encode(['w'], { blocking: false, showTokens: true }),
+  ];
   const all = await bc.fetchAll();
-  assert.deepEqual(all.map((r) => r.id), more);
+  assert.deepEqual(
+    all.map((r) => r.id),
+    more,
+  );
   assert.deepEqual((all[0]!.vectors as NdArray).shape, [3, DIM]);
   assert.deepEqual(all[1]!.tokens, [['[CLS]', 'w', '[SEP]']]);
   assert.deepEqual(await bc.fetchAll(), []);
@@ -312,5 +369,8 @@ test('client - job headers name the request and its offset exactly as the protoc
     maxChunkRows: 1,
     maxPayload: 1024,
   });
-  assert.deepEqual(Object.keys(job!.headers).sort(), [HEADERS.deadline, HEADERS.id, HEADERS.msgId, HEADERS.offset, HEADERS.reply].sort());
+  assert.deepEqual(
+    Object.keys(job!.headers).sort(),
+    [HEADERS.deadline, HEADERS.id, HEADERS.msgId, HEADERS.offset, HEADERS.reply].sort(),
+  );
 });

@@ -1,14 +1,20 @@
 // bertq dashboard: reads the gateway's server-sent events (GET events) and draws SVG charts.
 // No framework, no build step, nothing from the network but the gateway itself.
-'use strict';
 
-(function () {
+(() => {
   const TOKEN_KEY = 'bertq-gateway-token';
   const SVG_NS = 'http://www.w3.org/2000/svg';
   const COLORS = ['var(--c1)', 'var(--c2)', 'var(--c3)', 'var(--c4)', 'var(--c5)', 'var(--c6)'];
   const ERROR_COLORS = {
-    BAD_REQUEST: 'var(--c3)', TOO_LARGE: 'var(--c4)', TOO_LONG: 'var(--c6)', OVERLOADED: 'var(--warn)',
-    NO_WORKERS: 'var(--bad)', TIMEOUT: 'var(--c5)', UNAUTHORIZED: 'var(--c1)', INTERNAL: '#ff9e9e', MODEL_ERROR: '#ffb3d9',
+    BAD_REQUEST: 'var(--c3)',
+    TOO_LARGE: 'var(--c4)',
+    TOO_LONG: 'var(--c6)',
+    OVERLOADED: 'var(--warn)',
+    NO_WORKERS: 'var(--bad)',
+    TIMEOUT: 'var(--c5)',
+    UNAUTHORIZED: 'var(--c1)',
+    INTERNAL: '#ff9e9e',
+    MODEL_ERROR: '#ffb3d9',
   };
   const MAX_POINTS = 600;
 
@@ -20,14 +26,21 @@
   function fmt(v, digits) {
     if (v === null || v === undefined || !Number.isFinite(v)) return '–';
     const a = Math.abs(v);
-    if (a >= 1e6) return (v / 1e6).toFixed(1) + 'M';
-    if (a >= 1e4) return (v / 1e3).toFixed(1) + 'k';
+    if (a >= 1e6) return `${(v / 1e6).toFixed(1)}M`;
+    if (a >= 1e4) return `${(v / 1e3).toFixed(1)}k`;
     if (a >= 100) return Math.round(v).toLocaleString('en-US');
     if (a >= 10) return v.toFixed(digits === undefined ? 1 : digits);
     return v.toFixed(digits === undefined ? 2 : digits);
   }
-  const fmtMs = (v) => (v === null || v === undefined ? '–' : v >= 1000 ? fmt(v / 1000) + ' s' : fmt(v) + ' ms');
-  const fmtDuration = (s) => (s === null ? '–' : s < 120 ? Math.round(s) + ' s' : s < 7200 ? Math.round(s / 60) + ' min' : (s / 3600).toFixed(1) + ' h');
+  const fmtMs = (v) => (v === null || v === undefined ? '–' : v >= 1000 ? `${fmt(v / 1000)} s` : `${fmt(v)} ms`);
+  const fmtDuration = (s) =>
+    s === null
+      ? '–'
+      : s < 120
+        ? `${Math.round(s)} s`
+        : s < 7200
+          ? `${Math.round(s / 60)} min`
+          : `${(s / 3600).toFixed(1)} h`;
 
   function el(tag, attrs, children) {
     const e = document.createElement(tag);
@@ -50,15 +63,15 @@
   /** Axis labels: whole numbers where they are whole, ms switching to s past a second. */
   function tickLabel(v, unit) {
     const short = (n) => (n % 1 === 0 ? String(n) : n.toFixed(n < 1 ? 2 : 1));
-    if (unit === 'ms') return v === 0 ? '0' : v >= 1000 ? short(v / 1000) + 's' : short(v) + 'ms';
-    return v >= 1e4 ? short(v / 1000) + 'k' : short(v);
+    if (unit === 'ms') return v === 0 ? '0' : v >= 1000 ? `${short(v / 1000)}s` : `${short(v)}ms`;
+    return v >= 1e4 ? `${short(v / 1000)}k` : short(v);
   }
 
   /** Round axis maximum and ~4 ticks for values up to `max`. */
   function niceScale(max) {
     if (!(max > 0)) return { max: 1, ticks: [0, 0.5, 1] };
     const raw = max / 4;
-    const mag = Math.pow(10, Math.floor(Math.log10(raw)));
+    const mag = 10 ** Math.floor(Math.log10(raw));
     const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw);
     const top = Math.ceil(max / step) * step;
     const ticks = [];
@@ -109,8 +122,15 @@
     for (let k = 0; k <= 4; k++) {
       const t = t0 + (k / 4) * state.windowS * 1000;
       const secondsAgo = Math.round((now - t) / 1000);
-      const label = svg('text', { x: x(t), y: height - 5, 'text-anchor': k === 0 ? 'start' : k === 4 ? 'end' : 'middle' });
-      label.textContent = secondsAgo === 0 ? 'now' : `-${secondsAgo >= 60 && secondsAgo % 60 === 0 ? secondsAgo / 60 + 'm' : secondsAgo + 's'}`;
+      const label = svg('text', {
+        x: x(t),
+        y: height - 5,
+        'text-anchor': k === 0 ? 'start' : k === 4 ? 'end' : 'middle',
+      });
+      label.textContent =
+        secondsAgo === 0
+          ? 'now'
+          : `-${secondsAgo >= 60 && secondsAgo % 60 === 0 ? `${secondsAgo / 60}m` : `${secondsAgo}s`}`;
       box.append(label);
     }
 
@@ -130,7 +150,16 @@
         for (const s of opts.series) {
           const v = s.values[i] || 0;
           if (v <= 0) continue;
-          box.append(svg('rect', { x: x(times[i]) - barW / 2, y: y(base + v), width: barW, height: Math.max(1, y(base) - y(base + v)), fill: s.color, rx: 1 }));
+          box.append(
+            svg('rect', {
+              x: x(times[i]) - barW / 2,
+              y: y(base + v),
+              width: barW,
+              height: Math.max(1, y(base) - y(base + v)),
+              fill: s.color,
+              rx: 1,
+            }),
+          );
           base += v;
         }
       }
@@ -157,10 +186,28 @@
       for (const r of runs) {
         const line = r.map((p, j) => `${j ? 'L' : 'M'}${p[0].toFixed(1)},${p[1].toFixed(1)}`).join('');
         if (opts.stacked || s.fill) {
-          const back = r.slice().reverse().map((p) => `L${p[0].toFixed(1)},${p[2].toFixed(1)}`).join('');
-          box.append(svg('path', { d: line + back + 'Z', fill: s.color, 'fill-opacity': opts.stacked ? 0.55 : 0.12, stroke: 'none' }));
+          const back = r
+            .slice()
+            .reverse()
+            .map((p) => `L${p[0].toFixed(1)},${p[2].toFixed(1)}`)
+            .join('');
+          box.append(
+            svg('path', {
+              d: `${line + back}Z`,
+              fill: s.color,
+              'fill-opacity': opts.stacked ? 0.55 : 0.12,
+              stroke: 'none',
+            }),
+          );
         }
-        const attrs = { d: line, fill: 'none', stroke: s.color, 'stroke-width': 1.8, 'stroke-linejoin': 'round', 'data-series': s.key };
+        const attrs = {
+          d: line,
+          fill: 'none',
+          stroke: s.color,
+          'stroke-width': 1.8,
+          'stroke-linejoin': 'round',
+          'data-series': s.key,
+        };
         if (s.dashed) attrs['stroke-dasharray'] = '4 3';
         box.append(svg('path', attrs));
         if (r.length === 1) box.append(svg('circle', { cx: r[0][0], cy: r[0][1], r: 2.5, fill: s.color }));
@@ -185,11 +232,13 @@
       }
       latest[s.key] = last;
       peak[s.key] = top;
-      target.append(el('span', { class: 'item' }, [
-        el('span', { class: 'swatch', style: `background:${s.color}` }),
-        el('span', { text: s.label }),
-        el('span', { class: 'value', text: format(last) }),
-      ]));
+      target.append(
+        el('span', { class: 'item' }, [
+          el('span', { class: 'swatch', style: `background:${s.color}` }),
+          el('span', { text: s.label }),
+          el('span', { class: 'value', text: format(last) }),
+        ]),
+      );
     }
     figure.dataset.latest = JSON.stringify(latest);
     figure.dataset.peak = JSON.stringify(peak);
@@ -219,9 +268,19 @@
     legend(figL, latency, fmtMs);
 
     const stages = [
-      { key: 'tokenize', label: 'tokenize', color: COLORS[3], values: col((p) => (p.stages ? p.stages.tokenize : null)) },
+      {
+        key: 'tokenize',
+        label: 'tokenize',
+        color: COLORS[3],
+        values: col((p) => (p.stages ? p.stages.tokenize : null)),
+      },
       { key: 'queue', label: 'queue', color: COLORS[2], values: col((p) => (p.stages ? p.stages.queue : null)) },
-      { key: 'inference', label: 'inference', color: COLORS[0], values: col((p) => (p.stages ? p.stages.inference : null)) },
+      {
+        key: 'inference',
+        label: 'inference',
+        color: COLORS[0],
+        values: col((p) => (p.stages ? p.stages.inference : null)),
+      },
     ];
     const figS = $('chart-stages');
     drawChart(figS, { times, series: stages, unit: 'ms', stacked: true });
@@ -238,7 +297,10 @@
     const codes = new Set();
     for (const p of pts) for (const c of Object.keys(p.errors || {})) codes.add(c);
     const errors = [...codes].sort().map((code, i) => ({
-      key: code, label: code, color: ERROR_COLORS[code] || COLORS[i % COLORS.length], values: col((p) => (p.errors && p.errors[code]) || 0),
+      key: code,
+      label: code,
+      color: ERROR_COLORS[code] || COLORS[i % COLORS.length],
+      values: col((p) => p.errors?.[code] || 0),
     }));
     const figE = $('chart-errors');
     drawChart(figE, { times, series: errors, bars: true, stacked: true });
@@ -265,7 +327,7 @@
     }
 
     const m = f.model;
-    $('model-name').textContent = m ? m.name : f.ok ? '' : (f.error && f.error.message) || '';
+    $('model-name').textContent = m ? m.name : f.ok ? '' : f.error?.message || '';
     const chips = $('config');
     chips.replaceChildren();
     if (m) {
@@ -280,7 +342,13 @@
         ['precision', m.fp16 ? 'fp16' : 'fp32'],
         ['normalize', m.normalize ? 'yes' : 'no'],
       ];
-      for (const [k, v] of facts) chips.append(el('div', { class: 'chip', dataset: { key: k } }, [el('span', { class: 'k', text: k }), el('span', { class: 'v', text: v })]));
+      for (const [k, v] of facts)
+        chips.append(
+          el('div', { class: 'chip', dataset: { key: k } }, [
+            el('span', { class: 'k', text: k }),
+            el('span', { class: 'v', text: v }),
+          ]),
+        );
     }
 
     const list = $('workers');
@@ -289,14 +357,21 @@
     $('workers-empty').hidden = f.workers.length > 0;
     const fastest = Math.max(1, ...f.workers.map((w) => w.rowsPerSecond));
     for (const w of f.workers) {
-      const bar = el('div', { class: 'bar', title: `${fmt(w.rowsPerSecond)} rows/s` }, [el('span', { style: `width:${Math.max(2, (100 * w.rowsPerSecond) / fastest)}%` })]);
+      const bar = el('div', { class: 'bar', title: `${fmt(w.rowsPerSecond)} rows/s` }, [
+        el('span', { style: `width:${Math.max(2, (100 * w.rowsPerSecond) / fastest)}%` }),
+      ]);
       const meta = `${fmt(w.rowsPerSecond)} rows/s · inference p50 ${fmtMs(w.inferenceP50Ms)} · batch ${fmt(w.avgBatchRows, 1)} rows · ${fmt(w.rowsTotal, 0)} rows total · up ${fmtDuration(w.uptimeS)}`;
-      list.append(el('li', { class: 'worker', dataset: { workerId: w.id, device: w.device, state: w.state } }, [
-        el('span', { class: 'id', text: w.id, title: w.id }),
-        el('span', { class: 'badges' }, [el('span', { class: 'badge device', text: w.device }), el('span', { class: `badge ${w.state}`, text: w.state })]),
-        bar,
-        el('span', { class: 'meta', text: meta }),
-      ]));
+      list.append(
+        el('li', { class: 'worker', dataset: { workerId: w.id, device: w.device, state: w.state } }, [
+          el('span', { class: 'id', text: w.id, title: w.id }),
+          el('span', { class: 'badges' }, [
+            el('span', { class: 'badge device', text: w.device }),
+            el('span', { class: `badge ${w.state}`, text: w.state }),
+          ]),
+          bar,
+          el('span', { class: 'meta', text: meta }),
+        ]),
+      );
     }
   }
 
@@ -304,7 +379,9 @@
     renderFleet();
     renderCharts();
     const ago = state.lastEventAt ? Math.round((Date.now() - state.lastEventAt) / 1000) : null;
-    $('updated').textContent = state.connected ? `live · updated ${ago === null || ago < 2 ? 'just now' : ago + ' s ago'}` : 'reconnecting…';
+    $('updated').textContent = state.connected
+      ? `live · updated ${ago === null || ago < 2 ? 'just now' : `${ago} s ago`}`
+      : 'reconnecting…';
   }
 
   // ---- event stream ----------------------------------------------------------------------------
@@ -326,7 +403,7 @@
   async function stream() {
     const token = sessionStorage.getItem(TOKEN_KEY);
     const headers = { Accept: 'text/event-stream' };
-    if (token) headers.Authorization = 'Bearer ' + token;
+    if (token) headers.Authorization = `Bearer ${token}`;
     const res = await fetch('events', { headers, cache: 'no-store' });
     if (res.status === 401) {
       $('login').hidden = false;
@@ -334,7 +411,7 @@
       render();
       return 'login';
     }
-    if (!res.ok || !res.body) throw new Error('events: HTTP ' + res.status);
+    if (!res.ok || !res.body) throw new Error(`events: HTTP ${res.status}`);
     $('login').hidden = true;
     state.connected = true;
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -343,8 +420,7 @@
       const { value, done } = await reader.read();
       if (done) break;
       buffer += value;
-      let end;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
+      for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
         const block = buffer.slice(0, end);
         buffer = buffer.slice(end + 2);
         let name = 'message';
@@ -378,13 +454,13 @@
 
   // ---- wiring ----------------------------------------------------------------------------------
 
-  document.querySelectorAll('[data-window]').forEach((b) =>
+  for (const b of document.querySelectorAll('[data-window]')) {
     b.addEventListener('click', () => {
       state.windowS = Number(b.dataset.window);
-      document.querySelectorAll('[data-window]').forEach((o) => o.classList.toggle('on', o === b));
+      for (const o of document.querySelectorAll('[data-window]')) o.classList.toggle('on', o === b);
       render();
-    }),
-  );
+    });
+  }
   $('login').addEventListener('submit', (e) => {
     e.preventDefault();
     sessionStorage.setItem(TOKEN_KEY, $('token').value.trim());

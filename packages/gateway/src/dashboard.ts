@@ -34,7 +34,10 @@ export async function loadDashboardAssets(dir = ASSETS_DIR): Promise<Map<string,
     try {
       assets.set(path, { body: await readFile(full), type });
     } catch (err) {
-      throw new InternalError(`the dashboard file ${full} cannot be read (${(err as Error).message}); reinstall @bertq/gateway`, { cause: err });
+      throw new InternalError(
+        `the dashboard file ${full} cannot be read (${(err as Error).message}); reinstall @bertq/gateway`,
+        { cause: err },
+      );
     }
   }
   return assets;
@@ -83,7 +86,15 @@ export interface FleetSummary {
 
 export function summarizeFleet(service: string, reading: Reading<FleetStatus> | undefined): FleetSummary {
   if (reading === undefined) return { ok: false, at: null, service, workers: [], unreachable: 0 };
-  if (!reading.ok) return { ok: false, at: reading.at, service, error: { code: reading.error.code, message: reading.error.message }, workers: [], unreachable: 0 };
+  if (!reading.ok)
+    return {
+      ok: false,
+      at: reading.at,
+      service,
+      error: { code: reading.error.code, message: reading.error.message },
+      workers: [],
+      unreachable: 0,
+    };
   const s = reading.value;
   const first: ServerConfig | undefined = s.workers[0]?.config;
   const summary: FleetSummary = {

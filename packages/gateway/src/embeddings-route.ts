@@ -40,7 +40,10 @@ export function parseEmbeddingsRequest(body: Record<string, unknown>): Embedding
   } else if (Array.isArray(input)) {
     if (input.length === 0) throw bad("'input' must not be an empty list: send at least one string", 'input');
     if (input.every((x) => typeof x === 'number') || input.some((x) => Array.isArray(x))) {
-      throw bad("'input' as token ids is not supported by bertq: send text (a string or a list of strings); the service tokenizes it", 'input');
+      throw bad(
+        "'input' as token ids is not supported by bertq: send text (a string or a list of strings); the service tokenizes it",
+        'input',
+      );
     }
     texts = input as string[];
   } else {
@@ -49,19 +52,27 @@ export function parseEmbeddingsRequest(body: Record<string, unknown>): Embedding
   for (let i = 0; i < texts.length; i++) {
     const t: unknown = texts[i];
     const where = typeof input === 'string' ? "'input'" : `'input[${i}]'`;
-    if (typeof t !== 'string') throw bad(`${where} must be a string, got ${t === null ? 'null' : typeof t}`, 'input', { row: i });
+    if (typeof t !== 'string')
+      throw bad(`${where} must be a string, got ${t === null ? 'null' : typeof t}`, 'input', { row: i });
     if (t.length === 0) throw bad(`${where} is an empty string; every input must contain text`, 'input', { row: i });
   }
 
   const format = body.encoding_format ?? 'float';
-  if (format !== 'float' && format !== 'base64') throw bad(`'encoding_format' must be "float" or "base64", got ${JSON.stringify(format)}`, 'encoding_format');
+  if (format !== 'float' && format !== 'base64')
+    throw bad(`'encoding_format' must be "float" or "base64", got ${JSON.stringify(format)}`, 'encoding_format');
   const dimensions = body.dimensions;
-  if (dimensions !== undefined && dimensions !== null && (typeof dimensions !== 'number' || !Number.isSafeInteger(dimensions) || dimensions < 1)) {
+  if (
+    dimensions !== undefined &&
+    dimensions !== null &&
+    (typeof dimensions !== 'number' || !Number.isSafeInteger(dimensions) || dimensions < 1)
+  ) {
     throw bad(`'dimensions' must be a positive integer, got ${JSON.stringify(dimensions)}`, 'dimensions');
   }
   const model = body.model;
-  if (model !== undefined && model !== null && typeof model !== 'string') throw bad(`'model' must be a string, got ${typeof model}`, 'model');
-  if (body.user !== undefined && body.user !== null && typeof body.user !== 'string') throw bad(`'user' must be a string, got ${typeof body.user}`, 'user');
+  if (model !== undefined && model !== null && typeof model !== 'string')
+    throw bad(`'model' must be a string, got ${typeof model}`, 'model');
+  if (body.user !== undefined && body.user !== null && typeof body.user !== 'string')
+    throw bad(`'user' must be a string, got ${typeof body.user}`, 'user');
   return {
     texts,
     encodingFormat: format,
@@ -91,7 +102,11 @@ export function checkAgainstConfig(request: EmbeddingsRequest, config: ServerCon
     );
   }
   if (typeof dims === 'number' && request.dimensions > dims) {
-    throw bad(`'dimensions' is ${request.dimensions}, but service "${config.service}" makes ${dims}-dimensional vectors`, 'dimensions', { limit: dims });
+    throw bad(
+      `'dimensions' is ${request.dimensions}, but service "${config.service}" makes ${dims}-dimensional vectors`,
+      'dimensions',
+      { limit: dims },
+    );
   }
 }
 
@@ -114,7 +129,8 @@ export function embeddingsResponseJson(
     const start = r * width;
     // OpenAI's shortened embeddings stay unit-length: re-normalise when the service normalises.
     if (keep < width && options.normalize) normalizeInPlace(data, start, keep);
-    const embedding = request.encodingFormat === 'base64' ? `"${floatsToBase64(data, start, keep)}"` : floatsToJson(data, start, keep);
+    const embedding =
+      request.encodingFormat === 'base64' ? `"${floatsToBase64(data, start, keep)}"` : floatsToJson(data, start, keep);
     parts[r] = `{"object":"embedding","index":${r},"embedding":${embedding}}`;
   }
   const usage = `{"prompt_tokens":${options.promptTokens},"total_tokens":${options.promptTokens}}`;

@@ -22,20 +22,31 @@ const FIELDS = new Set(['id', 'texts', 'is_tokenized', 'show_tokens']);
 export function parseEncodeRequest(body: Record<string, unknown>): EncodeRequest {
   const unknown = Object.keys(body).filter((k) => !FIELDS.has(k));
   if (unknown.length > 0) {
-    throw new BadRequestError(`unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')} in the /encode body; it takes id, texts, is_tokenized, show_tokens`);
+    throw new BadRequestError(
+      `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')} in the /encode body; it takes id, texts, is_tokenized, show_tokens`,
+    );
   }
   const isTokenized = flag(body, 'is_tokenized');
   const showTokens = flag(body, 'show_tokens');
   const texts = body.texts;
-  if (texts === undefined) throw new BadRequestError('texts is missing: send {"texts": ["first sentence", "second sentence"]}');
+  if (texts === undefined)
+    throw new BadRequestError('texts is missing: send {"texts": ["first sentence", "second sentence"]}');
   if (!Array.isArray(texts)) {
-    const got = typeof texts === 'string' ? 'a string (wrap a single sentence in a list: ["…"])' : texts === null ? 'null' : typeof texts;
+    const got =
+      typeof texts === 'string'
+        ? 'a string (wrap a single sentence in a list: ["…"])'
+        : texts === null
+          ? 'null'
+          : typeof texts;
     throw new BadRequestError(`texts must be a list of ${isTokenized ? 'token lists' : 'strings'}, got ${got}`);
   }
   if (texts.length === 0) throw new BadRequestError('texts is empty: send at least one text');
   if (!isTokenized) {
     const row = texts.findIndex((t) => Array.isArray(t));
-    if (row >= 0) throw new BadRequestError(`texts[${row}] is a list of tokens; send "is_tokenized": true with token lists`, { details: { row } });
+    if (row >= 0)
+      throw new BadRequestError(`texts[${row}] is a list of tokens; send "is_tokenized": true with token lists`, {
+        details: { row },
+      });
   }
   return { id: body.id === undefined ? null : body.id, texts: texts as Texts, isTokenized, showTokens };
 }

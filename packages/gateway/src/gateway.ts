@@ -12,9 +12,20 @@ import { performance } from 'node:perf_hooks';
 import { BertClient, type FleetStatus, type FrameReport, type NdArray, type VectorsWithTokens } from '@bertq/client';
 import { BadRequestError, NoWorkersError, TimeoutError, type ServerConfig } from '@bertq/protocol';
 import { pino, type Logger } from 'pino';
-import { EventHub, loadDashboardAssets, summarizeFleet, type DashboardAsset, type DashboardSnapshot } from './dashboard.js';
+import {
+  EventHub,
+  loadDashboardAssets,
+  summarizeFleet,
+  type DashboardAsset,
+  type DashboardSnapshot,
+} from './dashboard.js';
 import { encodeResponseJson, parseEncodeRequest } from './encode-route.js';
-import { checkAgainstConfig, embeddingsResponseJson, parseEmbeddingsRequest, servedModelName } from './embeddings-route.js';
+import {
+  checkAgainstConfig,
+  embeddingsResponseJson,
+  parseEmbeddingsRequest,
+  servedModelName,
+} from './embeddings-route.js';
 import { CachedReading } from './fleet-cache.js';
 import { History } from './history.js';
 import {
@@ -72,6 +83,7 @@ interface Context {
 interface Route {
   /** Label for metrics (the path itself: routes are a fixed set). */
   name: string;
+  // biome-ignore lint/suspicious/noConfusingVoidType: a handler returns a status, or nothing for 200
   methods: Partial<Record<'GET' | 'POST', (ctx: Context) => Promise<number | void>>>;
   /** Needs the bearer token when one is set. */
   auth: boolean;
@@ -152,7 +164,13 @@ class Gateway implements GatewayHandle {
 
   async listen(): Promise<void> {
     await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error): void => reject(new BadRequestError(`the gateway cannot listen on ${this.options.host}:${this.options.port}: ${err.message}`, { cause: err }));
+      const onError = (err: Error): void =>
+        reject(
+          new BadRequestError(
+            `the gateway cannot listen on ${this.options.host}:${this.options.port}: ${err.message}`,
+            { cause: err },
+          ),
+        );
       this.server.once('error', onError);
       this.server.listen(this.options.port, this.options.host, () => {
         this.server.off('error', onError);
@@ -163,27 +181,70 @@ class Gateway implements GatewayHandle {
     this.server.on('error', (err) => this.log.error({ err }, 'http server error'));
     this.ticker = setInterval(() => this.tick(), TICK_MS);
     this.ticker.unref();
-    this.log.info({ url: this.url, service: this.client.service, auth: this.bearer !== undefined, cors: this.options.cors.kind }, 'gateway listening');
+    this.log.info(
+      { url: this.url, service: this.client.service, auth: this.bearer !== undefined, cors: this.options.cors.kind },
+      'gateway listening',
+    );
   }
 
   // ---- routing -------------------------------------------------------------------------------
 
   private buildRoutes(): Map<string, Route> {
     const encodeDeadline = this.options.requestTimeoutMs + HANDLER_GRACE_MS;
-    const route = (name: string, r: Omit<Route, 'name' | 'errorStyle' | 'encodes'> & Partial<Pick<Route, 'errorStyle' | 'encodes'>>): [string, Route] => [
-      name,
-      { name, errorStyle: 'bertq', encodes: false, ...r },
-    ];
-    const asset = (path: string) => route(path, { methods: { GET: (ctx) => this.serveAsset(ctx, path) }, auth: false, deadlineMs: CONTROL_ROUTE_TIMEOUT_MS });
+    const route = (
+      name: string,
+      r: Omit<Route, 'name' | 'errorStyle' | 'encodes'> & Partial<Pick<Route, 'errorStyle' | 'encodes'>>,
+    ): [string, Route] => [name, { name, errorStyle: 'bertq', encodes: false, ...r }];
+    const asset = (path: string) =>
+      route(path, {
+        methods: { GET: (ctx) => this.serveAsset(ctx, path) },
+        auth: false,
+        deadlineMs: CONTROL_ROUTE_TIMEOUT_MS,
+      });
     return new Map<string, Route>([
-      route('/encode', { methods: { POST: (ctx) => this.encode(ctx) }, auth: true, deadlineMs: encodeDeadline, encodes: true }),
-      route('/v1/embeddings', { methods: { POST: (ctx) => this.embeddings(ctx) }, auth: true, deadlineMs: encodeDeadline, errorStyle: 'openai', encodes: true }),
-      route('/status/server', { methods: { GET: (ctx) => this.statusServer(ctx) }, auth: true, deadlineMs: CONTROL_ROUTE_TIMEOUT_MS }),
-      route('/status/client', { methods: { GET: (ctx) => this.statusClient(ctx) }, auth: true, deadlineMs: CONTROL_ROUTE_TIMEOUT_MS }),
-      route('/health', { methods: { GET: (ctx) => this.health(ctx) }, auth: false, deadlineMs: CONTROL_ROUTE_TIMEOUT_MS }),
-      route('/ready', { methods: { GET: (ctx) => this.ready(ctx) }, auth: false, deadlineMs: CONTROL_ROUTE_TIMEOUT_MS }),
-      route('/metrics', { methods: { GET: (ctx) => this.prometheus(ctx) }, auth: true, deadlineMs: CONTROL_ROUTE_TIMEOUT_MS }),
-      route('/api/dashboard', { methods: { GET: (ctx) => this.dashboardSnapshot(ctx) }, auth: true, deadlineMs: CONTROL_ROUTE_TIMEOUT_MS }),
+      route('/encode', {
+        methods: { POST: (ctx) => this.encode(ctx) },
+        auth: true,
+        deadlineMs: encodeDeadline,
+        encodes: true,
+      }),
+      route('/v1/embeddings', {
+        methods: { POST: (ctx) => this.embeddings(ctx) },
+        auth: true,
+        deadlineMs: encodeDeadline,
+        errorStyle: 'openai',
+        encodes: true,
+      }),
+      route('/status/server', {
+        methods: { GET: (ctx) => this.statusServer(ctx) },
+        auth: true,
+        deadlineMs: CONTROL_ROUTE_TIMEOUT_MS,
+      }),
+      route('/status/client', {
+        methods: { GET: (ctx) => this.statusClient(ctx) },
+        auth: true,
+        deadlineMs: CONTROL_ROUTE_TIMEOUT_MS,
+      }),
+      route('/health', {
+        methods: { GET: (ctx) => this.health(ctx) },
+        auth: false,
+        deadlineMs: CONTROL_ROUTE_TIMEOUT_MS,
+      }),
+      route('/ready', {
+        methods: { GET: (ctx) => this.ready(ctx) },
+        auth: false,
+        deadlineMs: CONTROL_ROUTE_TIMEOUT_MS,
+      }),
+      route('/metrics', {
+        methods: { GET: (ctx) => this.prometheus(ctx) },
+        auth: true,
+        deadlineMs: CONTROL_ROUTE_TIMEOUT_MS,
+      }),
+      route('/api/dashboard', {
+        methods: { GET: (ctx) => this.dashboardSnapshot(ctx) },
+        auth: true,
+        deadlineMs: CONTROL_ROUTE_TIMEOUT_MS,
+      }),
       route('/events', { methods: { GET: (ctx) => this.eventStream(ctx) }, auth: true, deadlineMs: undefined }),
       asset('/'),
       asset('/dashboard.js'),
@@ -203,27 +264,45 @@ class Gateway implements GatewayHandle {
     const style: ErrorStyle = route?.errorStyle ?? (path.startsWith('/v1/') ? 'openai' : 'bertq');
     res.once('finish', () => {
       this.metrics.httpRequests.inc({ route: label, method: req.method ?? 'GET', status: String(res.statusCode) });
-      if (route?.deadlineMs !== undefined) this.metrics.duration.observe({ route: label }, (performance.now() - started) / 1000);
+      if (route?.deadlineMs !== undefined)
+        this.metrics.duration.observe({ route: label }, (performance.now() - started) / 1000);
     });
 
     if (this.closing !== undefined) res.setHeader('Connection', 'close');
     if (method === 'OPTIONS') {
       if (route === undefined) return this.refuse(res, new GatewayHttpError('NOT_FOUND', `no route ${path}`), style);
-      answerPreflight(this.options.cors, req, res, Object.keys(route.methods).flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m])));
+      answerPreflight(
+        this.options.cors,
+        req,
+        res,
+        Object.keys(route.methods).flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m])),
+      );
       return;
     }
     if (route === undefined) {
-      return this.refuse(res, new GatewayHttpError('NOT_FOUND', `no route ${req.method} ${path}; see GET / for the dashboard and the gateway's README for the API`), style);
+      return this.refuse(
+        res,
+        new GatewayHttpError(
+          'NOT_FOUND',
+          `no route ${req.method} ${path}; see GET / for the dashboard and the gateway's README for the API`,
+        ),
+        style,
+      );
     }
     const handler = route.methods[method as 'GET' | 'POST'];
     if (handler === undefined) {
       const allow = Object.keys(route.methods).join(', ');
-      return this.refuse(res, new GatewayHttpError('METHOD_NOT_ALLOWED', `${path} takes ${allow}, not ${req.method}`, { Allow: allow }), style);
+      return this.refuse(
+        res,
+        new GatewayHttpError('METHOD_NOT_ALLOWED', `${path} takes ${allow}, not ${req.method}`, { Allow: allow }),
+        style,
+      );
     }
 
     const abort = new AbortController();
     res.once('close', () => {
-      if (!res.writableFinished) abort.abort(new BadRequestError('the HTTP client closed the connection before its answer was sent'));
+      if (!res.writableFinished)
+        abort.abort(new BadRequestError('the HTTP client closed the connection before its answer was sent'));
     });
     this.inFlight++;
     this.metrics.inFlight.inc({}, 1);
@@ -236,7 +315,12 @@ class Gateway implements GatewayHandle {
         rows = typeof r === 'number' ? r : 0;
       });
       if (route.deadlineMs === undefined) await run;
-      else await withDeadline(run, route.deadlineMs, () => new TimeoutError(`the gateway gave up on ${path} after ${route.deadlineMs} ms`));
+      else
+        await withDeadline(
+          run,
+          route.deadlineMs,
+          () => new TimeoutError(`the gateway gave up on ${path} after ${route.deadlineMs} ms`),
+        );
     } catch (err) {
       const answer = errorAnswer(err);
       errorCode = answer.code;
@@ -244,7 +328,8 @@ class Gateway implements GatewayHandle {
         this.log.debug({ requestId, path }, 'client left before its answer');
       } else {
         this.fail(res, err, route.errorStyle);
-        if (answer.status >= 500) this.log.warn({ requestId, path, code: answer.code, error: answer.message }, 'request failed');
+        if (answer.status >= 500)
+          this.log.warn({ requestId, path, code: answer.code, error: answer.message }, 'request failed');
       }
     } finally {
       this.inFlight--;
@@ -288,7 +373,8 @@ class Gateway implements GatewayHandle {
       onFrame: (report) => {
         this.onFrame(report);
         // a split row reports its count on every part: take it once
-        if (report.tokenCounts && (report.part === undefined || report.part.index === 1)) for (const n of report.tokenCounts) tokens += n;
+        if (report.tokenCounts && (report.part === undefined || report.part.index === 1))
+          for (const n of report.tokenCounts) tokens += n;
       },
       tokens: () => tokens,
     };
@@ -320,11 +406,18 @@ class Gateway implements GatewayHandle {
     const config = await this.config.latest();
     checkAgainstConfig(request, config);
     const usage = this.counting();
-    const vectors = (await this.client.encode(request.texts, { signal: ctx.signal, onFrame: usage.onFrame })) as NdArray;
+    const vectors = (await this.client.encode(request.texts, {
+      signal: ctx.signal,
+      onFrame: usage.onFrame,
+    })) as NdArray;
     const promptTokens = usage.tokens();
     const rows = request.texts.length;
     this.countEncoded('/v1/embeddings', rows, promptTokens);
-    const body = embeddingsResponseJson(vectors, request, { model: servedModelName(config), normalize: config.normalize === true, promptTokens });
+    const body = embeddingsResponseJson(vectors, request, {
+      model: servedModelName(config),
+      normalize: config.normalize === true,
+      promptTokens,
+    });
     sendJson(ctx.res, 200, body);
     return rows;
   }
@@ -366,12 +459,31 @@ class Gateway implements GatewayHandle {
   private async health(ctx: Context): Promise<void> {
     const status = this.client.status;
     if (status.closed) throw new NoWorkersError('the gateway has lost its NATS connection');
-    sendJson(ctx.res, 200, JSON.stringify({ status: 'ok', service: this.client.service, nats: status.server, uptime_s: (Date.now() - this.startedAt.getTime()) / 1000 }));
+    sendJson(
+      ctx.res,
+      200,
+      JSON.stringify({
+        status: 'ok',
+        service: this.client.service,
+        nats: status.server,
+        uptime_s: (Date.now() - this.startedAt.getTime()) / 1000,
+      }),
+    );
   }
 
   private async ready(ctx: Context): Promise<void> {
     const config = await this.config.value();
-    sendJson(ctx.res, 200, JSON.stringify({ ready: true, service: config.service, worker_id: config.worker_id, model: servedModelName(config), device: config.device }));
+    sendJson(
+      ctx.res,
+      200,
+      JSON.stringify({
+        ready: true,
+        service: config.service,
+        worker_id: config.worker_id,
+        model: servedModelName(config),
+        device: config.device,
+      }),
+    );
   }
 
   private async prometheus(ctx: Context): Promise<void> {
@@ -396,7 +508,11 @@ class Gateway implements GatewayHandle {
   private snapshot(): DashboardSnapshot {
     return {
       service: this.client.service,
-      gateway: { version: GATEWAY_VERSION, startedAt: this.startedAt.toISOString(), tokenRequired: this.bearer !== undefined },
+      gateway: {
+        version: GATEWAY_VERSION,
+        startedAt: this.startedAt.toISOString(),
+        tokenRequired: this.bearer !== undefined,
+      },
       fleet: summarizeFleet(this.client.service, this.fleet.peek()),
       history: this.history.all(),
     };

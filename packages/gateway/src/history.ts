@@ -54,7 +54,8 @@ export class History {
     this.rows += rows;
     if (errorCode !== undefined) this.errors[errorCode] = (this.errors[errorCode] ?? 0) + 1;
     this.latencies.push([now, durationMs]);
-    if (this.latencies.length > LATENCY_WINDOW_CAP) this.latencies.splice(0, this.latencies.length - LATENCY_WINDOW_CAP);
+    if (this.latencies.length > LATENCY_WINDOW_CAP)
+      this.latencies.splice(0, this.latencies.length - LATENCY_WINDOW_CAP);
   }
 
   /** Any other error answer (bad JSON, 401, …): counted, no rows, no latency. */

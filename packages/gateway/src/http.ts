@@ -47,7 +47,8 @@ export interface ErrorAnswer {
 const HIDDEN_DETAILS = new Set(['reply', 'subject']);
 
 export function errorAnswer(err: unknown): ErrorAnswer {
-  if (err instanceof GatewayHttpError) return { status: err.status, code: err.code, message: err.message, headers: err.headers };
+  if (err instanceof GatewayHttpError)
+    return { status: err.status, code: err.code, message: err.message, headers: err.headers };
   const e: BertqError = err instanceof BertqError ? err : toBertqError(err);
   const answer: ErrorAnswer = { status: e.status, code: e.code, message: e.message, headers: {} };
   if (e.details !== undefined) {
@@ -62,7 +63,12 @@ export function errorAnswer(err: unknown): ErrorAnswer {
 
 /** bertq's error body: `{"error": {"code", "message", "details"?}}`. */
 export function bertqErrorBody(a: ErrorAnswer): string {
-  return JSON.stringify({ error: a.details === undefined ? { code: a.code, message: a.message } : { code: a.code, message: a.message, details: a.details } });
+  return JSON.stringify({
+    error:
+      a.details === undefined
+        ? { code: a.code, message: a.message }
+        : { code: a.code, message: a.message, details: a.details },
+  });
 }
 
 /** OpenAI's error `type` for a status (their SDKs pick the exception class from the status itself). */
@@ -77,7 +83,9 @@ export function openAIErrorType(status: number): string {
 export function openAIErrorBody(a: ErrorAnswer): string {
   // OpenAI answers a bad key with code invalid_api_key; their clients and docs look for it.
   const code = a.code === 'UNAUTHORIZED' ? 'invalid_api_key' : a.code;
-  return JSON.stringify({ error: { message: a.message, type: openAIErrorType(a.status), param: a.param ?? null, code } });
+  return JSON.stringify({
+    error: { message: a.message, type: openAIErrorType(a.status), param: a.param ?? null, code },
+  });
 }
 
 /** A client's own X-Request-Id when it is a sane token, else a fresh one (sent back either way). */
@@ -121,8 +129,10 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
       chunks.push(chunk);
     };
     const onEnd = (): void => finish(undefined, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-    const onError = (err: Error): void => finish(new BadRequestError(`reading the request body failed: ${err.message}`, { cause: err }));
-    const onAborted = (): void => finish(new BadRequestError('the client closed the connection before sending the whole body'));
+    const onError = (err: Error): void =>
+      finish(new BadRequestError(`reading the request body failed: ${err.message}`, { cause: err }));
+    const onAborted = (): void =>
+      finish(new BadRequestError('the client closed the connection before sending the whole body'));
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onError);
@@ -131,9 +141,12 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 }
 
 function tooLarge(size: string, limit: number): TooLargeError {
-  return new TooLargeError(`request body of ${size} is over the gateway's limit of ${limit} bytes (--http-body-limit); split the request`, {
-    details: { limit },
-  });
+  return new TooLargeError(
+    `request body of ${size} is over the gateway's limit of ${limit} bytes (--http-body-limit); split the request`,
+    {
+      details: { limit },
+    },
+  );
 }
 
 /** Parses a JSON request body; BAD_REQUEST saying what is wrong (empty, not JSON, not an object). */
@@ -147,7 +160,9 @@ export function parseJsonObject(body: Buffer): Record<string, unknown> {
     throw new BadRequestError(`request body is not valid JSON: ${(err as Error).message}`, { cause: err });
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new BadRequestError(`request body must be a JSON object, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
+    throw new BadRequestError(
+      `request body must be a JSON object, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`,
+    );
   }
   return value as Record<string, unknown>;
 }
@@ -158,8 +173,17 @@ export function checkJsonContentType(req: IncomingMessage): void {
   if (type === undefined) return;
   const media = type.split(';')[0]!.trim().toLowerCase();
   // `curl -d '{…}'` without -H labels JSON as a form; the body is still read as JSON.
-  if (media === 'application/json' || media.endsWith('+json') || media === 'text/plain' || media === 'application/x-www-form-urlencoded') return;
-  throw new GatewayHttpError('UNSUPPORTED_MEDIA_TYPE', `request body must be application/json, got Content-Type ${type}`);
+  if (
+    media === 'application/json' ||
+    media.endsWith('+json') ||
+    media === 'text/plain' ||
+    media === 'application/x-www-form-urlencoded'
+  )
+    return;
+  throw new GatewayHttpError(
+    'UNSUPPORTED_MEDIA_TYPE',
+    `request body must be application/json, got Content-Type ${type}`,
+  );
 }
 
 /** Constant-time check of `Authorization: Bearer <token>`. */
@@ -175,7 +199,9 @@ export class BearerCheck {
     if (m === null || !timingSafeEqual(sha256(m[1]!), this.digest)) {
       throw new GatewayHttpError(
         'UNAUTHORIZED',
-        m === null ? 'this gateway needs a bearer token: send Authorization: Bearer <token>' : 'the bearer token is not the gateway\'s (--http-token)',
+        m === null
+          ? 'this gateway needs a bearer token: send Authorization: Bearer <token>'
+          : "the bearer token is not the gateway's (--http-token)",
         { 'WWW-Authenticate': 'Bearer realm="bertq"' },
       );
     }
@@ -206,7 +232,12 @@ export function applyCors(policy: CorsPolicy, req: IncomingMessage, res: ServerR
 }
 
 /** Answers a CORS preflight (OPTIONS): which methods and headers a cross-origin call may use. */
-export function answerPreflight(policy: CorsPolicy, req: IncomingMessage, res: ServerResponse, allow: readonly string[]): void {
+export function answerPreflight(
+  policy: CorsPolicy,
+  req: IncomingMessage,
+  res: ServerResponse,
+  allow: readonly string[],
+): void {
   applyCors(policy, req, res);
   if (policy.kind !== 'none') {
     res.setHeader('Access-Control-Allow-Methods', [...allow, 'OPTIONS'].join(', '));
@@ -218,7 +249,12 @@ export function answerPreflight(policy: CorsPolicy, req: IncomingMessage, res: S
 }
 
 /** Writes a JSON answer (text already serialised). */
-export function sendJson(res: ServerResponse, status: number, text: string, headers: Record<string, string> = {}): void {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  text: string,
+  headers: Record<string, string> = {},
+): void {
   if (res.headersSent || res.destroyed) return;
   for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
   res.setHeader('Content-Type', 'application/json; charset=utf-8');

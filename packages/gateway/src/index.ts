@@ -1,4 +1,10 @@
-export { startGateway, HANDLER_GRACE_MS, CONTROL_ROUTE_TIMEOUT_MS, CONFIG_CACHE_MS, RECEIVE_TIMEOUT_MS } from './gateway.js';
+export {
+  startGateway,
+  HANDLER_GRACE_MS,
+  CONTROL_ROUTE_TIMEOUT_MS,
+  CONFIG_CACHE_MS,
+  RECEIVE_TIMEOUT_MS,
+} from './gateway.js';
 export {
   resolveGatewayOptions,
   parseCors,
@@ -13,10 +19,24 @@ export {
   DEFAULT_HISTORY_POINTS,
 } from './options.js';
 export { GatewayMetrics, LATENCY_BUCKETS, ROWS_BUCKETS, STAGES } from './metrics.js';
-export { Counter, Gauge, Histogram, renderMetrics, escapeLabelValue, formatValue, labelText, PROMETHEUS_CONTENT_TYPE } from './prometheus.js';
+export {
+  Counter,
+  Gauge,
+  Histogram,
+  renderMetrics,
+  escapeLabelValue,
+  formatValue,
+  labelText,
+  PROMETHEUS_CONTENT_TYPE,
+} from './prometheus.js';
 export { GatewayHttpError, GATEWAY_ERROR_CODES, BearerCheck, errorAnswer, openAIErrorType } from './http.js';
 export { parseEncodeRequest, encodeResponseJson } from './encode-route.js';
-export { parseEmbeddingsRequest, checkAgainstConfig, embeddingsResponseJson, servedModelName } from './embeddings-route.js';
+export {
+  parseEmbeddingsRequest,
+  checkAgainstConfig,
+  embeddingsResponseJson,
+  servedModelName,
+} from './embeddings-route.js';
 export { floatsToJson, floatsToBase64, arrayToJson } from './vectors-json.js';
 export { History, quantile, LATENCY_WINDOW_MS } from './history.js';
 export { CachedReading } from './fleet-cache.js';

@@ -27,12 +27,36 @@ const STAGE_FIELDS: ReadonlyArray<[Stage, keyof FrameReport['timings']]> = [
 ];
 
 export class GatewayMetrics {
-  readonly httpRequests = new Counter('bertq_gateway_http_requests_total', 'HTTP requests answered, by route, method and status code.', ['route', 'method', 'status']);
-  readonly errors = new Counter('bertq_gateway_errors_total', 'Requests answered with an error, by bertq error code.', ['code']);
-  readonly rows = new Counter('bertq_gateway_rows_total', 'Rows (sentences) encoded through the gateway, by endpoint.', ['endpoint']);
-  readonly tokens = new Counter('bertq_gateway_tokens_total', 'Tokens of the rows encoded through the gateway, as the workers counted them.', ['endpoint']);
-  readonly requestRows = new Histogram('bertq_gateway_request_rows', 'Rows per encode request (batch size).', ROWS_BUCKETS, ['endpoint']);
-  readonly duration = new Histogram('bertq_gateway_request_duration_seconds', 'Gateway-side latency of HTTP requests, from the first byte read to the last byte written.', LATENCY_BUCKETS, ['route']);
+  readonly httpRequests = new Counter(
+    'bertq_gateway_http_requests_total',
+    'HTTP requests answered, by route, method and status code.',
+    ['route', 'method', 'status'],
+  );
+  readonly errors = new Counter('bertq_gateway_errors_total', 'Requests answered with an error, by bertq error code.', [
+    'code',
+  ]);
+  readonly rows = new Counter(
+    'bertq_gateway_rows_total',
+    'Rows (sentences) encoded through the gateway, by endpoint.',
+    ['endpoint'],
+  );
+  readonly tokens = new Counter(
+    'bertq_gateway_tokens_total',
+    'Tokens of the rows encoded through the gateway, as the workers counted them.',
+    ['endpoint'],
+  );
+  readonly requestRows = new Histogram(
+    'bertq_gateway_request_rows',
+    'Rows per encode request (batch size).',
+    ROWS_BUCKETS,
+    ['endpoint'],
+  );
+  readonly duration = new Histogram(
+    'bertq_gateway_request_duration_seconds',
+    'Gateway-side latency of HTTP requests, from the first byte read to the last byte written.',
+    LATENCY_BUCKETS,
+    ['route'],
+  );
   readonly stages = new Histogram(
     'bertq_stage_duration_seconds',
     'Worker-side stage latency of the rows encoded for this gateway, per result frame: tokenize, queue (job taken to batch start), inference, total (job taken to frames made).',
@@ -45,15 +69,36 @@ export class GatewayMetrics {
   // Read from the fleet's status at scrape time.
   private readonly fleetUp = new Gauge('bertq_fleet_up', '1 when the fleet status could be read, else 0.');
   private readonly fleetWorkers = new Gauge('bertq_fleet_workers', 'Workers of the service, by state.', ['state']);
-  private readonly queuePending = new Gauge('bertq_queue_pending_jobs', 'Jobs waiting in the JetStream consumer (queue depth), by consumer.', ['consumer']);
-  private readonly queueAckPending = new Gauge('bertq_queue_ack_pending_jobs', 'Jobs delivered to workers and not yet acknowledged, by consumer.', ['consumer']);
-  private readonly queueLocalRows = new Gauge('bertq_queue_local_rows', 'Rows held in the workers\' own queues, summed over workers.');
-  private readonly fleetRowsRate = new Gauge('bertq_fleet_rows_per_second', 'Rows per second encoded by the whole fleet (all clients), as the workers report it.');
-  private readonly fleetRequestRate = new Gauge('bertq_fleet_requests_per_second', 'Jobs per second taken by the whole fleet, as the workers report it.');
-  private readonly workerInfo = new Gauge('bertq_worker_info', 'One series per worker, labelled with what it runs; the value is 1.', ['worker', 'device', 'state', 'pooling']);
+  private readonly queuePending = new Gauge(
+    'bertq_queue_pending_jobs',
+    'Jobs waiting in the JetStream consumer (queue depth), by consumer.',
+    ['consumer'],
+  );
+  private readonly queueAckPending = new Gauge(
+    'bertq_queue_ack_pending_jobs',
+    'Jobs delivered to workers and not yet acknowledged, by consumer.',
+    ['consumer'],
+  );
+  private readonly queueLocalRows = new Gauge(
+    'bertq_queue_local_rows',
+    "Rows held in the workers' own queues, summed over workers.",
+  );
+  private readonly fleetRowsRate = new Gauge(
+    'bertq_fleet_rows_per_second',
+    'Rows per second encoded by the whole fleet (all clients), as the workers report it.',
+  );
+  private readonly fleetRequestRate = new Gauge(
+    'bertq_fleet_requests_per_second',
+    'Jobs per second taken by the whole fleet, as the workers report it.',
+  );
+  private readonly workerInfo = new Gauge(
+    'bertq_worker_info',
+    'One series per worker, labelled with what it runs; the value is 1.',
+    ['worker', 'device', 'state', 'pooling'],
+  );
   private readonly workerStage = new Gauge(
     'bertq_worker_stage_latency_seconds',
-    'Stage latency percentiles over each worker\'s recent window, as its status reports them.',
+    "Stage latency percentiles over each worker's recent window, as its status reports them.",
     ['worker', 'stage', 'quantile'],
   );
 
@@ -94,7 +139,17 @@ export class GatewayMetrics {
   }
 
   private fillFleet(fleet: Reading<FleetStatus> | undefined): void {
-    for (const g of [this.fleetWorkers, this.queuePending, this.queueAckPending, this.queueLocalRows, this.fleetRowsRate, this.fleetRequestRate, this.workerInfo, this.workerStage]) g.reset();
+    for (const g of [
+      this.fleetWorkers,
+      this.queuePending,
+      this.queueAckPending,
+      this.queueLocalRows,
+      this.fleetRowsRate,
+      this.fleetRequestRate,
+      this.workerInfo,
+      this.workerStage,
+    ])
+      g.reset();
     const ok = fleet?.ok === true;
     this.fleetUp.set({}, ok ? 1 : 0);
     if (!ok) return;
@@ -108,14 +163,24 @@ export class GatewayMetrics {
     this.queueLocalRows.set({}, s.queue.local_rows);
     this.fleetRowsRate.set({}, s.statistic.seq_per_second);
     this.fleetRequestRate.set({}, s.statistic.request_per_second);
-    const stageNames: Record<string, Stage> = { tokenization: 'tokenize', queue: 'queue', inference: 'inference', total: 'total' };
+    const stageNames: Record<string, Stage> = {
+      tokenization: 'tokenize',
+      queue: 'queue',
+      inference: 'inference',
+      total: 'total',
+    };
     for (const w of s.workers) {
-      this.workerInfo.set({ worker: w.worker_id, device: w.config.device, state: w.state, pooling: w.config.pooling_strategy }, 1);
+      this.workerInfo.set(
+        { worker: w.worker_id, device: w.config.device, state: w.state, pooling: w.config.pooling_strategy },
+        1,
+      );
       for (const [field, stage] of Object.entries(stageNames)) {
         const t = w.timings[field as 'tokenization'];
         if (t === undefined || t.count === 0) continue;
-        if (t.p50_ms !== undefined) this.workerStage.set({ worker: w.worker_id, stage, quantile: '0.5' }, t.p50_ms / 1000);
-        if (t.p99_ms !== undefined) this.workerStage.set({ worker: w.worker_id, stage, quantile: '0.99' }, t.p99_ms / 1000);
+        if (t.p50_ms !== undefined)
+          this.workerStage.set({ worker: w.worker_id, stage, quantile: '0.5' }, t.p50_ms / 1000);
+        if (t.p99_ms !== undefined)
+          this.workerStage.set({ worker: w.worker_id, stage, quantile: '0.99' }, t.p99_ms / 1000);
       }
     }
   }

@@ -82,12 +82,16 @@ export type CorsPolicy = { kind: 'any' } | { kind: 'none' } | { kind: 'list'; or
 export function resolveGatewayOptions(options: GatewayOptions): ResolvedGatewayOptions {
   if (options === null || typeof options !== 'object') throw new BadRequestError('gateway options must be an object');
   const port = options.port ?? DEFAULT_HTTP_PORT;
-  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new BadRequestError(`gateway port must be an integer from 0 to 65535, got ${String(port)}`);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535)
+    throw new BadRequestError(`gateway port must be an integer from 0 to 65535, got ${String(port)}`);
   const host = options.host ?? DEFAULT_HTTP_HOST;
-  if (typeof host !== 'string' || host.trim() === '') throw new BadRequestError(`gateway host must be a host name or address, got ${JSON.stringify(host)}`);
+  if (typeof host !== 'string' || host.trim() === '')
+    throw new BadRequestError(`gateway host must be a host name or address, got ${JSON.stringify(host)}`);
   const token = options.token;
   if (token !== undefined && (typeof token !== 'string' || token.length === 0 || /\s/.test(token))) {
-    throw new BadRequestError('gateway token must be a non-empty string without whitespace (it is sent as `Authorization: Bearer <token>`)');
+    throw new BadRequestError(
+      'gateway token must be a non-empty string without whitespace (it is sent as `Authorization: Bearer <token>`)',
+    );
   }
   return {
     port,
@@ -108,33 +112,56 @@ export function parseCors(value: string): CorsPolicy {
   const text = value.trim();
   if (text === '*') return { kind: 'any' };
   if (text === '' || text.toLowerCase() === 'none') return { kind: 'none' };
-  const origins = text.split(',').map((o) => o.trim()).filter(Boolean);
+  const origins = text
+    .split(',')
+    .map((o) => o.trim())
+    .filter(Boolean);
   for (const origin of origins) {
     if (!/^[a-z][a-z0-9+.-]*:\/\/[^\s/]+$/i.test(origin)) {
-      throw new BadRequestError(`cors origin ${JSON.stringify(origin)} must look like scheme://host[:port] (no path), or use * or none`);
+      throw new BadRequestError(
+        `cors origin ${JSON.stringify(origin)} must look like scheme://host[:port] (no path), or use * or none`,
+      );
     }
   }
   return { kind: 'list', origins: new Set(origins) };
 }
 
-const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, kib: 1024, m: 1024 ** 2, mb: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3, gib: 1024 ** 3 };
+const SIZE_UNITS: Record<string, number> = {
+  '': 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  gib: 1024 ** 3,
+};
 
 /** `1048576`, `512kb`, `10mb`, `1gib` → bytes (units are powers of 1024). */
 export function parseByteSize(text: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
   const unit = m ? SIZE_UNITS[m[2]!.toLowerCase()] : undefined;
-  if (!m || unit === undefined) throw new BadRequestError(`size ${JSON.stringify(text)} must be a number of bytes, optionally with kb, mb or gb (e.g. 10mb)`);
+  if (!m || unit === undefined)
+    throw new BadRequestError(
+      `size ${JSON.stringify(text)} must be a number of bytes, optionally with kb, mb or gb (e.g. 10mb)`,
+    );
   const bytes = Math.floor(Number(m[1]) * unit);
-  if (!Number.isSafeInteger(bytes) || bytes < 1) throw new BadRequestError(`size ${JSON.stringify(text)} must be at least 1 byte`);
+  if (!Number.isSafeInteger(bytes) || bytes < 1)
+    throw new BadRequestError(`size ${JSON.stringify(text)} must be at least 1 byte`);
   return bytes;
 }
 
 function positiveInt(value: number, what: string): number {
-  if (!Number.isSafeInteger(value) || value < 1) throw new BadRequestError(`gateway option ${what} must be a positive integer, got ${String(value)}`);
+  if (!Number.isSafeInteger(value) || value < 1)
+    throw new BadRequestError(`gateway option ${what} must be a positive integer, got ${String(value)}`);
   return value;
 }
 
 function nonNegativeInt(value: number, what: string): number {
-  if (!Number.isSafeInteger(value) || value < 0) throw new BadRequestError(`gateway option ${what} must be a non-negative integer, got ${String(value)}`);
+  if (!Number.isSafeInteger(value) || value < 0)
+    throw new BadRequestError(`gateway option ${what} must be a non-negative integer, got ${String(value)}`);
   return value;
 }

@@ -52,7 +52,8 @@ abstract class BaseMetric<S> implements Metric {
     readonly labelNames: readonly string[] = [],
   ) {
     if (!NAME.test(name)) throw new Error(`invalid metric name ${name}`);
-    for (const l of labelNames) if (!LABEL_NAME.test(l) || l === 'le') throw new Error(`invalid label name ${l} on ${name}`);
+    for (const l of labelNames)
+      if (!LABEL_NAME.test(l) || l === 'le') throw new Error(`invalid label name ${l} on ${name}`);
   }
 
   protected abstract readonly type: 'counter' | 'gauge' | 'histogram';
@@ -150,7 +151,8 @@ export class Histogram extends BaseMetric<HistogramState> {
   constructor(name: string, help: string, buckets: readonly number[], labelNames: readonly string[] = []) {
     super(name, help, labelNames);
     for (let i = 0; i < buckets.length; i++) {
-      if (!Number.isFinite(buckets[i]!) || (i > 0 && buckets[i]! <= buckets[i - 1]!)) throw new Error(`${name} buckets must be finite and increasing`);
+      if (!Number.isFinite(buckets[i]!) || (i > 0 && buckets[i]! <= buckets[i - 1]!))
+        throw new Error(`${name} buckets must be finite and increasing`);
     }
     this.buckets = [...buckets];
   }

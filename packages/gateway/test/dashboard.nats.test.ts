@@ -18,7 +18,14 @@ import { TestFleet, postJson, tinyEncoder } from './fleet.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 /** The flags the issue names: no sandbox (root in CI), nothing that reaches the network on its own. */
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 const TEST_TIMEOUT_MS = 120_000;
 /** How long the page may take to show live data (a tick per second, one fleet read behind). */
 const LIVE_WITHIN_MS = 20_000;
@@ -48,7 +55,10 @@ function load(url: string): { stop: () => Promise<number> } {
   let sent = 0;
   const loop = (async () => {
     while (running) {
-      const rows = Array.from({ length: 8 + (sent % 24) }, (_, i) => `sentence ${sent} row ${i} about rivers and stones`);
+      const rows = Array.from(
+        { length: 8 + (sent % 24) },
+        (_, i) => `sentence ${sent} row ${i} about rivers and stones`,
+      );
       await postJson(`${url}v1/embeddings`, { model: 'x', input: rows });
       if (sent % 5 === 0) await postJson(`${url}encode`, { id: sent, texts: rows.concat(rows) });
       if (sent === 3) await postJson(`${url}encode`, { texts: [''] });
@@ -65,7 +75,9 @@ function load(url: string): { stop: () => Promise<number> } {
   };
 }
 
-test('dashboard - shows the worker and non-zero throughput while requests run, in headless Chromium', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+test('dashboard - shows the worker and non-zero throughput while requests run, in headless Chromium', {
+  timeout: TEST_TIMEOUT_MS,
+}, async (t) => {
   if (!existsSync(CHROMIUM)) {
     t.skip(`${CHROMIUM} is missing: install Debian's chromium package (.ci/run does) to run the browser test`);
     return;
@@ -88,15 +100,39 @@ test('dashboard - shows the worker and non-zero throughput while requests run, i
     await page.goto(gateway.url, { waitUntil: 'load', timeout: 30_000 });
     const peak = async (chart: string): Promise<Record<string, number>> =>
       JSON.parse((await page.getAttribute(`#chart-${chart}`, 'data-peak')) ?? '{}') as Record<string, number>;
-    await waitFor('the throughput chart to show rows/s above zero', async () => ((await peak('throughput')).rows ?? 0) > 0, LIVE_WITHIN_MS, 250);
-    await waitFor('the fleet line (rows/s from the workers\' own status) above zero', async () => ((await peak('throughput')).fleetRows ?? 0) > 0, LIVE_WITHIN_MS, 250);
-    await waitFor('the latency chart to have a p50', async () => ((await peak('latency')).p50 ?? 0) > 0, LIVE_WITHIN_MS, 250);
-    await waitFor('the errors chart to count the bad request', async () => ((await peak('errors')).BAD_REQUEST ?? 0) > 0, LIVE_WITHIN_MS, 250);
+    await waitFor(
+      'the throughput chart to show rows/s above zero',
+      async () => ((await peak('throughput')).rows ?? 0) > 0,
+      LIVE_WITHIN_MS,
+      250,
+    );
+    await waitFor(
+      "the fleet line (rows/s from the workers' own status) above zero",
+      async () => ((await peak('throughput')).fleetRows ?? 0) > 0,
+      LIVE_WITHIN_MS,
+      250,
+    );
+    await waitFor(
+      'the latency chart to have a p50',
+      async () => ((await peak('latency')).p50 ?? 0) > 0,
+      LIVE_WITHIN_MS,
+      250,
+    );
+    await waitFor(
+      'the errors chart to count the bad request',
+      async () => ((await peak('errors')).BAD_REQUEST ?? 0) > 0,
+      LIVE_WITHIN_MS,
+      250,
+    );
     // Let a few more seconds of traffic draw before the picture.
     await sleep(4_000);
 
     const workers = await page.$$eval('#workers li', (items) =>
-      items.map((li) => ({ id: li.getAttribute('data-worker-id'), device: li.getAttribute('data-device'), state: li.getAttribute('data-state') })),
+      items.map((li) => ({
+        id: li.getAttribute('data-worker-id'),
+        device: li.getAttribute('data-device'),
+        state: li.getAttribute('data-state'),
+      })),
     );
     assert.deepEqual(workers, [{ id: worker.id, device: 'cpu', state: 'ready' }]);
     assert.equal(await page.textContent('#fleet-state'), '1/1 ready');

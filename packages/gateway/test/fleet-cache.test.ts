@@ -7,11 +7,15 @@ test('fleet cache - a reading is shared, reused while fresh, and served stale wh
   let now = 0;
   let reads = 0;
   let fail = false;
-  const cache = new CachedReading(async () => {
-    reads++;
-    if (fail) throw new NoWorkersError('gone');
-    return reads;
-  }, 1_000, () => now);
+  const cache = new CachedReading(
+    async () => {
+      reads++;
+      if (fail) throw new NoWorkersError('gone');
+      return reads;
+    },
+    1_000,
+    () => now,
+  );
   const [a, b] = await Promise.all([cache.value(), cache.value()]);
   assert.deepEqual([a, b, reads], [1, 1, 1], 'concurrent callers share one read');
   now = 500;

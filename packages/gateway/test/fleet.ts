@@ -56,14 +56,24 @@ export class TestFleet {
 
   /** A worker on a fresh service (unless one is named). */
   async worker(options: Partial<WorkerOptions> & Pick<WorkerOptions, 'engine'>): Promise<WorkerHandle> {
-    const worker = await startWorker({ servers: this.server.url, service: freshService('gw'), pullExpiresMs: 1_000, ...options });
+    const worker = await startWorker({
+      servers: this.server.url,
+      service: freshService('gw'),
+      pullExpiresMs: 1_000,
+      ...options,
+    });
     this.workers.push(worker);
     return worker;
   }
 
   /** A gateway on 127.0.0.1, a random port, for `service`. */
   async gateway(service: string, options: Omit<GatewayOptions, 'client'> = {}): Promise<GatewayHandle> {
-    const gateway = await startGateway({ host: '127.0.0.1', port: 0, client: { servers: this.server.url, service }, ...options });
+    const gateway = await startGateway({
+      host: '127.0.0.1',
+      port: 0,
+      client: { servers: this.server.url, service },
+      ...options,
+    });
     this.gateways.push(gateway);
     return gateway;
   }
@@ -82,7 +92,11 @@ export interface JsonReply<T = unknown> {
 }
 
 /** POSTs a JSON body (an object, or raw text as is) and reads the JSON answer. */
-export async function postJson<T = any>(url: string, body: unknown, headers: Record<string, string> = {}): Promise<JsonReply<T>> {
+export async function postJson<T = any>(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<JsonReply<T>> {
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', ...headers },

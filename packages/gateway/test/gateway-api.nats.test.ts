@@ -39,34 +39,60 @@ function rowsOf(data: Float32Array, dims: number): number[][] {
   return Array.from({ length: data.length / dims }, (_, r) => Array.from(data.subarray(r * dims, (r + 1) * dims)));
 }
 
-test('gateway /encode - answers bert-as-service\'s shape with the vectors the model computes', { timeout: TEST_TIMEOUT_MS }, async () => {
+test("gateway /encode - answers bert-as-service's shape with the vectors the model computes", {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const want = await encoder.encode(SENTENCES);
   const reply = await postJson(`${gateway.url}encode`, { id: 123, texts: SENTENCES, is_tokenized: false });
   assert.equal(reply.status, 200);
   assert.equal(reply.body.id, 123);
   assert.equal(reply.body.status, 200);
   assert.equal(reply.body.result.length, SENTENCES.length);
-  assert.deepEqual(reply.body.results, reply.body.result, 'results (as the README documented) carries the same vectors');
+  assert.deepEqual(
+    reply.body.results,
+    reply.body.result,
+    'results (as the README documented) carries the same vectors',
+  );
   const got = Float32Array.from(reply.body.result.flat());
   assert.ok(maxAbsDiff(got, want.data) <= TOLERANCE, `max diff ${maxAbsDiff(got, want.data)}`);
   assert.match(reply.headers.get('x-request-id') ?? '', /^[A-Za-z0-9_-]+$/);
 });
 
-test('gateway /encode - returns tokens with show_tokens and encodes pre-tokenized rows', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('gateway /encode - returns tokens with show_tokens and encodes pre-tokenized rows', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const want = await encoder.encode(['hello world', 'good day'], { showTokens: true });
-  const shown = await postJson(`${gateway.url}encode`, { id: 'a', texts: ['hello world', 'good day'], show_tokens: true });
+  const shown = await postJson(`${gateway.url}encode`, {
+    id: 'a',
+    texts: ['hello world', 'good day'],
+    show_tokens: true,
+  });
   assert.equal(shown.status, 200);
   assert.deepEqual(shown.body.tokens, want.tokens);
   assert.deepEqual(shown.body.tokens[0], ['[CLS]', 'hello', 'world', '[SEP]']);
 
-  const tokenized = await postJson(`${gateway.url}encode`, { texts: [['hello', 'world'], ['good', 'day']], is_tokenized: true });
+  const tokenized = await postJson(`${gateway.url}encode`, {
+    texts: [
+      ['hello', 'world'],
+      ['good', 'day'],
+    ],
+    is_tokenized: true,
+  });
   assert.equal(tokenized.status, 200);
   assert.equal(tokenized.body.id, null, 'no id sent, null echoed');
-  const again = await encoder.encode([['hello', 'world'], ['good', 'day']], { isTokenized: true });
+  const again = await encoder.encode(
+    [
+      ['hello', 'world'],
+      ['good', 'day'],
+    ],
+    { isTokenized: true },
+  );
   assert.ok(maxAbsDiff(Float32Array.from(tokenized.body.result.flat()), again.data) <= TOLERANCE);
 });
 
-test('gateway /v1/embeddings - answers OpenAI\'s shape with float vectors and usage counted by the workers\' tokenizer', { timeout: TEST_TIMEOUT_MS }, async () => {
+test("gateway /v1/embeddings - answers OpenAI's shape with float vectors and usage counted by the workers' tokenizer", {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const want = await encoder.encode(SENTENCES);
   const reply = await postJson(`${gateway.url}v1/embeddings`, { model: 'bertq-tiny', input: SENTENCES });
   assert.equal(reply.status, 200);
@@ -84,9 +110,15 @@ test('gateway /v1/embeddings - answers OpenAI\'s shape with float vectors and us
   assert.equal(reply.body.model, worker.config().model_dir, 'the answer names the model the fleet runs');
 });
 
-test('gateway /v1/embeddings - takes one string, base64 output and a dimensions cut', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('gateway /v1/embeddings - takes one string, base64 output and a dimensions cut', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const want = await encoder.encode(['hello world']);
-  const single = await postJson(`${gateway.url}v1/embeddings`, { model: 'x', input: 'hello world', encoding_format: 'base64' });
+  const single = await postJson(`${gateway.url}v1/embeddings`, {
+    model: 'x',
+    input: 'hello world',
+    encoding_format: 'base64',
+  });
   assert.equal(single.status, 200);
   assert.equal(single.body.data.length, 1);
   const floats = decodeBase64Floats(single.body.data[0].embedding);
@@ -104,13 +136,23 @@ test('gateway /v1/embeddings - takes one string, base64 output and a dimensions 
   assert.match(tooMany.body.error.message, /32-dimensional/);
 });
 
-test('gateway /v1/embeddings - the openai npm client gets vectors it parses, in base64 (its default) and float', { timeout: TEST_TIMEOUT_MS }, async () => {
-  const openai = new OpenAI({ baseURL: `${gateway.url}v1`, apiKey: 'unused-without-http-token', maxRetries: 0, timeout: 30_000 });
+test('gateway /v1/embeddings - the openai npm client gets vectors it parses, in base64 (its default) and float', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const openai = new OpenAI({
+    baseURL: `${gateway.url}v1`,
+    apiKey: 'unused-without-http-token',
+    maxRetries: 0,
+    timeout: 30_000,
+  });
   const want = await encoder.encode(SENTENCES);
   const viaDefault = await openai.embeddings.create({ model: 'bertq', input: SENTENCES });
   assert.equal(viaDefault.data.length, SENTENCES.length);
   assert.ok(maxAbsDiff(Float32Array.from(viaDefault.data.flatMap((d) => d.embedding)), want.data) <= TOLERANCE);
-  assert.equal(viaDefault.usage.prompt_tokens, (await tokenCounts(SENTENCES)).reduce((a, b) => a + b, 0));
+  assert.equal(
+    viaDefault.usage.prompt_tokens,
+    (await tokenCounts(SENTENCES)).reduce((a, b) => a + b, 0),
+  );
   const viaFloat = await openai.embeddings.create({ model: 'bertq', input: 'hello world', encoding_format: 'float' });
   assert.deepEqual(rowsOf(Float32Array.from(viaFloat.data[0]!.embedding), 32), rowsOf(want.data.subarray(0, 32), 32));
 
@@ -123,7 +165,9 @@ test('gateway /v1/embeddings - the openai npm client gets vectors it parses, in 
   });
 });
 
-test('gateway status routes - /status/server, /status/client, /health and /ready describe the fleet and the gateway', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('gateway status routes - /status/server, /status/client, /health and /ready describe the fleet and the gateway', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const server = await getJson(`${gateway.url}status/server`);
   assert.equal(server.status, 200);
   assert.equal(server.body.num_workers, 1);
@@ -133,7 +177,7 @@ test('gateway status routes - /status/server, /status/client, /health and /ready
   const client = await getJson(`${gateway.url}status/client`);
   assert.equal(client.status, 200);
   assert.equal(client.body.service, worker.service);
-  assert.ok(client.body.numRequest >= 1, 'the gateway\'s client has sent requests');
+  assert.ok(client.body.numRequest >= 1, "the gateway's client has sent requests");
   assert.equal(typeof client.body.gateway.version, 'string');
 
   const health = await getJson(`${gateway.url}health`);
@@ -146,7 +190,9 @@ test('gateway status routes - /status/server, /status/client, /health and /ready
   assert.equal(ready.body.worker_id, worker.id);
 });
 
-test('gateway /metrics - Prometheus text with requests, rows, tokens, batch sizes, stage histograms and queue depth', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('gateway /metrics - Prometheus text with requests, rows, tokens, batch sizes, stage histograms and queue depth', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const texts = ['one two three', 'four five'];
   const before = await (await fetch(`${gateway.url}metrics`)).text();
   const rowsBefore = sample(before, 'bertq_gateway_rows_total{endpoint="/v1/embeddings"}') ?? 0;
@@ -164,18 +210,26 @@ test('gateway /metrics - Prometheus text with requests, rows, tokens, batch size
   assert.ok(sample(text, 'bertq_gateway_request_rows_bucket{endpoint="/v1/embeddings",le="2"}')! >= 1);
   for (const stage of ['tokenize', 'queue', 'inference', 'total']) {
     assert.ok(sample(text, `bertq_stage_duration_seconds_count{stage="${stage}"}`)! >= 1, `stage ${stage} observed`);
-    assert.equal(sample(text, `bertq_stage_duration_seconds_bucket{le="+Inf",stage="${stage}"}`), sample(text, `bertq_stage_duration_seconds_count{stage="${stage}"}`));
+    assert.equal(
+      sample(text, `bertq_stage_duration_seconds_bucket{le="+Inf",stage="${stage}"}`),
+      sample(text, `bertq_stage_duration_seconds_count{stage="${stage}"}`),
+    );
   }
   assert.ok(sample(text, 'bertq_gateway_request_duration_seconds_count{route="/v1/embeddings"}')! >= 1);
   assert.equal(sample(text, 'bertq_fleet_up'), 1);
   assert.equal(sample(text, 'bertq_fleet_workers{state="ready"}'), 1);
   assert.equal(sample(text, 'bertq_queue_pending_jobs{consumer="bulk"}'), 0);
   assert.equal(sample(text, 'bertq_queue_pending_jobs{consumer="high"}'), 0);
-  assert.match(text, new RegExp(`bertq_worker_info\\{device="cpu",pooling="REDUCE_MEAN",state="ready",worker="${worker.id}"\\} 1`));
+  assert.match(
+    text,
+    new RegExp(`bertq_worker_info\\{device="cpu",pooling="REDUCE_MEAN",state="ready",worker="${worker.id}"\\} 1`),
+  );
   assert.match(text, /# TYPE bertq_stage_duration_seconds histogram/);
 });
 
-test('gateway routing - unknown routes are 404, wrong methods 405 with Allow, request ids are echoed', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('gateway routing - unknown routes are 404, wrong methods 405 with Allow, request ids are echoed', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const missing = await getJson(`${gateway.url}nope`);
   assert.equal(missing.status, 404);
   assert.equal(missing.body.error.code, 'NOT_FOUND');
@@ -185,16 +239,22 @@ test('gateway routing - unknown routes are 404, wrong methods 405 with Allow, re
   assert.equal(wrong.headers.get('x-request-id'), 'my-id-42');
   const v1missing = await getJson(`${gateway.url}v1/models`);
   assert.equal(v1missing.status, 404);
-  assert.equal(v1missing.body.error.type, 'invalid_request_error', '/v1 errors come in OpenAI\'s shape');
+  assert.equal(v1missing.body.error.type, 'invalid_request_error', "/v1 errors come in OpenAI's shape");
 });
 
-test('gateway CORS and bearer token - preflight, allowed origins, 401 without the token in both error shapes', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('gateway CORS and bearer token - preflight, allowed origins, 401 without the token in both error shapes', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const open = await fetch(`${gateway.url}v1/embeddings`, {
     method: 'OPTIONS',
-    headers: { Origin: 'https://anywhere.example', 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'content-type,authorization' },
+    headers: {
+      Origin: 'https://anywhere.example',
+      'Access-Control-Request-Method': 'POST',
+      'Access-Control-Request-Headers': 'content-type,authorization',
+    },
   });
   assert.equal(open.status, 204);
-  assert.equal(open.headers.get('access-control-allow-origin'), '*', 'bert-as-service\'s default: any origin');
+  assert.equal(open.headers.get('access-control-allow-origin'), '*', "bert-as-service's default: any origin");
   assert.match(open.headers.get('access-control-allow-methods') ?? '', /POST/);
   assert.match(open.headers.get('access-control-allow-headers') ?? '', /Authorization/);
 
@@ -204,13 +264,25 @@ test('gateway CORS and bearer token - preflight, allowed origins, 401 without th
   assert.equal(noToken.body.error.code, 'UNAUTHORIZED');
   assert.equal(noToken.headers.get('www-authenticate'), 'Bearer realm="bertq"');
   assert.equal(noToken.headers.get('access-control-allow-origin'), 'https://app.example');
-  const wrongToken = await postJson(`${guarded.url}v1/embeddings`, { input: 'hi' }, { Authorization: 'Bearer s3cret-tokem' });
+  const wrongToken = await postJson(
+    `${guarded.url}v1/embeddings`,
+    { input: 'hi' },
+    { Authorization: 'Bearer s3cret-tokem' },
+  );
   assert.equal(wrongToken.status, 401);
   assert.deepEqual(Object.keys(wrongToken.body.error).sort(), ['code', 'message', 'param', 'type']);
   assert.equal(wrongToken.body.error.code, 'invalid_api_key');
-  const withToken = await postJson(`${guarded.url}encode`, { texts: ['hi'] }, { Authorization: 'Bearer s3cret-token', Origin: 'https://evil.example' });
+  const withToken = await postJson(
+    `${guarded.url}encode`,
+    { texts: ['hi'] },
+    { Authorization: 'Bearer s3cret-token', Origin: 'https://evil.example' },
+  );
   assert.equal(withToken.status, 200);
-  assert.equal(withToken.headers.get('access-control-allow-origin'), null, 'an origin not on the list gets no CORS grant');
+  assert.equal(
+    withToken.headers.get('access-control-allow-origin'),
+    null,
+    'an origin not on the list gets no CORS grant',
+  );
   assert.equal((await getJson(`${guarded.url}health`)).status, 200, '/health stays open for probes');
   const metrics = await fetch(`${guarded.url}metrics`);
   assert.equal(metrics.status, 401);

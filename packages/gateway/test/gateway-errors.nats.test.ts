@@ -35,7 +35,9 @@ after(async () => {
   await unbounded?.close();
 });
 
-test('gateway errors - BAD_REQUEST (400): bad JSON, an empty string, a wrong field, in bertq and OpenAI shapes', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('gateway errors - BAD_REQUEST (400): bad JSON, an empty string, a wrong field, in bertq and OpenAI shapes', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const badJson = await postJson(`${gateway.url}encode`, '{"texts": ["a", }');
   assert.equal(badJson.status, 400);
   assert.equal(badJson.body.error.code, 'BAD_REQUEST');
@@ -53,7 +55,12 @@ test('gateway errors - BAD_REQUEST (400): bad JSON, an empty string, a wrong fie
   const v1Empty = await postJson(`${gateway.url}v1/embeddings`, { model: 'x', input: ['fine', ''] });
   assert.equal(v1Empty.status, 400);
   assert.deepEqual(v1Empty.body, {
-    error: { message: "'input[1]' is an empty string; every input must contain text", type: 'invalid_request_error', param: 'input', code: 'BAD_REQUEST' },
+    error: {
+      message: "'input[1]' is an empty string; every input must contain text",
+      type: 'invalid_request_error',
+      param: 'input',
+      code: 'BAD_REQUEST',
+    },
   });
   const v1Ids = await postJson(`${gateway.url}v1/embeddings`, { model: 'x', input: [101, 7592, 102] });
   assert.equal(v1Ids.status, 400);
@@ -62,7 +69,9 @@ test('gateway errors - BAD_REQUEST (400): bad JSON, an empty string, a wrong fie
   assert.equal(v1Format.body.error.param, 'encoding_format');
 });
 
-test('gateway errors - TOO_LARGE (413): a body over the limit is refused before it is read', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('gateway errors - TOO_LARGE (413): a body over the limit is refused before it is read', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const texts = Array.from({ length: 200 }, (_, i) => `sentence number ${i} with some words`);
   const reply = await postJson(`${gateway.url}encode`, { texts });
   assert.equal(reply.status, 413);
@@ -74,20 +83,27 @@ test('gateway errors - TOO_LARGE (413): a body over the limit is refused before 
   assert.equal(v1.body.error.code, 'TOO_LARGE');
 });
 
-test('gateway errors - TOO_LONG (422): a text longer than the model allows under max_seq_len NONE', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('gateway errors - TOO_LONG (422): a text longer than the model allows under max_seq_len NONE', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const w = await fleet.worker({ engine: unbounded });
   const g = await fleet.gateway(w.service);
   const long = Array.from({ length: 80 }, () => 'word').join(' '); // 82 tokens with [CLS]/[SEP]; the tiny model has 64 positions
   const reply = await postJson(`${g.url}encode`, { texts: ['short one', long] });
   assert.equal(reply.status, 422);
   assert.equal(reply.body.error.code, 'TOO_LONG');
-  assert.match(reply.body.error.message, /texts\[1\] is 82 tokens long, more than the model's max_position_embeddings of 64/);
+  assert.match(
+    reply.body.error.message,
+    /texts\[1\] is 82 tokens long, more than the model's max_position_embeddings of 64/,
+  );
   const v1 = await postJson(`${g.url}v1/embeddings`, { model: 'x', input: long });
   assert.equal(v1.status, 422);
   assert.equal(v1.body.error.code, 'TOO_LONG');
 });
 
-test('gateway errors - OVERLOADED (429 with Retry-After): the service queue is over its bound', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('gateway errors - OVERLOADED (429 with Retry-After): the service queue is over its bound', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   // One queued job is the bound; a slow model holds the first job (still in the stream until acked).
   const w = await fleet.worker({ engine: slowEngine(encoder, SLOW_BATCH_MS), stream: { maxQueuedJobs: 1 } });
   const g = await fleet.gateway(w.service);
@@ -119,7 +135,9 @@ test('gateway errors - NO_WORKERS (503): nothing serves the service', { timeout:
   assert.equal(status.status, 503);
 });
 
-test('gateway errors - TIMEOUT (504): the workers are too slow for the request deadline', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('gateway errors - TIMEOUT (504): the workers are too slow for the request deadline', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const w = await fleet.worker({ engine: slowEngine(encoder, SLOW_BATCH_MS) });
   const g = await fleet.gateway(w.service, { requestTimeoutMs: SHORT_TIMEOUT_MS });
   const started = Date.now();

@@ -27,7 +27,9 @@ after(async () => {
   await encoder?.close();
 });
 
-test('gateway /events - a snapshot, then one tick per second, as server-sent events', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('gateway /events - a snapshot, then one tick per second, as server-sent events', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const gateway = await fleet.gateway(slow.service);
   const res = await fetch(`${gateway.url}events`, { signal: AbortSignal.timeout(20_000) });
   assert.equal(res.status, 200);
@@ -48,17 +50,27 @@ test('gateway /events - a snapshot, then one tick per second, as server-sent eve
     }
   }
   await reader.cancel();
-  assert.deepEqual(events.map((e) => e.name), ['snapshot', 'tick', 'tick']);
+  assert.deepEqual(
+    events.map((e) => e.name),
+    ['snapshot', 'tick', 'tick'],
+  );
   const snapshot = events[0]!.data;
   assert.equal(snapshot.service, slow.service);
   assert.equal(snapshot.fleet.ok, true);
-  assert.deepEqual(snapshot.fleet.workers.map((w: { id: string }) => w.id), [slow.id]);
+  assert.deepEqual(
+    snapshot.fleet.workers.map((w: { id: string }) => w.id),
+    [slow.id],
+  );
   assert.equal(snapshot.fleet.model.pooling, 'REDUCE_MEAN');
   assert.ok(events[2]!.data.point.t > events[1]!.data.point.t, 'ticks move forward in time');
-  await waitFor('the stream to be counted as closed', async () => /bertq_gateway_dashboard_clients 0/.test(await (await fetch(`${gateway.url}metrics`)).text()));
+  await waitFor('the stream to be counted as closed', async () =>
+    /bertq_gateway_dashboard_clients 0/.test(await (await fetch(`${gateway.url}metrics`)).text()),
+  );
 });
 
-test('gateway shutdown - a request in flight finishes, then the port is closed', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('gateway shutdown - a request in flight finishes, then the port is closed', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const gateway = await fleet.gateway(slow.service);
   const inFlight = postJson(`${gateway.url}encode`, { id: 'last', texts: ['finish me'] });
   await sleep(SLOW_BATCH_MS / 4);
@@ -71,13 +83,21 @@ test('gateway shutdown - a request in flight finishes, then the port is closed',
   assert.equal(gateway.client.status.closed, true, 'the gateway closed its client of the fleet');
 });
 
-test('gateway - a client that leaves before its answer does not break the gateway', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('gateway - a client that leaves before its answer does not break the gateway', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const gateway = await fleet.gateway(slow.service);
   await assert.rejects(
-    fetch(`${gateway.url}v1/embeddings`, { method: 'POST', body: JSON.stringify({ input: 'leaving early' }), signal: AbortSignal.timeout(SLOW_BATCH_MS / 4) }),
+    fetch(`${gateway.url}v1/embeddings`, {
+      method: 'POST',
+      body: JSON.stringify({ input: 'leaving early' }),
+      signal: AbortSignal.timeout(SLOW_BATCH_MS / 4),
+    }),
   );
   // The scrape counts itself: 1 in flight means only the scrape.
-  await waitFor('the abandoned request to be released', async () => /^bertq_gateway_in_flight_requests 1$/m.test(await (await fetch(`${gateway.url}metrics`)).text()));
+  await waitFor('the abandoned request to be released', async () =>
+    /^bertq_gateway_in_flight_requests 1$/m.test(await (await fetch(`${gateway.url}metrics`)).text()),
+  );
   const reply = await postJson(`${gateway.url}v1/embeddings`, { input: 'still served' });
   assert.equal(reply.status, 200);
   assert.equal(reply.body.data.length, 1);

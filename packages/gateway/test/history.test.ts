@@ -19,7 +19,14 @@ test('history - each second becomes one point; counters restart, latency keeps a
   h.recordError('UNAUTHORIZED');
   h.recordFrame({ id: 'r', offset: 0, rows: 4, timings: { tokenizationMs: 1, queueMs: 2, inferenceMs: 6 } });
   h.recordFrame({ id: 'r', offset: 4, rows: 6, timings: { tokenizationMs: 3, queueMs: 4, inferenceMs: 8 } });
-  const fleet = { ok: true as const, at: t0, value: { statistic: { seq_per_second: 12.5 }, queue: { high: { pending: 1 }, bulk: { pending: 2 } } } as unknown as FleetStatus };
+  const fleet = {
+    ok: true as const,
+    at: t0,
+    value: {
+      statistic: { seq_per_second: 12.5 },
+      queue: { high: { pending: 1 }, bulk: { pending: 2 } },
+    } as unknown as FleetStatus,
+  };
   const p = h.sample(t0 + 1000, fleet, 2);
   assert.deepEqual(p, {
     t: t0 + 1000,
@@ -38,7 +45,11 @@ test('history - each second becomes one point; counters restart, latency keeps a
   assert.equal(quiet.requests, 0);
   assert.equal(quiet.p50, 10, 'latency percentiles cover the last seconds, not just this one');
   assert.equal(quiet.fleetRows, null);
-  assert.equal(h.sample(t0 + LATENCY_WINDOW_MS + 1000, fleet, 0).p50, null, 'old requests leave the window; a stale fleet reading is not shown');
+  assert.equal(
+    h.sample(t0 + LATENCY_WINDOW_MS + 1000, fleet, 0).p50,
+    null,
+    'old requests leave the window; a stale fleet reading is not shown',
+  );
   h.sample(t0 + 20_000, undefined, 0);
   assert.equal(h.all().length, 3, 'the ring keeps its capacity');
 });

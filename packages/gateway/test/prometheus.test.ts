@@ -10,7 +10,12 @@ test('prometheus - a counter writes HELP, TYPE and one line per label set, label
   c.inc({ route: '/b', code: '500' });
   assert.equal(
     c.render(),
-    ['# HELP x_requests_total Requests.', '# TYPE x_requests_total counter', 'x_requests_total{code="200",route="/a"} 3', 'x_requests_total{code="500",route="/b"} 1'].join('\n'),
+    [
+      '# HELP x_requests_total Requests.',
+      '# TYPE x_requests_total counter',
+      'x_requests_total{code="200",route="/a"} 3',
+      'x_requests_total{code="500",route="/b"} 1',
+    ].join('\n'),
   );
   assert.equal(c.total(), 4);
   assert.throws(() => c.inc({ route: '/a' }), /takes labels \{route, code\}/);
@@ -42,14 +47,22 @@ test('prometheus - label values and help text are escaped, special values spelle
   assert.deepEqual([Infinity, -Infinity, NaN, 1.5].map(formatValue), ['+Inf', '-Inf', 'NaN', '1.5']);
   const g = new Gauge('x_gauge', 'Line one\nline two \\ end', ['path']);
   g.set({ path: 'C:\\"x"' }, 2);
-  assert.equal(g.render(), '# HELP x_gauge Line one\\nline two \\\\ end\n# TYPE x_gauge gauge\nx_gauge{path="C:\\\\\\"x\\""} 2');
+  assert.equal(
+    g.render(),
+    '# HELP x_gauge Line one\\nline two \\\\ end\n# TYPE x_gauge gauge\nx_gauge{path="C:\\\\\\"x\\""} 2',
+  );
   assert.equal(renderMetrics([g]).endsWith('\n'), true);
   assert.throws(() => new Gauge('1bad', 'x'), /invalid metric name/);
 });
 
 test('prometheus - gateway metrics without a fleet reading report bertq_fleet_up 0 and no fleet series', () => {
   const m = new GatewayMetrics();
-  m.observeFrame({ id: 'r', offset: 0, rows: 2, timings: { tokenizationMs: 2, queueMs: 1, inferenceMs: 30, totalMs: 40 } });
+  m.observeFrame({
+    id: 'r',
+    offset: 0,
+    rows: 2,
+    timings: { tokenizationMs: 2, queueMs: 1, inferenceMs: 30, totalMs: 40 },
+  });
   // A later byte part repeats its job's timings: not counted again.
   m.observeFrame({ id: 'r', offset: 2, rows: 1, timings: { inferenceMs: 30 }, part: { index: 2, count: 3 } });
   const text = m.render(undefined);

@@ -107,7 +107,9 @@ export async function readBertConfig(path: string): Promise<BertConfig> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new ModelError(
-      code === 'ENOENT' ? `config file ${path} does not exist` : `config file ${path} cannot be read (${code ?? String(err)})`,
+      code === 'ENOENT'
+        ? `config file ${path} does not exist`
+        : `config file ${path} cannot be read (${code ?? String(err)})`,
       { cause: err, details: { file: path } },
     );
   }
@@ -115,7 +117,10 @@ export async function readBertConfig(path: string): Promise<BertConfig> {
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new ModelError(`config ${path} is not valid JSON: ${(err as Error).message}`, { cause: err, details: { file: path } });
+    throw new ModelError(`config ${path} is not valid JSON: ${(err as Error).message}`, {
+      cause: err,
+      details: { file: path },
+    });
   }
   return parseBertConfig(json, path);
 }

@@ -137,7 +137,8 @@ export class Encoder {
       rows: options.maxBatchSize ?? DEFAULT_MAX_BATCH_SIZE,
       tokens: options.maxBatchTokens ?? defaultMaxBatchTokens(device),
     };
-    if (!(limits.rows >= 1) || !(limits.tokens >= 1)) throw new BadRequestError('maxBatchSize and maxBatchTokens must be at least 1');
+    if (!(limits.rows >= 1) || !(limits.tokens >= 1))
+      throw new BadRequestError('maxBatchSize and maxBatchTokens must be at least 1');
 
     const runtime = await createRuntime(graphPath, { device, deviceId: options.deviceId, threads: options.threads });
     let graph: GraphKind = { kind: 'pooled' };
@@ -154,7 +155,8 @@ export class Encoder {
       tokenLevel: isTokenLevel(graphOptions.poolingStrategy),
       hiddenSize: config.hiddenSize,
       numHiddenLayers: config.numHiddenLayers,
-      layersComputed: graph.kind === 'hidden' ? config.numHiddenLayers : layersNeeded(graphOptions, config.numHiddenLayers),
+      layersComputed:
+        graph.kind === 'hidden' ? config.numHiddenLayers : layersNeeded(graphOptions, config.numHiddenLayers),
       vocabSize: tokenizer.vocabSize,
       maxPositionEmbeddings: config.maxPositionEmbeddings,
       maxSeqLen: prepared.maxSeqLen,
@@ -248,7 +250,12 @@ export class Encoder {
     let start = 0;
     while (start < n) {
       let end = start + 1;
-      while (end < n && end - start < this.batchLimits.rows && rows[order[end]!]!.length * (end - start + 1) <= this.batchLimits.tokens) end++;
+      while (
+        end < n &&
+        end - start < this.batchLimits.rows &&
+        rows[order[end]!]!.length * (end - start + 1) <= this.batchLimits.tokens
+      )
+        end++;
       const slice = order.slice(start, end);
       const out = await this.run(slice.map((i) => rows[i]!));
       if (this.info.tokenLevel) {
@@ -259,7 +266,9 @@ export class Encoder {
           data.set(out.data.subarray(k * s * dims, k * s * dims + copy), rowIndex * rowWidth);
         });
       } else {
-        slice.forEach((rowIndex, k) => data.set(out.data.subarray(k * dims, (k + 1) * dims), rowIndex * dims));
+        slice.forEach((rowIndex, k) => {
+          data.set(out.data.subarray(k * dims, (k + 1) * dims), rowIndex * dims);
+        });
       }
       start = end;
     }
@@ -291,7 +300,9 @@ function graphKind(runtime: Runtime, prepared: PreparedModel): GraphKind {
   }
   const deepest = Math.max(...poolingLayer.map((l) => (l < 0 ? config.numHiddenLayers + l : l)));
   if (poolingLayer.length !== 1 || deepest !== config.numHiddenLayers - 1) {
-    throw new BadRequestError(`${graphPath} only returns the last layer's hidden states: pooling_layer must be -1, got ${poolingLayer}`);
+    throw new BadRequestError(
+      `${graphPath} only returns the last layer's hidden states: pooling_layer must be -1, got ${poolingLayer}`,
+    );
   }
   if (poolingStrategy === 'CLS_POOLED') {
     throw new BadRequestError(`${graphPath} has no pooler output: CLS_POOLED needs a model folder with weights`);

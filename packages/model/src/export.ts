@@ -17,7 +17,7 @@ export type VocabSource = { file: string } | { tokens: readonly string[] };
 
 async function writeVocab(dir: string, vocab: VocabSource): Promise<void> {
   if ('file' in vocab) await copyFile(vocab.file, join(dir, 'vocab.txt'));
-  else await writeFile(join(dir, 'vocab.txt'), vocab.tokens.join('\n') + '\n');
+  else await writeFile(join(dir, 'vocab.txt'), `${vocab.tokens.join('\n')}\n`);
 }
 
 /** `bert_config.json`, `vocab.txt`, `bert_model.ckpt.index` + `.data-00000-of-00001`, as Google released BERT. */
@@ -39,7 +39,12 @@ export async function writeHuggingFaceFolder(dir: string, weights: BertWeights, 
 }
 
 /** `model.onnx` (bertq's graph for these options, config in its metadata) and `vocab.txt`. */
-export async function writeOnnxFolder(dir: string, weights: BertWeights, vocab: VocabSource, options: GraphOptions): Promise<string> {
+export async function writeOnnxFolder(
+  dir: string,
+  weights: BertWeights,
+  vocab: VocabSource,
+  options: GraphOptions,
+): Promise<string> {
   await mkdir(dir, { recursive: true });
   await writeVocab(dir, vocab);
   const path = join(dir, 'model.onnx');

@@ -107,12 +107,18 @@ async function readJsonFile(path: string, what: string): Promise<unknown> {
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
-    throw new ModelError(`${what} ${path} cannot be read: ${(err as Error).message}`, { cause: err, details: { file: path } });
+    throw new ModelError(`${what} ${path} cannot be read: ${(err as Error).message}`, {
+      cause: err,
+      details: { file: path },
+    });
   }
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw new ModelError(`${what} ${path} is not valid JSON: ${(err as Error).message}`, { cause: err, details: { file: path } });
+    throw new ModelError(`${what} ${path} is not valid JSON: ${(err as Error).message}`, {
+      cause: err,
+      details: { file: path },
+    });
   }
 }
 
@@ -139,9 +145,12 @@ export async function resolveModelSource(opts: ModelSourceOptions): Promise<Reso
   if (kind === 'none') throw new ModelError(`model path ${path} does not exist`, { details: { file: path } });
 
   if (kind === 'file') {
-    if (opts.model === undefined) throw new ModelError(`modelDir ${path} is a file, not a folder`, { details: { file: path } });
+    if (opts.model === undefined)
+      throw new ModelError(`modelDir ${path} is a file, not a folder`, { details: { file: path } });
     if (!path.endsWith('.onnx')) {
-      throw new ModelError(`model ${path} is a file but not an .onnx file; give a model folder or an .onnx file`, { details: { file: path } });
+      throw new ModelError(`model ${path} is a file but not an .onnx file; give a model folder or an .onnx file`, {
+        details: { file: path },
+      });
     }
     return onnxSource(path);
   }
@@ -209,7 +218,8 @@ async function checkpointSource(
   const configPath = join(modelDir, configName ?? DEFAULT_CHECKPOINT_CONFIG);
   if (!(await isFile(configPath))) throw missing(configPath, `expected the BERT config of the model in ${modelDir}`);
   const vocabPath = join(modelDir, 'vocab.txt');
-  if (!(await isFile(vocabPath))) throw missing(vocabPath, `expected the WordPiece vocabulary of the model in ${modelDir}`);
+  if (!(await isFile(vocabPath)))
+    throw missing(vocabPath, `expected the WordPiece vocabulary of the model in ${modelDir}`);
   return { kind: 'checkpoint', configPath, vocabPath, checkpointPrefix: prefix, dataFiles: ckpt.dataFiles };
 }
 
@@ -229,13 +239,19 @@ interface ModuleEntry {
 
 async function readModules(modulesPath: string): Promise<ModuleEntry[]> {
   const json = await readJsonFile(modulesPath, 'sentence-transformers modules file');
-  if (!Array.isArray(json)) throw new ModelError(`sentence-transformers modules file ${modulesPath} is not a JSON array`, { details: { file: modulesPath } });
+  if (!Array.isArray(json))
+    throw new ModelError(`sentence-transformers modules file ${modulesPath} is not a JSON array`, {
+      details: { file: modulesPath },
+    });
   return json.map((m, i) => {
     const { path, type } = (m ?? {}) as Record<string, unknown>;
     if (typeof path !== 'string' || typeof type !== 'string') {
-      throw new ModelError(`sentence-transformers modules file ${modulesPath}: entry ${i} lacks a string "path" and "type"`, {
-        details: { file: modulesPath, entry: i },
-      });
+      throw new ModelError(
+        `sentence-transformers modules file ${modulesPath}: entry ${i} lacks a string "path" and "type"`,
+        {
+          details: { file: modulesPath, entry: i },
+        },
+      );
     }
     // Module folders live inside the model folder; a path that climbs out is refused.
     if (path.split(/[\\/]/).includes('..') || path.startsWith('/')) {
@@ -279,7 +295,9 @@ export async function readSentenceTransformersHint(root: string): Promise<Senten
     hint.poolingConfigPath = poolingConfigPath;
     const cfg = await readJsonFile(poolingConfigPath, 'sentence-transformers pooling config');
     if (typeof cfg !== 'object' || cfg === null) {
-      throw new ModelError(`sentence-transformers pooling config ${poolingConfigPath} is not a JSON object`, { details: { file: poolingConfigPath } });
+      throw new ModelError(`sentence-transformers pooling config ${poolingConfigPath} is not a JSON object`, {
+        details: { file: poolingConfigPath },
+      });
     }
     const c = cfg as Record<string, unknown>;
     if (typeof c.pooling_mode === 'string') hint.poolingModes.push(c.pooling_mode);
@@ -294,30 +312,41 @@ async function tokenizerFiles(dirs: readonly string[]): Promise<{ vocabPath?: st
   const out: { vocabPath?: string; tokenizerJsonPath?: string } = {};
   for (const d of dirs) {
     if (out.vocabPath === undefined && (await isFile(join(d, 'vocab.txt')))) out.vocabPath = join(d, 'vocab.txt');
-    if (out.tokenizerJsonPath === undefined && (await isFile(join(d, 'tokenizer.json')))) out.tokenizerJsonPath = join(d, 'tokenizer.json');
+    if (out.tokenizerJsonPath === undefined && (await isFile(join(d, 'tokenizer.json'))))
+      out.tokenizerJsonPath = join(d, 'tokenizer.json');
   }
   return out;
 }
 
-async function huggingFaceSource(root: string, folder: string, configName: string | undefined): Promise<HuggingFaceModelSource> {
+async function huggingFaceSource(
+  root: string,
+  folder: string,
+  configName: string | undefined,
+): Promise<HuggingFaceModelSource> {
   const configPath = join(folder, configName ?? HF_CONFIG);
-  if (!(await isFile(configPath))) throw missing(configPath, `expected the Hugging Face config.json beside the weights in ${folder}`);
+  if (!(await isFile(configPath)))
+    throw missing(configPath, `expected the Hugging Face config.json beside the weights in ${folder}`);
   const indexPath = join(folder, SAFETENSORS_INDEX);
   let weightsPaths: string[];
   let weightsIndexPath: string | undefined;
   if (await isFile(indexPath)) {
     weightsIndexPath = indexPath;
     weightsPaths = (await readSafetensorsIndex(indexPath)).shardPaths;
-    if (weightsPaths.length === 0) throw new ModelError(`safetensors index ${indexPath} names no shards`, { details: { file: indexPath } });
-    for (const p of weightsPaths) if (!(await isFile(p))) throw missing(p, `expected a weight shard that ${indexPath} names`);
+    if (weightsPaths.length === 0)
+      throw new ModelError(`safetensors index ${indexPath} names no shards`, { details: { file: indexPath } });
+    for (const p of weightsPaths)
+      if (!(await isFile(p))) throw missing(p, `expected a weight shard that ${indexPath} names`);
   } else {
     weightsPaths = [join(folder, SAFETENSORS)];
   }
   const tokenizer = await tokenizerFiles(folder === root ? [root] : [folder, root]);
   if (tokenizer.vocabPath === undefined && tokenizer.tokenizerJsonPath === undefined) {
-    throw new ModelError(`model folder ${folder} has neither vocab.txt nor tokenizer.json: expected one of them to define the tokenizer`, {
-      details: { file: join(folder, 'vocab.txt') },
-    });
+    throw new ModelError(
+      `model folder ${folder} has neither vocab.txt nor tokenizer.json: expected one of them to define the tokenizer`,
+      {
+        details: { file: join(folder, 'vocab.txt') },
+      },
+    );
   }
   const sentenceTransformers = await readSentenceTransformersHint(root);
   return {

@@ -52,7 +52,10 @@ interface Ctx {
   scalar(v: number): string;
 }
 
-function concatKernels(parts: LinearWeights[], scales: number[]): { kernel: Float32Array; bias: Float32Array; inDim: number; outDim: number } {
+function concatKernels(
+  parts: LinearWeights[],
+  scales: number[],
+): { kernel: Float32Array; bias: Float32Array; inDim: number; outDim: number } {
   const inDim = parts[0]!.kernel.shape[0]!;
   const outs = parts.map((p) => p.kernel.shape[1]!);
   const outDim = outs.reduce((a, b) => a + b, 0);
@@ -90,17 +93,39 @@ function gelu(c: Ctx, x: string, act: BertConfig['hiddenAct']): string {
   }
   // tanh approximation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))
   const x3 = g.op('Mul', [g.op('Mul', [x, x]), x]);
-  const inner = g.op('Mul', [g.op('Add', [x, g.op('Mul', [x3, c.scalar(0.044715)])]), c.scalar(Math.sqrt(2 / Math.PI))]);
-  return g.op('Mul', [g.op('Mul', [x, c.scalar(0.5)]), g.op('Add', [g.op('Tanh', [inner]), c.scalar(1)])], undefined, 'gelu_new');
+  const inner = g.op('Mul', [
+    g.op('Add', [x, g.op('Mul', [x3, c.scalar(0.044715)])]),
+    c.scalar(Math.sqrt(2 / Math.PI)),
+  ]);
+  return g.op(
+    'Mul',
+    [g.op('Mul', [x, c.scalar(0.5)]), g.op('Add', [g.op('Tanh', [inner]), c.scalar(1)])],
+    undefined,
+    'gelu_new',
+  );
 }
 
-function layerNorm(c: Ctx, x: string, ln: { gamma: { data: Float32Array }; beta: { data: Float32Array } }, eps: number, name: string): string {
+function layerNorm(
+  c: Ctx,
+  x: string,
+  ln: { gamma: { data: Float32Array }; beta: { data: Float32Array } },
+  eps: number,
+  name: string,
+): string {
   const gamma = c.w(`${name}_gamma`, ln.gamma.data, [ln.gamma.data.length]);
   const beta = c.w(`${name}_beta`, ln.beta.data, [ln.beta.data.length]);
   return c.g.op('LayerNormalization', [x, gamma, beta], { axis: -1, epsilon: { float: eps } }, name);
 }
 
-function skipLayerNorm(c: Ctx, x: string, skip: string, ln: { gamma: { data: Float32Array }; beta: { data: Float32Array } }, bias: Float32Array, eps: number, name: string): string {
+function skipLayerNorm(
+  c: Ctx,
+  x: string,
+  skip: string,
+  ln: { gamma: { data: Float32Array }; beta: { data: Float32Array } },
+  bias: Float32Array,
+  eps: number,
+  name: string,
+): string {
   const gamma = c.w(`${name}_gamma`, ln.gamma.data, [ln.gamma.data.length]);
   const beta = c.w(`${name}_beta`, ln.beta.data, [ln.beta.data.length]);
   const b = c.w(`${name}_bias`, bias, [bias.length]);
@@ -122,7 +147,10 @@ function encoderLayerPlain(c: Ctx, x: string, maskAdd: string, weights: BertWeig
   const qkv = concatKernels([lw.query, lw.key, lw.value], [1 / Math.sqrt(headDim), 1, 1]);
   const fused = g.op(
     'Add',
-    [g.op('MatMul', [x, c.w(`${p}_qkv_kernel`, qkv.kernel, [qkv.inDim, qkv.outDim])]), c.w(`${p}_qkv_bias`, qkv.bias, [qkv.outDim])],
+    [
+      g.op('MatMul', [x, c.w(`${p}_qkv_kernel`, qkv.kernel, [qkv.inDim, qkv.outDim])]),
+      c.w(`${p}_qkv_bias`, qkv.bias, [qkv.outDim]),
+    ],
     undefined,
     `${p}_qkv`,
   );
@@ -132,10 +160,18 @@ function encoderLayerPlain(c: Ctx, x: string, maskAdd: string, weights: BertWeig
   }) as [string, string, string];
   const heads4 = g.int64([0, 0, heads, headDim]);
   const split = (t: string, perm: number[]) => g.op('Transpose', [g.op('Reshape', [t, heads4])], { perm });
-  const scores = g.op('Add', [g.op('MatMul', [split(q, [0, 2, 1, 3]), split(k, [0, 2, 3, 1])]), maskAdd], undefined, `${p}_scores`);
+  const scores = g.op(
+    'Add',
+    [g.op('MatMul', [split(q, [0, 2, 1, 3]), split(k, [0, 2, 3, 1])]), maskAdd],
+    undefined,
+    `${p}_scores`,
+  );
   const probs = g.op('Softmax', [scores], { axis: -1 }, `${p}_probs`);
   const context = g.op('MatMul', [probs, split(v, [0, 2, 1, 3])]);
-  const merged = g.op('Reshape', [g.op('Transpose', [context], { perm: [0, 2, 1, 3] }), g.int64([0, 0, config.hiddenSize])]);
+  const merged = g.op('Reshape', [
+    g.op('Transpose', [context], { perm: [0, 2, 1, 3] }),
+    g.int64([0, 0, config.hiddenSize]),
+  ]);
   const attnOut = linear(c, merged, lw.attentionOutput, `${p}_attn_out`);
   const h = layerNorm(c, g.op('Add', [attnOut, x]), lw.attentionLayerNorm, config.layerNormEps, `${p}_attn_ln`);
   const inter = gelu(c, linear(c, h, lw.intermediate, `${p}_intermediate`), config.hiddenAct);
@@ -151,7 +187,12 @@ function encoderLayerFused(c: Ctx, x: string, maskIndex: string, weights: BertWe
   const qkv = concatKernels([lw.query, lw.key, lw.value], [1, 1, 1]);
   const attn = g.node(
     'Attention',
-    [x, c.w(`${p}_qkv_kernel`, qkv.kernel, [qkv.inDim, qkv.outDim]), c.w(`${p}_qkv_bias`, qkv.bias, [qkv.outDim]), maskIndex],
+    [
+      x,
+      c.w(`${p}_qkv_kernel`, qkv.kernel, [qkv.inDim, qkv.outDim]),
+      c.w(`${p}_qkv_bias`, qkv.bias, [qkv.outDim]),
+      maskIndex,
+    ],
     {
       domain: MS_DOMAIN,
       attributes: { num_heads: config.numAttentionHeads, mask_filter_value: { float: ATTENTION_MASK_VALUE } },
@@ -159,26 +200,55 @@ function encoderLayerFused(c: Ctx, x: string, maskIndex: string, weights: BertWe
     },
   )[0]!;
   const attnOutK = c.w(`${p}_attn_out_kernel`, lw.attentionOutput.kernel.data, lw.attentionOutput.kernel.shape);
-  const h = skipLayerNorm(c, g.op('MatMul', [attn, attnOutK]), x, lw.attentionLayerNorm, lw.attentionOutput.bias.data, config.layerNormEps, `${p}_attn_ln`);
+  const h = skipLayerNorm(
+    c,
+    g.op('MatMul', [attn, attnOutK]),
+    x,
+    lw.attentionLayerNorm,
+    lw.attentionOutput.bias.data,
+    config.layerNormEps,
+    `${p}_attn_ln`,
+  );
   const interK = c.w(`${p}_intermediate_kernel`, lw.intermediate.kernel.data, lw.intermediate.kernel.shape);
   const interB = c.w(`${p}_intermediate_bias`, lw.intermediate.bias.data, lw.intermediate.bias.shape);
   const pre = g.op('MatMul', [h, interK]);
   let inter: string;
-  if (config.hiddenAct === 'gelu') inter = g.node('BiasGelu', [pre, interB], { domain: MS_DOMAIN, outputs: [`${p}_gelu`] })[0]!;
-  else if (config.hiddenAct === 'gelu_new') inter = g.node('FastGelu', [pre, interB], { domain: MS_DOMAIN, outputs: [`${p}_gelu`] })[0]!;
+  if (config.hiddenAct === 'gelu')
+    inter = g.node('BiasGelu', [pre, interB], { domain: MS_DOMAIN, outputs: [`${p}_gelu`] })[0]!;
+  else if (config.hiddenAct === 'gelu_new')
+    inter = g.node('FastGelu', [pre, interB], { domain: MS_DOMAIN, outputs: [`${p}_gelu`] })[0]!;
   else inter = g.op('Relu', [g.op('Add', [pre, interB])]);
   const outK = c.w(`${p}_output_kernel`, lw.output.kernel.data, lw.output.kernel.shape);
-  return skipLayerNorm(c, g.op('MatMul', [inter, outK]), h, lw.outputLayerNorm, lw.output.bias.data, config.layerNormEps, `${p}_out_ln`);
+  return skipLayerNorm(
+    c,
+    g.op('MatMul', [inter, outK]),
+    h,
+    lw.outputLayerNorm,
+    lw.output.bias.data,
+    config.layerNormEps,
+    `${p}_out_ln`,
+  );
 }
 
-function pool(c: Ctx, layerOutputs: string[], maskF: string, mask: string, weights: BertWeights, options: GraphOptions, dim: number): string {
+function pool(
+  c: Ctx,
+  layerOutputs: string[],
+  maskF: string,
+  mask: string,
+  weights: BertWeights,
+  options: GraphOptions,
+  dim: number,
+): string {
   const g = c.g;
   const f32 = (t: string) => (c.half ? g.op('Cast', [t], { to: DataType.FLOAT }) : t);
   const one = (v: number) => g.scalar(v, false, float32ArrayToFloat16);
   const m3 = g.op('Unsqueeze', [maskF, g.int64([-1])], undefined, 'mask3'); // [B,S,1]
 
   if (options.poolingStrategy === 'CLS_POOLED') {
-    if (!weights.pooler) throw new ModelError('pooling_strategy CLS_POOLED needs the pooler weights (bert/pooler/dense), which this model lacks');
+    if (!weights.pooler)
+      throw new ModelError(
+        'pooling_strategy CLS_POOLED needs the pooler weights (bert/pooler/dense), which this model lacks',
+      );
     const pooler = weights.pooler;
     const pooled = layerOutputs.map((l, k) => {
       const cls = g.op('Gather', [l, g.int64([0], [])], { axis: 1 }); // [B,H]
@@ -187,7 +257,9 @@ function pool(c: Ctx, layerOutputs: string[], maskF: string, mask: string, weigh
     return pooled.length === 1 ? pooled[0]! : g.op('Concat', pooled, { axis: -1 });
   }
 
-  const x = f32(layerOutputs.length === 1 ? layerOutputs[0]! : g.op('Concat', layerOutputs, { axis: -1 }, 'pooling_layers'));
+  const x = f32(
+    layerOutputs.length === 1 ? layerOutputs[0]! : g.op('Concat', layerOutputs, { axis: -1 }, 'pooling_layers'),
+  );
   switch (options.poolingStrategy) {
     case 'NONE':
       return g.op('Mul', [x, m3], undefined, 'masked_tokens');
@@ -198,7 +270,10 @@ function pool(c: Ctx, layerOutputs: string[], maskF: string, mask: string, weigh
     case 'LAST_TOKEN': {
       // index of the last unmasked position: Σmask − 1, gathered per row across the feature axis
       const last = g.op('Sub', [g.op('ReduceSum', [mask, g.int64([1])], { keepdims: 1 }), g.int64([1], [])]); // [B,1]
-      const idx = g.op('Expand', [g.op('Unsqueeze', [last, g.int64([-1])]), g.op('Concat', [g.op('Shape', [last]), g.int64([dim])], { axis: 0 })]);
+      const idx = g.op('Expand', [
+        g.op('Unsqueeze', [last, g.int64([-1])]),
+        g.op('Concat', [g.op('Shape', [last]), g.int64([dim])], { axis: 0 }),
+      ]);
       return g.op('Squeeze', [g.op('GatherElements', [x, idx], { axis: 1 }), g.int64([1])], undefined, 'last_token');
     }
     case 'REDUCE_MEAN':
@@ -236,7 +311,9 @@ export function buildBertGraph(weights: BertWeights, options: GraphOptions, extr
     throw new ModelError(`graph needs ${needed} encoder layers but only ${weights.layers.length} were loaded`);
   }
   if (config.hiddenSize % config.numAttentionHeads !== 0) {
-    throw new ModelError(`hidden_size ${config.hiddenSize} is not a multiple of num_attention_heads ${config.numAttentionHeads}`);
+    throw new ModelError(
+      `hidden_size ${config.hiddenSize} is not a multiple of num_attention_heads ${config.numAttentionHeads}`,
+    );
   }
 
   const g = new GraphBuilder();
@@ -262,8 +339,19 @@ export function buildBertGraph(weights: BertWeights, options: GraphOptions, extr
     undefined,
     'positions',
   );
-  const types = g.op('Gather', [c.w('token_type_embeddings', emb.tokenType.data, emb.tokenType.shape), typeIds], { axis: 0 }, 'types');
-  let x = layerNorm(c, g.op('Add', [g.op('Add', [words, positions]), types]), emb.layerNorm, config.layerNormEps, 'embeddings_ln');
+  const types = g.op(
+    'Gather',
+    [c.w('token_type_embeddings', emb.tokenType.data, emb.tokenType.shape), typeIds],
+    { axis: 0 },
+    'types',
+  );
+  let x = layerNorm(
+    c,
+    g.op('Add', [g.op('Add', [words, positions]), types]),
+    emb.layerNorm,
+    config.layerNormEps,
+    'embeddings_ln',
+  );
 
   const maskF = g.op('Cast', [mask], { to: DataType.FLOAT }, 'mask_f'); // [B,S] float32, for pooling
   let attentionMask: string;
@@ -277,15 +365,30 @@ export function buildBertGraph(weights: BertWeights, options: GraphOptions, extr
 
   const outputs: string[] = [];
   for (let i = 0; i < needed; i++) {
-    x = options.fused ? encoderLayerFused(c, x, attentionMask, weights, i) : encoderLayerPlain(c, x, attentionMask, weights, i);
+    x = options.fused
+      ? encoderLayerFused(c, x, attentionMask, weights, i)
+      : encoderLayerPlain(c, x, attentionMask, weights, i);
     outputs.push(x);
   }
 
   const dim = outputDim(config, options);
-  let pooled = pool(c, absLayers.map((l) => outputs[l]!), maskF, mask, weights, options, dim);
+  let pooled = pool(
+    c,
+    absLayers.map((l) => outputs[l]!),
+    maskF,
+    mask,
+    weights,
+    options,
+    dim,
+  );
   if (options.normalize) {
     const norm = g.op('Sqrt', [g.op('ReduceSumSquare', [pooled], { axes: [-1], keepdims: 1 })]);
-    pooled = g.op('Div', [pooled, g.op('Max', [norm, g.scalar(1e-12, false, float32ArrayToFloat16)])], undefined, 'normalized');
+    pooled = g.op(
+      'Div',
+      [pooled, g.op('Max', [norm, g.scalar(1e-12, false, float32ArrayToFloat16)])],
+      undefined,
+      'normalized',
+    );
   }
   const shape = isTokenLevel(options.poolingStrategy) ? ['batch', 'sequence', dim] : ['batch', dim];
   g.expose(pooled, extras.outputName ?? GRAPH_OUTPUT, DataType.FLOAT, shape);
@@ -299,11 +402,13 @@ export function buildBertGraph(weights: BertWeights, options: GraphOptions, extr
         ]
       : [{ domain: '', version: 17 }],
     producerVersion: extras.producerVersion ?? '0.1.0',
-    metadata: extras.bare ? {} : {
-      'bertq.graph_version': String(GRAPH_VERSION),
-      'bertq.options': JSON.stringify(options),
-      'bertq.config': JSON.stringify(bertConfigJson(config, 'huggingface')),
-      'bertq.output_dim': String(dim),
-    },
+    metadata: extras.bare
+      ? {}
+      : {
+          'bertq.graph_version': String(GRAPH_VERSION),
+          'bertq.options': JSON.stringify(options),
+          'bertq.config': JSON.stringify(bertConfigJson(config, 'huggingface')),
+          'bertq.output_dim': String(dim),
+        },
   });
 }

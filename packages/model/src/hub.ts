@@ -146,18 +146,25 @@ export function modelCacheDir(id: string, cacheDir: string = defaultCacheDir()):
  */
 export async function downloadModel(id: string, options: DownloadModelOptions = {}): Promise<string> {
   if (!isHubModelIdSyntax(id)) {
-    throw new BadRequestError(`"${id}" is not a Hugging Face model id: expected "org/name" or "name" (letters, digits, "-", "_", ".")`, {
-      details: { id },
-    });
+    throw new BadRequestError(
+      `"${id}" is not a Hugging Face model id: expected "org/name" or "name" (letters, digits, "-", "_", ".")`,
+      {
+        details: { id },
+      },
+    );
   }
   const revision = options.revision ?? 'main';
   if (revision.length === 0 || revision.includes('\0')) {
-    throw new BadRequestError(`revision ${JSON.stringify(revision)} of ${id} is not a valid branch, tag or commit`, { details: { id, revision } });
+    throw new BadRequestError(`revision ${JSON.stringify(revision)} of ${id} is not a valid branch, tag or commit`, {
+      details: { id, revision },
+    });
   }
   const weights: HubWeightsFormat = options.weights ?? 'safetensors';
   const onnxFile = options.onnxFile ?? 'onnx/model.onnx';
   if (!isSafeRelativePath(onnxFile)) {
-    throw new BadRequestError(`onnxFile "${onnxFile}" must be a relative path inside the model repo`, { details: { onnxFile } });
+    throw new BadRequestError(`onnxFile "${onnxFile}" must be a relative path inside the model repo`, {
+      details: { onnxFile },
+    });
   }
   const endpoint = (options.endpoint ?? process.env.HF_ENDPOINT ?? DEFAULT_ENDPOINT).replace(/\/+$/, '');
   let endpointUrl: URL;
@@ -213,7 +220,11 @@ export async function downloadModel(id: string, options: DownloadModelOptions = 
         { cause: err, details: { id, endpoint, revision } },
       );
     }
-    const snapshot = await SnapshotCache.open(repoDir, listing.commit ?? revision, { id, revision, commit: listing.commit });
+    const snapshot = await SnapshotCache.open(repoDir, listing.commit ?? revision, {
+      id,
+      revision,
+      commit: listing.commit,
+    });
     const downloader = new Downloader(ctx, listing, snapshot, options);
     try {
       const files = await planFiles(ctx, listing, downloader, weights, onnxFile);
@@ -222,7 +233,10 @@ export async function downloadModel(id: string, options: DownloadModelOptions = 
     } catch (err) {
       if (isTransient(err)) {
         // Retries are spent (a probe that kept failing); callers get a typed error, not a socket error.
-        throw new ModelError(`downloading ${id} from ${endpoint} failed: ${describeError(err)}`, { cause: err, details: { id, endpoint, revision } });
+        throw new ModelError(`downloading ${id} from ${endpoint} failed: ${describeError(err)}`, {
+          cause: err,
+          details: { id, endpoint, revision },
+        });
       }
       throw err;
     }
@@ -238,7 +252,12 @@ export async function downloadModel(id: string, options: DownloadModelOptions = 
 // ---------------------------------------------------------------------------------------------
 
 const TOKENIZER_FILES = ['tokenizer.json', 'vocab.txt'];
-const OPTIONAL_FILES = ['tokenizer_config.json', 'special_tokens_map.json', 'modules.json', 'sentence_bert_config.json'];
+const OPTIONAL_FILES = [
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'modules.json',
+  'sentence_bert_config.json',
+];
 
 /** Decide the files to fetch, reading `model.safetensors.index.json` and `modules.json` on the way. */
 async function planFiles(
@@ -251,12 +270,18 @@ async function planFiles(
   const small: string[] = [];
   const large: string[] = [];
   const lacks = (file: string, why: string): ModelError =>
-    new ModelError(`model ${ctx.id} at ${ctx.endpoint} (revision ${ctx.revision}) lacks ${file}, which bertq needs: ${why}`, {
-      details: { id: ctx.id, endpoint: ctx.endpoint, revision: ctx.revision, file },
-    });
+    new ModelError(
+      `model ${ctx.id} at ${ctx.endpoint} (revision ${ctx.revision}) lacks ${file}, which bertq needs: ${why}`,
+      {
+        details: { id: ctx.id, endpoint: ctx.endpoint, revision: ctx.revision, file },
+      },
+    );
 
   if (!(await listing.has('config.json'))) {
-    if (listing.probing && !(await listing.hasAny(['model.safetensors', 'tokenizer.json', 'vocab.txt', 'pytorch_model.bin', onnxFile]))) {
+    if (
+      listing.probing &&
+      !(await listing.hasAny(['model.safetensors', 'tokenizer.json', 'vocab.txt', 'pytorch_model.bin', onnxFile]))
+    ) {
       throw noModelError(ctx);
     }
     throw lacks('config.json', 'it describes the architecture (layers, hidden size, vocabulary size)');
@@ -308,12 +333,16 @@ async function planFiles(
 }
 
 function moduleFolders(modules: unknown): string[] {
-  if (!Array.isArray(modules)) throw new ModelError('modules.json is not a JSON array of modules', { details: { file: 'modules.json' } });
+  if (!Array.isArray(modules))
+    throw new ModelError('modules.json is not a JSON array of modules', { details: { file: 'modules.json' } });
   const folders: string[] = [];
   for (const module of modules) {
     const dir = (module as { path?: unknown } | null)?.path;
     if (typeof dir !== 'string' || dir === '') continue; // '' is the transformer itself, at the root
-    if (!isSafeRelativePath(dir)) throw new ModelError(`modules.json names an unsafe module path "${dir}"`, { details: { file: 'modules.json', path: dir } });
+    if (!isSafeRelativePath(dir))
+      throw new ModelError(`modules.json names an unsafe module path "${dir}"`, {
+        details: { file: 'modules.json', path: dir },
+      });
     folders.push(dir.replace(/\/+$/, ''));
   }
   return folders;
@@ -322,18 +351,26 @@ function moduleFolders(modules: unknown): string[] {
 function shardFiles(ctx: HubContext, index: unknown): string[] {
   const map = (index as { weight_map?: unknown } | null)?.weight_map;
   if (map === null || typeof map !== 'object' || Array.isArray(map)) {
-    throw new ModelError(`model.safetensors.index.json of ${ctx.id} has no "weight_map" object`, { details: { file: 'model.safetensors.index.json' } });
+    throw new ModelError(`model.safetensors.index.json of ${ctx.id} has no "weight_map" object`, {
+      details: { file: 'model.safetensors.index.json' },
+    });
   }
   const shards = new Set<string>();
   for (const [tensor, shard] of Object.entries(map as Record<string, unknown>)) {
     if (typeof shard !== 'string' || !isSafeRelativePath(shard)) {
-      throw new ModelError(`model.safetensors.index.json of ${ctx.id} maps ${tensor} to an invalid shard ${JSON.stringify(shard)}`, {
-        details: { file: 'model.safetensors.index.json', tensor },
-      });
+      throw new ModelError(
+        `model.safetensors.index.json of ${ctx.id} maps ${tensor} to an invalid shard ${JSON.stringify(shard)}`,
+        {
+          details: { file: 'model.safetensors.index.json', tensor },
+        },
+      );
     }
     shards.add(shard);
   }
-  if (shards.size === 0) throw new ModelError(`model.safetensors.index.json of ${ctx.id} lists no shards`, { details: { file: 'model.safetensors.index.json' } });
+  if (shards.size === 0)
+    throw new ModelError(`model.safetensors.index.json of ${ctx.id} lists no shards`, {
+      details: { file: 'model.safetensors.index.json' },
+    });
   return [...shards];
 }
 
@@ -469,7 +506,11 @@ function parseModelInfo(body: Buffer): { commit: string | undefined; files: Map<
   if (!Array.isArray(siblings)) return undefined;
   const files = new Map<string, RemoteFile>();
   for (const sibling of siblings) {
-    const { rfilename, size, lfs } = (sibling ?? {}) as { rfilename?: unknown; size?: unknown; lfs?: { size?: unknown; sha256?: unknown } };
+    const { rfilename, size, lfs } = (sibling ?? {}) as {
+      rfilename?: unknown;
+      size?: unknown;
+      lfs?: { size?: unknown; sha256?: unknown };
+    };
     if (typeof rfilename !== 'string') continue;
     const lfsSize = typeof lfs?.size === 'number' ? lfs.size : undefined;
     const lfsSha = typeof lfs?.sha256 === 'string' && SHA256_RE.test(lfs.sha256) ? lfs.sha256 : undefined;
@@ -488,15 +529,29 @@ function resolveUrl(ctx: HubContext, ref: string, file: string): string {
 // ---------------------------------------------------------------------------------------------
 
 function noModelError(ctx: HubContext, status?: number): ModelError {
-  const hint = status === 401 || status === 403 ? ' (if it is private or gated, set HF_TOKEN to a token that can read it)' : '';
-  return new ModelError(`no model ${ctx.id} at ${ctx.endpoint}${hint}`, { details: { id: ctx.id, endpoint: ctx.endpoint, status } });
+  const hint =
+    status === 401 || status === 403 ? ' (if it is private or gated, set HF_TOKEN to a token that can read it)' : '';
+  return new ModelError(`no model ${ctx.id} at ${ctx.endpoint}${hint}`, {
+    details: { id: ctx.id, endpoint: ctx.endpoint, status },
+  });
 }
 
 /** Turn a non-success status into the error a user can act on; 5xx/429 become transient (retried). */
 function statusError(ctx: HubContext, status: number, hub: HubHeaders, file: string | undefined): Error {
-  const details = { id: ctx.id, endpoint: ctx.endpoint, revision: ctx.revision, status, file, hubError: hub.errorMessage };
+  const details = {
+    id: ctx.id,
+    endpoint: ctx.endpoint,
+    revision: ctx.revision,
+    status,
+    file,
+    hubError: hub.errorMessage,
+  };
   if (status >= 500 || status === 429) {
-    return new TransientHttpError(`HTTP ${status} from ${ctx.endpoint}${file ? ` for ${file}` : ''}`, status, hub.retryAfterMs);
+    return new TransientHttpError(
+      `HTTP ${status} from ${ctx.endpoint}${file ? ` for ${file}` : ''}`,
+      status,
+      hub.retryAfterMs,
+    );
   }
   if (hub.errorCode === 'RepoNotFound') return noModelError(ctx, status);
   if (hub.errorCode === 'RevisionNotFound') {
@@ -509,9 +564,15 @@ function statusError(ctx: HubContext, status: number, hub: HubHeaders, file: str
     return new ModelError(message, { details });
   }
   if (status === 404) {
-    return new ModelError(`model ${ctx.id} at ${ctx.endpoint} (revision ${ctx.revision}) has no file ${file ?? ''}`.trimEnd(), { details });
+    return new ModelError(
+      `model ${ctx.id} at ${ctx.endpoint} (revision ${ctx.revision}) has no file ${file ?? ''}`.trimEnd(),
+      { details },
+    );
   }
-  return new ModelError(`unexpected HTTP ${status} from ${ctx.endpoint} for ${file ?? `model ${ctx.id}`}${hub.errorMessage ? `: ${hub.errorMessage}` : ''}`, { details });
+  return new ModelError(
+    `unexpected HTTP ${status} from ${ctx.endpoint} for ${file ?? `model ${ctx.id}`}${hub.errorMessage ? `: ${hub.errorMessage}` : ''}`,
+    { details },
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -551,11 +612,22 @@ class SnapshotCache {
     private manifest: Manifest,
   ) {}
 
-  static async open(repoDir: string, ref: string, info: { id: string; revision: string; commit: string | undefined }): Promise<SnapshotCache> {
+  static async open(
+    repoDir: string,
+    ref: string,
+    info: { id: string; revision: string; commit: string | undefined },
+  ): Promise<SnapshotCache> {
     const key = refKey(ref);
     const manifestPath = path.join(repoDir, 'manifests', `${key}.json`);
     const existing = await readManifest(manifestPath);
-    const manifest: Manifest = existing ?? { version: 1, id: info.id, revision: info.revision, commit: info.commit ?? null, files: {}, complete: {} };
+    const manifest: Manifest = existing ?? {
+      version: 1,
+      id: info.id,
+      revision: info.revision,
+      commit: info.commit ?? null,
+      files: {},
+      complete: {},
+    };
     return new SnapshotCache(repoDir, key, path.join(repoDir, 'snapshots', key), manifestPath, manifest);
   }
 
@@ -644,7 +716,8 @@ class SnapshotCache {
 async function readManifest(file: string): Promise<Manifest | undefined> {
   try {
     const parsed = JSON.parse(await fsp.readFile(file, 'utf8')) as Manifest;
-    if (parsed?.version !== 1 || typeof parsed.files !== 'object' || typeof parsed.complete !== 'object') return undefined;
+    if (parsed?.version !== 1 || typeof parsed.files !== 'object' || typeof parsed.complete !== 'object')
+      return undefined;
     return parsed;
   } catch {
     return undefined; // absent or unreadable: treat as empty, files get fetched again
@@ -652,7 +725,11 @@ async function readManifest(file: string): Promise<Manifest | undefined> {
 }
 
 /** The cached snapshot of `revision` if every file of `selection` is there; else why not. */
-async function findCompleteSnapshot(repoDir: string, revision: string, selection: SelectionKey): Promise<{ dir?: string; reason?: string }> {
+async function findCompleteSnapshot(
+  repoDir: string,
+  revision: string,
+  selection: SelectionKey,
+): Promise<{ dir?: string; reason?: string }> {
   let key = refKey(revision);
   if (!COMMIT_RE.test(revision)) {
     try {
@@ -719,7 +796,10 @@ class Downloader {
     try {
       return JSON.parse(text);
     } catch (cause) {
-      throw new ModelError(`${file} of model ${this.ctx.id} is not valid JSON: ${(cause as Error).message}`, { cause, details: { id: this.ctx.id, file } });
+      throw new ModelError(`${file} of model ${this.ctx.id} is not valid JSON: ${(cause as Error).message}`, {
+        cause,
+        details: { id: this.ctx.id, file },
+      });
     }
   }
 
@@ -730,23 +810,34 @@ class Downloader {
       else this.ready.add(file);
     }
     const sizes = pending.map((f) => this.listing.meta(f)?.size);
-    this.total = sizes.every((s) => s !== undefined) ? this.finishedBytes + sizes.reduce<number>((a, s) => a + (s ?? 0), 0) : undefined;
+    this.total = sizes.every((s) => s !== undefined)
+      ? this.finishedBytes + sizes.reduce<number>((a, s) => a + (s ?? 0), 0)
+      : undefined;
     for (const file of pending) await this.ensure(file);
   }
-
 
   private async ensure(file: string): Promise<void> {
     if (this.ready.has(file)) return;
     const remote = this.listing.meta(file);
     if (!(await this.snapshot.isComplete(file, remote))) {
       const dest = this.snapshot.pathOf(file);
-      const lock = await acquireFileLock(this.ctx, this.snapshot.lockOf(file), `${dest}.incomplete`, () => this.snapshot.isComplete(file, remote, true));
+      const lock = await acquireFileLock(this.ctx, this.snapshot.lockOf(file), `${dest}.incomplete`, () =>
+        this.snapshot.isComplete(file, remote, true),
+      );
       if (lock) {
         try {
           // Another holder may have finished it between our check and taking the lock.
-          if (!(await this.snapshot.isComplete(file, remote, true)) && !(await this.snapshot.reuseFromOtherSnapshot(file, remote))) {
-            const result = await downloadFile(this.ctx, file, dest, remote, this.listing.commit ?? this.ctx.revision, (loaded, fileTotal) =>
-              this.report(file, loaded, fileTotal),
+          if (
+            !(await this.snapshot.isComplete(file, remote, true)) &&
+            !(await this.snapshot.reuseFromOtherSnapshot(file, remote))
+          ) {
+            const result = await downloadFile(
+              this.ctx,
+              file,
+              dest,
+              remote,
+              this.listing.commit ?? this.ctx.revision,
+              (loaded, fileTotal) => this.report(file, loaded, fileTotal),
             );
             this.listing.learn(file, result);
             await this.snapshot.record(file, definedOnly(result) as ManifestEntry);
@@ -876,10 +967,13 @@ async function downloadFile(
         failures++;
       }
       if (failures > ctx.retries) {
-        throw new ModelError(`downloading ${file} of model ${ctx.id} from ${url.host} failed ${failures} times in a row: ${describeError(err)}`, {
-          cause: err,
-          details: { id: ctx.id, file, url: url.href },
-        });
+        throw new ModelError(
+          `downloading ${file} of model ${ctx.id} from ${url.host} failed ${failures} times in a row: ${describeError(err)}`,
+          {
+            cause: err,
+            details: { id: ctx.id, file, url: url.href },
+          },
+        );
       }
       await sleep(backoffMs(ctx, failures, err), ctx.signal);
     }
@@ -916,7 +1010,9 @@ async function fetchIntoTemp(
       const range = parseContentRange(exchange.headers['content-range']);
       if (!range || range.start !== have) {
         await fsp.rm(tmp, { force: true });
-        throw new TransientError(`the server answered Range bytes=${have}- with ${String(exchange.headers['content-range'])}; restarting ${file} from zero`);
+        throw new TransientError(
+          `the server answered Range bytes=${have}- with ${String(exchange.headers['content-range'])}; restarting ${file} from zero`,
+        );
       }
       start = have;
       total = range.total;
@@ -932,9 +1028,12 @@ async function fetchIntoTemp(
       throw statusError(ctx, exchange.status, hub, file);
     }
     if (total !== undefined && expected.size !== undefined && total !== expected.size) {
-      throw new ModelError(`${file} of model ${ctx.id}: the hub says ${expected.size} bytes but ${exchange.url.host} serves ${total}`, {
-        details: { id: ctx.id, file, expected: expected.size, served: total },
-      });
+      throw new ModelError(
+        `${file} of model ${ctx.id}: the hub says ${expected.size} bytes but ${exchange.url.host} serves ${total}`,
+        {
+          details: { id: ctx.id, file, expected: expected.size, served: total },
+        },
+      );
     }
     expected.size ??= total;
 
@@ -956,9 +1055,12 @@ async function fetchIntoTemp(
     }
     if (expected.size !== undefined && written > expected.size) {
       await fsp.rm(tmp, { force: true });
-      throw new ModelError(`${file} of model ${ctx.id}: got ${written} bytes, ${written - expected.size} more than its size ${expected.size}`, {
-        details: { id: ctx.id, file },
-      });
+      throw new ModelError(
+        `${file} of model ${ctx.id}: got ${written} bytes, ${written - expected.size} more than its size ${expected.size}`,
+        {
+          details: { id: ctx.id, file },
+        },
+      );
     }
   } finally {
     exchange.dispose();
@@ -1099,7 +1201,8 @@ async function open(
     const next = new URL(location, url);
     if (!follow(hub, next)) return { exchange, hub };
     exchange.dispose();
-    if (hop >= MAX_REDIRECTS) throw new ModelError(`more than ${MAX_REDIRECTS} redirects from ${start.href}`, { details: { url: start.href } });
+    if (hop >= MAX_REDIRECTS)
+      throw new ModelError(`more than ${MAX_REDIRECTS} redirects from ${start.href}`, { details: { url: start.href } });
     if (next.protocol !== 'http:' && next.protocol !== 'https:') {
       throw new ModelError(`${url.host} redirected to a non-HTTP URL ${next.href}`, { details: { url: next.href } });
     }
@@ -1134,7 +1237,12 @@ function headerNumber(value: string | string[] | undefined): number | undefined 
 }
 
 /** One request/response. A watchdog aborts it when no byte comes for `stallTimeoutMs`; the signal aborts it too. */
-function exchangeOnce(ctx: HubContext, url: URL, method: 'GET' | 'HEAD', headers: Record<string, string>): Promise<Exchange> {
+function exchangeOnce(
+  ctx: HubContext,
+  url: URL,
+  method: 'GET' | 'HEAD',
+  headers: Record<string, string>,
+): Promise<Exchange> {
   return new Promise<Exchange>((resolve, reject) => {
     if (ctx.signal?.aborted) {
       reject(ctx.signal.reason);
@@ -1150,7 +1258,8 @@ function exchangeOnce(ctx: HubContext, url: URL, method: 'GET' | 'HEAD', headers
       request.destroy(err as Error);
     };
     const watchdog = setTimeout(
-      () => abortWith(new StallError(`no data from ${url.host} for ${ctx.stallTimeoutMs} ms (${method} ${url.pathname})`)),
+      () =>
+        abortWith(new StallError(`no data from ${url.host} for ${ctx.stallTimeoutMs} ms (${method} ${url.pathname})`)),
       ctx.stallTimeoutMs,
     );
     const onAbort = (): void => abortWith(ctx.signal?.reason);
@@ -1239,7 +1348,11 @@ function startReadingBody(
   });
   res.once('end', () => settle(undefined));
   res.on('error', (err) => settle(err)); // `on`, not `once`: a second error must not go unhandled
-  res.once('close', () => settle(res.complete ? undefined : new TransientError(`the connection to ${hooks.host} closed before the body ended`)));
+  res.once('close', () =>
+    settle(
+      res.complete ? undefined : new TransientError(`the connection to ${hooks.host} closed before the body ended`),
+    ),
+  );
 
   return async (write) => {
     provideWriter(write);
@@ -1253,7 +1366,11 @@ async function readBody(exchange: Exchange, limit: number): Promise<Buffer> {
   let size = 0;
   await exchange.consume(async (chunk) => {
     size += chunk.length;
-    if (size > limit) throw new ModelError(`${exchange.url.href} answered more than ${limit} bytes where a small JSON document was expected`, { details: { url: exchange.url.href } });
+    if (size > limit)
+      throw new ModelError(
+        `${exchange.url.href} answered more than ${limit} bytes where a small JSON document was expected`,
+        { details: { url: exchange.url.href } },
+      );
     chunks.push(chunk);
   });
   return Buffer.concat(chunks);
@@ -1267,7 +1384,8 @@ async function withRetries<T>(ctx: HubContext, what: string, attempt: () => Prom
     } catch (err) {
       ctx.signal?.throwIfAborted();
       if (!isTransient(err) || failures >= ctx.retries) {
-        if (isTransient(err) && failures > 0 && err instanceof Error) err.message = `${err.message} (${what}, after ${failures + 1} attempts)`;
+        if (isTransient(err) && failures > 0 && err instanceof Error)
+          err.message = `${err.message} (${what}, after ${failures + 1} attempts)`;
         throw err;
       }
       failures++;

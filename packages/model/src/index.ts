@@ -6,7 +6,15 @@ export { BertTokenizer, DEFAULT_MAX_SEQ_LEN, MIN_MAX_SEQ_LEN } from './tokenizer
 export { syntheticBertWeights, syntheticVocab, tinyBertConfig, bertBaseConfig } from './synthetic.js';
 export { referenceForward, referencePool, referenceEncode, erf } from './reference.js';
 export { resolvePoolingLayers } from './pooling-layers.js';
-export { buildBertGraph, layersNeeded, outputDim, isTokenLevel, GRAPH_VERSION, GRAPH_INPUTS, GRAPH_OUTPUT } from './graph.js';
+export {
+  buildBertGraph,
+  layersNeeded,
+  outputDim,
+  isTokenLevel,
+  GRAPH_VERSION,
+  GRAPH_INPUTS,
+  GRAPH_OUTPUT,
+} from './graph.js';
 export { createRuntime, runtimeVersions } from './runtime.js';
 export { GraphCache, graphCacheKey, canonicalHash } from './graph-cache.js';
 export { readOnnxMetadata } from './onnx/metadata.js';
@@ -25,7 +33,13 @@ export {
   writeSafetensors,
   writeShardedSafetensors,
 } from './safetensors.js';
-export { Checkpoint, checkpointDataPath, listCheckpointVariables, normalizeCheckpointPrefix, openCheckpoint } from './tensorbundle/reader.js';
+export {
+  Checkpoint,
+  checkpointDataPath,
+  listCheckpointVariables,
+  normalizeCheckpointPrefix,
+  openCheckpoint,
+} from './tensorbundle/reader.js';
 export { writeCheckpoint } from './tensorbundle/writer.js';
 export {
   bertWeightsToCheckpointVariables,
@@ -73,4 +87,3 @@ export type {
   SentenceTransformersHint,
 } from './folder.js';
 export type { DownloadModelOptions, DownloadProgress } from './hub.js';
-

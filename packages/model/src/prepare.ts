@@ -118,7 +118,8 @@ export async function prepareModel(options: PrepareOptions): Promise<PreparedMod
   const graphDir = options.graphTmpDir ?? join(cacheRoot, 'graphs');
 
   const where = options.model ?? options.modelDir;
-  if (where === undefined) throw new BadRequestError('no model given: set `model` (a folder, an .onnx file or a hub id) or `modelDir`');
+  if (where === undefined)
+    throw new BadRequestError('no model given: set `model` (a folder, an .onnx file or a hub id) or `modelDir`');
   let sourceOptions: ModelSourceOptions = options;
   if (options.model !== undefined && isHubModelId(options.model)) {
     sourceOptions = { ...options, model: await downloadModel(options.model, options.hub) };
@@ -134,13 +135,21 @@ export async function prepareModel(options: PrepareOptions): Promise<PreparedMod
     const meta = readOnnxMetadata(await readFile(source.onnxPath));
     if (meta['bertq.config']) {
       config = parseBertConfig(JSON.parse(meta['bertq.config']), `${source.onnxPath} (bertq metadata)`);
-      adoptBuiltOptions(source.onnxPath, graphOptions, options, JSON.parse(meta['bertq.options'] ?? '{}') as BuiltOptions);
+      adoptBuiltOptions(
+        source.onnxPath,
+        graphOptions,
+        options,
+        JSON.parse(meta['bertq.options'] ?? '{}') as BuiltOptions,
+      );
     } else if (source.configPath) {
       config = await readBertConfig(source.configPath);
     } else {
-      throw new ModelError(`${source.onnxPath} was not built by bertq and has no config.json beside it: cannot tell its max_position_embeddings`, {
-        details: { file: join(source.onnxPath, '..', 'config.json') },
-      });
+      throw new ModelError(
+        `${source.onnxPath} was not built by bertq and has no config.json beside it: cannot tell its max_position_embeddings`,
+        {
+          details: { file: join(source.onnxPath, '..', 'config.json') },
+        },
+      );
     }
     graphPath = source.onnxPath;
   } else {
@@ -182,13 +191,16 @@ export async function prepareModel(options: PrepareOptions): Promise<PreparedMod
     weightsHash,
     fingerprint: canonicalHash({ weightsHash, graph: computed, tokenizer: tokenizerSettings }),
   };
-  if ('sentenceTransformers' in source && source.sentenceTransformers) prepared.sentenceTransformers = source.sentenceTransformers;
+  if ('sentenceTransformers' in source && source.sentenceTransformers)
+    prepared.sentenceTransformers = source.sentenceTransformers;
   return prepared;
 }
 
 export function resolvePrecision(options: { precision?: Precision; fp16?: boolean }): Precision {
   if (options.precision !== undefined && !(PRECISIONS as readonly string[]).includes(options.precision)) {
-    throw new BadRequestError(`unknown precision ${JSON.stringify(options.precision)}: use one of ${PRECISIONS.join(', ')}`);
+    throw new BadRequestError(
+      `unknown precision ${JSON.stringify(options.precision)}: use one of ${PRECISIONS.join(', ')}`,
+    );
   }
   if (options.fp16 === true && options.precision !== undefined && options.precision !== 'float16') {
     throw new BadRequestError(`fp16 contradicts precision ${options.precision}: give one of them`);
@@ -239,7 +251,9 @@ function adoptBuiltOptions(path: string, graphOptions: GraphOptions, asked: Prep
     const want = JSON.stringify(graphOptions[key]);
     const got = JSON.stringify(have[key]);
     if (requested[key] !== undefined && want !== got) {
-      throw new BadRequestError(`${path} was built with ${key} ${got}, but ${want} was asked for: rebuild it from the weights, or drop the option`);
+      throw new BadRequestError(
+        `${path} was built with ${key} ${got}, but ${want} was asked for: rebuild it from the weights, or drop the option`,
+      );
     }
     (graphOptions as unknown as Record<string, unknown>)[key] = have[key];
   }
@@ -252,5 +266,7 @@ function tokenizerSource(source: ResolvedModelSource, where: string): TokenizerS
   if (source.kind !== 'checkpoint' && tokenizerJsonPath) return { kind: 'tokenizer-json', path: tokenizerJsonPath };
   if (vocabPath) return { kind: 'vocab', path: vocabPath };
   if (tokenizerJsonPath) return { kind: 'tokenizer-json', path: tokenizerJsonPath };
-  throw new ModelError(`no vocab.txt or tokenizer.json beside ${where}`, { details: { file: join(where, 'vocab.txt') } });
+  throw new ModelError(`no vocab.txt or tokenizer.json beside ${where}`, {
+    details: { file: join(where, 'vocab.txt') },
+  });
 }

@@ -106,9 +106,11 @@ function activation(name: BertConfig['hiddenAct']): (x: number) => number {
     case 'gelu_new':
       return (x) => 0.5 * x * (1 + Math.tanh(SQRT_TWO_OVER_PI * (x + 0.044715 * x * x * x)));
     case 'relu':
-      return (x) => (x > 0 ? x : 0);
+      return (x) => Math.max(x, 0);
     default:
-      throw new ModelError(`reference forward: unsupported hidden_act '${String(name)}' (expected gelu, gelu_new or relu)`);
+      throw new ModelError(
+        `reference forward: unsupported hidden_act '${String(name)}' (expected gelu, gelu_new or relu)`,
+      );
   }
 }
 
@@ -171,7 +173,9 @@ function idAt(ids: IdArray, i: number): number {
 function checkBatch(config: BertConfig, batch: ReferenceBatch): void {
   const { rows, seqLen } = batch;
   if (!Number.isInteger(rows) || rows < 1 || !Number.isInteger(seqLen) || seqLen < 1) {
-    throw new BadRequestError(`reference forward: rows and seqLen must be positive integers, got rows=${rows} seqLen=${seqLen}`);
+    throw new BadRequestError(
+      `reference forward: rows and seqLen must be positive integers, got rows=${rows} seqLen=${seqLen}`,
+    );
   }
   if (seqLen > config.maxPositionEmbeddings) {
     throw new TooLongError(
@@ -185,7 +189,9 @@ function checkBatch(config: BertConfig, batch: ReferenceBatch): void {
     ['tokenTypeIds', batch.tokenTypeIds],
   ] as const) {
     if (arr.length !== expected) {
-      throw new BadRequestError(`reference forward: ${name} has ${arr.length} entries, expected rows*seqLen = ${rows}*${seqLen} = ${expected}`);
+      throw new BadRequestError(
+        `reference forward: ${name} has ${arr.length} entries, expected rows*seqLen = ${rows}*${seqLen} = ${expected}`,
+      );
     }
   }
   for (let i = 0; i < expected; i++) {
@@ -193,11 +199,15 @@ function checkBatch(config: BertConfig, batch: ReferenceBatch): void {
     const pos = i % seqLen;
     const id = idAt(batch.inputIds, i);
     if (!Number.isInteger(id) || id < 0 || id >= config.vocabSize) {
-      throw new BadRequestError(`reference forward: row ${row} position ${pos}: token id ${id} is outside the vocabulary [0, ${config.vocabSize})`);
+      throw new BadRequestError(
+        `reference forward: row ${row} position ${pos}: token id ${id} is outside the vocabulary [0, ${config.vocabSize})`,
+      );
     }
     const type = idAt(batch.tokenTypeIds, i);
     if (!Number.isInteger(type) || type < 0 || type >= config.typeVocabSize) {
-      throw new BadRequestError(`reference forward: row ${row} position ${pos}: token type ${type} is outside [0, ${config.typeVocabSize})`);
+      throw new BadRequestError(
+        `reference forward: row ${row} position ${pos}: token type ${type} is outside [0, ${config.typeVocabSize})`,
+      );
     }
   }
 }
@@ -347,15 +357,21 @@ export function referencePool(
   const picked = resolvePoolingLayers(opts.poolingLayer, config.numHiddenLayers).map((l) => {
     const out = layersOut[l];
     if (out === undefined) {
-      throw new BadRequestError(`pooling layer ${l} was not computed: only ${layersOut.length} layer outputs were given`);
+      throw new BadRequestError(
+        `pooling layer ${l} was not computed: only ${layersOut.length} layer outputs were given`,
+      );
     }
     if (out.length !== tokens * hidden) {
-      throw new BadRequestError(`layer ${l} output has ${out.length} values, expected rows*seqLen*hidden = ${tokens * hidden}`);
+      throw new BadRequestError(
+        `layer ${l} output has ${out.length} values, expected rows*seqLen*hidden = ${tokens * hidden}`,
+      );
     }
     return out;
   });
   if (batch.attentionMask.length !== tokens) {
-    throw new BadRequestError(`attentionMask has ${batch.attentionMask.length} entries, expected rows*seqLen = ${tokens}`);
+    throw new BadRequestError(
+      `attentionMask has ${batch.attentionMask.length} entries, expected rows*seqLen = ${tokens}`,
+    );
   }
   const mask = new Float64Array(tokens);
   for (let i = 0; i < tokens; i++) mask[i] = idAt(batch.attentionMask, i);
@@ -374,7 +390,8 @@ export function referencePool(
     case 'NONE': {
       // mul_mask
       const data = new Float32Array(tokens * width);
-      for (let t = 0; t < tokens; t++) for (let i = 0; i < width; i++) data[t * width + i] = x[t * width + i]! * mask[t]!;
+      for (let t = 0; t < tokens; t++)
+        for (let i = 0; i < width; i++) data[t * width + i] = x[t * width + i]! * mask[t]!;
       result = { data, shape: [rows, seqLen, width] };
       break;
     }
@@ -411,7 +428,9 @@ export function referencePool(
         for (let p = 0; p < seqLen; p++) sum += mask[b * seqLen + p]!;
         const last = Math.trunc(sum) - 1;
         if (last < 0 || last >= seqLen) {
-          throw new BadRequestError(`${opts.poolingStrategy}: row ${b} has ${sum} unmasked tokens, so there is no last token to take`);
+          throw new BadRequestError(
+            `${opts.poolingStrategy}: row ${b} has ${sum} unmasked tokens, so there is no last token to take`,
+          );
         }
         const off = (b * seqLen + last) * width;
         for (let i = 0; i < width; i++) data[b * width + i] = x[off + i]!;
@@ -422,7 +441,9 @@ export function referencePool(
     case 'CLS_POOLED': {
       const pooler = weights.pooler;
       if (pooler === undefined) {
-        throw new ModelError('CLS_POOLED needs the pooler weights (bert/pooler/dense), but this model has none; choose another pooling_strategy');
+        throw new ModelError(
+          'CLS_POOLED needs the pooler weights (bert/pooler/dense), but this model has none; choose another pooling_strategy',
+        );
       }
       // tanh(x[:, 0] · W + b) for each selected layer, concatenated in the given order.
       const data = new Float32Array(rows * width);
@@ -448,7 +469,13 @@ export function referencePool(
 }
 
 /** Σ(x·mask) / (Σmask + 1e-10) over positions. */
-function maskedReduceMean(x: Float64Array, mask: Float64Array, rows: number, seqLen: number, width: number): Float32Array {
+function maskedReduceMean(
+  x: Float64Array,
+  mask: Float64Array,
+  rows: number,
+  seqLen: number,
+  width: number,
+): Float32Array {
   const out = new Float32Array(rows * width);
   const acc = new Float64Array(width);
   for (let b = 0; b < rows; b++) {
@@ -466,7 +493,13 @@ function maskedReduceMean(x: Float64Array, mask: Float64Array, rows: number, seq
 }
 
 /** max over positions of x − (1 − mask)·1e30. */
-function maskedReduceMax(x: Float64Array, mask: Float64Array, rows: number, seqLen: number, width: number): Float32Array {
+function maskedReduceMax(
+  x: Float64Array,
+  mask: Float64Array,
+  rows: number,
+  seqLen: number,
+  width: number,
+): Float32Array {
   const out = new Float32Array(rows * width);
   for (let b = 0; b < rows; b++) {
     for (let i = 0; i < width; i++) {

@@ -38,7 +38,10 @@ async function handle(msg: ThreadRequest): Promise<void> {
   switch (msg.type) {
     case 'open': {
       try {
-        session = typeof msg.model === 'string' ? await ort.InferenceSession.create(msg.model, sessionOptions(msg.options)) : await ort.InferenceSession.create(msg.model, sessionOptions(msg.options));
+        session =
+          typeof msg.model === 'string'
+            ? await ort.InferenceSession.create(msg.model, sessionOptions(msg.options))
+            : await ort.InferenceSession.create(msg.model, sessionOptions(msg.options));
         reply({ type: 'opened', inputNames: [...session.inputNames], outputNames: [...session.outputNames] });
       } catch (err) {
         reply({ type: 'error', id: -1, message: err instanceof Error ? err.message : String(err) });
@@ -50,7 +53,10 @@ async function handle(msg: ThreadRequest): Promise<void> {
         if (!session) throw new Error('the session is not open');
         const feeds: Record<string, ort.Tensor> = {};
         for (const [name, f] of Object.entries(msg.feeds)) {
-          feeds[name] = f.data instanceof Float32Array ? new ort.Tensor('float32', f.data, f.dims) : new ort.Tensor('int64', f.data, f.dims);
+          feeds[name] =
+            f.data instanceof Float32Array
+              ? new ort.Tensor('float32', f.data, f.dims)
+              : new ort.Tensor('int64', f.data, f.dims);
         }
         const result = await session.run(feeds, [msg.output]);
         const t = result[msg.output]!;

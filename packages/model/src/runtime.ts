@@ -77,7 +77,9 @@ class ThreadRuntime implements Runtime {
     readonly device: Device,
   ) {
     thread.on('message', (msg: ThreadReply) => this.#receive(msg));
-    thread.on('error', (err) => this.#failAll(new ModelError(`the ONNX Runtime thread failed: ${err.message}`, { cause: err })));
+    thread.on('error', (err) =>
+      this.#failAll(new ModelError(`the ONNX Runtime thread failed: ${err.message}`, { cause: err })),
+    );
     thread.on('exit', (code) => {
       this.#failAll(new ModelError(`the ONNX Runtime thread exited (code ${code})`));
       this.#onClosed?.();
@@ -108,7 +110,10 @@ class ThreadRuntime implements Runtime {
   run(feeds: RuntimeFeeds, output = this.outputNames[0]!): Promise<RuntimeTensor> {
     if (this.#closed) return Promise.reject(new ModelError('the runtime is closed'));
     for (const name of this.inputNames) {
-      if (!feeds[name]) return Promise.reject(new ModelError(`model input ${name} was not provided (have: ${Object.keys(feeds).join(', ')})`));
+      if (!feeds[name])
+        return Promise.reject(
+          new ModelError(`model input ${name} was not provided (have: ${Object.keys(feeds).join(', ')})`),
+        );
     }
     const id = this.#nextId++;
     return new Promise<RuntimeTensor>((resolve, reject) => {
@@ -168,7 +173,10 @@ export async function createRuntime(model: Uint8Array | string, opts: RuntimeOpt
         { cause: err },
       );
     }
-    throw new ModelError(`ONNX Runtime could not load the model${typeof model === 'string' ? ` ${model}` : ''}: ${msg}`, { cause: err });
+    throw new ModelError(
+      `ONNX Runtime could not load the model${typeof model === 'string' ? ` ${model}` : ''}: ${msg}`,
+      { cause: err },
+    );
   });
   return new ThreadRuntime(thread, opened.inputNames, opened.outputNames, device);
 }
@@ -176,7 +184,9 @@ export async function createRuntime(model: Uint8Array | string, opts: RuntimeOpt
 /** Versions for the benchmark's System line and the worker's config. */
 export function runtimeVersions(): { onnxruntime: string } {
   try {
-    return { onnxruntime: (createRequire(import.meta.url)('onnxruntime-node/package.json') as { version: string }).version };
+    return {
+      onnxruntime: (createRequire(import.meta.url)('onnxruntime-node/package.json') as { version: string }).version,
+    };
   } catch {
     return { onnxruntime: 'unknown' };
   }

@@ -82,7 +82,10 @@ export class SafetensorsFile {
 
   private info(name: string): SafetensorsTensorInfo {
     const t = this.tensors.get(name);
-    if (!t) throw new ModelError(`safetensors file ${this.path} has no tensor ${name}`, { details: { file: this.path, tensor: name } });
+    if (!t)
+      throw new ModelError(`safetensors file ${this.path} has no tensor ${name}`, {
+        details: { file: this.path, tensor: name },
+      });
     return t;
   }
 
@@ -98,9 +101,12 @@ export class SafetensorsFile {
   async readTensor(name: string): Promise<Float32Array> {
     const t = this.info(name);
     if (!SAFETENSORS_FLOAT_DTYPES.has(t.dtype)) {
-      throw new ModelError(`tensor ${name} in ${this.path} has dtype ${t.dtype}; bertq reads only F32, F16, BF16 and F64`, {
-        details: { file: this.path, tensor: name, dtype: t.dtype },
-      });
+      throw new ModelError(
+        `tensor ${name} in ${this.path} has dtype ${t.dtype}; bertq reads only F32, F16, BF16 and F64`,
+        {
+          details: { file: this.path, tensor: name, dtype: t.dtype },
+        },
+      );
     }
     const bytes = await this.readBytes(name);
     switch (t.dtype) {
@@ -120,40 +126,53 @@ export class SafetensorsFile {
   }
 }
 
-function parseHeader(file: string, json: unknown, dataStart: number, fileSize: number): {
+function parseHeader(
+  file: string,
+  json: unknown,
+  dataStart: number,
+  fileSize: number,
+): {
   metadata: Record<string, string>;
   tensors: Map<string, SafetensorsTensorInfo>;
 } {
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw fileError(file, 'has a header that is not a JSON object');
+  if (typeof json !== 'object' || json === null || Array.isArray(json))
+    throw fileError(file, 'has a header that is not a JSON object');
   const metadata: Record<string, string> = {};
   const tensors = new Map<string, SafetensorsTensorInfo>();
   const dataLength = fileSize - dataStart;
   for (const [name, raw] of Object.entries(json as Record<string, unknown>)) {
     if (name === '__metadata__') {
-      if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw fileError(file, 'has a __metadata__ that is not an object');
+      if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+        throw fileError(file, 'has a __metadata__ that is not an object');
       for (const [k, v] of Object.entries(raw)) {
         if (typeof v !== 'string') throw fileError(file, `has __metadata__.${k} that is not a string`);
         metadata[k] = v;
       }
       continue;
     }
-    const bad = (what: string): ModelError => fileError(file, `has an invalid header entry for tensor ${name}: ${what}`);
+    const bad = (what: string): ModelError =>
+      fileError(file, `has an invalid header entry for tensor ${name}: ${what}`);
     if (typeof raw !== 'object' || raw === null) throw bad('not an object');
     const { dtype, shape, data_offsets: offsets } = raw as Record<string, unknown>;
     if (typeof dtype !== 'string') throw bad('dtype is not a string');
     const size = DTYPE_SIZES[dtype];
     if (size === undefined) throw bad(`unknown dtype ${dtype}`);
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) throw bad('shape is not a list of non-negative integers');
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0))
+      throw bad('shape is not a list of non-negative integers');
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
       throw bad('data_offsets is not [begin, end]');
     }
     const [begin, end] = offsets as [number, number];
     if (end < begin) throw bad(`data_offsets [${begin}, ${end}] end before they begin`);
     if (end > dataLength) {
-      throw fileError(file, `is truncated: tensor ${name} ends at data byte ${end}, but only ${dataLength} data bytes follow the header`);
+      throw fileError(
+        file,
+        `is truncated: tensor ${name} ends at data byte ${end}, but only ${dataLength} data bytes follow the header`,
+      );
     }
     const expected = elementCount(shape as number[]) * size;
-    if (end - begin !== expected) throw bad(`shape [${shape.join(', ')}] of ${dtype} needs ${expected} bytes, data_offsets span ${end - begin}`);
+    if (end - begin !== expected)
+      throw bad(`shape [${shape.join(', ')}] of ${dtype} needs ${expected} bytes, data_offsets span ${end - begin}`);
     tensors.set(name, { name, dtype, shape: shape as number[], begin: dataStart + begin, end: dataStart + end, file });
   }
   return { metadata, tensors };
@@ -169,15 +188,23 @@ export async function openSafetensors(path: string): Promise<SafetensorsFile> {
   }
   try {
     const fileSize = (await fh.stat()).size;
-    if (fileSize < 8) throw fileError(path, `is ${fileSize} bytes, too short for the 8-byte header length (truncated or not safetensors)`);
+    if (fileSize < 8)
+      throw fileError(
+        path,
+        `is ${fileSize} bytes, too short for the 8-byte header length (truncated or not safetensors)`,
+      );
     const prefix = new Uint8Array(8);
     await readExactly(fh, prefix, 0, path);
     const headerLength = new DataView(prefix.buffer).getBigUint64(0, true);
     if (headerLength > BigInt(MAX_HEADER_BYTES)) {
-      throw fileError(path, `declares a ${headerLength}-byte header, over the ${MAX_HEADER_BYTES}-byte limit (not a safetensors file?)`);
+      throw fileError(
+        path,
+        `declares a ${headerLength}-byte header, over the ${MAX_HEADER_BYTES}-byte limit (not a safetensors file?)`,
+      );
     }
     const n = Number(headerLength);
-    if (8 + n > fileSize) throw fileError(path, `is truncated: its header needs ${8 + n} bytes, the file has ${fileSize}`);
+    if (8 + n > fileSize)
+      throw fileError(path, `is truncated: its header needs ${8 + n} bytes, the file has ${fileSize}`);
     const headerBytes = new Uint8Array(n);
     await readExactly(fh, headerBytes, 8, path);
     let json: unknown;
@@ -231,7 +258,10 @@ export async function openSafetensorsSet(paths: readonly string[]): Promise<Safe
       files.push(f);
       for (const [name, info] of f.tensors) {
         const prior = tensors.get(name);
-        if (prior) throw new ModelError(`tensor ${name} is in both ${prior.file} and ${p}`, { details: { file: p, tensor: name } });
+        if (prior)
+          throw new ModelError(`tensor ${name} is in both ${prior.file} and ${p}`, {
+            details: { file: p, tensor: name },
+          });
         tensors.set(name, info);
       }
     }
@@ -246,7 +276,9 @@ export async function openSafetensorsSet(paths: readonly string[]): Promise<Safe
  * Reads `model.safetensors.index.json` and returns the shard paths it names (in first-use order),
  * with the weight map. Does not open the shards.
  */
-export async function readSafetensorsIndex(indexPath: string): Promise<{ shardPaths: string[]; weightMap: Map<string, string> }> {
+export async function readSafetensorsIndex(
+  indexPath: string,
+): Promise<{ shardPaths: string[]; weightMap: Map<string, string> }> {
   let text: string;
   try {
     text = await readFile(indexPath, 'utf8');
@@ -257,7 +289,10 @@ export async function readSafetensorsIndex(indexPath: string): Promise<{ shardPa
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new ModelError(`safetensors index ${indexPath} is not valid JSON: ${(err as Error).message}`, { cause: err, details: { file: indexPath } });
+    throw new ModelError(`safetensors index ${indexPath} is not valid JSON: ${(err as Error).message}`, {
+      cause: err,
+      details: { file: indexPath },
+    });
   }
   const map = (json as { weight_map?: unknown } | null)?.weight_map;
   if (typeof map !== 'object' || map === null || Array.isArray(map)) {
@@ -268,9 +303,12 @@ export async function readSafetensorsIndex(indexPath: string): Promise<{ shardPa
   for (const [name, shard] of Object.entries(map)) {
     // A shard name is a file beside the index; anything with a path in it is refused.
     if (typeof shard !== 'string' || shard === '' || basename(shard) !== shard) {
-      throw new ModelError(`safetensors index ${indexPath} maps ${name} to ${JSON.stringify(shard)}, which is not a file name`, {
-        details: { file: indexPath, tensor: name },
-      });
+      throw new ModelError(
+        `safetensors index ${indexPath} maps ${name} to ${JSON.stringify(shard)}, which is not a file name`,
+        {
+          details: { file: indexPath, tensor: name },
+        },
+      );
     }
     const p = join(dirname(indexPath), shard);
     weightMap.set(name, p);
@@ -325,7 +363,9 @@ export async function writeSafetensors(
     const size = DTYPE_SIZES[dtype];
     if (size === undefined) throw new ModelError(`writeSafetensors: tensor ${name} has unknown dtype ${dtype}`);
     if (bytes.length !== elementCount(t.shape) * size) {
-      throw new ModelError(`writeSafetensors: tensor ${name} has shape [${t.shape.join(', ')}] of ${dtype} but ${bytes.length} bytes`);
+      throw new ModelError(
+        `writeSafetensors: tensor ${name} has shape [${t.shape.join(', ')}] of ${dtype} but ${bytes.length} bytes`,
+      );
     }
     header[name] = { dtype, shape: t.shape, data_offsets: [offset, offset + bytes.length] };
     payloads.push(bytes);

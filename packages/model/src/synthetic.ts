@@ -148,7 +148,11 @@ function fillApproxNormal(out: Float32Array, state: Xoshiro, mean: number, std: 
  * LayerNorm gamma ~ 1 + N(0, 0.05), beta ~ N(0, 0.02) (all "N" bounded at ±3.46 sigma).
  * A bert-base shape (~110M parameters) takes about a second.
  */
-export function syntheticBertWeights(config: BertConfig, seed: number, opts: SyntheticWeightsOptions = {}): BertWeights {
+export function syntheticBertWeights(
+  config: BertConfig,
+  seed: number,
+  opts: SyntheticWeightsOptions = {},
+): BertWeights {
   if (!Number.isSafeInteger(seed) || seed < 0) {
     throw new BadRequestError(`syntheticBertWeights: seed must be a non-negative safe integer, got ${seed}`);
   }
@@ -223,8 +227,9 @@ export function syntheticVocab(): string[] {
   const chars = [...'!"#$%&\'()*+,-./0123456789:;<=>?@[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~'];
   vocab.push(...chars, ...chars.filter((c) => /[a-z0-9]/.test(c)).map((c) => `##${c}`));
   const words =
-    'the of and to in a is that for it as was with be by on not he this are or his from at which but have an they you were her she there one all we can has its been if more will would who no out so said what up time about than into them only some could new other these may first then do any like my now over such our man me even most made after also did many before must through back years where much your way well down should because each just those people how too little state good very make world still own see men work long here get both between life being under never day same another know while last us might great old year off come since against go came right used take three states himself few house use during without again place around however home small found thought went say part once general high upon school every does got united left number course war until always away something fact though water less public put think almost hand enough far took head yet government system better set told nothing night end why called eyes find going look asked later point knew city next program business give group toward young days let room president side social given present several order national possible rather second face per among form important often things looking early white case john become large big need four within felt along children saw best church ever least power development light thing hello world sentence vector encode first then right better word alpha beta gamma delta short one hey you whats up river stone cloud green swift quiet north ember maple good day nice weather cafe au lait this it'
-      .split(' ');
+    'the of and to in a is that for it as was with be by on not he this are or his from at which but have an they you were her she there one all we can has its been if more will would who no out so said what up time about than into them only some could new other these may first then do any like my now over such our man me even most made after also did many before must through back years where much your way well down should because each just those people how too little state good very make world still own see men work long here get both between life being under never day same another know while last us might great old year off come since against go came right used take three states himself few house use during without again place around however home small found thought went say part once general high upon school every does got united left number course war until always away something fact though water less public put think almost hand enough far took head yet government system better set told nothing night end why called eyes find going look asked later point knew city next program business give group toward young days let room president side social given present several order national possible rather second face per among form important often things looking early white case john become large big need four within felt along children saw best church ever least power development light thing hello world sentence vector encode first then right better word alpha beta gamma delta short one hey you whats up river stone cloud green swift quiet north ember maple good day nice weather cafe au lait this it'.split(
+      ' ',
+    );
   for (const w of words) if (!vocab.includes(w)) vocab.push(w);
   for (const s of ['##s', '##ed', '##ing', '##ly', '##er', '##est', '##is']) if (!vocab.includes(s)) vocab.push(s);
   return vocab;

@@ -194,13 +194,19 @@ export class BertTokenizer {
     try {
       text = await readFile(path, 'utf8');
     } catch (err) {
-      throw new ModelError(`cannot read tokenizer file ${path}: ${errorMessage(err)}`, { cause: err, details: { path } });
+      throw new ModelError(`cannot read tokenizer file ${path}: ${errorMessage(err)}`, {
+        cause: err,
+        details: { path },
+      });
     }
     let json: TokenizerJson;
     try {
       json = JSON.parse(text) as TokenizerJson;
     } catch (err) {
-      throw new ModelError(`tokenizer file ${path} is not valid JSON: ${errorMessage(err)}`, { cause: err, details: { path } });
+      throw new ModelError(`tokenizer file ${path} is not valid JSON: ${errorMessage(err)}`, {
+        cause: err,
+        details: { path },
+      });
     }
     if (json === null || typeof json !== 'object' || json.model?.type !== 'WordPiece') {
       const type = json?.model?.type ?? 'no';
@@ -212,13 +218,18 @@ export class BertTokenizer {
     if (opts.cased !== undefined) applyCased(json, opts.cased, path);
     json.truncation = null;
     json.padding = null;
-    json.added_tokens = (json.added_tokens ?? []).filter((t) => !(t.special && json.model?.vocab?.[t.content] === t.id));
+    json.added_tokens = (json.added_tokens ?? []).filter(
+      (t) => !(t.special && json.model?.vocab?.[t.content] === t.id),
+    );
     const { Tokenizer } = await loadNative();
     let native: NativeTokenizer;
     try {
       native = Tokenizer.fromString(JSON.stringify(json));
     } catch (err) {
-      throw new ModelError(`cannot load tokenizer file ${path}: ${errorMessage(err)}`, { cause: err, details: { path } });
+      throw new ModelError(`cannot load tokenizer file ${path}: ${errorMessage(err)}`, {
+        cause: err,
+        details: { path },
+      });
     }
     return new BertTokenizer(native, path, special, opts);
   }
@@ -232,9 +243,10 @@ export class BertTokenizer {
     const maxSeqLen = opts.maxSeqLen === undefined ? this.defaultMaxSeqLen : opts.maxSeqLen;
     this.checkMaxSeqLen(maxSeqLen);
     const showTokens = opts.showTokens === true;
-    const pieces = opts.isTokenized === true
-      ? this.lookUpTokens(validateTokenLists(texts), showTokens)
-      : await this.encodeSentences(validateSentences(texts), showTokens);
+    const pieces =
+      opts.isTokenized === true
+        ? this.lookUpTokens(validateTokenLists(texts), showTokens)
+        : await this.encodeSentences(validateSentences(texts), showTokens);
     const rows = new Array<TokenizedText>(pieces.length);
     for (let i = 0; i < pieces.length; i++) {
       const row = this.assemble(pieces[i]!, maxSeqLen, opts, showTokens);
@@ -308,7 +320,9 @@ export class BertTokenizer {
     try {
       encodings = await this.native.encodeBatch(flat, { addSpecialTokens: false });
     } catch (err) {
-      throw new InternalError(`the tokenizer failed on a batch of ${rows.length} rows: ${errorMessage(err)}`, { cause: err });
+      throw new InternalError(`the tokenizer failed on a batch of ${rows.length} rows: ${errorMessage(err)}`, {
+        cause: err,
+      });
     }
     const piece = (e: Encoding): Piece => ({ ids: e.getIds(), tokens: showTokens ? e.getTokens() : undefined });
     const out = new Array<Segments<Piece>>(rows.length);
@@ -344,7 +358,12 @@ export class BertTokenizer {
    * row to maxSeqLen - 2 (maxSeqLen without special tokens); a second half cut to nothing loses its
    * [SEP] too.
    */
-  private assemble(row: Segments<Piece>, maxSeqLen: number | null, opts: TokenizeOptions, showTokens: boolean): TokenizedText {
+  private assemble(
+    row: Segments<Piece>,
+    maxSeqLen: number | null,
+    opts: TokenizeOptions,
+    showTokens: boolean,
+  ): TokenizedText {
     const { a, b } = row;
     const isPair = b !== null && b.ids.length > 0;
     const special = isPair || opts.noSpecialToken !== true;
@@ -455,7 +474,9 @@ function checkText(value: unknown, where: string, row: number): asserts value is
     throw new BadRequestError(`${where} must be a string, got ${describe(value)}${hint}`, { details: { row } });
   }
   if (PY_BLANK.test(value)) {
-    throw new BadRequestError(`${where} is ${value.length === 0 ? 'an empty string' : 'only whitespace'}`, { details: { row } });
+    throw new BadRequestError(`${where} is ${value.length === 0 ? 'an empty string' : 'only whitespace'}`, {
+      details: { row },
+    });
   }
   const bad = value.search(LONE_SURROGATE);
   if (bad >= 0) {

@@ -84,7 +84,13 @@ function layerNormSlots(ckpt: string, hf: string, dim: number): Slot[] {
 }
 
 function embeddingSlot(ckptName: string, hfName: string, shape: number[]): Slot {
-  return { ckpt: `bert/embeddings/${ckptName}`, hf: [`embeddings.${hfName}.weight`], shape, hfTransposed: false, pooler: false };
+  return {
+    ckpt: `bert/embeddings/${ckptName}`,
+    hf: [`embeddings.${hfName}.weight`],
+    shape,
+    hfTransposed: false,
+    pooler: false,
+  };
 }
 
 function layerSlots(c: BertConfig, i: number): Slot[] {
@@ -169,10 +175,14 @@ function nameResolver(source: TensorSource): (slot: Slot) => { name: string | un
   }
   const prefix = HF_PREFIXES.find((p) => source.has(`${p}embeddings.word_embeddings.weight`));
   if (prefix === undefined) {
-    const foreign = ['roberta.', 'distilbert.', 'electra.', 'model.'].find((p) => source.has(`${p}embeddings.word_embeddings.weight`));
+    const foreign = ['roberta.', 'distilbert.', 'electra.', 'model.'].find((p) =>
+      source.has(`${p}embeddings.word_embeddings.weight`),
+    );
     throw new ModelError(
       `${source.description} has no tensor embeddings.word_embeddings.weight or bert.embeddings.word_embeddings.weight` +
-        (foreign ? ` (it holds ${foreign}* weights, which are not a BERT model)` : ': not a BERT model in Hugging Face layout'),
+        (foreign
+          ? ` (it holds ${foreign}* weights, which are not a BERT model)`
+          : ': not a BERT model in Hugging Face layout'),
       { details: { file: source.description, tensor: 'embeddings.word_embeddings.weight' } },
     );
   }
@@ -190,7 +200,11 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
  * Reads BertWeights from a tensor source. Every missing or mis-shaped variable is a ModelError that
  * names the variable, the file and the expected shape (from `config`).
  */
-export async function loadBertWeights(source: TensorSource, config: BertConfig, options: LoadWeightsOptions = {}): Promise<BertWeights> {
+export async function loadBertWeights(
+  source: TensorSource,
+  config: BertConfig,
+  options: LoadWeightsOptions = {},
+): Promise<BertWeights> {
   const numLayers = options.numLayers ?? config.numHiddenLayers;
   if (!Number.isInteger(numLayers) || numLayers < 0 || numLayers > config.numHiddenLayers) {
     throw new ModelError(`cannot load ${numLayers} encoder layers: the model has ${config.numHiddenLayers}`, {
@@ -213,9 +227,12 @@ export async function loadBertWeights(source: TensorSource, config: BertConfig, 
       const { name, expected } = resolveName(slot);
       const kind = source.format === 'checkpoint' ? 'variable' : 'tensor';
       if (name === undefined) {
-        throw new ModelError(`${source.description} has no ${kind} ${expected}, which a BERT model with this config needs`, {
-          details: { file: source.description, variable: expected },
-        });
+        throw new ModelError(
+          `${source.description} has no ${kind} ${expected}, which a BERT model with this config needs`,
+          {
+            details: { file: source.description, variable: expected },
+          },
+        );
       }
       const transposed = source.format === 'safetensors' && slot.hfTransposed;
       const storedShape = transposed ? [...slot.shape].reverse() : slot.shape;
@@ -243,7 +260,12 @@ export async function loadBertWeights(source: TensorSource, config: BertConfig, 
   return assembleWeights(config, tensors, numLayers, loadPooler);
 }
 
-function assembleWeights(config: BertConfig, t: ReadonlyMap<string, Tensor>, numLayers: number, withPooler: boolean): BertWeights {
+function assembleWeights(
+  config: BertConfig,
+  t: ReadonlyMap<string, Tensor>,
+  numLayers: number,
+  withPooler: boolean,
+): BertWeights {
   const get = (name: string): Tensor => t.get(name)!;
   const linear = (base: string): LinearWeights => ({ kernel: get(`${base}/kernel`), bias: get(`${base}/bias`) });
   const layerNorm = (base: string): LayerNormWeights => ({ gamma: get(`${base}/gamma`), beta: get(`${base}/beta`) });
@@ -326,7 +348,11 @@ export function bertWeightsToHfTensors(w: BertWeights): Map<string, Tensor> {
 }
 
 /** Loads BertWeights from a checkpoint prefix (checks the data shards first, so a missing one is named up front). */
-export async function loadCheckpointWeights(prefix: string, config: BertConfig, options: LoadWeightsOptions = {}): Promise<BertWeights> {
+export async function loadCheckpointWeights(
+  prefix: string,
+  config: BertConfig,
+  options: LoadWeightsOptions = {},
+): Promise<BertWeights> {
   const ckpt = await openCheckpoint(prefix);
   try {
     await ckpt.verifyDataFiles();
@@ -347,7 +373,9 @@ export async function loadSafetensorsWeights(
 ): Promise<BertWeights> {
   const list = typeof paths === 'string' ? [paths] : paths;
   const set =
-    list.length === 1 && list[0]!.endsWith('.index.json') ? await openSafetensorsIndex(list[0]!) : await openSafetensorsSet(list);
+    list.length === 1 && list[0]!.endsWith('.index.json')
+      ? await openSafetensorsIndex(list[0]!)
+      : await openSafetensorsSet(list);
   try {
     return await loadBertWeights(safetensorsTensorSource(set), config, options);
   } finally {

@@ -21,8 +21,10 @@ const BASE = {
   type_vocab_size: 2,
 };
 
-const isModelErrorWith = (...parts: string[]) => (e: unknown): boolean =>
-  e instanceof ModelError && parts.every((p) => e.message.includes(p));
+const isModelErrorWith =
+  (...parts: string[]) =>
+  (e: unknown): boolean =>
+    e instanceof ModelError && parts.every((p) => e.message.includes(p));
 
 test("config - reads Google's bert_config.json of uncased_L-4_H-256_A-4", async (t) => {
   const path = join(MODELS, 'google-bert-L4-H256-index', 'bert_config.json');
@@ -62,12 +64,25 @@ test('config - maps hidden_act names to the activation bertq computes', () => {
     ['gelu_fast', 'gelu_new'],
     ['relu', 'relu'],
   ];
-  for (const [act, expected] of cases) assert.equal(parseBertConfig({ ...BASE, hidden_act: act }, 'c.json').hiddenAct, expected, act);
-  assert.throws(() => parseBertConfig({ ...BASE, hidden_act: 'swish' }, '/m/config.json'), isModelErrorWith('/m/config.json', 'hidden_act', 'swish', 'gelu_new'));
+  for (const [act, expected] of cases)
+    assert.equal(parseBertConfig({ ...BASE, hidden_act: act }, 'c.json').hiddenAct, expected, act);
+  assert.throws(
+    () => parseBertConfig({ ...BASE, hidden_act: 'swish' }, '/m/config.json'),
+    isModelErrorWith('/m/config.json', 'hidden_act', 'swish', 'gelu_new'),
+  );
 });
 
 test('config - fills Hugging Face defaults and reads layer_norm_eps', () => {
-  const c = parseBertConfig({ ...BASE, hidden_act: undefined, max_position_embeddings: undefined, type_vocab_size: undefined, layer_norm_eps: 1e-5 }, 'c.json');
+  const c = parseBertConfig(
+    {
+      ...BASE,
+      hidden_act: undefined,
+      max_position_embeddings: undefined,
+      type_vocab_size: undefined,
+      layer_norm_eps: 1e-5,
+    },
+    'c.json',
+  );
   assert.equal(c.hiddenAct, 'gelu');
   assert.equal(c.maxPositionEmbeddings, 512);
   assert.equal(c.typeVocabSize, 2);
@@ -75,10 +90,22 @@ test('config - fills Hugging Face defaults and reads layer_norm_eps', () => {
 });
 
 test('config - rejects models that are not BERT, naming the file and field', () => {
-  assert.throws(() => parseBertConfig({ ...BASE, model_type: 'roberta' }, '/m/config.json'), isModelErrorWith('/m/config.json', 'model_type', 'roberta'));
-  assert.throws(() => parseBertConfig({ ...BASE, model_type: 'distilbert' }, '/m/config.json'), isModelErrorWith('/m/config.json', 'distilbert'));
-  assert.throws(() => parseBertConfig({ ...BASE, architectures: ['XLMRobertaModel'] }, '/m/config.json'), isModelErrorWith('/m/config.json', 'architectures', 'XLMRobertaModel'));
-  assert.throws(() => parseBertConfig({ ...BASE, position_embedding_type: 'relative_key' }, '/m/config.json'), isModelErrorWith('/m/config.json', 'position_embedding_type'));
+  assert.throws(
+    () => parseBertConfig({ ...BASE, model_type: 'roberta' }, '/m/config.json'),
+    isModelErrorWith('/m/config.json', 'model_type', 'roberta'),
+  );
+  assert.throws(
+    () => parseBertConfig({ ...BASE, model_type: 'distilbert' }, '/m/config.json'),
+    isModelErrorWith('/m/config.json', 'distilbert'),
+  );
+  assert.throws(
+    () => parseBertConfig({ ...BASE, architectures: ['XLMRobertaModel'] }, '/m/config.json'),
+    isModelErrorWith('/m/config.json', 'architectures', 'XLMRobertaModel'),
+  );
+  assert.throws(
+    () => parseBertConfig({ ...BASE, position_embedding_type: 'relative_key' }, '/m/config.json'),
+    isModelErrorWith('/m/config.json', 'position_embedding_type'),
+  );
   assert.equal(parseBertConfig({ ...BASE, architectures: ['BertForMaskedLM'] }, 'c.json').modelType, 'bert');
 });
 
@@ -93,9 +120,16 @@ test('config - rejects invalid numbers, naming the file and field', () => {
     [{ ...BASE, max_position_embeddings: -512 }, 'max_position_embeddings'],
   ];
   for (const [json, field] of bad) {
-    assert.throws(() => parseBertConfig(json, '/m/bert_config.json'), isModelErrorWith('/m/bert_config.json', field), field);
+    assert.throws(
+      () => parseBertConfig(json, '/m/bert_config.json'),
+      isModelErrorWith('/m/bert_config.json', field),
+      field,
+    );
   }
-  assert.throws(() => parseBertConfig([1, 2], '/m/bert_config.json'), isModelErrorWith('/m/bert_config.json', 'not a JSON object'));
+  assert.throws(
+    () => parseBertConfig([1, 2], '/m/bert_config.json'),
+    isModelErrorWith('/m/bert_config.json', 'not a JSON object'),
+  );
 });
 
 test('config - a missing or malformed file is named', async (t) => {

@@ -122,7 +122,10 @@ test('encoder - a foreign ONNX export with hidden-state output is pooled like th
 
 test('encoder - a sentence encodes the same alone and inside a padded batch of 64 mixed lengths', async () => {
   const words = 'the quick brown fox jumps over lazy dog and then runs far away from home every day'.split(' ');
-  const batch = Array.from({ length: 64 }, (_, i) => words.slice(0, 1 + ((i * 7) % words.length)).join(' ') + (i % 3 ? '' : ' ||| and a second part'));
+  const batch = Array.from(
+    { length: 64 },
+    (_, i) => words.slice(0, 1 + ((i * 7) % words.length)).join(' ') + (i % 3 ? '' : ' ||| and a second part'),
+  );
   for (const poolingStrategy of ['REDUCE_MEAN', 'REDUCE_MAX', 'CLS_TOKEN', 'LAST_TOKEN', 'NONE'] as const) {
     await withEncoder({ poolingStrategy, maxSeqLen: 40 }, async (enc) => {
       const together = await enc.encode(batch);
@@ -156,7 +159,13 @@ test('encoder - NONE pads token-level output to maxSeqLen, and fixedEmbedLength 
 
 test('encoder - showTokens returns the tokens, isTokenized marks unknown tokens', async () => {
   await withEncoder({}, async (enc) => {
-    const out = await enc.encode([['hello', 'world!'], ['thisis', 'it']], { isTokenized: true, showTokens: true });
+    const out = await enc.encode(
+      [
+        ['hello', 'world!'],
+        ['thisis', 'it'],
+      ],
+      { isTokenized: true, showTokens: true },
+    );
     assert.deepEqual(out.tokens, [
       ['[CLS]', 'hello', '[UNK]', '[SEP]'],
       ['[CLS]', '[UNK]', 'it', '[SEP]'],
@@ -176,7 +185,8 @@ test('encoder - normalize gives unit vectors', async () => {
 test('encoder - the second load of the same model and options comes from the graph cache', async () => {
   const cacheDir = await mkdtemp(join(tmpdir(), 'bertq-cache-'));
   try {
-    const load = (opts: Partial<EncoderOptions>) => Encoder.load({ model: tiny.checkpointDir, graphTmpDir: cacheDir, threads: 1, ...opts });
+    const load = (opts: Partial<EncoderOptions>) =>
+      Encoder.load({ model: tiny.checkpointDir, graphTmpDir: cacheDir, threads: 1, ...opts });
     const first = await load({});
     const second = await load({});
     const other = await load({ poolingLayer: -1 });
@@ -199,15 +209,27 @@ test('encoder - bad input gets typed errors that name the problem', async () => 
     await assert.rejects(enc.encode(['fine', '']), (e) => e instanceof BadRequestError && /1/.test(e.message));
     await assert.rejects(enc.encode(['fine', 42]), (e) => e instanceof BadRequestError && /1/.test(e.message));
     await assert.rejects(enc.encode('not a list'), (e) => e instanceof BadRequestError);
-    await assert.rejects(enc.encode(['ok', 'bad \ud800 surrogate']), (e) => e instanceof BadRequestError && /1/.test(e.message));
+    await assert.rejects(
+      enc.encode(['ok', 'bad \ud800 surrogate']),
+      (e) => e instanceof BadRequestError && /1/.test(e.message),
+    );
   });
   await withEncoder({ maxSeqLen: null }, async (enc) => {
     const long = Array.from({ length: 200 }, () => 'word').join(' ');
     await assert.rejects(enc.encode(['short', long]), (e) => e instanceof TooLongError && /64/.test(e.message));
   });
-  await assert.rejects(withEncoder({ maxSeqLen: 100 }, async () => {}), (e) => e instanceof TooLongError);
-  await assert.rejects(withEncoder({ poolingLayer: 7 }, async () => {}), (e) => e instanceof BadRequestError && /out of range/.test(e.message));
-  await assert.rejects(withEncoder({ poolingStrategy: 'AVERAGE' as never }, async () => {}), (e) => e instanceof BadRequestError && /AVERAGE/.test(e.message));
+  await assert.rejects(
+    withEncoder({ maxSeqLen: 100 }, async () => {}),
+    (e) => e instanceof TooLongError,
+  );
+  await assert.rejects(
+    withEncoder({ poolingLayer: 7 }, async () => {}),
+    (e) => e instanceof BadRequestError && /out of range/.test(e.message),
+  );
+  await assert.rejects(
+    withEncoder({ poolingStrategy: 'AVERAGE' as never }, async () => {}),
+    (e) => e instanceof BadRequestError && /AVERAGE/.test(e.message),
+  );
 });
 
 test('encoder - a model folder with a missing file says which', async () => {
@@ -221,14 +243,18 @@ test('encoder - a model folder with a missing file says which', async () => {
     );
     await cp(tiny.checkpointDir, dir, { recursive: true }); // the shard is back; now the config goes
     await rm(join(dir, 'bert_config.json'));
-    await assert.rejects(Encoder.load({ model: dir }), (e) => e instanceof ModelError && e.message.includes(join(dir, 'bert_config.json')));
+    await assert.rejects(
+      Encoder.load({ model: dir }),
+      (e) => e instanceof ModelError && e.message.includes(join(dir, 'bert_config.json')),
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
 });
 
 test("encoder - Google's real L-4/H-256 index without its data shard names the missing shard", async (t) => {
-  if (!hasShared) return t.skip(`${SHARED_MODELS} is absent (it holds real TensorFlow files, on the bertq build machines only)`);
+  if (!hasShared)
+    return t.skip(`${SHARED_MODELS} is absent (it holds real TensorFlow files, on the bertq build machines only)`);
   const dir = await mkdtemp(join(tmpdir(), 'bertq-google-'));
   try {
     await cp(join(SHARED_MODELS, 'google-bert-L4-H256-index'), dir, { recursive: true });

@@ -20,7 +20,13 @@ export const SHARED_VOCAB = join(SHARED_MODELS, 'bert-base-uncased-vocab.txt');
 export const hasShared = existsSync(SHARED_VOCAB);
 
 export const TINY_SEED = 11;
-export const ONNX_OPTIONS: GraphOptions = { poolingStrategy: 'REDUCE_MEAN', poolingLayer: [-2], precision: 'float32', normalize: false, fused: true };
+export const ONNX_OPTIONS: GraphOptions = {
+  poolingStrategy: 'REDUCE_MEAN',
+  poolingLayer: [-2],
+  precision: 'float32',
+  normalize: false,
+  fused: true,
+};
 
 export interface TinyModel {
   root: string;
@@ -48,7 +54,9 @@ export function tinyModel(): Promise<TinyModel> {
       vocabSize = 30522;
     } else {
       const tokens = syntheticVocab();
-      process.stderr.write(`note: ${SHARED_VOCAB} not found; tiny model uses a synthetic ${tokens.length}-token vocab\n`);
+      process.stderr.write(
+        `note: ${SHARED_VOCAB} not found; tiny model uses a synthetic ${tokens.length}-token vocab\n`,
+      );
       vocab = { tokens };
       vocabSize = tokens.length;
     }
@@ -61,7 +69,11 @@ export function tinyModel(): Promise<TinyModel> {
     const foreignOnnxPath = join(foreignDir, 'model.onnx');
     await writeFile(
       foreignOnnxPath,
-      buildBertGraph(weights, { ...ONNX_OPTIONS, poolingStrategy: 'NONE', poolingLayer: [-1] }, { outputName: 'last_hidden_state', bare: true }),
+      buildBertGraph(
+        weights,
+        { ...ONNX_OPTIONS, poolingStrategy: 'NONE', poolingLayer: [-1] },
+        { outputName: 'last_hidden_state', bare: true },
+      ),
     );
     await writeFile(join(foreignDir, 'config.json'), JSON.stringify(bertConfigJson(weights.config, 'huggingface')));
     const cacheDir = join(root, 'graphs');

@@ -43,7 +43,10 @@ function randomWeights(seed: number): BertWeights {
   let s = seed;
   const tensor = (shape: number[]): Tensor => ({
     shape,
-    data: Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => ((s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) - 0.5),
+    data: Float32Array.from(
+      { length: shape.reduce((a, b) => a * b, 1) },
+      () => (s = (s * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5,
+    ),
   });
   const h = CONFIG.hiddenSize;
   const lin = (i: number, o: number) => ({ kernel: tensor([i, o]), bias: tensor([o]) });
@@ -86,8 +89,10 @@ async function hfFolder(dir: string, w: BertWeights, tokenizer: 'vocab' | 'json'
   await writeSafetensors(join(dir, 'model.safetensors'), bertWeightsToHfTensors(w));
 }
 
-const isModelErrorWith = (...parts: string[]) => (e: unknown): boolean =>
-  e instanceof ModelError && parts.every((p) => e.message.includes(p));
+const isModelErrorWith =
+  (...parts: string[]) =>
+  (e: unknown): boolean =>
+    e instanceof ModelError && parts.every((p) => e.message.includes(p));
 
 test('folder - a Google checkpoint folder resolves to its config, vocab and checkpoint, and loads', async (t) => {
   const dir = await tempDir(t);
@@ -113,7 +118,10 @@ test('folder - tunedModelDir and ckptName take the checkpoint from the fine-tune
   await checkpointFolder(base, randomWeights(2));
   const tunedWeights = randomWeights(3);
   await writeCheckpoint(join(tuned, 'model.ckpt-343'), bertWeightsToCheckpointVariables(tunedWeights));
-  await writeFile(join(tuned, 'checkpoint'), 'model_checkpoint_path: "model.ckpt-343"\nall_model_checkpoint_paths: "model.ckpt-343"\n');
+  await writeFile(
+    join(tuned, 'checkpoint'),
+    'model_checkpoint_path: "model.ckpt-343"\nall_model_checkpoint_paths: "model.ckpt-343"\n',
+  );
 
   const src = await resolveModelSource({ modelDir: base, tunedModelDir: tuned, ckptName: 'model.ckpt-343' });
   assert.equal(src.kind, 'checkpoint');
@@ -141,11 +149,20 @@ test('folder - each missing file of a checkpoint folder is named', async (t) => 
   const dir = await tempDir(t);
   await checkpointFolder(dir, randomWeights(4));
   await unlink(join(dir, 'vocab.txt'));
-  await assert.rejects(resolveModelSource({ modelDir: dir }), isModelErrorWith(join(dir, 'vocab.txt'), 'does not exist'));
+  await assert.rejects(
+    resolveModelSource({ modelDir: dir }),
+    isModelErrorWith(join(dir, 'vocab.txt'), 'does not exist'),
+  );
   await unlink(join(dir, 'bert_config.json'));
-  await assert.rejects(resolveModelSource({ modelDir: dir }), isModelErrorWith(join(dir, 'bert_config.json'), 'does not exist'));
+  await assert.rejects(
+    resolveModelSource({ modelDir: dir }),
+    isModelErrorWith(join(dir, 'bert_config.json'), 'does not exist'),
+  );
   await unlink(join(dir, 'bert_model.ckpt.data-00000-of-00001'));
-  await assert.rejects(resolveModelSource({ modelDir: dir }), isModelErrorWith(join(dir, 'bert_model.ckpt.data-00000-of-00001'), 'missing'));
+  await assert.rejects(
+    resolveModelSource({ modelDir: dir }),
+    isModelErrorWith(join(dir, 'bert_model.ckpt.data-00000-of-00001'), 'missing'),
+  );
 });
 
 for (const real of ['google-bert-L4-H256-index', 'google-bert-L8-H512-index']) {
@@ -209,7 +226,13 @@ test('folder - sentence-transformers modules give pooling and normalize hints', 
     ]),
   );
   await mkdir(join(dir, '1_Pooling'));
-  const pooling = { word_embedding_dimension: 4, pooling_mode_cls_token: false, pooling_mode_mean_tokens: true, pooling_mode_max_tokens: false, pooling_mode_mean_sqrt_len_tokens: false };
+  const pooling = {
+    word_embedding_dimension: 4,
+    pooling_mode_cls_token: false,
+    pooling_mode_mean_tokens: true,
+    pooling_mode_max_tokens: false,
+    pooling_mode_mean_sqrt_len_tokens: false,
+  };
   await writeFile(join(dir, '1_Pooling', 'config.json'), JSON.stringify(pooling));
   const src = await resolveModelSource({ model: dir });
   assert.equal(src.kind, 'huggingface');
@@ -222,7 +245,10 @@ test('folder - sentence-transformers modules give pooling and normalize hints', 
     poolingConfigPath: join(dir, '1_Pooling', 'config.json'),
   });
 
-  await writeFile(join(dir, '1_Pooling', 'config.json'), JSON.stringify({ ...pooling, pooling_mode_mean_tokens: false, pooling_mode_cls_token: true }));
+  await writeFile(
+    join(dir, '1_Pooling', 'config.json'),
+    JSON.stringify({ ...pooling, pooling_mode_mean_tokens: false, pooling_mode_cls_token: true }),
+  );
   const cls = await resolveModelSource({ model: dir });
   assert.equal(cls.kind === 'huggingface' && cls.sentenceTransformers?.pooling, 'cls');
 
@@ -231,9 +257,15 @@ test('folder - sentence-transformers modules give pooling and normalize hints', 
   assert.equal(mixed.kind === 'huggingface' && mixed.sentenceTransformers?.pooling, 'other');
 
   await writeFile(join(dir, '1_Pooling', 'config.json'), '{not json');
-  await assert.rejects(resolveModelSource({ model: dir }), isModelErrorWith(join(dir, '1_Pooling', 'config.json'), 'not valid JSON'));
+  await assert.rejects(
+    resolveModelSource({ model: dir }),
+    isModelErrorWith(join(dir, '1_Pooling', 'config.json'), 'not valid JSON'),
+  );
   await rm(join(dir, '1_Pooling'), { recursive: true });
-  await assert.rejects(resolveModelSource({ model: dir }), isModelErrorWith(join(dir, '1_Pooling', 'config.json'), 'modules.json'));
+  await assert.rejects(
+    resolveModelSource({ model: dir }),
+    isModelErrorWith(join(dir, '1_Pooling', 'config.json'), 'modules.json'),
+  );
 });
 
 test('folder - an old sentence-transformers layout finds weights in 0_Transformer', async (t) => {
@@ -274,7 +306,10 @@ test('folder - an .onnx file or a folder with onnx/model.onnx resolves with the 
   assert.deepEqual(await resolveModelSource({ model: dir }), expected);
   assert.deepEqual(await resolveModelSource({ model: join(dir, 'onnx', 'model.onnx') }), expected);
   await writeFile(join(dir, 'weights.bin'), '');
-  await assert.rejects(resolveModelSource({ model: join(dir, 'weights.bin') }), isModelErrorWith(join(dir, 'weights.bin'), '.onnx'));
+  await assert.rejects(
+    resolveModelSource({ model: join(dir, 'weights.bin') }),
+    isModelErrorWith(join(dir, 'weights.bin'), '.onnx'),
+  );
 });
 
 test('folder - PyTorch-only weights are refused with a pointer to safetensors', async (t) => {
@@ -292,9 +327,17 @@ test('folder - an empty or absent folder and a Hugging Face folder without confi
   const dir = await tempDir(t);
   await assert.rejects(
     resolveModelSource({ model: dir }),
-    isModelErrorWith(`model folder ${dir}`, 'bert_model.ckpt.index (checkpoint)', 'model.safetensors (Hugging Face)', 'model.onnx'),
+    isModelErrorWith(
+      `model folder ${dir}`,
+      'bert_model.ckpt.index (checkpoint)',
+      'model.safetensors (Hugging Face)',
+      'model.onnx',
+    ),
   );
-  await assert.rejects(resolveModelSource({ modelDir: join(dir, 'absent') }), isModelErrorWith(join(dir, 'absent'), 'does not exist'));
+  await assert.rejects(
+    resolveModelSource({ modelDir: join(dir, 'absent') }),
+    isModelErrorWith(join(dir, 'absent'), 'does not exist'),
+  );
   await assert.rejects(resolveModelSource({}), isModelErrorWith('no model given'));
   await assert.rejects(resolveModelSource({ model: dir, modelDir: dir }), isModelErrorWith('not both'));
 

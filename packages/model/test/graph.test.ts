@@ -75,7 +75,13 @@ for (const fused of [false, true]) {
 for (const fused of [false, true]) {
   test(`graph - float16${fused ? ' (fused ops)' : ''} stays within 1e-2 of the float32 reference`, async () => {
     for (const poolingStrategy of ['REDUCE_MEAN', 'REDUCE_MAX', 'CLS_POOLED', 'NONE'] satisfies PoolingStrategy[]) {
-      const options: GraphOptions = { poolingStrategy, poolingLayer: [-1, -2], precision: 'float16', normalize: false, fused };
+      const options: GraphOptions = {
+        poolingStrategy,
+        poolingLayer: [-1, -2],
+        precision: 'float16',
+        normalize: false,
+        fused,
+      };
       const got = await runGraph(options, batch);
       const want = referenceEncode(weights, batch, { poolingStrategy, poolingLayer: [-1, -2] });
       const diff = maxAbsDiff(got.data, want.data);
@@ -86,7 +92,13 @@ for (const fused of [false, true]) {
 }
 
 test('graph - normalize gives unit vectors equal to the normalised reference', async () => {
-  const options: GraphOptions = { poolingStrategy: 'REDUCE_MEAN', poolingLayer: [-2], precision: 'float32', normalize: true, fused: true };
+  const options: GraphOptions = {
+    poolingStrategy: 'REDUCE_MEAN',
+    poolingLayer: [-2],
+    precision: 'float32',
+    normalize: true,
+    fused: true,
+  };
   const got = await runGraph(options, batch);
   const want = referenceEncode(weights, batch, { poolingStrategy: 'REDUCE_MEAN', poolingLayer: [-2], normalize: true });
   assert.ok(maxAbsDiff(got.data, want.data) <= FP32_TOLERANCE);
@@ -99,8 +111,20 @@ test('graph - normalize gives unit vectors equal to the normalised reference', a
 });
 
 test('graph - emits only the layers up to the deepest pooling layer', () => {
-  const shallow = buildBertGraph(weights, { poolingStrategy: 'REDUCE_MEAN', poolingLayer: [0], precision: 'float32', normalize: false, fused: false });
-  const deep = buildBertGraph(weights, { poolingStrategy: 'REDUCE_MEAN', poolingLayer: [-1], precision: 'float32', normalize: false, fused: false });
+  const shallow = buildBertGraph(weights, {
+    poolingStrategy: 'REDUCE_MEAN',
+    poolingLayer: [0],
+    precision: 'float32',
+    normalize: false,
+    fused: false,
+  });
+  const deep = buildBertGraph(weights, {
+    poolingStrategy: 'REDUCE_MEAN',
+    poolingLayer: [-1],
+    precision: 'float32',
+    normalize: false,
+    fused: false,
+  });
   // The word embeddings dominate both; each extra layer adds its weights.
   const perLayer = 4 * (4 * 32 * 32 + 2 * 32 * 64);
   assert.ok(deep.length - shallow.length >= 3 * perLayer, `${deep.length} vs ${shallow.length}`);
@@ -108,7 +132,14 @@ test('graph - emits only the layers up to the deepest pooling layer', () => {
 
 test('graph - a pooling layer outside the model is a typed error', () => {
   assert.throws(
-    () => buildBertGraph(weights, { poolingStrategy: 'REDUCE_MEAN', poolingLayer: [4], precision: 'float32', normalize: false, fused: false }),
+    () =>
+      buildBertGraph(weights, {
+        poolingStrategy: 'REDUCE_MEAN',
+        poolingLayer: [4],
+        precision: 'float32',
+        normalize: false,
+        fused: false,
+      }),
     (e: Error & { code?: string }) => e.code === 'BAD_REQUEST' && /out of range/.test(e.message),
   );
 });

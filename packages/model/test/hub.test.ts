@@ -92,7 +92,9 @@ class FakeHub {
 
   /** GET requests for file bytes, on the hub and the CDN. */
   fileGets(file?: string): LoggedRequest[] {
-    return this.log.filter((r) => r.method === 'GET' && r.file !== undefined && (file === undefined || r.file === file));
+    return this.log.filter(
+      (r) => r.method === 'GET' && r.file !== undefined && (file === undefined || r.file === file),
+    );
   }
 
   async close(): Promise<void> {
@@ -138,12 +140,18 @@ class FakeHub {
     if (repo.token && req.headers.authorization !== `Bearer ${repo.token}`) {
       return this.fail(res, 401, 'GatedRepo', `Access to model ${id} is restricted`);
     }
-    if (revision !== 'main' && revision !== repo.sha) return this.fail(res, 404, 'RevisionNotFound', `Invalid rev id: ${revision}`);
+    if (revision !== 'main' && revision !== repo.sha)
+      return this.fail(res, 404, 'RevisionNotFound', `Invalid rev id: ${revision}`);
 
     if (api) {
       const siblings = Object.entries(repo.files).map(([rfilename, body]) =>
         repo.lfs?.includes(rfilename)
-          ? { rfilename, size: body.length, blobId: gitSha1(body), lfs: { sha256: sha256(body), size: body.length, pointerSize: 134 } }
+          ? {
+              rfilename,
+              size: body.length,
+              blobId: gitSha1(body),
+              lfs: { sha256: sha256(body), size: body.length, pointerSize: 134 },
+            }
           : { rfilename, size: body.length, blobId: gitSha1(body) },
       );
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -182,7 +190,14 @@ class FakeHub {
     this.serve('cdn', file!, req, res, body, { etag: `"${createHash('md5').update(body).digest('hex')}"` });
   }
 
-  private serve(server: 'hub' | 'cdn', file: string, req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, headers: Record<string, string>): void {
+  private serve(
+    server: 'hub' | 'cdn',
+    file: string,
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    body: Buffer,
+    headers: Record<string, string>,
+  ): void {
     if (req.method === 'GET') {
       const key = `${server}:${file}`;
       const count = this.served.get(key) ?? 0;
@@ -194,7 +209,12 @@ class FakeHub {
 }
 
 /** Serve `body` with Range support (`bytes=N-`), as the hub and its CDN do. */
-function serveBytes(req: http.IncomingMessage, res: http.ServerResponse, body: Buffer, headers: Record<string, string>): void {
+function serveBytes(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  body: Buffer,
+  headers: Record<string, string>,
+): void {
   const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
   const head = req.method === 'HEAD';
   if (range) {
@@ -221,7 +241,7 @@ function listen(server: http.Server): Promise<void> {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
 }
 
-const SHA = 'a'.repeat(8) + '0123456789abcdef0123456789abcdef';
+const SHA = `${'a'.repeat(8)}0123456789abcdef0123456789abcdef`;
 
 /** A BERT-style repo: config, vocab, tokenizer.json and a ~40 KB model.safetensors in LFS. */
 function bertRepo(extra: Partial<RepoFixture> = {}): RepoFixture {
@@ -285,10 +305,33 @@ test('hub - isHubModelId accepts hub ids and rejects paths and file names', asyn
   t.after(() => fsp.rm(cwd, { recursive: true, force: true }));
   await fsp.mkdir(path.join(cwd, 'local-org', 'my-model'), { recursive: true });
 
-  for (const id of ['bert-base-uncased', 'sentence-transformers/all-MiniLM-L6-v2', 'BAAI/bge-small-en-v1.5', 'a_b/c.d-e']) {
+  for (const id of [
+    'bert-base-uncased',
+    'sentence-transformers/all-MiniLM-L6-v2',
+    'BAAI/bge-small-en-v1.5',
+    'a_b/c.d-e',
+  ]) {
     assert.equal(isHubModelId(id, cwd), true, id);
   }
-  for (const s of ['', './model', '../model', '/models/bert', '~/bert', 'C:\\models\\bert', 'a/b/c', 'org/', '/org/name', 'model.onnx', 'weights.safetensors', 'vocab.txt', 'org--name', 'org/na..me', '-bad/name', 'name-', 'x'.repeat(97)]) {
+  for (const s of [
+    '',
+    './model',
+    '../model',
+    '/models/bert',
+    '~/bert',
+    'C:\\models\\bert',
+    'a/b/c',
+    'org/',
+    '/org/name',
+    'model.onnx',
+    'weights.safetensors',
+    'vocab.txt',
+    'org--name',
+    'org/na..me',
+    '-bad/name',
+    'name-',
+    'x'.repeat(97),
+  ]) {
     assert.equal(isHubModelId(s, cwd), false, JSON.stringify(s));
   }
   // An existing local folder always wins over a hub id of the same spelling.
@@ -301,7 +344,10 @@ test('hub - the cache root comes from BERTQ_CACHE, then XDG_CACHE_HOME, then ~/.
   assert.equal(defaultCacheDir({ XDG_CACHE_HOME: '/xdg' }, '/home/u'), path.resolve('/xdg/bertq'));
   assert.equal(defaultCacheDir({}, '/home/u'), path.join('/home/u', '.cache', 'bertq'));
   assert.equal(modelCacheDir('org/name', '/c'), path.join(path.resolve('/c'), 'hub', 'models--org--name'));
-  assert.equal(modelCacheDir('bert-base-uncased', '/c'), path.join(path.resolve('/c'), 'hub', 'models--bert-base-uncased'));
+  assert.equal(
+    modelCacheDir('bert-base-uncased', '/c'),
+    path.join(path.resolve('/c'), 'hub', 'models--bert-base-uncased'),
+  );
 });
 
 test('hub - an id that is not a hub id is a BadRequestError before any request', async () => {
@@ -335,7 +381,12 @@ test('hub - downloads a BERT folder into the cache and returns its path', { time
   const names = (await fsp.readdir(dir)).sort();
   assert.deepEqual(names, [...BERT_FILES].sort(), 'only what a BERT model needs, no README, no .incomplete');
   // Files come from the commit the API resolved "main" to, so a moving branch cannot mix commits.
-  assert.ok(hub.fileGets().filter((r) => r.server === 'hub').every((r) => r.path.includes(`/resolve/${SHA}/`)));
+  assert.ok(
+    hub
+      .fileGets()
+      .filter((r) => r.server === 'hub')
+      .every((r) => r.path.includes(`/resolve/${SHA}/`)),
+  );
   const last = events.at(-1)!;
   const totalBytes = BERT_FILES.reduce((n, f) => n + repo.files[f]!.length, 0);
   assert.equal(last.loaded, totalBytes);
@@ -378,15 +429,22 @@ test('hub - a gated model needs HF_TOKEN, sent as a bearer token', { timeout: TE
   assert.ok(hub.log.every((r) => r.authorization === undefined));
 
   await withEnv({ HF_TOKEN: 'hf_wrong' }, () =>
-    assert.rejects(downloadModel('org/gated-bert', { endpoint: hub.url, cacheDir, ...FAST }), /gated or private and refused the token/),
+    assert.rejects(
+      downloadModel('org/gated-bert', { endpoint: hub.url, cacheDir, ...FAST }),
+      /gated or private and refused the token/,
+    ),
   );
 
-  const dir = await withEnv({ HF_TOKEN: 'hf_secret' }, () => downloadModel('org/gated-bert', { endpoint: hub.url, cacheDir, ...FAST }));
+  const dir = await withEnv({ HF_TOKEN: 'hf_secret' }, () =>
+    downloadModel('org/gated-bert', { endpoint: hub.url, cacheDir, ...FAST }),
+  );
   await assertFilesEqual(dir, repo, BERT_FILES);
   assert.ok(hub.log.some((r) => r.server === 'hub' && r.authorization === 'Bearer hf_secret'));
 });
 
-test('hub - follows the LFS redirect to another origin without the Authorization header', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+test('hub - follows the LFS redirect to another origin without the Authorization header', {
+  timeout: TEST_TIMEOUT_MS,
+}, async (t) => {
   const { hub, cacheDir } = await setup(t);
   const repo = bertRepo({ token: 'hf_secret' });
   hub.repos.set('org/gated-bert', repo);
@@ -430,11 +488,21 @@ test('hub - two concurrent downloads of one model fetch each file once', { timeo
   ]);
   assert.equal(a, b);
   await assertFilesEqual(a, repo, BERT_FILES);
-  assert.equal(hub.fileGets('model.safetensors').filter((r) => r.server === 'cdn').length, 1, 'the weights were fetched once');
-  assert.deepEqual((await fsp.readdir(path.join(modelCacheDir('org/tiny-bert', cacheDir), '.locks', SHA))).length, 0, 'no lock is left');
+  assert.equal(
+    hub.fileGets('model.safetensors').filter((r) => r.server === 'cdn').length,
+    1,
+    'the weights were fetched once',
+  );
+  assert.deepEqual(
+    (await fsp.readdir(path.join(modelCacheDir('org/tiny-bert', cacheDir), '.locks', SHA))).length,
+    0,
+    'no lock is left',
+  );
 });
 
-test('hub - when main moves to a commit with the same weights, they are reused, not fetched again', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+test('hub - when main moves to a commit with the same weights, they are reused, not fetched again', {
+  timeout: TEST_TIMEOUT_MS,
+}, async (t) => {
   const { hub, cacheDir } = await setup(t);
   const repo = bertRepo();
   hub.repos.set('org/tiny-bert', repo);
@@ -442,19 +510,27 @@ test('hub - when main moves to a commit with the same weights, they are reused, 
 
   const newSha = 'b'.repeat(40);
   repo.sha = newSha;
-  repo.files['config.json'] = Buffer.from(JSON.stringify({ model_type: 'bert', hidden_size: 32, num_hidden_layers: 2, note: 'edited' }));
+  repo.files['config.json'] = Buffer.from(
+    JSON.stringify({ model_type: 'bert', hidden_size: 32, num_hidden_layers: 2, note: 'edited' }),
+  );
   const second = await downloadModel('org/tiny-bert', { endpoint: hub.url, cacheDir, ...FAST });
 
   assert.equal(second, path.join(modelCacheDir('org/tiny-bert', cacheDir), 'snapshots', newSha));
   await assertFilesEqual(second, repo, BERT_FILES);
-  assert.equal(hub.fileGets('model.safetensors').length, 2, 'the weights were fetched once (hub + CDN hop), by the first call');
+  assert.equal(
+    hub.fileGets('model.safetensors').length,
+    2,
+    'the weights were fetched once (hub + CDN hop), by the first call',
+  );
   assert.equal(hub.fileGets('config.json').length, 2, 'the changed config was fetched again');
   // The old snapshot is intact, and offline "main" now means the new commit.
   assert.notDeepEqual(await fsp.readFile(path.join(first, 'config.json')), repo.files['config.json']);
   assert.equal(await downloadModel('org/tiny-bert', { endpoint: hub.url, cacheDir, offline: true }), second);
 });
 
-test('hub - offline mode serves from the cache and says clearly when the model is not cached', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+test('hub - offline mode serves from the cache and says clearly when the model is not cached', {
+  timeout: TEST_TIMEOUT_MS,
+}, async (t) => {
   const { hub, cacheDir } = await setup(t);
   const repo = bertRepo();
   hub.repos.set('org/tiny-bert', repo);
@@ -463,22 +539,35 @@ test('hub - offline mode serves from the cache and says clearly when the model i
 
   const offline = await downloadModel('org/tiny-bert', { endpoint: hub.url, cacheDir, offline: true });
   assert.equal(offline, online);
-  const viaEnv = await withEnv({ HF_HUB_OFFLINE: '1' }, () => downloadModel('org/tiny-bert', { endpoint: hub.url, cacheDir }));
+  const viaEnv = await withEnv({ HF_HUB_OFFLINE: '1' }, () =>
+    downloadModel('org/tiny-bert', { endpoint: hub.url, cacheDir }),
+  );
   assert.equal(viaEnv, online);
   assert.equal(hub.log.length, requests, 'offline mode made no request');
 
-  await assert.rejects(downloadModel('org/other-bert', { endpoint: hub.url, cacheDir, offline: true }), (err: unknown) => {
-    assert.ok(err instanceof ModelError);
-    assert.match(err.message, /model org\/other-bert \(revision main\) is not in the cache .*models--org--other-bert/);
-    assert.match(err.message, /offline mode is on/);
-    return true;
-  });
+  await assert.rejects(
+    downloadModel('org/other-bert', { endpoint: hub.url, cacheDir, offline: true }),
+    (err: unknown) => {
+      assert.ok(err instanceof ModelError);
+      assert.match(
+        err.message,
+        /model org\/other-bert \(revision main\) is not in the cache .*models--org--other-bert/,
+      );
+      assert.match(err.message, /offline mode is on/);
+      return true;
+    },
+  );
   // A cached file that went missing is named.
   await fsp.rm(path.join(online, 'vocab.txt'));
-  await assert.rejects(downloadModel('org/tiny-bert', { endpoint: hub.url, cacheDir, offline: true }), /missing or changed: vocab\.txt/);
+  await assert.rejects(
+    downloadModel('org/tiny-bert', { endpoint: hub.url, cacheDir, offline: true }),
+    /missing or changed: vocab\.txt/,
+  );
 });
 
-test('hub - when the hub is unreachable, a complete cached copy still serves', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+test('hub - when the hub is unreachable, a complete cached copy still serves', {
+  timeout: TEST_TIMEOUT_MS,
+}, async (t) => {
   const { hub, cacheDir } = await setup(t);
   hub.repos.set('org/tiny-bert', bertRepo());
   const online = await downloadModel('org/tiny-bert', { endpoint: hub.url, cacheDir, ...FAST });
@@ -492,7 +581,9 @@ test('hub - when the hub is unreachable, a complete cached copy still serves', {
   );
 });
 
-test('hub - resumes a dropped download with a Range request and ends byte-identical', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+test('hub - resumes a dropped download with a Range request and ends byte-identical', {
+  timeout: TEST_TIMEOUT_MS,
+}, async (t) => {
   const { hub, cacheDir } = await setup(t);
   const repo = bertRepo();
   hub.repos.set('org/tiny-bert', repo);
@@ -513,7 +604,13 @@ test('hub - resumes a dropped download with a Range request and ends byte-identi
   assert.equal(gets[0]!.range, undefined);
   assert.equal(gets[1]!.range, `bytes=${half}-`);
   // The hub saw the Range too (it is forwarded through the redirect).
-  assert.equal(hub.fileGets('model.safetensors').filter((r) => r.server === 'hub').at(-1)!.range, `bytes=${half}-`);
+  assert.equal(
+    hub
+      .fileGets('model.safetensors')
+      .filter((r) => r.server === 'hub')
+      .at(-1)!.range,
+    `bytes=${half}-`,
+  );
 });
 
 test('hub - a later run resumes the .incomplete file an aborted run left', { timeout: TEST_TIMEOUT_MS }, async (t) => {
@@ -540,17 +637,30 @@ test('hub - a later run resumes the .incomplete file an aborted run left', { tim
     }),
     (err: unknown) => (err as Error).name === 'AbortError',
   );
-  const incomplete = path.join(modelCacheDir('org/tiny-bert', cacheDir), 'snapshots', SHA, 'model.safetensors.incomplete');
+  const incomplete = path.join(
+    modelCacheDir('org/tiny-bert', cacheDir),
+    'snapshots',
+    SHA,
+    'model.safetensors.incomplete',
+  );
   const have = (await fsp.stat(incomplete)).size;
   assert.equal(have, 12_000);
 
   const dir = await downloadModel('org/tiny-bert', { endpoint: hub.url, cacheDir, ...FAST });
   await assertFilesEqual(dir, repo, ['model.safetensors']);
-  assert.equal(hub.fileGets('model.safetensors').filter((r) => r.server === 'cdn').at(-1)!.range, `bytes=${have}-`);
+  assert.equal(
+    hub
+      .fileGets('model.safetensors')
+      .filter((r) => r.server === 'cdn')
+      .at(-1)!.range,
+    `bytes=${have}-`,
+  );
   await assert.rejects(fsp.stat(incomplete), { code: 'ENOENT' });
 });
 
-test('hub - a server that ignores Range and answers 200 restarts the file from zero', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+test('hub - a server that ignores Range and answers 200 restarts the file from zero', {
+  timeout: TEST_TIMEOUT_MS,
+}, async (t) => {
   const { hub, cacheDir } = await setup(t);
   const repo = bertRepo();
   hub.repos.set('org/tiny-bert', repo);
@@ -563,7 +673,13 @@ test('hub - a server that ignores Range and answers 200 restarts the file from z
   };
   const dir = await downloadModel('org/tiny-bert', { endpoint: hub.url, cacheDir, ...FAST });
   await assertFilesEqual(dir, repo, ['model.safetensors']);
-  assert.equal(hub.fileGets('model.safetensors').filter((r) => r.server === 'cdn').at(-1)!.range, 'bytes=15000-');
+  assert.equal(
+    hub
+      .fileGets('model.safetensors')
+      .filter((r) => r.server === 'cdn')
+      .at(-1)!.range,
+    'bytes=15000-',
+  );
 });
 
 test('hub - a sha256 mismatch is a ModelError and leaves no file behind', { timeout: TEST_TIMEOUT_MS }, async (t) => {
@@ -579,7 +695,12 @@ test('hub - a sha256 mismatch is a ModelError and leaves no file behind', { time
   };
   await assert.rejects(downloadModel('org/tiny-bert', { endpoint: hub.url, cacheDir, ...FAST }), (err: unknown) => {
     assert.ok(err instanceof ModelError);
-    assert.match(err.message, new RegExp(`sha256 mismatch for model\\.safetensors of model org/tiny-bert: the hub says ${sha256(repo.files['model.safetensors']!)}`));
+    assert.match(
+      err.message,
+      new RegExp(
+        `sha256 mismatch for model\\.safetensors of model org/tiny-bert: the hub says ${sha256(repo.files['model.safetensors']!)}`,
+      ),
+    );
     return true;
   });
   const snapshot = path.join(modelCacheDir('org/tiny-bert', cacheDir), 'snapshots', SHA);
@@ -607,7 +728,9 @@ test('hub - an unknown revision says so', { timeout: TEST_TIMEOUT_MS }, async (t
   );
 });
 
-test('hub - a stalled transfer is aborted after the stall timeout and a retry succeeds', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+test('hub - a stalled transfer is aborted after the stall timeout and a retry succeeds', {
+  timeout: TEST_TIMEOUT_MS,
+}, async (t) => {
   const { hub, cacheDir } = await setup(t);
   const repo = bertRepo();
   hub.repos.set('org/tiny-bert', repo);
@@ -618,17 +741,27 @@ test('hub - a stalled transfer is aborted after the stall timeout and a retry su
     return true;
   };
   const started = Date.now();
-  const dir = await downloadModel('org/tiny-bert', { endpoint: hub.url, cacheDir, retryDelayMs: 10, stallTimeoutMs: 300 });
+  const dir = await downloadModel('org/tiny-bert', {
+    endpoint: hub.url,
+    cacheDir,
+    retryDelayMs: 10,
+    stallTimeoutMs: 300,
+  });
   const elapsed = Date.now() - started;
 
   await assertFilesEqual(dir, repo, ['model.safetensors']);
   assert.ok(elapsed >= 300, `it waited out the stall timeout (${elapsed} ms)`);
   assert.ok(elapsed < 5_000, `it did not wait much longer than the stall timeout (${elapsed} ms)`);
   const gets = hub.fileGets('model.safetensors').filter((r) => r.server === 'cdn');
-  assert.deepEqual(gets.map((r) => r.range), [undefined, 'bytes=5000-']);
+  assert.deepEqual(
+    gets.map((r) => r.range),
+    [undefined, 'bytes=5000-'],
+  );
 });
 
-test('hub - a server that never answers fails after bounded retries instead of hanging', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+test('hub - a server that never answers fails after bounded retries instead of hanging', {
+  timeout: TEST_TIMEOUT_MS,
+}, async (t) => {
   const silent = http.createServer(() => {
     /* accepts the request and never answers */
   });
@@ -680,7 +813,9 @@ test('hub - 5xx answers are retried with backoff', { timeout: TEST_TIMEOUT_MS },
 // Which files
 // ---------------------------------------------------------------------------------------------
 
-test('hub - fetches sharded safetensors and the sentence-transformers modules', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+test('hub - fetches sharded safetensors and the sentence-transformers modules', {
+  timeout: TEST_TIMEOUT_MS,
+}, async (t) => {
   const { hub, cacheDir } = await setup(t);
   const shard1 = bytes(9_000, 1);
   const shard2 = bytes(7_000, 2);
@@ -691,7 +826,14 @@ test('hub - fetches sharded safetensors and the sentence-transformers modules', 
       'tokenizer.json': Buffer.from('{}'),
       'tokenizer_config.json': Buffer.from('{"do_lower_case":true}'),
       'model.safetensors.index.json': Buffer.from(
-        JSON.stringify({ metadata: { total_size: 16_000 }, weight_map: { 'a.weight': 'model-00001-of-00002.safetensors', 'b.weight': 'model-00002-of-00002.safetensors', 'c.weight': 'model-00001-of-00002.safetensors' } }),
+        JSON.stringify({
+          metadata: { total_size: 16_000 },
+          weight_map: {
+            'a.weight': 'model-00001-of-00002.safetensors',
+            'b.weight': 'model-00002-of-00002.safetensors',
+            'c.weight': 'model-00001-of-00002.safetensors',
+          },
+        }),
       ),
       'model-00001-of-00002.safetensors': shard1,
       'model-00002-of-00002.safetensors': shard2,
@@ -739,17 +881,23 @@ test('hub - a repo without a required file names that file', { timeout: TEST_TIM
     delete noTokenizer.files['vocab.txt'];
     delete noTokenizer.files['tokenizer.json'];
     hub.repos.set('org/no-tokenizer', noTokenizer);
-    await assert.rejects(downloadModel('org/no-tokenizer', { endpoint: hub.url, cacheDir, ...FAST }), (err: unknown) => {
-      assert.ok(err instanceof ModelError);
-      assert.match(err.message, /model org\/no-tokenizer at .* lacks tokenizer\.json or vocab\.txt/);
-      return true;
-    });
+    await assert.rejects(
+      downloadModel('org/no-tokenizer', { endpoint: hub.url, cacheDir, ...FAST }),
+      (err: unknown) => {
+        assert.ok(err instanceof ModelError);
+        assert.match(err.message, /model org\/no-tokenizer at .* lacks tokenizer\.json or vocab\.txt/);
+        return true;
+      },
+    );
     assert.equal(hub.fileGets('model.safetensors').length, 0, 'it fails before downloading the weights');
 
     const noConfig = bertRepo();
     delete noConfig.files['config.json'];
     hub.repos.set('org/no-config', noConfig);
-    await assert.rejects(downloadModel('org/no-config', { endpoint: hub.url, cacheDir, ...FAST }), /lacks config\.json/);
+    await assert.rejects(
+      downloadModel('org/no-config', { endpoint: hub.url, cacheDir, ...FAST }),
+      /lacks config\.json/,
+    );
 
     const pytorchOnly = bertRepo({ files: { 'pytorch_model.bin': bytes(300) } as Record<string, Buffer> });
     delete pytorchOnly.files['model.safetensors'];
@@ -761,7 +909,9 @@ test('hub - a repo without a required file names that file', { timeout: TEST_TIM
     });
 
     const missingShard = bertRepo({
-      files: { 'model.safetensors.index.json': Buffer.from('{"weight_map":{"w":"model-00001-of-00002.safetensors"}}') } as Record<string, Buffer>,
+      files: {
+        'model.safetensors.index.json': Buffer.from('{"weight_map":{"w":"model-00001-of-00002.safetensors"}}'),
+      } as Record<string, Buffer>,
     });
     delete missingShard.files['model.safetensors'];
     hub.repos.set('org/missing-shard', missingShard);
@@ -772,7 +922,9 @@ test('hub - a repo without a required file names that file', { timeout: TEST_TIM
   }
 });
 
-test('hub - a static mirror without the model-info API is probed with HEAD, and cached the same', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+test('hub - a static mirror without the model-info API is probed with HEAD, and cached the same', {
+  timeout: TEST_TIMEOUT_MS,
+}, async (t) => {
   const { hub, cacheDir } = await setup(t, true);
   const repo = bertRepo();
   hub.repos.set('org/tiny-bert', repo);

@@ -21,7 +21,13 @@ after(async () => {
   await tiny.cleanup();
 });
 
-const OPTIONS: GraphOptions = { poolingStrategy: 'REDUCE_MEAN', poolingLayer: [-2], precision: 'float32', normalize: false, fused: false };
+const OPTIONS: GraphOptions = {
+  poolingStrategy: 'REDUCE_MEAN',
+  poolingLayer: [-2],
+  precision: 'float32',
+  normalize: false,
+  fused: false,
+};
 
 test('graphCacheKey - derived from the whole options object: a new field makes a new key, key order does not', () => {
   const key = graphCacheKey('w', OPTIONS);
@@ -30,7 +36,12 @@ test('graphCacheKey - derived from the whole options object: a new field makes a
   const reordered = Object.fromEntries(Object.entries(OPTIONS).reverse()) as unknown as GraphOptions;
   assert.equal(graphCacheKey('w', reordered), key);
   assert.notEqual(graphCacheKey('other weights', OPTIONS), key);
-  for (const [field, value] of [['precision', 'float16'], ['normalize', true], ['fused', true], ['poolingLayer', [-1]]] as const) {
+  for (const [field, value] of [
+    ['precision', 'float16'],
+    ['normalize', true],
+    ['fused', true],
+    ['poolingLayer', [-1]],
+  ] as const) {
     assert.notEqual(graphCacheKey('w', { ...OPTIONS, [field]: value }), key, `${field} is part of the key`);
   }
 });
@@ -58,14 +69,19 @@ test('prepareModel - builds the graph once, as plain JSON that a worker opens to
   }
 });
 
-test('prepareModel - opens no ONNX Runtime session (the library is not even mapped)', { skip: existsSync('/proc/self/maps') ? false : 'needs /proc/self/maps' }, () => {
+test('prepareModel - opens no ONNX Runtime session (the library is not even mapped)', {
+  skip: existsSync('/proc/self/maps') ? false : 'needs /proc/self/maps',
+}, () => {
   const prepareUrl = new URL('../src/prepare.js', import.meta.url).href;
   const script =
     `const { prepareModel } = await import(${JSON.stringify(prepareUrl)});` +
     `const p = await prepareModel({ model: ${JSON.stringify(tiny.huggingFaceDir)}, graphTmpDir: ${JSON.stringify(tiny.cacheDir)}, poolingLayer: -3 });` +
     `const { readFileSync } = await import('node:fs');` +
     `console.log(JSON.stringify({ graph: p.graphPath, ort: /onnxruntime/.test(readFileSync('/proc/self/maps', 'utf8')) }));`;
-  const res = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: CHILD_TIMEOUT_MS });
+  const res = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    encoding: 'utf8',
+    timeout: CHILD_TIMEOUT_MS,
+  });
   assert.equal(res.status, 0, res.stderr);
   const out = JSON.parse(res.stdout.trim()) as { graph: string; ort: boolean };
   assert.ok(readFileSync(out.graph).length > 0, 'the graph was built');
@@ -90,5 +106,8 @@ test('precision - one enum, fp16 kept as its alias, contradictions refused', () 
   assert.equal(resolvePrecision({ fp16: true }), 'float16');
   assert.equal(resolvePrecision({ precision: 'float16' }), 'float16');
   assert.throws(() => resolvePrecision({ fp16: true, precision: 'float32' }), BadRequestError);
-  assert.throws(() => resolvePrecision({ precision: 'int4' as 'float32' }), /unknown precision "int4": use one of float32, float16/);
+  assert.throws(
+    () => resolvePrecision({ precision: 'int4' as 'float32' }),
+    /unknown precision "int4": use one of float32, float16/,
+  );
 });

@@ -87,7 +87,9 @@ function directOneLayer(w: BertWeights, ids: number[], types: number[], mask: nu
   const h = c.hiddenSize;
   const headDim = h / c.numAttentionHeads;
   const emb = ids.map((id, p) => {
-    const sum = row(w.embeddings.word, id, h).map((v, i) => v + row(w.embeddings.position, p, h)[i]! + row(w.embeddings.tokenType, types[p]!, h)[i]!);
+    const sum = row(w.embeddings.word, id, h).map(
+      (v, i) => v + row(w.embeddings.position, p, h)[i]! + row(w.embeddings.tokenType, types[p]!, h)[i]!,
+    );
     return norm(sum, w.embeddings.layerNorm.gamma.data, w.embeddings.layerNorm.beta.data, c.layerNormEps);
   });
   const L = w.layers[0]!;
@@ -98,7 +100,9 @@ function directOneLayer(w: BertWeights, ids: number[], types: number[], mask: nu
     const out: Vec = [];
     for (let head = 0; head < c.numAttentionHeads; head++) {
       const sl = (vec: Vec): Vec => vec.slice(head * headDim, (head + 1) * headDim);
-      const scores = k.map((kj, j) => sl(q[i]!).reduce((a, qv, d) => a + qv * sl(kj)[d]!, 0) / Math.sqrt(headDim) - 10000 * (1 - mask[j]!));
+      const scores = k.map(
+        (kj, j) => sl(q[i]!).reduce((a, qv, d) => a + qv * sl(kj)[d]!, 0) / Math.sqrt(headDim) - 10000 * (1 - mask[j]!),
+      );
       const top = Math.max(...scores);
       const e = scores.map((s) => Math.exp(s - top));
       const z = e.reduce((a, b) => a + b, 0);
@@ -108,10 +112,20 @@ function directOneLayer(w: BertWeights, ids: number[], types: number[], mask: nu
   });
   return emb.map((x, i) => {
     const attnOut = dense(context[i]!, L.attentionOutput);
-    const a = norm(attnOut.map((val, d) => val + x[d]!), L.attentionLayerNorm.gamma.data, L.attentionLayerNorm.beta.data, c.layerNormEps);
+    const a = norm(
+      attnOut.map((val, d) => val + x[d]!),
+      L.attentionLayerNorm.gamma.data,
+      L.attentionLayerNorm.beta.data,
+      c.layerNormEps,
+    );
     const inter = dense(a, L.intermediate).map((val) => directAct(c.hiddenAct, val));
     const o = dense(inter, L.output);
-    return norm(o.map((val, d) => val + a[d]!), L.outputLayerNorm.gamma.data, L.outputLayerNorm.beta.data, c.layerNormEps);
+    return norm(
+      o.map((val, d) => val + a[d]!),
+      L.outputLayerNorm.gamma.data,
+      L.outputLayerNorm.beta.data,
+      c.layerNormEps,
+    );
   });
 }
 
@@ -206,7 +220,11 @@ test('reference - masked positions are ignored, and unmasking them changes the r
   const batch = padBatch([[101, 2000, 3000, 102]], 7);
   const base = referenceForward(w, batch)[1]!;
   // Different ids and token types in the padding: no effect on the real positions.
-  const noisy = { ...batch, inputIds: BigInt64Array.from([101n, 2000n, 3000n, 102n, 555n, 666n, 777n]), tokenTypeIds: BigInt64Array.from([0n, 0n, 0n, 0n, 1n, 1n, 1n]) };
+  const noisy = {
+    ...batch,
+    inputIds: BigInt64Array.from([101n, 2000n, 3000n, 102n, 555n, 666n, 777n]),
+    tokenTypeIds: BigInt64Array.from([0n, 0n, 0n, 0n, 1n, 1n, 1n]),
+  };
   assert.ok(maxAbsDiff(rowSlice(referenceForward(w, noisy)[1]!, 0, 7, h, 4), rowSlice(base, 0, 7, h, 4)) < 1e-6);
   // The same padding attended to: the real positions move (so the invariance test above is not vacuous).
   const unmasked = { ...noisy, attentionMask: BigInt64Array.from([1n, 1n, 1n, 1n, 1n, 1n, 1n]) };
@@ -235,7 +253,13 @@ test('reference - attention mixes positions, and token types and positions shape
 
 test('reference - numLayers computes exactly the first layers of the full pass', () => {
   const w = syntheticBertWeights(tinyBertConfig(), 5);
-  const batch = padBatch([[101, 2054, 2003, 102], [101, 102]], 4);
+  const batch = padBatch(
+    [
+      [101, 2054, 2003, 102],
+      [101, 102],
+    ],
+    4,
+  );
   const full = referenceForward(w, batch);
   assert.equal(full.length, 4);
   const two = referenceForward(w, batch, 2);
@@ -246,7 +270,13 @@ test('reference - numLayers computes exactly the first layers of the full pass',
 
 test('reference - encode prunes to the deepest pooling layer and pools it like referencePool', () => {
   const w = syntheticBertWeights(tinyBertConfig(), 6);
-  const batch = padBatch([[101, 2054, 2003, 2023, 102], [101, 7592, 102]], 5);
+  const batch = padBatch(
+    [
+      [101, 2054, 2003, 2023, 102],
+      [101, 7592, 102],
+    ],
+    5,
+  );
   const full = referenceForward(w, batch);
   const opts = { poolingStrategy: 'REDUCE_MEAN' as const, poolingLayer: [1, -3] };
   assert.deepEqual(referenceEncode(w, batch, opts), referencePool(w, full, batch, opts));
@@ -257,7 +287,9 @@ test('reference - encode prunes to the deepest pooling layer and pools it like r
 
 test('reference - pools a 64×40 batch of the tiny model into finite 64×32 vectors', () => {
   const w = syntheticBertWeights(tinyBertConfig(), 7);
-  const rowsOfIds = Array.from({ length: 64 }, (_, b) => Array.from({ length: 10 + (b % 31) }, (_, p) => 1000 + ((b * 37 + p * 11) % 20000)));
+  const rowsOfIds = Array.from({ length: 64 }, (_, b) =>
+    Array.from({ length: 10 + (b % 31) }, (_, p) => 1000 + ((b * 37 + p * 11) % 20000)),
+  );
   const batch = padBatch(rowsOfIds, 40);
   const out = referenceEncode(w, batch, { poolingStrategy: 'REDUCE_MEAN', poolingLayer: [-1] });
   assert.deepEqual(out.shape, [64, 32]);
@@ -267,13 +299,36 @@ test('reference - pools a 64×40 batch of the tiny model into finite 64×32 vect
 test('reference - rejects out-of-vocabulary ids, too-long batches and mis-sized inputs with clear errors', () => {
   const w = syntheticBertWeights(HAND_CONFIG, 1);
   assert.throws(
-    () => referenceForward(w, padBatch([[1, 2], [3, 25]], 2)),
+    () =>
+      referenceForward(
+        w,
+        padBatch(
+          [
+            [1, 2],
+            [3, 25],
+          ],
+          2,
+        ),
+      ),
     (e) => e instanceof BadRequestError && /row 1 position 1: token id 25/.test(e.message),
   );
-  assert.throws(() => referenceForward(w, padBatch([[1, 2]], 2, [[0, 2]])), (e) => e instanceof BadRequestError && /token type 2/.test(e.message));
-  assert.throws(() => referenceForward(w, padBatch([[1]], 9)), (e) => e instanceof TooLongError && /max_position_embeddings 8/.test(e.message));
   assert.throws(
-    () => referenceForward(w, { rows: 2, seqLen: 2, inputIds: [1, 2, 3], attentionMask: [1, 1, 1, 1], tokenTypeIds: [0, 0, 0, 0] }),
+    () => referenceForward(w, padBatch([[1, 2]], 2, [[0, 2]])),
+    (e) => e instanceof BadRequestError && /token type 2/.test(e.message),
+  );
+  assert.throws(
+    () => referenceForward(w, padBatch([[1]], 9)),
+    (e) => e instanceof TooLongError && /max_position_embeddings 8/.test(e.message),
+  );
+  assert.throws(
+    () =>
+      referenceForward(w, {
+        rows: 2,
+        seqLen: 2,
+        inputIds: [1, 2, 3],
+        attentionMask: [1, 1, 1, 1],
+        tokenTypeIds: [0, 0, 0, 0],
+      }),
     (e) => e instanceof BadRequestError && /inputIds has 3 entries/.test(e.message),
   );
   assert.throws(() => referenceForward(w, padBatch([[1]], 1), 2), BadRequestError);
@@ -283,7 +338,13 @@ test('reference - rejects out-of-vocabulary ids, too-long batches and mis-sized 
 // Pooling, on hand-made layer outputs (hidden 2, 3 layers, 2 rows of 3 positions)
 // ------------------------------------------------------------------------------------------------
 
-const POOL_CONFIG = tinyBertConfig({ hiddenSize: 2, numAttentionHeads: 1, numHiddenLayers: 3, intermediateSize: 4, vocabSize: 10 });
+const POOL_CONFIG = tinyBertConfig({
+  hiddenSize: 2,
+  numAttentionHeads: 1,
+  numHiddenLayers: 3,
+  intermediateSize: 4,
+  vocabSize: 10,
+});
 const POOL_WEIGHTS: BertWeights = { ...syntheticBertWeights(POOL_CONFIG, 0), pooler: undefined };
 const POOL_BATCH = { rows: 2, seqLen: 3, attentionMask: [1, 1, 0, 1, 1, 1] };
 // [row][position] = [f0, f1]; row 0 position 2 is padding with values that would dominate if not masked.
@@ -345,7 +406,10 @@ test('pooling - layer indices are Python-style over all model layers', () => {
   assert.deepEqual(pool('REDUCE_MEAN', [-3]).data, pool('REDUCE_MEAN', [0]).data);
   assertClose(pool('CLS_TOKEN', [-2]).data, [7, 7, 7, 7]);
   assert.deepEqual(resolvePoolingLayers([-1, -2, 0], 12), [11, 10, 0]);
-  assert.throws(() => pool('REDUCE_MEAN', [3]), (e) => e instanceof BadRequestError && /pooling_layer 3 is out of range/.test(e.message));
+  assert.throws(
+    () => pool('REDUCE_MEAN', [3]),
+    (e) => e instanceof BadRequestError && /pooling_layer 3 is out of range/.test(e.message),
+  );
   assert.throws(() => pool('REDUCE_MEAN', [-4]), BadRequestError);
   assert.throws(() => pool('REDUCE_MEAN', []), BadRequestError);
   // -1 means the model's last layer, not the last one that happens to have been computed.
@@ -356,18 +420,29 @@ test('pooling - layer indices are Python-style over all model layers', () => {
 });
 
 test('pooling - normalize scales every output vector, or every token vector for NONE, to unit length', () => {
-  assertClose(pool('REDUCE_MEAN', [-1], true).data, [2 / Math.sqrt(5), 1 / Math.sqrt(5), 1 / 3 / Math.sqrt(1 / 9 + 1), 1 / Math.sqrt(1 / 9 + 1)]);
+  assertClose(pool('REDUCE_MEAN', [-1], true).data, [
+    2 / Math.sqrt(5),
+    1 / Math.sqrt(5),
+    1 / 3 / Math.sqrt(1 / 9 + 1),
+    1 / Math.sqrt(1 / 9 + 1),
+  ]);
   const meanMax = pool('REDUCE_MEAN_MAX', [-1], true);
   const n0 = Math.hypot(...meanMax.data.subarray(0, 4));
   assert.ok(Math.abs(n0 - 1) < 1e-6, `row norm ${n0}`);
-  assertClose(meanMax.data.subarray(0, 4), [2, 1, 3, 4].map((v) => v / Math.sqrt(30)));
+  assertClose(
+    meanMax.data.subarray(0, 4),
+    [2, 1, 3, 4].map((v) => v / Math.sqrt(30)),
+  );
   const none = pool('NONE', [-1], true);
   assertClose(none.data.subarray(0, 2), [1 / Math.sqrt(5), -2 / Math.sqrt(5)]);
   assertClose(none.data.subarray(4, 6), [0, 0]); // a masked (zero) token stays zero, not NaN
 });
 
 test('pooling - CLS_POOLED applies the pooler dense + tanh to each selected layer and needs a pooler', () => {
-  assert.throws(() => pool('CLS_POOLED', [-1]), (e) => e instanceof ModelError && /pooler/.test(e.message));
+  assert.throws(
+    () => pool('CLS_POOLED', [-1]),
+    (e) => e instanceof ModelError && /pooler/.test(e.message),
+  );
   const pooler: LinearWeights = {
     kernel: { shape: [2, 2], data: Float32Array.from([0.5, 0, 0, -1]) },
     bias: { shape: [2], data: Float32Array.from([0.1, 0]) },
@@ -375,7 +450,16 @@ test('pooling - CLS_POOLED applies the pooler dense + tanh to each selected laye
   const withPooler: BertWeights = { ...POOL_WEIGHTS, pooler };
   const out = pool('CLS_POOLED', [-1, 0], false, withPooler);
   assert.deepEqual(out.shape, [2, 4]);
-  assertClose(out.data, [Math.tanh(0.6), Math.tanh(2), Math.tanh(5.1), Math.tanh(-20), Math.tanh(0.1), Math.tanh(-1), Math.tanh(-0.4), Math.tanh(2)]);
+  assertClose(out.data, [
+    Math.tanh(0.6),
+    Math.tanh(2),
+    Math.tanh(5.1),
+    Math.tanh(-20),
+    Math.tanh(0.1),
+    Math.tanh(-1),
+    Math.tanh(-0.4),
+    Math.tanh(2),
+  ]);
 });
 
 test('pooling - a row with no unmasked token has no last token and says so', () => {

@@ -31,8 +31,10 @@ function ramp(shape: number[], scale = 0.01): Tensor {
   return { shape, data: Float32Array.from({ length: n }, (_, i) => (i - n / 2) * scale) };
 }
 
-const isModelErrorWith = (...parts: string[]) => (e: unknown): boolean =>
-  e instanceof ModelError && parts.every((p) => e.message.includes(p));
+const isModelErrorWith =
+  (...parts: string[]) =>
+  (e: unknown): boolean =>
+    e instanceof ModelError && parts.every((p) => e.message.includes(p));
 
 test('safetensors - write then read returns the same float32 tensors and metadata', async (t) => {
   const dir = await tempDir(t);
@@ -87,11 +89,16 @@ test('dtypes - float16 and bfloat16 encodings match IEEE bit patterns, rounding 
   assert.equal(float32ToFloat16Bits(2 ** -24), 0x0001);
   assert.equal(float32ToFloat16Bits(1 + 2 ** -11), 0x3c00, 'a tie rounds to the even mantissa');
   assert.equal(float32ToFloat16Bits(1 + 3 * 2 ** -11), 0x3c02, 'a tie rounds up to the even mantissa');
-  assert.ok(Number.isNaN(float16BytesToFloat32(new Uint8Array(new Uint16Array([float32ToFloat16Bits(NaN)]).buffer))[0]));
+  assert.ok(
+    Number.isNaN(float16BytesToFloat32(new Uint8Array(new Uint16Array([float32ToFloat16Bits(NaN)]).buffer))[0]),
+  );
   assert.equal(float32ToBfloat16Bits(1), 0x3f80);
   assert.equal(float32ToBfloat16Bits(-2), 0xc000);
   assert.equal(float32ToBfloat16Bits(1 + 2 ** -8), 0x3f80, 'a tie rounds to the even mantissa');
-  assert.deepEqual(float16BytesToFloat32(new Uint8Array(new Uint16Array([0x3555, 0x8001, 0xfc00]).buffer)), Float32Array.of(0.333251953125, -(2 ** -24), -Infinity));
+  assert.deepEqual(
+    float16BytesToFloat32(new Uint8Array(new Uint16Array([0x3555, 0x8001, 0xfc00]).buffer)),
+    Float32Array.of(0.333251953125, -(2 ** -24), -Infinity),
+  );
 });
 
 test('safetensors - sharded weights load through model.safetensors.index.json', async (t) => {
@@ -103,7 +110,10 @@ test('safetensors - sharded weights load through model.safetensors.index.json', 
   ]);
   const { indexPath, shardPaths } = await writeShardedSafetensors(dir, tensors, 80);
   assert.equal(shardPaths.length, 2);
-  assert.deepEqual(shardPaths, [join(dir, 'model-00001-of-00002.safetensors'), join(dir, 'model-00002-of-00002.safetensors')]);
+  assert.deepEqual(shardPaths, [
+    join(dir, 'model-00001-of-00002.safetensors'),
+    join(dir, 'model-00002-of-00002.safetensors'),
+  ]);
   const set = await openSafetensorsIndex(indexPath);
   for (const [name, t0] of tensors) assert.deepEqual(await set.readTensor(name), t0.data);
   assert.equal(set.tensors.get('c')!.file, shardPaths[1]);
@@ -164,5 +174,8 @@ test('safetensors - truncated and invalid files are reported by path', async (t)
   await writeFile(path, mismatch);
   await assert.rejects(openSafetensors(path), isModelErrorWith(path, 'w', '12 bytes'));
 
-  await assert.rejects(openSafetensors(join(dir, 'absent.safetensors')), isModelErrorWith(join(dir, 'absent.safetensors'), 'does not exist'));
+  await assert.rejects(
+    openSafetensors(join(dir, 'absent.safetensors')),
+    isModelErrorWith(join(dir, 'absent.safetensors'), 'does not exist'),
+  );
 });

@@ -76,7 +76,15 @@ test('synthetic - no two tensors of one model share their random values', () => 
 });
 
 test('synthetic - every tensor has the shape its config asks for, pooler included', () => {
-  const config: BertConfig = tinyBertConfig({ vocabSize: 101, hiddenSize: 12, numHiddenLayers: 3, numAttentionHeads: 3, intermediateSize: 20, maxPositionEmbeddings: 17, typeVocabSize: 3 });
+  const config: BertConfig = tinyBertConfig({
+    vocabSize: 101,
+    hiddenSize: 12,
+    numHiddenLayers: 3,
+    numAttentionHeads: 3,
+    intermediateSize: 20,
+    maxPositionEmbeddings: 17,
+    typeVocabSize: 3,
+  });
   const w = syntheticBertWeights(config, 0);
   assert.deepEqual(w.config, config);
   assert.deepEqual(w.embeddings.word.shape, [101, 12]);
@@ -98,7 +106,11 @@ test('synthetic - every tensor has the shape its config asks for, pooler include
   assert.ok(w.pooler, 'pooler present');
   assert.deepEqual(w.pooler.kernel.shape, [12, 12]);
   for (const [name, t] of namedTensors(w)) {
-    assert.equal(t.data.length, t.shape.reduce((a, b) => a * b, 1), `${name} data length matches its shape`);
+    assert.equal(
+      t.data.length,
+      t.shape.reduce((a, b) => a * b, 1),
+      `${name} data length matches its shape`,
+    );
     assert.ok(t.data.every(Number.isFinite), `${name} is finite`);
   }
 });
@@ -109,7 +121,11 @@ test('synthetic - a layer does not depend on how many layers or how large a voca
   assert.ok(bytes(small.layers[1]!.query.kernel).equals(bytes(large.layers[1]!.query.kernel)));
   assert.ok(bytes(small.embeddings.position).equals(bytes(large.embeddings.position)));
   // One stream per table, filled row by row: a smaller vocabulary gets a prefix of the larger table.
-  assert.ok(bytes(small.embeddings.word).equals(bytes(large.embeddings.word).subarray(0, small.embeddings.word.data.byteLength)));
+  assert.ok(
+    bytes(small.embeddings.word).equals(
+      bytes(large.embeddings.word).subarray(0, small.embeddings.word.data.byteLength),
+    ),
+  );
 });
 
 test('synthetic - values follow the documented spread: kernels ~1/sqrt(fan_in), gammas near 1, small non-zero biases', () => {
@@ -126,10 +142,16 @@ test('synthetic - values follow the documented spread: kernels ~1/sqrt(fan_in), 
   const word = stats(w.embeddings.word.data);
   assert.ok(Math.abs(word.std - 0.02) < 0.001, `word embedding std ${word.std}`);
   const gamma = stats(layer.attentionLayerNorm.gamma.data);
-  assert.ok(Math.abs(gamma.mean - 1) < 0.03 && gamma.std > 0.02 && gamma.std < 0.1, `gamma mean ${gamma.mean} std ${gamma.std}`);
+  assert.ok(
+    Math.abs(gamma.mean - 1) < 0.03 && gamma.std > 0.02 && gamma.std < 0.1,
+    `gamma mean ${gamma.mean} std ${gamma.std}`,
+  );
   const bias = stats(layer.query.bias.data);
   assert.ok(bias.std > 0.005 && bias.std < 0.05, `bias std ${bias.std}`);
-  assert.ok(layer.query.bias.data.every((v) => v !== 0), 'biases are non-zero');
+  assert.ok(
+    layer.query.bias.data.every((v) => v !== 0),
+    'biases are non-zero',
+  );
 });
 
 test('synthetic - scale multiplies the spread of kernels and embeddings', () => {
@@ -143,7 +165,10 @@ test('synthetic - scale multiplies the spread of kernels and embeddings', () => 
 });
 
 test('synthetic - rejects a bad seed, scale or config with a clear error', () => {
-  assert.throws(() => syntheticBertWeights(tinyBertConfig(), -1), (e) => e instanceof BadRequestError && /seed/.test(e.message));
+  assert.throws(
+    () => syntheticBertWeights(tinyBertConfig(), -1),
+    (e) => e instanceof BadRequestError && /seed/.test(e.message),
+  );
   assert.throws(() => syntheticBertWeights(tinyBertConfig(), 1.5), BadRequestError);
   assert.throws(() => syntheticBertWeights(tinyBertConfig(), 1, { scale: 0 }), /scale/);
   assert.throws(() => syntheticBertWeights(tinyBertConfig({ hiddenSize: 0 }), 1), /config.hiddenSize/);
@@ -156,7 +181,14 @@ test('synthetic - the config helpers describe a tiny model and bert-base', () =>
   assert.equal(tiny.hiddenSize % tiny.numAttentionHeads, 0);
   const base = bertBaseConfig();
   assert.deepEqual(
-    [base.numHiddenLayers, base.hiddenSize, base.numAttentionHeads, base.intermediateSize, base.maxPositionEmbeddings, base.vocabSize],
+    [
+      base.numHiddenLayers,
+      base.hiddenSize,
+      base.numAttentionHeads,
+      base.intermediateSize,
+      base.maxPositionEmbeddings,
+      base.vocabSize,
+    ],
     [12, 768, 12, 3072, 512, 30522],
   );
 });

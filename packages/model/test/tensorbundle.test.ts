@@ -17,8 +17,22 @@ import type { Tensor } from '../src/types.js';
 
 const MODELS = fileURLToPath(new URL('../../../../../shared/models/', import.meta.url));
 const REAL = [
-  { dir: 'google-bert-L4-H256-index', variables: 78, parameters: 11_267_900, shardBytes: 45_071_600, hidden: 256, layers: 4 },
-  { dir: 'google-bert-L8-H512-index', variables: 142, parameters: 41_668_412, shardBytes: 166_673_648, hidden: 512, layers: 8 },
+  {
+    dir: 'google-bert-L4-H256-index',
+    variables: 78,
+    parameters: 11_267_900,
+    shardBytes: 45_071_600,
+    hidden: 256,
+    layers: 4,
+  },
+  {
+    dir: 'google-bert-L8-H512-index',
+    variables: 142,
+    parameters: 41_668_412,
+    shardBytes: 166_673_648,
+    hidden: 512,
+    layers: 8,
+  },
 ];
 
 async function tempDir(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
@@ -115,7 +129,9 @@ for (const real of REAL) {
     if (!existsSync(`${prefix}.index`)) return t.skip(`${prefix}.index is absent (shared model files not mounted)`);
     const original = await readFile(`${prefix}.index`);
     const entries = readTable(original, `${prefix}.index`);
-    const rebuilt: TableEntry[] = [{ key: new Uint8Array(0), value: encodeBundleHeader({ numShards: 1, producer: 1 }) }];
+    const rebuilt: TableEntry[] = [
+      { key: new Uint8Array(0), value: encodeBundleHeader({ numShards: 1, producer: 1 }) },
+    ];
     for (const e of entries.slice(1)) {
       const decoded = decodeBundleEntry(e.value);
       rebuilt.push({ key: e.key, value: encodeBundleEntry({ ...decoded, dtypeCode: DT.float32 }) });
@@ -137,7 +153,10 @@ test('tensorbundle - write then read returns the same tensors across many small 
   const indexBytes = await readFile(written.indexPath);
   const table = readTable(indexBytes, written.indexPath);
   assert.equal(table.length, vars.size + 1);
-  assert.ok(indexBytes.length > buildTable(table).length + 10 * 5, 'the 128-byte-block index holds more than ten blocks');
+  assert.ok(
+    indexBytes.length > buildTable(table).length + 10 * 5,
+    'the 128-byte-block index holds more than ten blocks',
+  );
 
   const ckpt = await openCheckpoint(`${written.prefix}.index`);
   assert.equal(ckpt.entries.size, vars.size);
@@ -152,7 +171,10 @@ test('tensorbundle - write then read returns the same tensors across many small 
 test('tensorbundle - float16, bfloat16 and float64 variables read as float32; int64 is listed but refused', async (t) => {
   const dir = await tempDir(t);
   const exact = Float32Array.of(1, -2, 0.5, 0.25, 1024, -0.125);
-  const vars = new Map<string, Tensor | { dtype: 'float16' | 'bfloat16' | 'float64' | 'int64'; shape: number[]; bytes: Uint8Array }>([
+  const vars = new Map<
+    string,
+    Tensor | { dtype: 'float16' | 'bfloat16' | 'float64' | 'int64'; shape: number[]; bytes: Uint8Array }
+  >([
     ['half', { dtype: 'float16', shape: [2, 3], bytes: float32ToFloat16Bytes(exact) }],
     ['brain', { dtype: 'bfloat16', shape: [6], bytes: float32ToBfloat16Bytes(exact) }],
     ['double', { dtype: 'float64', shape: [6], bytes: new Uint8Array(Float64Array.from(exact).buffer) }],
@@ -167,7 +189,10 @@ test('tensorbundle - float16, bfloat16 and float64 variables read as float32; in
   const summary = ckpt.summary();
   assert.deepEqual(summary.nonFloatVariables, ['global_step']);
   assert.equal(summary.parameterCount, 18);
-  await assert.rejects(ckpt.readTensor('global_step'), (e: unknown) => e instanceof ModelError && /global_step.*int64/.test(e.message));
+  await assert.rejects(
+    ckpt.readTensor('global_step'),
+    (e: unknown) => e instanceof ModelError && /global_step.*int64/.test(e.message),
+  );
   await assert.rejects(ckpt.readTensor('nope'), (e: unknown) => e instanceof ModelError && e.message.includes('nope'));
   await ckpt.close();
 });
@@ -186,7 +211,11 @@ test('tensorbundle - a corrupted data byte fails the CRC naming the variable and
   assert.deepEqual(await ckpt.readTensor('a'), vars.get('a')!.data);
   await assert.rejects(
     ckpt.readTensor('b'),
-    (e: unknown) => e instanceof ModelError && e.message.includes('variable b') && e.message.includes(dataPath) && /CRC/.test(e.message),
+    (e: unknown) =>
+      e instanceof ModelError &&
+      e.message.includes('variable b') &&
+      e.message.includes(dataPath) &&
+      /CRC/.test(e.message),
   );
   await ckpt.close();
 });
@@ -198,22 +227,47 @@ test('tensorbundle - a corrupted or truncated index names the index file', async
   const flipped = Buffer.from(good);
   flipped[3] ^= 0x40;
   await writeFile(indexPath, flipped);
-  await assert.rejects(openCheckpoint(prefix), (e: unknown) => e instanceof ModelError && e.message.includes(indexPath) && /CRC/.test(e.message));
+  await assert.rejects(
+    openCheckpoint(prefix),
+    (e: unknown) => e instanceof ModelError && e.message.includes(indexPath) && /CRC/.test(e.message),
+  );
   await writeFile(indexPath, good.subarray(0, good.length - 10));
-  await assert.rejects(openCheckpoint(prefix), (e: unknown) => e instanceof ModelError && e.message.includes(indexPath));
+  await assert.rejects(
+    openCheckpoint(prefix),
+    (e: unknown) => e instanceof ModelError && e.message.includes(indexPath),
+  );
   await writeFile(indexPath, 'this is not a table');
-  await assert.rejects(openCheckpoint(prefix), (e: unknown) => e instanceof ModelError && e.message.includes(indexPath));
-  await assert.rejects(openCheckpoint(join(dir, 'absent.ckpt')), (e: unknown) =>
-    e instanceof ModelError && e.message.includes(join(dir, 'absent.ckpt.index')) && e.message.includes('does not exist'),
+  await assert.rejects(
+    openCheckpoint(prefix),
+    (e: unknown) => e instanceof ModelError && e.message.includes(indexPath),
+  );
+  await assert.rejects(
+    openCheckpoint(join(dir, 'absent.ckpt')),
+    (e: unknown) =>
+      e instanceof ModelError &&
+      e.message.includes(join(dir, 'absent.ckpt.index')) &&
+      e.message.includes('does not exist'),
   );
 });
 
 test('tensorbundle - a truncated data shard is reported with its path and sizes', async (t) => {
   const dir = await tempDir(t);
-  const { prefix, dataPath } = await writeCheckpoint(join(dir, 'm.ckpt'), new Map([['a', randomTensor([8], 4)], ['b', randomTensor([8], 5)]]));
+  const { prefix, dataPath } = await writeCheckpoint(
+    join(dir, 'm.ckpt'),
+    new Map([
+      ['a', randomTensor([8], 4)],
+      ['b', randomTensor([8], 5)],
+    ]),
+  );
   await truncate(dataPath, 40);
   const ckpt = await openCheckpoint(prefix);
-  await assert.rejects(ckpt.verifyDataFiles(), (e: unknown) => e instanceof ModelError && e.message.includes(dataPath) && /truncated.*40 bytes/.test(e.message));
-  await assert.rejects(ckpt.readTensor('b'), (e: unknown) => e instanceof ModelError && e.message.includes(dataPath) && e.message.includes('variable b'));
+  await assert.rejects(
+    ckpt.verifyDataFiles(),
+    (e: unknown) => e instanceof ModelError && e.message.includes(dataPath) && /truncated.*40 bytes/.test(e.message),
+  );
+  await assert.rejects(
+    ckpt.readTensor('b'),
+    (e: unknown) => e instanceof ModelError && e.message.includes(dataPath) && e.message.includes('variable b'),
+  );
   await ckpt.close();
 });

@@ -22,7 +22,11 @@ const haveJson = existsSync(TOKENIZER_JSON);
 
 /** Token → id straight from vocab.txt (line number), an oracle independent of the tokenizers library. */
 const vocabIds: Map<string, number> = haveVocab
-  ? new Map(readFileSync(VOCAB_TXT, 'utf8').split('\n').map((token, line) => [token, line] as [string, number]))
+  ? new Map(
+      readFileSync(VOCAB_TXT, 'utf8')
+        .split('\n')
+        .map((token, line) => [token, line] as [string, number]),
+    )
   : new Map();
 
 function id(token: string): number {
@@ -62,7 +66,10 @@ async function fromJson(t: TestContext, casedOpt?: boolean): Promise<BertTokeniz
     t.skip(`real tokenizer.json not found at ${TOKENIZER_JSON}`);
     return undefined;
   }
-  const opts = casedOpt === undefined ? { maxPositionEmbeddings: MAX_POSITIONS } : { maxPositionEmbeddings: MAX_POSITIONS, cased: casedOpt };
+  const opts =
+    casedOpt === undefined
+      ? { maxPositionEmbeddings: MAX_POSITIONS }
+      : { maxPositionEmbeddings: MAX_POSITIONS, cased: casedOpt };
   return cachedLoad(`json:${String(casedOpt)}`, () => BertTokenizer.fromTokenizerJson(TOKENIZER_JSON, opts));
 }
 
@@ -102,10 +109,13 @@ test('tokenizer - shows the tokens of the README example, with WordPiece splits'
   const tok = await uncased(t);
   if (!tok) return;
   const rows = await tok.tokenize(['hello world!', 'thisis it'], { showTokens: true });
-  assert.deepEqual(rows.map((r) => r.tokens), [
-    ['[CLS]', 'hello', 'world', '!', '[SEP]'],
-    ['[CLS]', 'this', '##is', 'it', '[SEP]'],
-  ]);
+  assert.deepEqual(
+    rows.map((r) => r.tokens),
+    [
+      ['[CLS]', 'hello', 'world', '!', '[SEP]'],
+      ['[CLS]', 'this', '##is', 'it', '[SEP]'],
+    ],
+  );
   assert.deepEqual(arr(rows[0]!.ids), [101, 7592, id('world'), id('!'), 102]);
   assert.deepEqual(arr(rows[1]!.ids), [101, id('this'), id('##is'), id('it'), 102]);
   assert.deepEqual(arr(rows[0]!.typeIds), [0, 0, 0, 0, 0]);
@@ -118,7 +128,13 @@ test('tokenizer - shows the tokens of the README example, with WordPiece splits'
 test('tokenizer - looks pre-tokenized input up as is and marks unknown tokens [UNK]', async (t) => {
   const tok = await uncased(t);
   if (!tok) return;
-  const rows = await tok.tokenize([['hello', 'world!'], ['thisis', 'it']], { isTokenized: true, showTokens: true });
+  const rows = await tok.tokenize(
+    [
+      ['hello', 'world!'],
+      ['thisis', 'it'],
+    ],
+    { isTokenized: true, showTokens: true },
+  );
   assert.deepEqual(rows.map(spaced), ['[CLS] hello [UNK] [SEP]', '[CLS] [UNK] it [SEP]']);
   assert.deepEqual(arr(rows[0]!.ids), [101, 7592, 100, 102]);
   assert.deepEqual(arr(rows[1]!.ids), [101, 100, id('it'), 102]);
@@ -143,7 +159,18 @@ test('tokenizer - encodes "A ||| B" as a pair with type ids 0 then 1', async (t)
   assert.equal(spaced(row), '[CLS] first do it [SEP] then do it right [SEP]');
   assert.deepEqual(arr(row.typeIds), [0, 0, 0, 0, 0, 1, 1, 1, 1, 1]);
   assert.deepEqual(arr(row.mask), [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
-  assert.deepEqual(arr(row.ids), [101, id('first'), id('do'), id('it'), 102, id('then'), id('do'), id('it'), id('right'), 102]);
+  assert.deepEqual(arr(row.ids), [
+    101,
+    id('first'),
+    id('do'),
+    id('it'),
+    102,
+    id('then'),
+    id('do'),
+    id('it'),
+    id('right'),
+    102,
+  ]);
 });
 
 test('tokenizer - splits pairs on the last " ||| " only, as bert-as-service\'s regex does', async (t) => {
@@ -196,7 +223,10 @@ test('tokenizer - NONE keeps every token and pads the batch to its longest row',
   if (!tok) return;
   const long = Array.from({ length: 40 }, () => 'the').join(' ');
   const rows = await tok.tokenize(['hello', long, 'a ||| b'], { maxSeqLen: null });
-  assert.deepEqual(rows.map((r) => r.length), [3, 42, 5]);
+  assert.deepEqual(
+    rows.map((r) => r.length),
+    [3, 42, 5],
+  );
   const batch = tok.collate(rows);
   assert.equal(batch.seqLen, 42);
   assert.deepEqual(batch.lengths, [3, 42, 5]);
@@ -303,17 +333,20 @@ test('tokenizer - collates rows into padded int64 tensors', async (t) => {
   assert.ok(batch.attentionMask instanceof BigInt64Array);
   assert.ok(batch.tokenTypeIds instanceof BigInt64Array);
   const big = (xs: number[]): bigint[] => xs.map(BigInt);
-  assert.deepEqual(Array.from(batch.inputIds), big([
-    101, 7592, id('world'), 102, 0, 0, 0, 0,
-    101, id('a'), 102, id('b'), id('c'), 102, 0, 0,
-  ]));
+  assert.deepEqual(
+    Array.from(batch.inputIds),
+    big([101, 7592, id('world'), 102, 0, 0, 0, 0, 101, id('a'), 102, id('b'), id('c'), 102, 0, 0]),
+  );
   assert.deepEqual(Array.from(batch.attentionMask), big([1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 0, 0]));
   assert.deepEqual(Array.from(batch.tokenTypeIds), big([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0]));
   assert.deepEqual(batch.lengths, [4, 6]);
   assert.deepEqual(batch.tokens, [rows[0]!.tokens, rows[1]!.tokens]);
   assert.equal(tok.collate(rows).seqLen, 6, 'default: the longest row');
   assert.equal(tok.collate(await tok.tokenize(['x'], {})).tokens, undefined);
-  assert.throws(() => tok.collate(rows, 5), rejectsWith(InternalError, /seqLen 5 is shorter than the longest row \(6 tokens\)/));
+  assert.throws(
+    () => tok.collate(rows, 5),
+    rejectsWith(InternalError, /seqLen 5 is shorter than the longest row \(6 tokens\)/),
+  );
   const empty = tok.collate([]);
   assert.equal(empty.rows, 0);
   assert.equal(empty.inputIds.length, 0);
@@ -323,7 +356,10 @@ test('tokenizer - rejects bad input with a BAD_REQUEST naming the row', async (t
   const tok = await uncased(t);
   if (!tok) return;
   const bad = (texts: unknown, message: RegExp, row?: number, opts: TokenizeOptions = {}) =>
-    assert.rejects(tok.tokenize(texts, opts), rejectsWith(BadRequestError, message, row === undefined ? undefined : { row }));
+    assert.rejects(
+      tok.tokenize(texts, opts),
+      rejectsWith(BadRequestError, message, row === undefined ? undefined : { row }),
+    );
   await bad('hello', /texts must be an array of strings, got a string/);
   await bad({ texts: [] }, /texts must be an array of strings, got an object/);
   await bad([], /texts must be a non-empty array/);
@@ -350,18 +386,33 @@ test('tokenizer - reports a missing or unusable model file as MODEL_ERROR naming
   const missing = join(dir, 'nope', 'vocab.txt');
   const opts = { maxPositionEmbeddings: 512 };
   const escaped = (p: string) => new RegExp(p.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
-  await assert.rejects(BertTokenizer.fromVocabFile(missing, opts), rejectsWith(ModelError, escaped(missing), { path: missing }));
+  await assert.rejects(
+    BertTokenizer.fromVocabFile(missing, opts),
+    rejectsWith(ModelError, escaped(missing), { path: missing }),
+  );
   const missingJson = join(dir, 'tokenizer.json');
-  await assert.rejects(BertTokenizer.fromTokenizerJson(missingJson, opts), rejectsWith(ModelError, escaped(missingJson)));
+  await assert.rejects(
+    BertTokenizer.fromTokenizerJson(missingJson, opts),
+    rejectsWith(ModelError, escaped(missingJson)),
+  );
   const broken = join(dir, 'broken.json');
   await writeFile(broken, '{"model": ');
-  await assert.rejects(BertTokenizer.fromTokenizerJson(broken, opts), rejectsWith(ModelError, /broken\.json is not valid JSON/));
+  await assert.rejects(
+    BertTokenizer.fromTokenizerJson(broken, opts),
+    rejectsWith(ModelError, /broken\.json is not valid JSON/),
+  );
   const bpe = join(dir, 'bpe.json');
   await writeFile(bpe, JSON.stringify({ model: { type: 'BPE', vocab: {}, merges: [] } }));
-  await assert.rejects(BertTokenizer.fromTokenizerJson(bpe, opts), rejectsWith(ModelError, /bpe\.json has a BPE model/));
+  await assert.rejects(
+    BertTokenizer.fromTokenizerJson(bpe, opts),
+    rejectsWith(ModelError, /bpe\.json has a BPE model/),
+  );
   const noCls = join(dir, 'small-vocab.txt');
   await writeFile(noCls, '[PAD]\n[UNK]\n[SEP]\nhello\n');
-  await assert.rejects(BertTokenizer.fromVocabFile(noCls, opts), rejectsWith(ModelError, /small-vocab\.txt has no \[CLS\] token/));
+  await assert.rejects(
+    BertTokenizer.fromVocabFile(noCls, opts),
+    rejectsWith(ModelError, /small-vocab\.txt has no \[CLS\] token/),
+  );
 });
 
 test('tokenizer - tokenizer.json gives exactly the ids of its vocab.txt twin', async (t) => {

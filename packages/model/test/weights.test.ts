@@ -76,15 +76,24 @@ async function tempDir(t: { after: (fn: () => Promise<void>) => void }): Promise
   return dir;
 }
 
-const isModelErrorWith = (...parts: string[]) => (e: unknown): boolean =>
-  e instanceof ModelError && parts.every((p) => e.message.includes(p));
+const isModelErrorWith =
+  (...parts: string[]) =>
+  (e: unknown): boolean =>
+    e instanceof ModelError && parts.every((p) => e.message.includes(p));
 
 test('weights - transpose2d swaps rows and columns of a matrix that is not a tile multiple', () => {
   const rows = 37;
   const cols = 70;
   const m = Float32Array.from({ length: rows * cols }, (_, i) => i);
   const t = transpose2d(m, rows, cols);
-  for (const [r, c] of [[0, 0], [36, 69], [5, 33], [32, 64], [17, 2]] as const) assert.equal(t[c * rows + r], m[r * cols + c]);
+  for (const [r, c] of [
+    [0, 0],
+    [36, 69],
+    [5, 33],
+    [32, 64],
+    [17, 2],
+  ] as const)
+    assert.equal(t[c * rows + r], m[r * cols + c]);
   assert.deepEqual(transpose2d(t, cols, rows), m);
 });
 
@@ -141,7 +150,8 @@ test('weights - float16 safetensors load as float32 within half precision', asyn
   const dir = await tempDir(t);
   const w = randomWeights(CONFIG, 10);
   const half = new Map<string, { dtype: string; shape: number[]; bytes: Uint8Array }>();
-  for (const [name, tensor] of bertWeightsToHfTensors(w)) half.set(name, { dtype: 'F16', shape: tensor.shape, bytes: float32ToFloat16Bytes(tensor.data) });
+  for (const [name, tensor] of bertWeightsToHfTensors(w))
+    half.set(name, { dtype: 'F16', shape: tensor.shape, bytes: float32ToFloat16Bytes(tensor.data) });
   const path = join(dir, 'model.safetensors');
   await writeSafetensors(path, half);
   const loaded = await loadSafetensorsWeights(path, CONFIG);
@@ -154,7 +164,9 @@ test('weights - float16 safetensors load as float32 within half precision', asyn
 test('weights - only the first numLayers layers are read; optimizer slots and global_step are ignored', async (t) => {
   const dir = await tempDir(t);
   const w = randomWeights(CONFIG, 11);
-  const vars = new Map<string, Tensor | { dtype: 'int64'; shape: number[]; bytes: Uint8Array }>(bertWeightsToCheckpointVariables(w));
+  const vars = new Map<string, Tensor | { dtype: 'int64'; shape: number[]; bytes: Uint8Array }>(
+    bertWeightsToCheckpointVariables(w),
+  );
   for (const [name, tensor] of bertWeightsToCheckpointVariables(w)) {
     vars.set(`${name}/adam_m`, tensor);
     vars.set(`${name}/adam_v`, tensor);
@@ -165,7 +177,8 @@ test('weights - only the first numLayers layers are read; optimizer slots and gl
   // Corrupt every byte of layer 2: loading it would fail its CRC check, so success proves it is not read.
   const ckpt = await openCheckpoint(prefix);
   const data = await readFile(dataPath);
-  for (const e of ckpt.entries.values()) if (e.name.startsWith('bert/encoder/layer_2/')) data.fill(0xee, e.offset, e.offset + e.size);
+  for (const e of ckpt.entries.values())
+    if (e.name.startsWith('bert/encoder/layer_2/')) data.fill(0xee, e.offset, e.offset + e.size);
   await writeFile(dataPath, data);
 
   const two = await loadCheckpointWeights(prefix, CONFIG, { numLayers: 2 });
@@ -173,8 +186,14 @@ test('weights - only the first numLayers layers are read; optimizer slots and gl
   assert.equal(two.config.numHiddenLayers, 3, 'config keeps the model depth');
   assert.deepEqual(two.layers, w.layers.slice(0, 2));
   assert.deepEqual(two.embeddings, w.embeddings);
-  await assert.rejects(loadCheckpointWeights(prefix, CONFIG), isModelErrorWith('bert/encoder/layer_2/', dataPath, 'CRC'));
-  await assert.rejects(loadCheckpointWeights(prefix, CONFIG, { numLayers: 4 }), isModelErrorWith('4 encoder layers', 'has 3'));
+  await assert.rejects(
+    loadCheckpointWeights(prefix, CONFIG),
+    isModelErrorWith('bert/encoder/layer_2/', dataPath, 'CRC'),
+  );
+  await assert.rejects(
+    loadCheckpointWeights(prefix, CONFIG, { numLayers: 4 }),
+    isModelErrorWith('4 encoder layers', 'has 3'),
+  );
 });
 
 test('weights - the pooler is optional: absent in the file, or not asked for', async (t) => {
@@ -195,7 +214,10 @@ test('weights - the pooler is optional: absent in the file, or not asked for', a
   const vars = bertWeightsToCheckpointVariables(withPooler);
   vars.delete('bert/pooler/dense/bias');
   const half = await writeCheckpoint(join(dir, 'half.ckpt'), vars);
-  await assert.rejects(loadCheckpointWeights(half.prefix, CONFIG), isModelErrorWith('bert/pooler/dense/bias', half.indexPath));
+  await assert.rejects(
+    loadCheckpointWeights(half.prefix, CONFIG),
+    isModelErrorWith('bert/pooler/dense/bias', half.indexPath),
+  );
 });
 
 test('weights - a missing variable is named with its file', async (t) => {
@@ -204,13 +226,19 @@ test('weights - a missing variable is named with its file', async (t) => {
   const vars = bertWeightsToCheckpointVariables(w);
   vars.delete('bert/encoder/layer_1/attention/self/value/kernel');
   const { prefix, indexPath } = await writeCheckpoint(join(dir, 'bert_model.ckpt'), vars);
-  await assert.rejects(loadCheckpointWeights(prefix, CONFIG), isModelErrorWith('bert/encoder/layer_1/attention/self/value/kernel', indexPath));
+  await assert.rejects(
+    loadCheckpointWeights(prefix, CONFIG),
+    isModelErrorWith('bert/encoder/layer_1/attention/self/value/kernel', indexPath),
+  );
 
   const hf = bertWeightsToHfTensors(w);
   hf.delete('encoder.layer.2.output.LayerNorm.bias');
   const path = join(dir, 'model.safetensors');
   await writeSafetensors(path, hf);
-  await assert.rejects(loadSafetensorsWeights(path, CONFIG), isModelErrorWith('encoder.layer.2.output.LayerNorm.bias', path));
+  await assert.rejects(
+    loadSafetensorsWeights(path, CONFIG),
+    isModelErrorWith('encoder.layer.2.output.LayerNorm.bias', path),
+  );
 
   const roberta = new Map([...bertWeightsToHfTensors(w)].map(([k, v]) => [`roberta.${k}`, v]));
   await writeSafetensors(path, roberta);

@@ -102,7 +102,9 @@ export async function natsConnectionOptions(options: NatsConnectOptions): Promis
     out.authenticator = nkeyAuthenticator(new TextEncoder().encode(options.nkeySeed.trim()));
   }
   if (options.credsFile !== undefined) {
-    out.authenticator = credsAuthenticator(new Uint8Array(await readSecretFile(options.credsFile, 'credentials file', servers)));
+    out.authenticator = credsAuthenticator(
+      new Uint8Array(await readSecretFile(options.credsFile, 'credentials file', servers)),
+    );
   }
   if (options.tls === true) out.tls = {};
   else if (options.tls !== undefined && options.tls !== false) {
@@ -120,9 +122,13 @@ async function readSecretFile(path: string, what: string, servers: string[]): Pr
     return await readFile(path);
   } catch (err) {
     // The path is named, never the content.
-    throw new NatsConnectError(`cannot read the NATS ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`, servers, {
-      cause: err,
-    });
+    throw new NatsConnectError(
+      `cannot read the NATS ${what} ${path}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`,
+      servers,
+      {
+        cause: err,
+      },
+    );
   }
 }
 

@@ -16,7 +16,12 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
 /** A value in nats-server's config language; strings are written quoted. */
-export type NatsConfigValue = string | number | boolean | readonly NatsConfigValue[] | { readonly [key: string]: NatsConfigValue };
+export type NatsConfigValue =
+  | string
+  | number
+  | boolean
+  | readonly NatsConfigValue[]
+  | { readonly [key: string]: NatsConfigValue };
 export type NatsConfig = { readonly [key: string]: NatsConfigValue };
 
 export interface NatsServerOptions {
@@ -140,7 +145,15 @@ class ServerProcess implements NatsServer {
     const pinned: Record<string, NatsConfigValue> = { port: this.port };
     if (this.monitorPort !== undefined) pinned.http = `127.0.0.1:${this.monitorPort}`;
     writeConfig(this.configFile, { ...this.config, object: { ...this.config.object, ...pinned } });
-    this.#launched = await launch(this.binary, this.configFile, this.args, this.dir, timeoutMs, this.detached, this.log());
+    this.#launched = await launch(
+      this.binary,
+      this.configFile,
+      this.args,
+      this.dir,
+      timeoutMs,
+      this.detached,
+      this.log(),
+    );
   }
 
   async stop(): Promise<void> {
@@ -205,7 +218,10 @@ function removeDir(dir: string): void {
  * location. Throws a clear error (with the install command) when there is none.
  */
 export function findNatsServer(explicit?: string): string {
-  const onPath = (process.env.PATH ?? '').split(delimiter).filter(Boolean).map((d) => join(d, 'nats-server'));
+  const onPath = (process.env.PATH ?? '')
+    .split(delimiter)
+    .filter(Boolean)
+    .map((d) => join(d, 'nats-server'));
   const candidates = explicit !== undefined ? [explicit] : [...onPath, ...FALLBACK_BINARIES];
   for (const candidate of candidates) {
     try {

@@ -32,7 +32,11 @@ export interface EndpointDefinition {
    * Answers one request. The result is sent as JSON; a thrown error is sent as an error reply (the
    * framework's Nats-Service-Error headers plus bertq's `{code, message}` body) and counted.
    */
-  handler: (request: { data: Uint8Array; subject: string; headers: HeaderMap }) => Promise<EndpointReply> | EndpointReply;
+  handler: (request: {
+    data: Uint8Array;
+    subject: string;
+    headers: HeaderMap;
+  }) => Promise<EndpointReply> | EndpointReply;
 }
 
 export interface ServiceDefinition {
@@ -113,16 +117,24 @@ class EndpointCounters {
 
 /** Registers a service instance: subscribes its discovery subjects and endpoints on `nc`. */
 export function registerService(nc: NatsConnection, definition: ServiceDefinition): ServiceRegistration {
-  for (const [what, value] of [['service name', definition.name], ...definition.endpoints.map((e) => ['endpoint name', e.name])] as const) {
+  for (const [what, value] of [
+    ['service name', definition.name],
+    ...definition.endpoints.map((e) => ['endpoint name', e.name]),
+  ] as const) {
     if (!NAME.test(value)) throw new Error(`${what} ${JSON.stringify(value)} must be letters, digits, "-" or "_"`);
   }
-  if (!SEMVER.test(definition.version)) throw new Error(`service version ${JSON.stringify(definition.version)} is not a semantic version (x.y.z)`);
+  if (!SEMVER.test(definition.version))
+    throw new Error(`service version ${JSON.stringify(definition.version)} is not a semantic version (x.y.z)`);
   const id = definition.id ?? nuid.next();
   if (!NAME.test(id)) throw new Error(`service id ${JSON.stringify(id)} must be letters, digits, "-" or "_"`);
   const started = new Date().toISOString();
   const metadata = { ...(definition.metadata ?? {}) };
   const description = definition.description ?? '';
-  const endpoints = definition.endpoints.map((e) => ({ ...e, queue: e.queueGroup === undefined ? DEFAULT_QUEUE_GROUP : e.queueGroup, counters: new EndpointCounters() }));
+  const endpoints = definition.endpoints.map((e) => ({
+    ...e,
+    queue: e.queueGroup === undefined ? DEFAULT_QUEUE_GROUP : e.queueGroup,
+    counters: new EndpointCounters(),
+  }));
   const subscriptions: Subscription[] = [];
   let requestCount = 0;
 
@@ -134,7 +146,12 @@ export function registerService(nc: NatsConnection, definition: ServiceDefinitio
       type: INFO_RESPONSE_TYPE,
       ...identity(),
       description,
-      endpoints: endpoints.map((e) => ({ name: e.name, subject: e.subject, queue_group: e.queue ?? '', metadata: e.metadata ?? null })),
+      endpoints: endpoints.map((e) => ({
+        name: e.name,
+        subject: e.subject,
+        queue_group: e.queue ?? '',
+        metadata: e.metadata ?? null,
+      })),
     }),
     stats: () => ({
       type: STATS_RESPONSE_TYPE,
@@ -174,7 +191,11 @@ export function registerService(nc: NatsConnection, definition: ServiceDefinitio
     ['STATS', registration.stats],
   ];
   for (const [verb, answer] of discovery) {
-    for (const subject of [`${SERVICE_API_PREFIX}.${verb}`, `${SERVICE_API_PREFIX}.${verb}.${definition.name}`, `${SERVICE_API_PREFIX}.${verb}.${definition.name}.${id}`]) {
+    for (const subject of [
+      `${SERVICE_API_PREFIX}.${verb}`,
+      `${SERVICE_API_PREFIX}.${verb}.${definition.name}`,
+      `${SERVICE_API_PREFIX}.${verb}.${definition.name}.${id}`,
+    ]) {
       subscriptions.push(
         nc.subscribe(subject, {
           callback: (err, msg) => {
@@ -201,13 +222,22 @@ export function registerService(nc: NatsConnection, definition: ServiceDefinitio
   return registration;
 }
 
-async function answerRequest(nc: NatsConnection, endpoint: EndpointDefinition, counters: EndpointCounters, msg: Msg): Promise<void> {
+async function answerRequest(
+  nc: NatsConnection,
+  endpoint: EndpointDefinition,
+  counters: EndpointCounters,
+  msg: Msg,
+): Promise<void> {
   const start = process.hrtime.bigint();
   counters.requests++;
   let body: Uint8Array;
   let hdrs: MsgHdrs | undefined;
   try {
-    const reply = await endpoint.handler({ data: msg.data, subject: msg.subject, headers: fromNatsHeaders(msg.headers) });
+    const reply = await endpoint.handler({
+      data: msg.data,
+      subject: msg.subject,
+      headers: fromNatsHeaders(msg.headers),
+    });
     body = encoder.encode(JSON.stringify(reply));
   } catch (err) {
     const error: BertqError = toBertqError(err);

@@ -19,12 +19,15 @@ function tempFile(name: string, content: string): { path: string; cleanup: () =>
 test('connectNats - a refused token is UNAUTHORIZED, not NO_WORKERS', { timeout: TEST_TIMEOUT_MS }, async () => {
   const server = await startNatsServer({ jetstream: false, config: { authorization: { token: 'right-token' } } });
   try {
-    await assert.rejects(connectNats({ servers: server.url, token: 'wrong-token', maxReconnectAttempts: 0 }), (err: unknown) => {
-      assert.ok(err instanceof UnauthorizedError, `got ${String(err)}`);
-      assert.equal(err.code, 'UNAUTHORIZED');
-      assert.doesNotMatch(err.message, /wrong-token|right-token/);
-      return true;
-    });
+    await assert.rejects(
+      connectNats({ servers: server.url, token: 'wrong-token', maxReconnectAttempts: 0 }),
+      (err: unknown) => {
+        assert.ok(err instanceof UnauthorizedError, `got ${String(err)}`);
+        assert.equal(err.code, 'UNAUTHORIZED');
+        assert.doesNotMatch(err.message, /wrong-token|right-token/);
+        return true;
+      },
+    );
     const nc = await connectNats({ servers: server.url, token: 'right-token' });
     await nc.close();
   } finally {
@@ -33,7 +36,10 @@ test('connectNats - a refused token is UNAUTHORIZED, not NO_WORKERS', { timeout:
 });
 
 test('connectNats - a password in the server URL never shows in the error', { timeout: TEST_TIMEOUT_MS }, async () => {
-  const server = await startNatsServer({ jetstream: false, config: { authorization: { user: 'alice', password: 'good-pass' } } });
+  const server = await startNatsServer({
+    jetstream: false,
+    config: { authorization: { user: 'alice', password: 'good-pass' } },
+  });
   try {
     const url = server.url.replace('nats://', 'nats://alice:s3cret-pass@');
     await assert.rejects(connectNats({ servers: url, maxReconnectAttempts: 0 }), (err: unknown) => {
@@ -51,7 +57,10 @@ test('connectNats - a password in the server URL never shows in the error', { ti
 test('connectNats - authenticates with an NKey seed read from a file', { timeout: TEST_TIMEOUT_MS }, async () => {
   const user = createUser();
   const seed = tempFile('user.nk', new TextDecoder().decode(user.getSeed()));
-  const server = await startNatsServer({ jetstream: false, config: { authorization: { users: [{ nkey: user.getPublicKey() }] } } });
+  const server = await startNatsServer({
+    jetstream: false,
+    config: { authorization: { users: [{ nkey: user.getPublicKey() }] } },
+  });
   try {
     await assert.rejects(connectNats({ servers: server.url, maxReconnectAttempts: 0 }), UnauthorizedError);
     const nc = await connectNats({ servers: server.url, nkeySeedFile: seed.path });
@@ -59,7 +68,9 @@ test('connectNats - authenticates with an NKey seed read from a file', { timeout
     await nc.close();
     await assert.rejects(
       connectNats({ servers: server.url, nkeySeedFile: join(tmpdir(), 'no-such-seed.nk') }),
-      (err: unknown) => err instanceof NatsConnectError && /cannot read the NATS NKey seed file .*no-such-seed\.nk: ENOENT/.test(err.message),
+      (err: unknown) =>
+        err instanceof NatsConnectError &&
+        /cannot read the NATS NKey seed file .*no-such-seed\.nk: ENOENT/.test(err.message),
     );
   } finally {
     await server.stop();

@@ -64,7 +64,8 @@ class RawSession {
       }
       if (this.#closed) throw this.#closed;
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`no protocol line within ${IO_TIMEOUT_MS} ms; got ${JSON.stringify(this.#buffer)}`);
+      if (left <= 0)
+        throw new Error(`no protocol line within ${IO_TIMEOUT_MS} ms; got ${JSON.stringify(this.#buffer)}`);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left);
         this.#waiters.push(() => {
@@ -153,7 +154,9 @@ test('nats-server - starts two servers at once on different random ports', { tim
   }
 });
 
-test('nats-server - INFO reports jetstream when enabled and not when disabled', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('nats-server - INFO reports jetstream when enabled and not when disabled', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const [withJs, withoutJs] = await Promise.all([startNatsServer(), startNatsServer({ jetstream: false })]);
   try {
     assert.equal((await readInfo(withJs.port)).jetstream, true);
@@ -174,7 +177,9 @@ test('nats-server - maxPayload shows up in INFO', { timeout: TEST_TIMEOUT_MS }, 
   }
 });
 
-test('nats-server - extra config merges over the defaults and keeps the private store', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('nats-server - extra config merges over the defaults and keeps the private store', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const server = await startNatsServer({ monitor: true, config: { jetstream: { max_memory_store: 8 * 1024 * 1024 } } });
   try {
     assert.ok(server.monitorPort !== undefined && server.monitorPort !== server.port);
@@ -188,7 +193,9 @@ test('nats-server - extra config merges over the defaults and keeps the private 
   }
 });
 
-test('nats-server - stop() frees the port, ends the process and removes the temp dir', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('nats-server - stop() frees the port, ends the process and removes the temp dir', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const server = await startNatsServer();
   const { port, dir, pid } = server;
   assert.ok(existsSync(dir));
@@ -228,7 +235,9 @@ test('nats-server - a missing binary says how to install it', { timeout: TEST_TI
   );
 });
 
-test('nats-server - a server that never reports its ports fails at the deadline', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('nats-server - a server that never reports its ports fails at the deadline', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   // A stand-in "server" that stays alive and silent: the launcher must give up, not wait forever.
   const scratch = mkdtempSync(join(tmpdir(), 'bertq-silent-'));
   try {
@@ -257,7 +266,10 @@ test('nats-server - restart() keeps the URL and the JetStream store', { timeout:
     await before.line(); // INFO
     before.write('CONNECT {"verbose":false,"pedantic":false,"headers":true}\r\n');
     const created = JSON.parse(
-      await before.request('$JS.API.STREAM.CREATE.RESTART', JSON.stringify({ name: 'RESTART', subjects: ['restart.>'], storage: 'file' })),
+      await before.request(
+        '$JS.API.STREAM.CREATE.RESTART',
+        JSON.stringify({ name: 'RESTART', subjects: ['restart.>'], storage: 'file' }),
+      ),
     ) as { error?: unknown; config?: { name: string } };
     before.close();
     assert.equal(created.error, undefined, JSON.stringify(created.error));

@@ -80,7 +80,8 @@ export class RequestAssembler {
    * duplicate. Throws InternalError for a frame that cannot belong to this request.
    */
   add(frame: ResultFrame): boolean {
-    if (frame.id !== this.id) throw new InternalError(`frame of request ${frame.id} given to the assembler of request ${this.id}`);
+    if (frame.id !== this.id)
+      throw new InternalError(`frame of request ${frame.id} given to the assembler of request ${this.id}`);
     if (frame.offset + frame.rows > this.rows) {
       throw new InternalError(
         `frame of request ${this.id} holds rows ${frame.offset}..${frame.offset + frame.rows - 1}, but the request has ${this.rows} rows`,
@@ -88,14 +89,21 @@ export class RequestAssembler {
     }
     this.checkShape(frame.shape);
     if (frame.part !== undefined) return this.addPart(frame, frame.part);
-    if (frame.data === undefined) throw new InternalError(`frame of request ${this.id} at offset ${frame.offset} has neither data nor a part`);
+    if (frame.data === undefined)
+      throw new InternalError(`frame of request ${this.id} at offset ${frame.offset} has neither data nor a part`);
 
     const rowElements = elementCount(frame.shape);
     let added = false;
     for (let i = 0; i < frame.rows; i++) {
       const row = frame.offset + i;
       if (this.values[row] !== undefined) continue;
-      this.place(row, frame.data.subarray(i * rowElements, (i + 1) * rowElements), frame.shape, frame.tokens?.[i], frame.tokenCounts?.[i]);
+      this.place(
+        row,
+        frame.data.subarray(i * rowElements, (i + 1) * rowElements),
+        frame.shape,
+        frame.tokens?.[i],
+        frame.tokenCounts?.[i],
+      );
       added = true;
     }
     return added;
@@ -110,7 +118,9 @@ export class RequestAssembler {
       this.parts.set(row, entry);
     }
     if (entry.dtype !== frame.dtype) {
-      throw new InternalError(`row ${row} of request ${this.id} arrived in parts of dtype ${entry.dtype} and ${frame.dtype}`);
+      throw new InternalError(
+        `row ${row} of request ${this.id} arrived in parts of dtype ${entry.dtype} and ${frame.dtype}`,
+      );
     }
     let pieces = entry.byCount.get(part.count);
     if (pieces === undefined) {
@@ -141,15 +151,30 @@ export class RequestAssembler {
     try {
       tokens = JSON.parse(text);
     } catch (err) {
-      throw new InternalError(`tokens of row ${row} of request ${this.id}, joined from its parts, are not JSON`, { cause: err });
+      throw new InternalError(`tokens of row ${row} of request ${this.id}, joined from its parts, are not JSON`, {
+        cause: err,
+      });
     }
-    if (!Array.isArray(tokens) || tokens.length !== 1 || !Array.isArray(tokens[0]) || !tokens[0].every((t: unknown) => typeof t === 'string')) {
-      throw new InternalError(`tokens of row ${row} of request ${this.id}, joined from its parts, are not one token list`);
+    if (
+      !Array.isArray(tokens) ||
+      tokens.length !== 1 ||
+      !Array.isArray(tokens[0]) ||
+      !tokens[0].every((t: unknown) => typeof t === 'string')
+    ) {
+      throw new InternalError(
+        `tokens of row ${row} of request ${this.id}, joined from its parts, are not one token list`,
+      );
     }
     return tokens[0] as string[];
   }
 
-  private place(row: number, values: Float32Array, shape: number[], tokens: string[] | undefined, count: number | undefined): void {
+  private place(
+    row: number,
+    values: Float32Array,
+    shape: number[],
+    tokens: string[] | undefined,
+    count: number | undefined,
+  ): void {
     this.values[row] = values;
     this.shapes[row] = shape;
     if (tokens !== undefined) this.tokens[row] = tokens;
@@ -169,7 +194,9 @@ export class RequestAssembler {
     const from = shape.length >= 2 ? 1 : 0;
     const matches = reference.length === shape.length && shape.every((d, i) => i < from || d === reference[i]);
     if (!matches) {
-      throw new InternalError(`frame of request ${this.id} has row shape [${shape.join(',')}], expected [${reference.join(',')}]`);
+      throw new InternalError(
+        `frame of request ${this.id} has row shape [${shape.join(',')}], expected [${reference.join(',')}]`,
+      );
     }
   }
 
@@ -195,7 +222,9 @@ export class RequestAssembler {
   result(): AssembledResult {
     if (!this.complete) {
       const missing = this.missingRanges().map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`));
-      throw new InternalError(`request ${this.id} is incomplete: rows ${missing.join(', ')} of ${this.rows} are missing`);
+      throw new InternalError(
+        `request ${this.id} is incomplete: rows ${missing.join(', ')} of ${this.rows} are missing`,
+      );
     }
     const shapes = this.shapes as number[][];
     const rowShape = [...shapes[0]!];

@@ -166,7 +166,11 @@ function validateDocument<T>(schema: SchemaName, doc: unknown, what: string): T 
 export function decodeControlReply(op: 'config', headers: HeaderMap, body: Uint8Array): ServerConfig;
 export function decodeControlReply(op: 'status', headers: HeaderMap, body: Uint8Array): ServerStatus;
 export function decodeControlReply(op: 'terminate', headers: HeaderMap, body: Uint8Array): TerminateReply;
-export function decodeControlReply(op: 'config' | 'status' | 'terminate', headers: HeaderMap, body: Uint8Array): unknown {
+export function decodeControlReply(
+  op: 'config' | 'status' | 'terminate',
+  headers: HeaderMap,
+  body: Uint8Array,
+): unknown {
   const error: BertqError | undefined = decodeErrorReply(headers, body);
   if (error !== undefined) throw error;
   const text = decodeUtf8(body);
@@ -180,7 +184,12 @@ export function decodeControlReply(op: 'config' | 'status' | 'terminate', header
   if (op === 'config') return validateServerConfig(doc);
   if (op === 'status') return validateServerStatus(doc);
   const reply = doc as Partial<TerminateReply> | null;
-  if (reply === null || typeof reply !== 'object' || typeof reply.worker_id !== 'string' || reply.state !== 'draining') {
+  if (
+    reply === null ||
+    typeof reply !== 'object' ||
+    typeof reply.worker_id !== 'string' ||
+    reply.state !== 'draining'
+  ) {
     throw new InternalError('terminate reply must be an object with worker_id and state "draining"');
   }
   return reply;

@@ -28,7 +28,11 @@ export interface ErrorContext {
  * `Nats-Service-Error-Code` / `Nats-Service-Error`, `Bertq-Error-Code`, and the JSON body
  * `{code, message, details?}`. With maxPayload, details and then message are cut to fit.
  */
-export function encodeErrorFrame(context: ErrorContext, error: BertqError, options: { maxPayload?: number } = {}): Frame {
+export function encodeErrorFrame(
+  context: ErrorContext,
+  error: BertqError,
+  options: { maxPayload?: number } = {},
+): Frame {
   const err = toBertqError(error);
   const headers: HeaderMap = {};
   if (context.id !== undefined) headers[HEADERS.id] = context.id;
@@ -69,7 +73,9 @@ function truncate(text: string, max: number): string {
 
 /** True when a message carries an error (either services-framework or bertq error header). */
 export function isErrorMessage(headers: HeaderMap): boolean {
-  return getHeader(headers, HEADERS.serviceErrorCode) !== undefined || getHeader(headers, HEADERS.errorCode) !== undefined;
+  return (
+    getHeader(headers, HEADERS.serviceErrorCode) !== undefined || getHeader(headers, HEADERS.errorCode) !== undefined
+  );
 }
 
 const CODE_BY_STATUS: ReadonlyMap<number, ErrorCode> = new Map([
@@ -104,7 +110,8 @@ export function decodeErrorReply(headers: HeaderMap, body: Uint8Array): BertqErr
   const symbolic = getHeader(headers, HEADERS.errorCode);
   const status = Number(getHeader(headers, HEADERS.serviceErrorCode));
   const code = symbolic !== undefined && isErrorCode(symbolic) ? symbolic : CODE_BY_STATUS.get(status);
-  const message = getHeader(headers, HEADERS.serviceError) ?? `error status ${Number.isFinite(status) ? status : 'unknown'}`;
+  const message =
+    getHeader(headers, HEADERS.serviceError) ?? `error status ${Number.isFinite(status) ? status : 'unknown'}`;
   if (code !== undefined) return errorFromCode(code, message);
   return errorFromCode(symbolic ?? `STATUS_${status}`, message);
 }

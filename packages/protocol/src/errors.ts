@@ -27,8 +27,7 @@ export const ERROR_CODES = {
   },
   OVERLOADED: {
     status: 429,
-    description:
-      'The service queue is over its bound; nothing was enqueued. Retry later or add workers.',
+    description: 'The service queue is over its bound; nothing was enqueued. Retry later or add workers.',
   },
   MODEL_ERROR: {
     status: 500,
@@ -41,7 +40,8 @@ export const ERROR_CODES = {
   },
   NO_WORKERS: {
     status: 503,
-    description: 'No worker serves this service (no JetStream consumer, or no responder). Start one with `bertq start`.',
+    description:
+      'No worker serves this service (no JetStream consumer, or no responder). Start one with `bertq start`.',
   },
   TIMEOUT: {
     status: 504,

@@ -6,9 +6,26 @@
  */
 import { InternalError, TooLargeError, type BertqError } from './errors.js';
 import { decodeErrorReply, isErrorMessage } from './error-frames.js';
-import { HEADERS, asciiHeaderValue, asciiJson, getHeader, headerWireSize, messageWireSize, type HeaderMap } from './headers.js';
+import {
+  HEADERS,
+  asciiHeaderValue,
+  asciiJson,
+  getHeader,
+  headerWireSize,
+  messageWireSize,
+  type HeaderMap,
+} from './headers.js';
 import type { OutputDtype } from './job.js';
-import { BYTES_PER_ELEMENT, bytesToFloat16AsFloat32, bytesToFloat32, elementCount, float16ToBytes, float32ToBytes, jsonRowsToFloat32, rowToJson } from './rows.js';
+import {
+  BYTES_PER_ELEMENT,
+  bytesToFloat16AsFloat32,
+  bytesToFloat32,
+  elementCount,
+  float16ToBytes,
+  float32ToBytes,
+  jsonRowsToFloat32,
+  rowToJson,
+} from './rows.js';
 import { decodeUtf8 } from './utf8.js';
 
 /** One message: headers plus body. */
@@ -87,7 +104,8 @@ export function encodeResultFrames(result: ResultInput, options: FrameOptions): 
   let binary: Uint8Array | undefined; // all rows back to back (binary dtypes): frames are views into it
   if (dtype === 'json') {
     const values = result.data as Float32Array;
-    for (let r = 0; r < rows; r++) rowBodies[r] = encoder.encode(rowToJson(values.subarray(r * rowElements, (r + 1) * rowElements), shape));
+    for (let r = 0; r < rows; r++)
+      rowBodies[r] = encoder.encode(rowToJson(values.subarray(r * rowElements, (r + 1) * rowElements), shape));
   } else {
     const all = dtype === 'f32' ? float32ToBytes(result.data as Float32Array) : float16ToBytes(result.data);
     const size = rowElements * BYTES_PER_ELEMENT[dtype];
@@ -121,7 +139,9 @@ export function encodeResultFrames(result: ResultInput, options: FrameOptions): 
       end++;
     }
     if (end === start) {
-      frames.push(...splitRow(result, common, start, rowBodies[start]!, rowTokens?.[start], budget, options.maxPayload));
+      frames.push(
+        ...splitRow(result, common, start, rowBodies[start]!, rowTokens?.[start], budget, options.maxPayload),
+      );
       start++;
       continue;
     }
@@ -225,7 +245,8 @@ function formatMs(ms: number): string {
 
 function assertFits(headers: HeaderMap, body: Uint8Array, budget: number): void {
   const size = messageWireSize(headers, body);
-  if (size > budget) throw new InternalError(`result frame of ${size} bytes exceeds its budget of ${budget} bytes (frame sizing bug)`);
+  if (size > budget)
+    throw new InternalError(`result frame of ${size} bytes exceeds its budget of ${budget} bytes (frame sizing bug)`);
 }
 
 function concat(parts: readonly Uint8Array[]): Uint8Array {
@@ -260,19 +281,28 @@ function checkResult(result: ResultInput): void {
     throw new InternalError(`cannot encode result of request ${result.id}: ${message}`);
   };
   if (typeof result.id !== 'string' || result.id.length === 0) bad('no request id');
-  if (!Number.isSafeInteger(result.offset) || result.offset < 0) bad(`offset ${result.offset} is not a non-negative integer`);
+  if (!Number.isSafeInteger(result.offset) || result.offset < 0)
+    bad(`offset ${result.offset} is not a non-negative integer`);
   if (!Number.isSafeInteger(result.rows) || result.rows < 1) bad(`rows ${result.rows} is not a positive integer`);
-  if (!result.shape.every((d) => Number.isSafeInteger(d) && d >= 1)) bad(`shape [${result.shape.join(',')}] has a dimension that is not a positive integer`);
-  if (result.dtype !== 'f32' && result.dtype !== 'f16' && result.dtype !== 'json') bad(`unknown dtype ${JSON.stringify(result.dtype)}`);
-  if (result.data instanceof Uint16Array && result.dtype !== 'f16') bad('binary16 data (Uint16Array) can only be sent as dtype f16');
+  if (!result.shape.every((d) => Number.isSafeInteger(d) && d >= 1))
+    bad(`shape [${result.shape.join(',')}] has a dimension that is not a positive integer`);
+  if (result.dtype !== 'f32' && result.dtype !== 'f16' && result.dtype !== 'json')
+    bad(`unknown dtype ${JSON.stringify(result.dtype)}`);
+  if (result.data instanceof Uint16Array && result.dtype !== 'f16')
+    bad('binary16 data (Uint16Array) can only be sent as dtype f16');
   const expected = result.rows * elementCount(result.shape);
   if (result.data.length !== expected) {
-    bad(`data has ${result.data.length} values, expected ${expected} (${result.rows} rows × [${result.shape.join(',')}])`);
+    bad(
+      `data has ${result.data.length} values, expected ${expected} (${result.rows} rows × [${result.shape.join(',')}])`,
+    );
   }
-  if (result.tokens !== undefined && result.tokens.length !== result.rows) bad(`tokens has ${result.tokens.length} rows, expected ${result.rows}`);
+  if (result.tokens !== undefined && result.tokens.length !== result.rows)
+    bad(`tokens has ${result.tokens.length} rows, expected ${result.rows}`);
   if (result.tokenCounts !== undefined) {
-    if (result.tokenCounts.length !== result.rows) bad(`tokenCounts has ${result.tokenCounts.length} rows, expected ${result.rows}`);
-    if (!result.tokenCounts.every((n) => Number.isSafeInteger(n) && n >= 0)) bad('tokenCounts must be non-negative integers');
+    if (result.tokenCounts.length !== result.rows)
+      bad(`tokenCounts has ${result.tokenCounts.length} rows, expected ${result.rows}`);
+    if (!result.tokenCounts.every((n) => Number.isSafeInteger(n) && n >= 0))
+      bad('tokenCounts must be non-negative integers');
   }
 }
 
@@ -349,10 +379,12 @@ export function decodeFrame(headers: HeaderMap, received: Uint8Array): DecodedFr
   const rows = parseIntHeader(headers, HEADERS.rows);
   if (rows === undefined || rows < 1) throw bad(`${HEADERS.rows} is missing or not a positive integer`);
   const dtype = getHeader(headers, HEADERS.dtype);
-  if (dtype !== 'f32' && dtype !== 'f16' && dtype !== 'json') throw bad(`${HEADERS.dtype} must be f32, f16 or json, got ${JSON.stringify(dtype)}`);
+  if (dtype !== 'f32' && dtype !== 'f16' && dtype !== 'json')
+    throw bad(`${HEADERS.dtype} must be f32, f16 or json, got ${JSON.stringify(dtype)}`);
   const shapeText = getHeader(headers, HEADERS.shape) ?? '';
   const fullShape = /^\d+(,\d+)*$/.test(shapeText) ? shapeText.split(',').map(Number) : undefined;
-  if (fullShape === undefined || fullShape.slice(1).some((d) => d < 1)) throw bad(`${HEADERS.shape} must be comma-separated positive integers, got ${JSON.stringify(shapeText)}`);
+  if (fullShape === undefined || fullShape.slice(1).some((d) => d < 1))
+    throw bad(`${HEADERS.shape} must be comma-separated positive integers, got ${JSON.stringify(shapeText)}`);
   if (fullShape[0] !== rows) throw bad(`${HEADERS.shape} ${shapeText} does not start with the row count ${rows}`);
   const shape = fullShape.slice(1);
 
@@ -373,7 +405,8 @@ export function decodeFrame(headers: HeaderMap, received: Uint8Array): DecodedFr
     const m = /^(\d+)\/(\d+)$/.exec(partText.trim());
     const index = m ? Number(m[1]) : NaN;
     const count = m ? Number(m[2]) : NaN;
-    if (!m || index < 1 || index > count) throw bad(`${HEADERS.part} must be i/n with 1 <= i <= n, got ${JSON.stringify(partText)}`);
+    if (!m || index < 1 || index > count)
+      throw bad(`${HEADERS.part} must be i/n with 1 <= i <= n, got ${JSON.stringify(partText)}`);
     if (rows !== 1) throw bad(`a ${HEADERS.part} frame must hold exactly 1 row, got ${rows}`);
     // On a part, Bertq-Tokens is a fragment of the row's tokens JSON: only the joined text parses.
     frame.part = { index, count, bytes: body, tokensText: tokensText ?? '' };
@@ -387,7 +420,11 @@ export function decodeFrame(headers: HeaderMap, received: Uint8Array): DecodedFr
     } catch (err) {
       throw bad(`${HEADERS.tokens} is not JSON`, err);
     }
-    if (!Array.isArray(tokens) || tokens.length !== rows || !tokens.every((t) => Array.isArray(t) && t.every((s) => typeof s === 'string'))) {
+    if (
+      !Array.isArray(tokens) ||
+      tokens.length !== rows ||
+      !tokens.every((t) => Array.isArray(t) && t.every((s) => typeof s === 'string'))
+    ) {
       throw bad(`${HEADERS.tokens} must be a JSON array of ${rows} token lists`);
     }
     frame.tokens = tokens as string[][];
@@ -409,7 +446,8 @@ export function decodeFrame(headers: HeaderMap, received: Uint8Array): DecodedFr
     }
   } else {
     const expected = rows * elementCount(shape) * BYTES_PER_ELEMENT[dtype];
-    if (body.length !== expected) throw bad(`body is ${body.length} bytes, expected ${expected} for shape ${shapeText} in ${dtype}`);
+    if (body.length !== expected)
+      throw bad(`body is ${body.length} bytes, expected ${expected} for shape ${shapeText} in ${dtype}`);
     frame.data = dtype === 'f32' ? bytesToFloat32(body) : bytesToFloat16AsFloat32(body);
   }
   return frame;
@@ -432,7 +470,10 @@ export function decodeRowBytes(bytes: Uint8Array, dtype: OutputDtype, shape: rea
     return jsonRowsToFloat32(value, 1, shape);
   }
   const expected = elementCount(shape) * BYTES_PER_ELEMENT[dtype];
-  if (bytes.length !== expected) throw new InternalError(`joined row is ${bytes.length} bytes, expected ${expected} for shape [${shape.join(',')}] in ${dtype}`);
+  if (bytes.length !== expected)
+    throw new InternalError(
+      `joined row is ${bytes.length} bytes, expected ${expected} for shape [${shape.join(',')}] in ${dtype}`,
+    );
   return dtype === 'f32' ? bytesToFloat32(bytes) : bytesToFloat16AsFloat32(bytes);
 }
 

@@ -103,7 +103,9 @@ export function newRequestId(): string {
  */
 export function asciiHeaderValue(value: string): string {
   // eslint-disable-next-line no-control-regex
-  return value.replace(/[\u0000-\u001f\u007f]/g, ' ').replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return value
+    .replace(/[\u0000-\u001f\u007f]/g, ' ')
+    .replace(/[\u0080-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 /**
@@ -112,7 +114,10 @@ export function asciiHeaderValue(value: string): string {
  * with whitespace, which header parsers trim.
  */
 export function asciiJson(value: unknown): string {
-  return JSON.stringify(value).replace(/[\u0020\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  return JSON.stringify(value).replace(
+    /[\u0020\u007f-\uffff]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 const encoder = new TextEncoder();
@@ -123,7 +128,8 @@ const encoder = new TextEncoder();
  */
 export function headerWireSize(headers: HeaderMap): number {
   let size = 'NATS/1.0\r\n'.length + 2;
-  for (const [name, value] of Object.entries(headers)) size += encoder.encode(name).length + 2 + encoder.encode(value).length + 2;
+  for (const [name, value] of Object.entries(headers))
+    size += encoder.encode(name).length + 2 + encoder.encode(value).length + 2;
   return size;
 }
 

@@ -57,7 +57,15 @@ export { OUTPUT_DTYPES, encodeJob, parseJob, peekJobContext, validateJobBody, de
 export type { OutputDtype, Job, JobContext, JobOptions, JobLimits, JobInput, JobBody } from './job.js';
 
 export { encodeResultFrames, decodeFrame, decodeRowBytes } from './frames.js';
-export type { Frame, FrameOptions, ResultInput, StageTimings, ResultFrame, ErrorFrame, DecodedFrame } from './frames.js';
+export type {
+  Frame,
+  FrameOptions,
+  ResultInput,
+  StageTimings,
+  ResultFrame,
+  ErrorFrame,
+  DecodedFrame,
+} from './frames.js';
 export { encodeErrorFrame, decodeErrorReply, isErrorMessage, codeForStatus } from './error-frames.js';
 export type { ErrorContext } from './error-frames.js';
 

@@ -85,7 +85,9 @@ export function encodeJob(input: JobInput): { headers: HeaderMap; body: Uint8Arr
     throw new BadRequestError(`reply subject ${JSON.stringify(input.reply)} is not a subject one can publish to`);
   }
   if (input.deadline !== undefined && !(Number.isSafeInteger(input.deadline) && input.deadline >= 0)) {
-    throw new BadRequestError(`deadline must be epoch milliseconds (a non-negative integer), got ${String(input.deadline)}`);
+    throw new BadRequestError(
+      `deadline must be epoch milliseconds (a non-negative integer), got ${String(input.deadline)}`,
+    );
   }
   const body: JobBody = { texts: input.texts as string[] | string[][] };
   if (input.isTokenized) body.is_tokenized = true;
@@ -135,30 +137,43 @@ export function parseJob(headers: HeaderMap, body: Uint8Array, limits: JobLimits
 
   const id = getHeader(headers, HEADERS.id);
   if (id === undefined) throw badRequest(`job is missing header ${HEADERS.id} (the request id)`);
-  if (!REQUEST_ID.test(id)) throw badRequest(`header ${HEADERS.id} must be 1-64 letters, digits, "-" or "_", got ${JSON.stringify(id)}`);
+  if (!REQUEST_ID.test(id))
+    throw badRequest(`header ${HEADERS.id} must be 1-64 letters, digits, "-" or "_", got ${JSON.stringify(id)}`);
   const offsetText = getHeader(headers, HEADERS.offset);
-  if (offsetText === undefined) throw badRequest(`job is missing header ${HEADERS.offset} (index of its first row in the request)`);
+  if (offsetText === undefined)
+    throw badRequest(`job is missing header ${HEADERS.offset} (index of its first row in the request)`);
   const offset = parseNonNegativeInt(offsetText);
-  if (offset === undefined) throw badRequest(`header ${HEADERS.offset} must be a non-negative integer, got ${JSON.stringify(offsetText)}`);
+  if (offset === undefined)
+    throw badRequest(`header ${HEADERS.offset} must be a non-negative integer, got ${JSON.stringify(offsetText)}`);
   const reply = getHeader(headers, HEADERS.reply);
   if (reply === undefined) throw badRequest(`job is missing header ${HEADERS.reply} (the subject for its results)`);
   if (!isPublishSubject(reply)) {
-    throw badRequest(`header ${HEADERS.reply} must be a subject without wildcards or spaces, got ${JSON.stringify(reply)}`);
+    throw badRequest(
+      `header ${HEADERS.reply} must be a subject without wildcards or spaces, got ${JSON.stringify(reply)}`,
+    );
   }
   if (!isResultsSubject(limits.service, reply)) {
-    throw badRequest(`header ${HEADERS.reply} must be a results subject of this service (${resultsSubject(limits.service, 'TOKEN')}), got ${JSON.stringify(reply)}`);
+    throw badRequest(
+      `header ${HEADERS.reply} must be a results subject of this service (${resultsSubject(limits.service, 'TOKEN')}), got ${JSON.stringify(reply)}`,
+    );
   }
   const deadlineText = getHeader(headers, HEADERS.deadline);
   const deadline = parseNonNegativeInt(deadlineText);
   if (deadlineText !== undefined && deadline === undefined) {
-    throw badRequest(`header ${HEADERS.deadline} must be epoch milliseconds (an integer), got ${JSON.stringify(deadlineText)}`);
+    throw badRequest(
+      `header ${HEADERS.deadline} must be epoch milliseconds (an integer), got ${JSON.stringify(deadlineText)}`,
+    );
   }
 
   if (body.length > limits.maxBytes) {
-    throw tooLarge(`job body is ${body.length} bytes, over the limit of ${limits.maxBytes} bytes`, { bytes: body.length, limit: limits.maxBytes });
+    throw tooLarge(`job body is ${body.length} bytes, over the limit of ${limits.maxBytes} bytes`, {
+      bytes: body.length,
+      limit: limits.maxBytes,
+    });
   }
   const decoded = decodeUtf8(body);
-  if (!decoded.ok) throw badRequest(`job body is not valid UTF-8 at byte ${decoded.invalidAt}`, { byte: decoded.invalidAt });
+  if (!decoded.ok)
+    throw badRequest(`job body is not valid UTF-8 at byte ${decoded.invalidAt}`, { byte: decoded.invalidAt });
   if (decoded.text.trim() === '') throw badRequest('job body is empty: send {"texts": [...]}');
   let parsed: unknown;
   try {
@@ -213,7 +228,9 @@ function describeJobError(error: ErrorObject, body: unknown, offset: number): { 
   const match = /^\/texts\/(\d+)(\/(\d+))?$/.exec(error.instancePath);
   const row = match ? offset + Number(match[1]) : undefined;
   const token = match?.[3] !== undefined ? Number(match[3]) : undefined;
-  const where = match ? `texts[${row}]${token === undefined ? '' : `[${token}]`}` : readablePath(error.instancePath, 'job body');
+  const where = match
+    ? `texts[${row}]${token === undefined ? '' : `[${token}]`}`
+    : readablePath(error.instancePath, 'job body');
   const tokenized = (body as { is_tokenized?: unknown } | null)?.is_tokenized === true;
 
   switch (error.keyword) {
@@ -226,7 +243,9 @@ function describeJobError(error: ErrorObject, body: unknown, offset: number): { 
     case 'minLength':
       return { message: token === undefined ? `${where} is an empty string` : `${where} is an empty token`, row };
     case 'minItems':
-      return match ? { message: `${where} is an empty token list`, row } : { message: `${where} is empty: send at least one text` };
+      return match
+        ? { message: `${where} is an empty token list`, row }
+        : { message: `${where} is empty: send at least one text` };
     case 'enum':
       return {
         message: `${where} must be one of ${(error.params.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}, got ${JSON.stringify(error.data)}`,
@@ -252,7 +271,10 @@ function describeJobError(error: ErrorObject, body: unknown, offset: number): { 
  * A TIMEOUT error when the job's deadline has passed at `now` (epoch ms), else undefined. Workers
  * check it when they take a job and again before a batch runs.
  */
-export function deadlineError(job: Pick<JobContext, 'id' | 'offset' | 'deadline'>, now: number): TimeoutError | undefined {
+export function deadlineError(
+  job: Pick<JobContext, 'id' | 'offset' | 'deadline'>,
+  now: number,
+): TimeoutError | undefined {
   if (job.deadline === undefined || now <= job.deadline) return undefined;
   return new TimeoutError(
     `job ${job.id} at offset ${job.offset} passed its deadline ${new Date(job.deadline).toISOString()} by ${now - job.deadline} ms before it was encoded`,

@@ -22,7 +22,8 @@ export function elementCount(shape: readonly number[]): number {
 
 /** Little-endian float32 bytes of `values`. */
 export function float32ToBytes(values: Float32Array): Uint8Array {
-  if (HOST_LITTLE_ENDIAN) return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
+  if (HOST_LITTLE_ENDIAN)
+    return new Uint8Array(values.buffer.slice(values.byteOffset, values.byteOffset + values.byteLength));
   const out = new Uint8Array(values.length * 4);
   const view = new DataView(out.buffer);
   for (let i = 0; i < values.length; i++) view.setFloat32(i * 4, values[i]!, true);
@@ -116,7 +117,10 @@ export function jsonRowsToFloat32(value: unknown, rows: number, rowShape: readon
     if (axis === fullShape.length) {
       if (node === null) out[k++] = NaN;
       else if (typeof node === 'number') out[k++] = node;
-      else throw new InternalError(`json result ${path} must be a number, got ${node === undefined ? 'nothing' : typeof node}`);
+      else
+        throw new InternalError(
+          `json result ${path} must be a number, got ${node === undefined ? 'nothing' : typeof node}`,
+        );
       return;
     }
     if (!Array.isArray(node) || node.length !== fullShape[axis]) {

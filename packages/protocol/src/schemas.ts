@@ -28,7 +28,9 @@ function locateSchemaDir(): string {
   const candidates = ['../schemas/', '../../schemas/'].map((rel) => fileURLToPath(new URL(rel, import.meta.url)));
   const found = candidates.find((dir) => existsSync(join(dir, SCHEMA_FILES.job)));
   if (found === undefined) {
-    throw new InternalError(`@bertq/protocol cannot find its schema files: looked for ${SCHEMA_FILES.job} in ${candidates.join(' and ')}`);
+    throw new InternalError(
+      `@bertq/protocol cannot find its schema files: looked for ${SCHEMA_FILES.job} in ${candidates.join(' and ')}`,
+    );
   }
   return found;
 }

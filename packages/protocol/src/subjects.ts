@@ -95,7 +95,9 @@ export function resultsSubject(service: string, identity: string): string {
  */
 export function controlSubject(service: string, op: ControlOperation, workerId?: string): string {
   if (!CONTROL_OPERATIONS.includes(op)) {
-    throw new BadRequestError(`control operation must be one of ${CONTROL_OPERATIONS.join(', ')}, got ${JSON.stringify(op)}`);
+    throw new BadRequestError(
+      `control operation must be one of ${CONTROL_OPERATIONS.join(', ')}, got ${JSON.stringify(op)}`,
+    );
   }
   const base = `${SUBJECT_ROOT}.${normalizeServiceName(service)}.${op}`;
   return workerId === undefined ? base : `${base}.${validateSubjectToken(workerId, 'worker id')}`;

@@ -30,12 +30,16 @@ export function firstInvalidUtf8Byte(bytes: Uint8Array): number {
     let min: number; // smallest allowed second byte
     let max: number; // largest allowed second byte
     if (b >= 0xc2 && b <= 0xdf) [need, min, max] = [1, 0x80, 0xbf];
-    else if (b === 0xe0) [need, min, max] = [2, 0xa0, 0xbf]; // no overlong 3-byte forms
-    else if (b === 0xed) [need, min, max] = [2, 0x80, 0x9f]; // no UTF-16 surrogates
+    else if (b === 0xe0)
+      [need, min, max] = [2, 0xa0, 0xbf]; // no overlong 3-byte forms
+    else if (b === 0xed)
+      [need, min, max] = [2, 0x80, 0x9f]; // no UTF-16 surrogates
     else if (b >= 0xe1 && b <= 0xef) [need, min, max] = [2, 0x80, 0xbf];
-    else if (b === 0xf0) [need, min, max] = [3, 0x90, 0xbf]; // no overlong 4-byte forms
+    else if (b === 0xf0)
+      [need, min, max] = [3, 0x90, 0xbf]; // no overlong 4-byte forms
     else if (b >= 0xf1 && b <= 0xf3) [need, min, max] = [3, 0x80, 0xbf];
-    else if (b === 0xf4) [need, min, max] = [3, 0x80, 0x8f]; // nothing above U+10FFFF
+    else if (b === 0xf4)
+      [need, min, max] = [3, 0x80, 0x8f]; // nothing above U+10FFFF
     else return i;
     if (i + need >= n) return i; // truncated sequence
     const second = bytes[i + 1]!;

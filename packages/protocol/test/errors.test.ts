@@ -33,5 +33,6 @@ test('errors - toBertqError keeps typed errors and wraps others with a cause', (
 
 test('errors - every code is documented in docs/protocol.md', () => {
   const docs = readFileSync(fileURLToPath(new URL('../../../../docs/protocol.md', import.meta.url)), 'utf8');
-  for (const code of Object.keys(ERROR_CODES)) assert.match(docs, new RegExp('`' + code + '`'), `${code} missing from docs/protocol.md`);
+  for (const code of Object.keys(ERROR_CODES))
+    assert.match(docs, new RegExp(`\`${code}\``), `${code} missing from docs/protocol.md`);
 });

@@ -1,6 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { float16ArrayToFloat32 as float16BitsToFloat32, float32ArrayToFloat16 as float32ToFloat16Bits } from '../src/float16.js';
+import {
+  float16ArrayToFloat32 as float16BitsToFloat32,
+  float32ArrayToFloat16 as float32ToFloat16Bits,
+} from '../src/float16.js';
 
 const ALL_HALVES = Uint16Array.from({ length: 65536 }, (_, i) => i);
 
@@ -41,7 +44,8 @@ test('float16 arrays - decodes every one of the 65536 half values to its IEEE 75
 
 test('float16 arrays - every half value, NaN payloads included, survives float32 and back bit for bit', () => {
   const back = float32ToFloat16Bits(float16BitsToFloat32(ALL_HALVES));
-  for (let h = 0; h < 65536; h++) assert.equal(back[h], h, `half 0x${h.toString(16)} came back as 0x${back[h]!.toString(16)}`);
+  for (let h = 0; h < 65536; h++)
+    assert.equal(back[h], h, `half 0x${h.toString(16)} came back as 0x${back[h]!.toString(16)}`);
 });
 
 test('float16 arrays - rounds every midpoint between neighbouring halves to the even one, and its neighbours to the nearest', () => {

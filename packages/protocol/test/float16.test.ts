@@ -1,6 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { float32ToFloat16Bits, float16BitsToFloat32, float32ArrayToFloat16, float16ArrayToFloat32 } from '../src/index.js';
+import {
+  float32ToFloat16Bits,
+  float16BitsToFloat32,
+  float32ArrayToFloat16,
+  float16ArrayToFloat32,
+} from '../src/index.js';
 import { seededRandom } from './random.js';
 
 test('float16 - encodes the IEEE 754 reference values', () => {

@@ -1,6 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { HEADERS, getHeader, newRequestId, dedupId, asciiJson, asciiHeaderValue, headerWireSize, messageWireSize } from '../src/index.js';
+import {
+  HEADERS,
+  getHeader,
+  newRequestId,
+  dedupId,
+  asciiJson,
+  asciiHeaderValue,
+  headerWireSize,
+  messageWireSize,
+} from '../src/index.js';
 
 test('headers - request ids are 22 base-62 characters and do not repeat', () => {
   const seen = new Set<string>();

@@ -39,7 +39,11 @@ test('subjects - service names are case-insensitive and treat "-" and "_" alike'
   const names = serviceNames('Bert_Base');
   assert.equal(names.service, 'bert-base');
   assert.equal(names.stream, 'BERTQ_BERT_BASE');
-  assert.deepEqual(names.jobs, { high: 'bertq.v1.bert-base.jobs.high', bulk: 'bertq.v1.bert-base.jobs.bulk', all: 'bertq.v1.bert-base.jobs.>' });
+  assert.deepEqual(names.jobs, {
+    high: 'bertq.v1.bert-base.jobs.high',
+    bulk: 'bertq.v1.bert-base.jobs.bulk',
+    all: 'bertq.v1.bert-base.jobs.>',
+  });
   assert.equal(names.results('abc'), 'bertq.v1.bert-base.results.abc');
   assert.equal(names.workerControl('terminate', 'w1'), 'bertq.v1.bert-base.terminate.w1');
 });
@@ -48,7 +52,10 @@ test('subjects - rejects invalid service names with a BadRequestError that names
   for (const bad of ['', 'a.b', 'a b', '*', '>', 'caf\u00e9', 'x'.repeat(65), 'a/b']) {
     assert.throws(
       () => jobSubject(bad, 'high'),
-      (err: unknown) => err instanceof BadRequestError && err.code === 'BAD_REQUEST' && (bad === '' ? /empty/.test(err.message) : err.message.includes(JSON.stringify(bad))),
+      (err: unknown) =>
+        err instanceof BadRequestError &&
+        err.code === 'BAD_REQUEST' &&
+        (bad === '' ? /empty/.test(err.message) : err.message.includes(JSON.stringify(bad))),
       `service name ${JSON.stringify(bad)} should be refused`,
     );
   }
@@ -72,5 +79,6 @@ test('subjects - a job of at most priority_batch_size rows goes to high', () => 
 test('subjects - recognises subjects one can publish to', () => {
   assert.ok(isPublishSubject('bertq.v1.svc.results.me'));
   assert.ok(isPublishSubject('_INBOX.abc123'));
-  for (const bad of ['', 'a..b', '.a', 'a.', 'a.*', 'a.>', 'a b', 'a\tb', 'a\r\nb']) assert.equal(isPublishSubject(bad), false, bad);
+  for (const bad of ['', 'a..b', '.a', 'a.', 'a.*', 'a.>', 'a b', 'a\tb', 'a\r\nb'])
+    assert.equal(isPublishSubject(bad), false, bad);
 });

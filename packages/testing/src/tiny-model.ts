@@ -8,7 +8,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { syntheticBertWeights, syntheticVocab, tinyBertConfig, writeCheckpointFolder, writeHuggingFaceFolder } from '@bertq/model';
+import {
+  syntheticBertWeights,
+  syntheticVocab,
+  tinyBertConfig,
+  writeCheckpointFolder,
+  writeHuggingFaceFolder,
+} from '@bertq/model';
 import type { BertWeights, VocabSource } from '@bertq/model';
 
 /** ../shared/models beside the repository checkout (present on bertq's build machines, not on users'). */

@@ -163,13 +163,19 @@ export class Batcher<J> {
     let tokens = 0;
     entries.forEach((e, i) => {
       if (!Number.isSafeInteger(e.tokens) || e.tokens < 1) {
-        throw new InternalError(`batcher.push: entry ${i} (row ${e.row}) has tokens=${e.tokens}; expected a positive integer`);
+        throw new InternalError(
+          `batcher.push: entry ${i} (row ${e.row}) has tokens=${e.tokens}; expected a positive integer`,
+        );
       }
       if (e.priority !== 'high' && e.priority !== 'bulk') {
-        throw new InternalError(`batcher.push: entry ${i} (row ${e.row}) has priority ${String(e.priority)}; expected 'high' or 'bulk'`);
+        throw new InternalError(
+          `batcher.push: entry ${i} (row ${e.row}) has priority ${String(e.priority)}; expected 'high' or 'bulk'`,
+        );
       }
       if (typeof e.deadline !== 'number' || Number.isNaN(e.deadline)) {
-        throw new InternalError(`batcher.push: entry ${i} (row ${e.row}) has deadline ${String(e.deadline)}; expected epoch ms or Infinity`);
+        throw new InternalError(
+          `batcher.push: entry ${i} (row ${e.row}) has deadline ${String(e.deadline)}; expected epoch ms or Infinity`,
+        );
       }
       tokens += e.tokens;
     });

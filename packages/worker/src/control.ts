@@ -14,7 +14,14 @@ import {
   serviceMetadata,
   serviceNames,
 } from '@bertq/protocol';
-import type { ConsumerDepth, Priority, ServerConfig, ServerStatus, TerminateReply, TerminateRequest } from '@bertq/protocol';
+import type {
+  ConsumerDepth,
+  Priority,
+  ServerConfig,
+  ServerStatus,
+  TerminateReply,
+  TerminateRequest,
+} from '@bertq/protocol';
 import type { EncoderInfo } from '@bertq/model';
 import { registerService } from '@bertq/nats';
 import type { ServiceRegistration } from '@bertq/nats';
@@ -72,7 +79,8 @@ const MODEL_FORMATS: Record<EncoderInfo['source'], NonNullable<ServerConfig['mod
 
 export function buildServerConfig(d: WorkerDescription, now = new Date()): ServerConfig {
   const { info } = d;
-  const tokenLength = info.maxSeqLen !== null ? info.maxSeqLen : info.fixedEmbedLength ? info.maxPositionEmbeddings : null;
+  const tokenLength =
+    info.maxSeqLen !== null ? info.maxSeqLen : info.fixedEmbedLength ? info.maxPositionEmbeddings : null;
   return {
     protocol: PROTOCOL_ID,
     service: serviceNames(d.service).service,
@@ -179,8 +187,19 @@ export async function queueDepth(jsm: JetStreamManager, service: string): Promis
   const entries = await Promise.all(
     PRIORITIES.map(async (priority): Promise<[Priority, ConsumerDepth]> => {
       try {
-        const info = await withTimeout(jsm.consumers.info(names.stream, names.consumers[priority]), QUEUE_DEPTH_TIMEOUT_MS);
-        return [priority, { pending: info.num_pending, ack_pending: info.num_ack_pending, redelivered: info.num_redelivered, waiting: info.num_waiting }];
+        const info = await withTimeout(
+          jsm.consumers.info(names.stream, names.consumers[priority]),
+          QUEUE_DEPTH_TIMEOUT_MS,
+        );
+        return [
+          priority,
+          {
+            pending: info.num_pending,
+            ack_pending: info.num_ack_pending,
+            redelivered: info.num_redelivered,
+            waiting: info.num_waiting,
+          },
+        ];
       } catch {
         return [priority, { pending: null, ack_pending: null, redelivered: null, waiting: null }];
       }
@@ -190,7 +209,12 @@ export async function queueDepth(jsm: JetStreamManager, service: string): Promis
 }
 
 /** Registers the worker with the services framework: discovery plus the six control endpoints. */
-export function registerControlPlane(nc: NatsConnection, jsm: JetStreamManager, d: WorkerDescription, view: WorkerView): ServiceRegistration {
+export function registerControlPlane(
+  nc: NatsConnection,
+  jsm: JetStreamManager,
+  d: WorkerDescription,
+  view: WorkerView,
+): ServiceRegistration {
   const names = serviceNames(d.service);
   let registration: ServiceRegistration | undefined;
   const config = () => buildServerConfig(d);
@@ -218,7 +242,12 @@ export function registerControlPlane(nc: NatsConnection, jsm: JetStreamManager, 
       { name: 'terminate', subject: names.control.terminate, handler: terminate },
       { name: 'worker-config', subject: names.workerControl('config', d.workerId), queueGroup: null, handler: config },
       { name: 'worker-status', subject: names.workerControl('status', d.workerId), queueGroup: null, handler: status },
-      { name: 'worker-terminate', subject: names.workerControl('terminate', d.workerId), queueGroup: null, handler: terminate },
+      {
+        name: 'worker-terminate',
+        subject: names.workerControl('terminate', d.workerId),
+        queueGroup: null,
+        handler: terminate,
+      },
     ],
   });
   return registration;
@@ -237,12 +266,15 @@ export function parseTerminateRequest(data: Uint8Array): TerminateRequest {
   } catch (err) {
     throw new BadRequestError(`terminate request is not JSON: ${(err as Error).message}`);
   }
-  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw new BadRequestError('terminate request must be a JSON object');
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc))
+    throw new BadRequestError('terminate request must be a JSON object');
   // Only the shape it asks for: an error frame ({code, message}) or any other document sent here by
   // mistake or malice is not a terminate request.
   const unknown = Object.keys(doc).filter((key) => !TERMINATE_FIELDS.has(key));
   if (unknown.length > 0) {
-    throw new BadRequestError(`terminate request has unknown field(s) ${unknown.map((k) => JSON.stringify(k)).join(', ')}: it takes only "reason" and "drain_timeout_ms"`);
+    throw new BadRequestError(
+      `terminate request has unknown field(s) ${unknown.map((k) => JSON.stringify(k)).join(', ')}: it takes only "reason" and "drain_timeout_ms"`,
+    );
   }
   const { reason, drain_timeout_ms: drain } = doc as Record<string, unknown>;
   const out: TerminateRequest = {};

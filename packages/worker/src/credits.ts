@@ -74,7 +74,7 @@ export class Credits {
     // High first, then in arrival order; a waiter is served only when all it needs is free.
     while (this.#waiters.length > 0) {
       const i = this.#waiters.findIndex((w) => w.priority === 'high');
-      const next = i >= 0 ? i : 0;
+      const next = Math.max(i, 0);
       const waiter = this.#waiters[next]!;
       if (this.#free < waiter.need) break;
       this.#waiters.splice(next, 1);

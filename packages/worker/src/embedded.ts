@@ -9,7 +9,14 @@ import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { defaultCacheDir } from '@bertq/model';
 import type { Logger } from 'pino';
-import { NatsConnectError, START_TIMEOUT_MS, connectError, natsConnectionOptions, silentLogger, startNatsServer } from '@bertq/nats';
+import {
+  NatsConnectError,
+  START_TIMEOUT_MS,
+  connectError,
+  natsConnectionOptions,
+  silentLogger,
+  startNatsServer,
+} from '@bertq/nats';
 import type { NatsConnectOptions } from '@bertq/nats';
 import { JetStreamNotEnabledError, openJetStreamManager } from './stream.js';
 
@@ -80,7 +87,10 @@ export async function ensureNatsServer(url: string, options: EnsureNatsServerOpt
     return { url: target.url, started: false, stop: () => Promise.resolve(), log: () => '' };
   }
   if (!isLocalHost(target.host)) {
-    throw new NatsConnectError(`no NATS server at ${target.url}; bertq only starts one on this machine (localhost), so start it there`, [target.url]);
+    throw new NatsConnectError(
+      `no NATS server at ${target.url}; bertq only starts one on this machine (localhost), so start it there`,
+      [target.url],
+    );
   }
   return startServer(target, options, log);
 }
@@ -90,8 +100,16 @@ export async function ensureNatsServer(url: string, options: EnsureNatsServerOpt
  * Anything else means a server IS there (it refused our credentials, or TLS with it failed), so the
  * failure is thrown: starting our own server on its port would only fail with "address in use".
  */
-async function probe(url: string, connection: EnsureNatsServerOptions['connection']): Promise<NatsConnection | undefined> {
-  const options = await natsConnectionOptions({ ...connection, servers: url, timeoutMs: PROBE_TIMEOUT_MS, maxReconnectAttempts: 0 });
+async function probe(
+  url: string,
+  connection: EnsureNatsServerOptions['connection'],
+): Promise<NatsConnection | undefined> {
+  const options = await natsConnectionOptions({
+    ...connection,
+    servers: url,
+    timeoutMs: PROBE_TIMEOUT_MS,
+    maxReconnectAttempts: 0,
+  });
   try {
     return await connect({ ...options, reconnect: false });
   } catch (err) {
@@ -104,11 +122,17 @@ async function probe(url: string, connection: EnsureNatsServerOptions['connectio
 function nothingListens(err: unknown): boolean {
   const e = err as { code?: string; message?: string; cause?: { code?: string } } | undefined;
   const code = e?.code ?? e?.cause?.code ?? '';
-  return ['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EADDRNOTAVAIL', 'EHOSTUNREACH'].includes(code) ||
-    /ECONNREFUSED|timeout|timed out/i.test(e?.message ?? '');
+  return (
+    ['ECONNREFUSED', 'ECONNRESET', 'ENOTFOUND', 'EADDRNOTAVAIL', 'EHOSTUNREACH'].includes(code) ||
+    /ECONNREFUSED|timeout|timed out/i.test(e?.message ?? '')
+  );
 }
 
-async function startServer(target: { host: string; port: number; url: string }, options: EnsureNatsServerOptions, log: Logger): Promise<EnsuredNatsServer> {
+async function startServer(
+  target: { host: string; port: number; url: string },
+  options: EnsureNatsServerOptions,
+  log: Logger,
+): Promise<EnsuredNatsServer> {
   const storeDir = options.storeDir ?? defaultStoreDir(target.port);
   mkdirSync(storeDir, { recursive: true });
   // 'localhost' may resolve to ::1 or 127.0.0.1; binding the IPv4 loopback is what clients find first.
@@ -125,12 +149,16 @@ async function startServer(target: { host: string; port: number; url: string }, 
     ...(options.binary === undefined ? {} : { binary: options.binary }),
   });
   log.info({ url: target.url, pid: server.pid, storeDir }, 'nats-server started');
-  return { url: target.url, started: true, pid: server.pid, storeDir, log: () => server.log(), stop: () => server.stop() };
+  return {
+    url: target.url,
+    started: true,
+    pid: server.pid,
+    storeDir,
+    log: () => server.log(),
+    stop: () => server.stop(),
+  };
 }
 
 function defaultStoreDir(port: number): string {
   return join(defaultCacheDir(), `nats-${port}`);
 }
-
-
-

@@ -124,7 +124,11 @@ export class FleetError extends Error {
 const DEFAULT_READY_TIMEOUT_MS = 120_000;
 const STOP_GRACE_MS = 10_000;
 const KILL_WAIT_MS = 5_000;
-const DEFAULT_RESTART: Required<RestartPolicy> = { maxFastCrashes: 5, fastCrashMs: 30_000, backoffMs: [250, 500, 1_000, 2_000, 5_000] };
+const DEFAULT_RESTART: Required<RestartPolicy> = {
+  maxFastCrashes: 5,
+  fastCrashMs: 30_000,
+  backoffMs: [250, 500, 1_000, 2_000, 5_000],
+};
 const WORKER_MAIN = fileURLToPath(new URL('./worker-main.js', import.meta.url));
 
 /** Kill every forked worker when the supervisor exits, even abruptly (synchronous: 'exit' runs no async code). */
@@ -184,7 +188,10 @@ class Fleet implements FleetHandle {
       throw new BadRequestError(`threadsPerWorker must be a positive integer, got ${String(options.threadsPerWorker)}`);
     }
     const gpus = options.cpu === true ? [] : [...(options.deviceMap ?? [])];
-    if (gpus.some((g) => !Number.isSafeInteger(g) || g < 0)) throw new BadRequestError(`deviceMap must list GPU ordinals (integers >= 0), got ${JSON.stringify(options.deviceMap)}`);
+    if (gpus.some((g) => !Number.isSafeInteger(g) || g < 0))
+      throw new BadRequestError(
+        `deviceMap must list GPU ordinals (integers >= 0), got ${JSON.stringify(options.deviceMap)}`,
+      );
     for (let index = 0; index < this.#numWorker; index++) {
       const deviceId = gpus.length > 0 ? gpus[index % gpus.length] : undefined;
       this.#slots.push({
@@ -199,7 +206,10 @@ class Fleet implements FleetHandle {
       });
     }
     this.#restart = { ...DEFAULT_RESTART, ...options.restart };
-    this.#log = (options.logger ?? createLogger(options.logLevel ?? 'info')).child({ component: 'fleet', service: this.service });
+    this.#log = (options.logger ?? createLogger(options.logLevel ?? 'info')).child({
+      component: 'fleet',
+      service: this.service,
+    });
     this.closed = new Promise((resolve) => (this.#resolveClosed = resolve));
   }
 
@@ -210,7 +220,10 @@ class Fleet implements FleetHandle {
 
   get workers(): FleetWorker[] {
     return this.#slots
-      .filter((s) => s.info !== undefined && s.child !== undefined && s.child.exitCode === null && s.child.signalCode === null)
+      .filter(
+        (s) =>
+          s.info !== undefined && s.child !== undefined && s.child.exitCode === null && s.child.signalCode === null,
+      )
       .map((s) => ({ index: s.index, pid: s.info!.pid, id: s.info!.id, device: s.label, restarts: s.restarts }));
   }
 
@@ -232,10 +245,21 @@ class Fleet implements FleetHandle {
     const started = Date.now();
     for (const device of new Set(this.#slots.map((slot) => slot.device))) {
       const prepared = await prepareModel({ ...o.encoder, device }).catch((err: unknown) => {
-        throw err instanceof BertqError ? err : new ModelError(`cannot prepare the model: ${(err as Error).message}`, { cause: err });
+        throw err instanceof BertqError
+          ? err
+          : new ModelError(`cannot prepare the model: ${(err as Error).message}`, { cause: err });
       });
       this.#prepared.set(device, prepared);
-      this.#log.info({ model: prepared.model, device, graph: prepared.graphPath, cacheHit: prepared.graphCacheHit, ms: Date.now() - started }, 'model prepared');
+      this.#log.info(
+        {
+          model: prepared.model,
+          device,
+          graph: prepared.graphPath,
+          cacheHit: prepared.graphCacheHit,
+          ms: Date.now() - started,
+        },
+        'model prepared',
+      );
     }
     const info = [...this.#prepared.values()][0]!;
     const dims = outputDim(info.config, info.graphOptions);
@@ -283,11 +307,21 @@ class Fleet implements FleetHandle {
     let lastError: SerializedError | undefined;
     // The last error a worker reported (a failed start, or what ended it), for the crash log.
     child.on('message', (message: unknown) => {
-      if (isWorkerMessage(message) && message.type !== 'ready' && message.error !== undefined) lastError = message.error;
+      if (isWorkerMessage(message) && message.type !== 'ready' && message.error !== undefined)
+        lastError = message.error;
     });
 
     const tuning: WorkerTuning = {};
-    for (const key of ['maxBatchSize', 'maxBatchTokens', 'priorityBatchSize', 'prefetch', 'maxWaitMs', 'pullExpiresMs', 'drainTimeoutMs', 'maxHoldMs'] as const) {
+    for (const key of [
+      'maxBatchSize',
+      'maxBatchTokens',
+      'priorityBatchSize',
+      'prefetch',
+      'maxWaitMs',
+      'pullExpiresMs',
+      'drainTimeoutMs',
+      'maxHoldMs',
+    ] as const) {
       if (o[key] !== undefined) tuning[key] = o[key];
     }
     if (o.showTokensToClient !== undefined) tuning.showTokensToClient = o.showTokensToClient;
@@ -300,7 +334,7 @@ class Fleet implements FleetHandle {
       deviceLabel: slot.label,
       tuning,
       model: {
-        ...(o.encoder.modelDir ?? o.encoder.model ? { modelDir: o.encoder.modelDir ?? o.encoder.model } : {}),
+        ...((o.encoder.modelDir ?? o.encoder.model) ? { modelDir: o.encoder.modelDir ?? o.encoder.model } : {}),
         ...(o.encoder.tunedModelDir === undefined ? {} : { tunedModelDir: o.encoder.tunedModelDir }),
         ...(o.encoder.ckptName === undefined ? {} : { ckptName: o.encoder.ckptName }),
         ...(o.encoder.configName === undefined ? {} : { configName: o.encoder.configName }),
@@ -320,8 +354,17 @@ class Fleet implements FleetHandle {
         if (!isWorkerMessage(message)) return;
         if (message.type === 'ready') {
           cleanup();
-          slot.info = { id: message.id, pid: message.pid, model: message.model, dims: message.dims, device: message.device };
-          this.#log.info({ index: slot.index, pid: message.pid, worker: message.id, device: message.device }, 'worker ready');
+          slot.info = {
+            id: message.id,
+            pid: message.pid,
+            model: message.model,
+            dims: message.dims,
+            device: message.device,
+          };
+          this.#log.info(
+            { index: slot.index, pid: message.pid, worker: message.id, device: message.device },
+            'worker ready',
+          );
           void slot.exited!.then((how) => this.#onExit(slot, child, how, lastError));
           resolve();
         } else if (message.type === 'failed') {
@@ -336,19 +379,33 @@ class Fleet implements FleetHandle {
         reject(
           lastError !== undefined
             ? rebuildError(lastError, `worker ${slot.index} (${slot.label}) could not start`)
-            : new FleetError(`worker ${slot.index} (${slot.label}) exited (${signal ?? `code ${code}`}) before it was ready`),
+            : new FleetError(
+                `worker ${slot.index} (${slot.label}) exited (${signal ?? `code ${code}`}) before it was ready`,
+              ),
         );
       });
-      timer = setTimeout(() => {
-        cleanup();
-        child.kill('SIGKILL');
-        reject(new FleetError(`worker ${slot.index} (${slot.label}) did not report ready within ${o.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS} ms`));
-      }, Math.max(0, deadline - Date.now()));
+      timer = setTimeout(
+        () => {
+          cleanup();
+          child.kill('SIGKILL');
+          reject(
+            new FleetError(
+              `worker ${slot.index} (${slot.label}) did not report ready within ${o.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS} ms`,
+            ),
+          );
+        },
+        Math.max(0, deadline - Date.now()),
+      );
     });
   }
 
   /** A worker exited after it was ready: restart it if it crashed; close the fleet when none is left. */
-  #onExit(slot: Slot, child: ChildProcess, how: { code: number | null; signal: NodeJS.Signals | null }, lastError: SerializedError | undefined): void {
+  #onExit(
+    slot: Slot,
+    child: ChildProcess,
+    how: { code: number | null; signal: NodeJS.Signals | null },
+    lastError: SerializedError | undefined,
+  ): void {
     if (slot.child !== child || this.#stopping) return;
     const clean = how.code === 0;
     if (clean) {
@@ -363,7 +420,10 @@ class Fleet implements FleetHandle {
     const lived = Date.now() - slot.startedAt;
     slot.fastCrashes = lived < this.#restart.fastCrashMs ? slot.fastCrashes + 1 : 1;
     const why = how.signal ?? `code ${how.code}`;
-    this.#log.error({ index: slot.index, pid: child.pid, exit: why, livedMs: lived, error: lastError?.message }, 'worker crashed');
+    this.#log.error(
+      { index: slot.index, pid: child.pid, exit: why, livedMs: lived, error: lastError?.message },
+      'worker crashed',
+    );
     if (slot.fastCrashes > this.#restart.maxFastCrashes) {
       const error = new FleetError(
         `worker ${slot.index} (${slot.label}) crashed ${slot.fastCrashes} times in a row, each within ${this.#restart.fastCrashMs} ms of starting ` +
@@ -425,7 +485,8 @@ class Fleet implements FleetHandle {
 
 /** Turns a worker's serialized error back into its typed class where it had one. */
 function rebuildError(error: SerializedError, context: string): Error {
-  if (error.code !== undefined && isErrorCode(error.code)) return errorFromCode(error.code, `${context}: ${error.message}`);
+  if (error.code !== undefined && isErrorCode(error.code))
+    return errorFromCode(error.code, `${context}: ${error.message}`);
   return new FleetError(`${context}: ${error.message}`);
 }
 

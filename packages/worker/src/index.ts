@@ -11,11 +11,26 @@ export {
   STREAM_DEFAULTS,
 } from './stream.js';
 export { ensureNatsServer, parseNatsUrl, isLocalHost } from './embedded.js';
-export { buildServerConfig, buildServerStatus, queueDepth, registerControlPlane, parseTerminateRequest } from './control.js';
+export {
+  buildServerConfig,
+  buildServerStatus,
+  queueDepth,
+  registerControlPlane,
+  parseTerminateRequest,
+} from './control.js';
 export { LatencyWindow, RateMeter, ClientTracker, WorkerMetrics } from './metrics.js';
 export { WORKER_VERSION } from './version.js';
 
-export type { BatcherOptions, BatcherInput, QueuedEntry, Batch, NextBatch, BatcherStats, ClassStats, Priority } from './batcher.js';
+export type {
+  BatcherOptions,
+  BatcherInput,
+  QueuedEntry,
+  Batch,
+  NextBatch,
+  BatcherStats,
+  ClassStats,
+  Priority,
+} from './batcher.js';
 export type { EmbeddingEngine, EngineRunResult } from './engine.js';
 export type { WorkerOptions, WorkerHandle, WorkerStats, WorkerState } from './worker.js';
 export type { FleetOptions, FleetHandle, FleetWorker, FleetReadyInfo, RestartPolicy } from './fleet.js';

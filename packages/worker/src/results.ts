@@ -30,13 +30,18 @@ export interface RowRun<J> {
  * is cut or zero-padded to `tokenLength` per row, as `Encoder.encode` does, so a row reads the same
  * whichever batch it ran in.
  */
-export function splitBatchOutput<J>(rows: readonly BatchRow<J>[], output: EngineRunResult, tokenLength?: number): RowRun<J>[] {
+export function splitBatchOutput<J>(
+  rows: readonly BatchRow<J>[],
+  output: EngineRunResult,
+  tokenLength?: number,
+): RowRun<J>[] {
   const { shape, data } = output;
   if (shape[0] !== rows.length) {
     throw new InternalError(`the model returned ${shape[0]} rows for a batch of ${rows.length}`);
   }
   const tokenLevel = shape.length === 3;
-  if (!tokenLevel && shape.length !== 2) throw new InternalError(`the model returned output of shape [${shape.join(',')}]; expected 2 or 3 axes`);
+  if (!tokenLevel && shape.length !== 2)
+    throw new InternalError(`the model returned output of shape [${shape.join(',')}]; expected 2 or 3 axes`);
   const dims = shape[shape.length - 1]!;
   const seqIn = tokenLevel ? shape[1]! : 1;
   const seqOut = tokenLevel ? (tokenLength ?? seqIn) : 1;
@@ -49,7 +54,10 @@ export function splitBatchOutput<J>(rows: readonly BatchRow<J>[], output: Engine
   const byJob = new Map<J, Array<{ row: number; at: number }>>();
   rows.forEach(({ job, row }, at) => {
     let list = byJob.get(job);
-    if (list === undefined) byJob.set(job, (list = []));
+    if (list === undefined) {
+      list = [];
+      byJob.set(job, list);
+    }
     list.push({ row, at });
   });
 
@@ -98,7 +106,8 @@ export function mergeRuns<J>(runs: readonly RowRun<J>[]): RowRun<J>[] {
   };
   for (const run of sorted) {
     const last = group.at(-1);
-    const continues = last !== undefined && last.firstRow + last.rows === run.firstRow && last.rowShape.join() === run.rowShape.join();
+    const continues =
+      last !== undefined && last.firstRow + last.rows === run.firstRow && last.rowShape.join() === run.rowShape.join();
     if (!continues) close();
     group.push(run);
   }

@@ -114,7 +114,10 @@ export async function openJetStreamManager(nc: NatsConnection, timeoutMs = JSM_T
 }
 
 /** Creates or updates a service's stream and its `high`/`bulk` consumers. Safe to run again. */
-export async function ensureStream(target: NatsConnection | JetStreamManager, options: StreamOptions): Promise<EnsuredStream> {
+export async function ensureStream(
+  target: NatsConnection | JetStreamManager,
+  options: StreamOptions,
+): Promise<EnsuredStream> {
   const names = serviceNames(options.service);
   const settings = resolve(options);
   const jsm = isManager(target) ? target : await openJetStreamManager(target);
@@ -149,15 +152,20 @@ export async function ensureStream(target: NatsConnection | JetStreamManager, op
   }
 
   for (const priority of PRIORITIES) {
-    await ensureConsumer(jsm, names.stream, {
-      durable_name: names.consumers[priority],
-      description: `bertq ${priority}-priority jobs of service ${names.service}`,
-      filter_subject: names.jobs[priority],
-      ack_policy: AckPolicy.Explicit,
-      deliver_policy: DeliverPolicy.All,
-      ack_wait: settings.ackWaitMs * NANOS_PER_MS,
-      max_deliver: settings.maxDeliver,
-    }, updated);
+    await ensureConsumer(
+      jsm,
+      names.stream,
+      {
+        durable_name: names.consumers[priority],
+        description: `bertq ${priority}-priority jobs of service ${names.service}`,
+        filter_subject: names.jobs[priority],
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        ack_wait: settings.ackWaitMs * NANOS_PER_MS,
+        max_deliver: settings.maxDeliver,
+      },
+      updated,
+    );
   }
 
   return {
@@ -183,7 +191,10 @@ export async function readConsumerLimits(
     out[priority] = {
       ackWaitMs: Math.round((info.config.ack_wait ?? STREAM_DEFAULTS.ackWaitMs * NANOS_PER_MS) / NANOS_PER_MS),
       // -1 (unlimited) is kept as Infinity: no delivery is ever the last one.
-      maxDeliver: info.config.max_deliver === undefined || info.config.max_deliver < 1 ? Number.POSITIVE_INFINITY : info.config.max_deliver,
+      maxDeliver:
+        info.config.max_deliver === undefined || info.config.max_deliver < 1
+          ? Number.POSITIVE_INFINITY
+          : info.config.max_deliver,
     };
   }
   return out;
@@ -212,7 +223,8 @@ function resolve(options: StreamOptions): ResolvedStreamOptions {
   positive('duplicateWindowMs', out.duplicateWindowMs);
   positive('ackWaitMs', out.ackWaitMs);
   positive('maxDeliver', out.maxDeliver);
-  if (![1, 3, 5].includes(out.replicas)) throw new BadRequestError(`stream option replicas must be 1, 3 or 5, got ${out.replicas}`);
+  if (![1, 3, 5].includes(out.replicas))
+    throw new BadRequestError(`stream option replicas must be 1, 3 or 5, got ${out.replicas}`);
   if (out.storage !== 'file' && out.storage !== 'memory') {
     throw new BadRequestError(`stream option storage must be "file" or "memory", got ${JSON.stringify(out.storage)}`);
   }
@@ -230,7 +242,15 @@ async function streamInfo(jsm: JetStreamManager, name: string) {
 
 /** Fields JetStream cannot change on an existing stream; a mismatch needs the stream deleted first. */
 const FIXED_STREAM_FIELDS = ['retention', 'storage'] as const;
-const MUTABLE_STREAM_FIELDS = ['subjects', 'discard', 'max_msgs', 'max_bytes', 'duplicate_window', 'num_replicas', 'description'] as const;
+const MUTABLE_STREAM_FIELDS = [
+  'subjects',
+  'discard',
+  'max_msgs',
+  'max_bytes',
+  'duplicate_window',
+  'num_replicas',
+  'description',
+] as const;
 
 async function updateStream(
   jsm: JetStreamManager,
@@ -276,9 +296,11 @@ async function ensureConsumer(
       return;
     } catch (err) {
       // Created concurrently by another worker: compare and update below.
-      current = (await jsm.consumers.info(stream, wanted.durable_name).catch(() => {
-        throw err;
-      })).config;
+      current = (
+        await jsm.consumers.info(stream, wanted.durable_name).catch(() => {
+          throw err;
+        })
+      ).config;
     }
   }
   for (const field of FIXED_CONSUMER_FIELDS) {
@@ -303,7 +325,10 @@ function pick<T extends object, K extends keyof T>(from: T, keys: readonly K[]):
 }
 
 function isManager(target: NatsConnection | JetStreamManager): target is JetStreamManager {
-  return typeof (target as JetStreamManager).streams === 'object' && typeof (target as JetStreamManager).consumers === 'object';
+  return (
+    typeof (target as JetStreamManager).streams === 'object' &&
+    typeof (target as JetStreamManager).consumers === 'object'
+  );
 }
 
 /** How to name the server in a message: the one we are connected to. */

@@ -26,7 +26,9 @@ const EXIT_GRACE_MS = 2_000;
 
 export function runWorkerProcess(hooks: WorkerProcessHooks = {}): void {
   if (process.send === undefined) {
-    process.stderr.write('bertq worker-main must be started by a fleet supervisor (child_process.fork with an IPC channel)\n');
+    process.stderr.write(
+      'bertq worker-main must be started by a fleet supervisor (child_process.fork with an IPC channel)\n',
+    );
     process.exit(2);
   }
   const waiting = setTimeout(() => {
@@ -86,7 +88,14 @@ async function run(options: WorkerProcessOptions, hooks: WorkerProcessHooks): Pr
     process.exit(1);
   }
 
-  await send({ type: 'ready', id: handle.id, pid: process.pid, model: encoder.info.model, dims: encoder.info.dims, device: options.deviceLabel });
+  await send({
+    type: 'ready',
+    id: handle.id,
+    pid: process.pid,
+    model: encoder.info.model,
+    dims: encoder.info.dims,
+    device: options.deviceLabel,
+  });
   if (stopRequested !== null) void handle.stop(stopRequested === undefined ? {} : { drainTimeoutMs: stopRequested });
   const reason = await handle.closed;
   await encoder.close().catch((err: unknown) => log.warn({ err }, 'closing the model failed'));
@@ -122,4 +131,3 @@ function send(message: WorkerMessage): Promise<void> {
     });
   });
 }
-

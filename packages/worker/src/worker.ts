@@ -130,7 +130,16 @@ export interface WorkerOptions {
 export interface WorkerStats
   extends Pick<
     WorkerCounters,
-    'jobsReceived' | 'jobsDone' | 'jobsFailed' | 'jobsUnanswerable' | 'jobsRedelivered' | 'jobsReturned' | 'jobsTimedOut' | 'rows' | 'batches' | 'errors'
+    | 'jobsReceived'
+    | 'jobsDone'
+    | 'jobsFailed'
+    | 'jobsUnanswerable'
+    | 'jobsRedelivered'
+    | 'jobsReturned'
+    | 'jobsTimedOut'
+    | 'rows'
+    | 'batches'
+    | 'errors'
   > {
   state: WorkerState;
   heldJobs: number;
@@ -275,14 +284,19 @@ class Worker implements WorkerHandle, WorkerView {
       maxHoldMs: options.maxHoldMs ?? WORKER_DEFAULTS.maxHoldMs,
     };
     for (const name of ['maxBatchSize', 'maxBatchTokens', 'prefetch'] as const) {
-      if (!Number.isSafeInteger(s[name]) || s[name] < 1) throw new BadRequestError(`worker option ${name} must be a positive integer, got ${s[name]}`);
+      if (!Number.isSafeInteger(s[name]) || s[name] < 1)
+        throw new BadRequestError(`worker option ${name} must be a positive integer, got ${s[name]}`);
     }
-    if (s.prefetch < 2) throw new BadRequestError(`worker option prefetch must be at least 2 (one job per consumer), got ${s.prefetch}`);
+    if (s.prefetch < 2)
+      throw new BadRequestError(`worker option prefetch must be at least 2 (one job per consumer), got ${s.prefetch}`);
     if (!Number.isSafeInteger(s.priorityBatchSize) || s.priorityBatchSize < 0 || s.priorityBatchSize > s.maxBatchSize) {
-      throw new BadRequestError(`worker option priorityBatchSize must be an integer from 0 to maxBatchSize (${s.maxBatchSize}), got ${s.priorityBatchSize}`);
+      throw new BadRequestError(
+        `worker option priorityBatchSize must be an integer from 0 to maxBatchSize (${s.maxBatchSize}), got ${s.priorityBatchSize}`,
+      );
     }
     for (const name of ['maxWaitMs', 'pullExpiresMs', 'drainTimeoutMs', 'maxHoldMs'] as const) {
-      if (!(s[name] >= 0)) throw new BadRequestError(`worker option ${name} must be a non-negative number, got ${s[name]}`);
+      if (!(s[name] >= 0))
+        throw new BadRequestError(`worker option ${name} must be a non-negative number, got ${s[name]}`);
     }
     this.#settings = s;
     // Every held job has at most maxBatchSize rows (parseJob refuses more), so this bound is never
@@ -333,7 +347,8 @@ class Worker implements WorkerHandle, WorkerView {
       const js = jetstream(nc);
       const names = serviceNames(this.service);
       const consumers = {} as Record<Priority, Consumer>;
-      for (const priority of PRIORITIES) consumers[priority] = await js.consumers.get(names.stream, names.consumers[priority]);
+      for (const priority of PRIORITIES)
+        consumers[priority] = await js.consumers.get(names.stream, names.consumers[priority]);
 
       this.#registration = registerControlPlane(nc, this.#jsm!, this.#description, this);
       this.#state = 'ready';
@@ -352,11 +367,20 @@ class Worker implements WorkerHandle, WorkerView {
         }),
       );
       this.#startProgressTimer();
-      nc.closed().then((err) => {
-        if (!this.#stopping) this.#connectionLost(err ?? new Error('the NATS connection closed'));
-      }, () => undefined);
+      nc.closed().then(
+        (err) => {
+          if (!this.#stopping) this.#connectionLost(err ?? new Error('the NATS connection closed'));
+        },
+        () => undefined,
+      );
       this.#log.info(
-        { service: this.service, model: info.model, device: this.#description.device, dims: info.dims, prefetch: this.#settings.prefetch },
+        {
+          service: this.service,
+          model: info.model,
+          device: this.#description.device,
+          dims: info.dims,
+          prefetch: this.#settings.prefetch,
+        },
         'worker ready',
       );
     } catch (err) {
@@ -371,14 +395,20 @@ class Worker implements WorkerHandle, WorkerView {
     if (this.#options.nc !== undefined) {
       this.#nc = this.#options.nc;
     } else {
-      if (this.#options.servers === undefined) throw new BadRequestError('startWorker needs a connection: give `nc` or `servers`');
-      this.#nc = await connectNats({ ...this.#options.connection, servers: this.#options.servers, name: this.#options.connection?.name ?? `bertq-worker-${this.id}` });
+      if (this.#options.servers === undefined)
+        throw new BadRequestError('startWorker needs a connection: give `nc` or `servers`');
+      this.#nc = await connectNats({
+        ...this.#options.connection,
+        servers: this.#options.servers,
+        name: this.#options.connection?.name ?? `bertq-worker-${this.id}`,
+      });
       this.#ownConnection = true;
     }
     const nc = this.#nc;
     this.#maxPayload = nc.info?.max_payload ?? 1024 * 1024;
     this.#jsm = await openJetStreamManager(nc);
-    if (this.#options.stream !== false) await ensureStream(this.#jsm, { ...this.#options.stream, service: this.service });
+    if (this.#options.stream !== false)
+      await ensureStream(this.#jsm, { ...this.#options.stream, service: this.service });
     try {
       this.#limits = await readConsumerLimits(this.#jsm, this.service);
     } catch (err) {
@@ -397,7 +427,9 @@ class Worker implements WorkerHandle, WorkerView {
       const rows = await this.#engine.tokenize(['warm up']);
       await this.#engine.run(rows);
     } catch (err) {
-      throw err instanceof BertqError ? err : new ModelError(`the model failed its warm-up batch: ${(err as Error).message}`, { cause: err });
+      throw err instanceof BertqError
+        ? err
+        : new ModelError(`the model failed its warm-up batch: ${(err as Error).message}`, { cause: err });
     }
   }
 
@@ -425,14 +457,20 @@ class Worker implements WorkerHandle, WorkerView {
     this.#held.add(held);
     this.metrics.counters.jobsReceived++;
     if (msg.redelivered) this.metrics.counters.jobsRedelivered++;
-    void this.#admit(held).catch((err: unknown) => this.#refuse(held, new InternalError(`admitting a job failed: ${(err as Error).message}`, { cause: err })));
+    void this.#admit(held).catch((err: unknown) =>
+      this.#refuse(held, new InternalError(`admitting a job failed: ${(err as Error).message}`, { cause: err })),
+    );
   }
 
   async #admit(held: HeldJob): Promise<void> {
     const { msg } = held;
     let job: Job;
     try {
-      job = parseJob(fromNatsHeaders(msg.headers), msg.data, { service: this.service, maxRows: this.#settings.maxBatchSize, maxBytes: this.#maxPayload });
+      job = parseJob(fromNatsHeaders(msg.headers), msg.data, {
+        service: this.service,
+        maxRows: this.#settings.maxBatchSize,
+        maxBytes: this.#maxPayload,
+      });
     } catch (err) {
       this.#refuse(held, err);
       return;
@@ -453,7 +491,9 @@ class Worker implements WorkerHandle, WorkerView {
     if (job.showTokens && this.#options.showTokensToClient !== true) {
       this.#refuse(
         held,
-        new BadRequestError(`service "${this.service}" does not send tokens to clients: start it with --show-tokens-to-client to allow show_tokens`),
+        new BadRequestError(
+          `service "${this.service}" does not send tokens to clients: start it with --show-tokens-to-client to allow show_tokens`,
+        ),
       );
       return;
     }
@@ -470,7 +510,9 @@ class Worker implements WorkerHandle, WorkerView {
     held.rows = rows;
     const deadline = job.deadline ?? Number.POSITIVE_INFINITY;
     try {
-      this.#batcher.push(rows.map((r, row) => ({ job: held, row, tokens: r.length, priority: held.priority, deadline })));
+      this.#batcher.push(
+        rows.map((r, row) => ({ job: held, row, tokens: r.length, priority: held.priority, deadline })),
+      );
     } catch (err) {
       // Cannot happen while credits bound the held jobs; if it does, say so rather than drop the job.
       this.#refuse(held, err);
@@ -489,7 +531,12 @@ class Worker implements WorkerHandle, WorkerView {
     if (context.id !== undefined && context.reply !== undefined) {
       this.metrics.counters.jobsFailed++;
       const frame = encodeErrorFrame(
-        { id: context.id, ...(context.offset === undefined ? {} : { offset: context.offset }), ...(held.job ? { rows: held.job.texts.length } : {}), worker: this.id },
+        {
+          id: context.id,
+          ...(context.offset === undefined ? {} : { offset: context.offset }),
+          ...(held.job ? { rows: held.job.texts.length } : {}),
+          worker: this.id,
+        },
         error,
         { maxPayload: this.#maxPayload },
       );
@@ -591,17 +638,27 @@ class Worker implements WorkerHandle, WorkerView {
       return;
     }
     const inferenceMs = performance.now() - start;
-    this.#batchMs = this.#batchMs === undefined ? inferenceMs : this.#batchMs + BATCH_TIME_EWMA * (inferenceMs - this.#batchMs);
-    this.#batchRows = this.#batchRows === undefined ? entries.length : this.#batchRows + BATCH_TIME_EWMA * (entries.length - this.#batchRows);
+    this.#batchMs =
+      this.#batchMs === undefined ? inferenceMs : this.#batchMs + BATCH_TIME_EWMA * (inferenceMs - this.#batchMs);
+    this.#batchRows =
+      this.#batchRows === undefined
+        ? entries.length
+        : this.#batchRows + BATCH_TIME_EWMA * (entries.length - this.#batchRows);
     const batchesToDrain = this.localBound / Math.max(1, this.#batchRows);
-    this.#batcher.setMaxWaitMs(Math.max(this.#settings.maxWaitMs, (batchesToDrain + AGING_SLACK_BATCHES) * this.#batchMs));
+    this.#batcher.setMaxWaitMs(
+      Math.max(this.#settings.maxWaitMs, (batchesToDrain + AGING_SLACK_BATCHES) * this.#batchMs),
+    );
     this.metrics.countBatch(entries.length, batch.realTokens, batch.paddedTokens);
     this.metrics.timings.inference.add(inferenceMs);
     for (const held of jobs) held.inferenceMs += inferenceMs;
 
     let runs;
     try {
-      runs = splitBatchOutput(entries, output, output.shape.length === 3 ? this.#engine.tokenLevelLength(output.shape[1]!) : undefined);
+      runs = splitBatchOutput(
+        entries,
+        output,
+        output.shape.length === 3 ? this.#engine.tokenLevelLength(output.shape[1]!) : undefined,
+      );
     } catch (err) {
       this.#batchFailed(jobs, err);
       return;
@@ -642,7 +699,9 @@ class Worker implements WorkerHandle, WorkerView {
             shape: run.rowShape,
             dtype: job.output,
             data: run.data,
-            ...(job.showTokens ? { tokens: held.rows!.slice(run.firstRow, run.firstRow + run.rows).map((r) => r.tokens ?? []) } : {}),
+            ...(job.showTokens
+              ? { tokens: held.rows!.slice(run.firstRow, run.firstRow + run.rows).map((r) => r.tokens ?? []) }
+              : {}),
             tokenCounts: held.rows!.slice(run.firstRow, run.firstRow + run.rows).map((r) => r.length),
             timings: {
               tokenizationMs: held.tokenizationMs ?? 0,
@@ -686,10 +745,13 @@ class Worker implements WorkerHandle, WorkerView {
       if (deliveries >= maxDeliver) {
         this.#refuse(
           held,
-          new InternalError(`the job failed on its last allowed delivery (${deliveries} of ${maxDeliver}): ${error.message}`, {
-            cause: err,
-            details: { code: error.code, deliveries },
-          }),
+          new InternalError(
+            `the job failed on its last allowed delivery (${deliveries} of ${maxDeliver}): ${error.message}`,
+            {
+              cause: err,
+              details: { code: error.code, deliveries },
+            },
+          ),
         );
       } else {
         this.#finish(held, 'nak', RETRY_DELAY_MS);
@@ -753,7 +815,13 @@ class Worker implements WorkerHandle, WorkerView {
     };
     this.#log.info({ reason: request.reason ?? null }, 'terminate requested');
     // After the reply is on its way: the reply is sent when this handler returns.
-    setTimeout(() => void this.stop({ ...(request.drain_timeout_ms === undefined ? {} : { drainTimeoutMs: request.drain_timeout_ms }) }), 0);
+    setTimeout(
+      () =>
+        void this.stop({
+          ...(request.drain_timeout_ms === undefined ? {} : { drainTimeoutMs: request.drain_timeout_ms }),
+        }),
+      0,
+    );
     return reply;
   }
 
@@ -811,7 +879,8 @@ class Worker implements WorkerHandle, WorkerView {
       await raceDeadline(new Promise<void>((resolve) => (this.#heldEmpty = resolve)), deadline);
     }
     const left = [...this.#held];
-    if (left.length > 0) this.#log.warn({ jobs: left.length }, 'drain timed out; handing the remaining jobs back to the queue');
+    if (left.length > 0)
+      this.#log.warn({ jobs: left.length }, 'drain timed out; handing the remaining jobs back to the queue');
     for (const held of left) this.#finish(held, 'nak');
     this.#batcher.clear();
     await this.#shutdown();
@@ -844,8 +913,16 @@ class Worker implements WorkerHandle, WorkerView {
     if (nc === undefined || nc.isClosed()) return;
     const deadline = performance.now() + FLUSH_TIMEOUT_MS;
     // Acks and frames are buffered in the client: flush (or drain our own connection) so they reach the server.
-    if (this.#ownConnection) await raceDeadline(nc.drain().catch(() => undefined), deadline);
-    else await raceDeadline(nc.flush().catch(() => undefined), deadline);
+    if (this.#ownConnection)
+      await raceDeadline(
+        nc.drain().catch(() => undefined),
+        deadline,
+      );
+    else
+      await raceDeadline(
+        nc.flush().catch(() => undefined),
+        deadline,
+      );
     if (this.#ownConnection && !nc.isClosed()) await nc.close().catch(() => undefined);
   }
 }
@@ -869,9 +946,12 @@ function requestRelative(err: unknown, job: Job): BertqError {
   const error = toBertqError(err);
   const row = error.details?.row;
   const details = { ...(error.details ?? {}), id: job.id, offset: job.offset, reply: job.reply };
-  if (typeof row !== 'number' || job.offset === 0) return errorFromCode(error.code, error.message, { cause: err, details });
+  if (typeof row !== 'number' || job.offset === 0)
+    return errorFromCode(error.code, error.message, { cause: err, details });
   const shifted = row + job.offset;
-  const message = error.message.replace(/texts\[(\d+)\]/g, (m, i: string) => (Number(i) === row ? `texts[${shifted}]` : m));
+  const message = error.message.replace(/texts\[(\d+)\]/g, (m, i: string) =>
+    Number(i) === row ? `texts[${shifted}]` : m,
+  );
   return errorFromCode(error.code, message, { cause: err, details: { ...details, row: shifted } });
 }
 

@@ -10,7 +10,12 @@ function manualClock(start = 1_700_000_000_000) {
 }
 
 /** Rows of one job named `job`, one per length, with the given priority and deadline. */
-function rows(job: string, lengths: number[], priority: Priority = 'bulk', deadline = Infinity): BatcherInput<string>[] {
+function rows(
+  job: string,
+  lengths: number[],
+  priority: Priority = 'bulk',
+  deadline = Infinity,
+): BatcherInput<string>[] {
   return lengths.map((tokens, row) => ({ job, row, tokens, priority, deadline }));
 }
 
@@ -170,7 +175,10 @@ test('batcher - drops entries whose deadline passed and hands them back', () => 
   batcher.push(rows('late', [10], 'high', t0 + 150));
   clock.advance(60);
   // expire() alone lets the worker answer TIMEOUT while the model is busy
-  assert.deepEqual(batcher.expire().map((e) => e.job), ['late']);
+  assert.deepEqual(
+    batcher.expire().map((e) => e.job),
+    ['late'],
+  );
   assert.equal(batcher.size, 0);
   assert.equal(batcher.stats().dropped, 3);
   assert.deepEqual(batcher.nextBatch(), { batch: undefined, expired: [] });
@@ -223,7 +231,10 @@ test('batcher - room() counts rows that can still be accepted', () => {
 });
 
 test('batcher - rejects malformed options and entries with a message naming the problem', () => {
-  assert.throws(() => make({ maxBatchTokens: 0 }), (e: unknown) => e instanceof BadRequestError && /maxBatchTokens.*got 0/.test(e.message));
+  assert.throws(
+    () => make({ maxBatchTokens: 0 }),
+    (e: unknown) => e instanceof BadRequestError && /maxBatchTokens.*got 0/.test(e.message),
+  );
   assert.throws(() => make({ maxWaitMs: -1 }), /maxWaitMs must be >= 0/);
   const { batcher } = make();
   assert.throws(
@@ -268,8 +279,14 @@ test('batcher - on a seeded random workload every entry comes out exactly once a
       assert.ok(b.entries.length <= opts.maxBatchSize);
       assert.equal(b.maxTokens, longest);
       assert.equal(b.paddedTokens, longest * b.entries.length);
-      assert.equal(b.realTokens, b.entries.reduce((s, e) => s + e.tokens, 0));
-      assert.ok(b.entries.length === 1 || b.paddedTokens <= opts.maxBatchTokens, `batch over budget: ${b.paddedTokens}`);
+      assert.equal(
+        b.realTokens,
+        b.entries.reduce((s, e) => s + e.tokens, 0),
+      );
+      assert.ok(
+        b.entries.length === 1 || b.paddedTokens <= opts.maxBatchTokens,
+        `batch over budget: ${b.paddedTokens}`,
+      );
       if (b.entries.some((e) => e.priority === 'bulk')) {
         assert.equal(batcher.stats().queued.high.rows, 0, 'bulk was served while high rows were queued');
       }
@@ -320,7 +337,14 @@ test('batcher - drains a 20k-row mixed queue completely, every row once', () => 
   const { batcher } = make({ maxBatchTokens: 2048, maxBatchSize: 32, maxQueuedRows: 20_000 }, clock);
   for (let j = 0; j < 1000; j++) {
     const deadline = rand() < 0.5 ? clock.now() + 1_000_000 : Infinity;
-    batcher.push(rows(`j${j}`, Array.from({ length: 20 }, () => 2 + Math.floor(rand() * 126)), j % 4 ? 'bulk' : 'high', deadline));
+    batcher.push(
+      rows(
+        `j${j}`,
+        Array.from({ length: 20 }, () => 2 + Math.floor(rand() * 126)),
+        j % 4 ? 'bulk' : 'high',
+        deadline,
+      ),
+    );
   }
   let out = 0;
   for (let b = batcher.nextBatch().batch; b; b = batcher.nextBatch().batch) out += b.entries.length;

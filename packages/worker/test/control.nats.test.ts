@@ -2,7 +2,13 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Encoder } from '@bertq/model';
-import { BadRequestError, PROTOCOL_ID, controlSubject, decodeControlReply, validateServerStatus } from '@bertq/protocol';
+import {
+  BadRequestError,
+  PROTOCOL_ID,
+  controlSubject,
+  decodeControlReply,
+  validateServerStatus,
+} from '@bertq/protocol';
 import { startNatsServer } from '@bertq/testing';
 import type { NatsServer } from '@bertq/testing';
 import { startWorker } from '../src/worker.js';
@@ -30,7 +36,14 @@ before(async () => {
   service = freshService('ctl');
   // Room for 3 × 2 rows: the high consumer's open pull reserves one job's worth, so the bulk consumer
   // may hold two 2-row jobs.
-  worker = await startWorker({ nc, service, engine: slowEngine(encoder, SLOW_BATCH_MS), prefetch: 3, maxBatchSize: 2, pullExpiresMs: 1_000 });
+  worker = await startWorker({
+    nc,
+    service,
+    engine: slowEngine(encoder, SLOW_BATCH_MS),
+    prefetch: 3,
+    maxBatchSize: 2,
+    pullExpiresMs: 1_000,
+  });
 });
 
 after(async () => {
@@ -72,13 +85,22 @@ test('services - $SRV.PING answers with the bertq identity and metadata', { time
   }
 });
 
-test('services - $SRV.INFO lists the six control endpoints with their subjects and queue groups', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('services - $SRV.INFO lists the six control endpoints with their subjects and queue groups', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const info = await requestJson<InfoResponse>(`$SRV.INFO.bertq.${worker.id}`);
   assert.equal(info.type, INFO_RESPONSE_TYPE);
   assert.equal(info.id, worker.id);
   assert.match(info.description, new RegExp(service));
   const byName = Object.fromEntries(info.endpoints.map((e) => [e.name, e]));
-  assert.deepEqual(Object.keys(byName).sort(), ['config', 'status', 'terminate', 'worker-config', 'worker-status', 'worker-terminate']);
+  assert.deepEqual(Object.keys(byName).sort(), [
+    'config',
+    'status',
+    'terminate',
+    'worker-config',
+    'worker-status',
+    'worker-terminate',
+  ]);
   assert.equal(byName.config!.subject, `bertq.v1.${service}.config`);
   assert.equal(byName.config!.queue_group, 'q');
   assert.equal(byName['worker-status']!.subject, `bertq.v1.${service}.status.${worker.id}`);
@@ -103,7 +125,9 @@ test('services - config answers a valid server config document', { timeout: TEST
   }
 });
 
-test('services - status shows queue depth from JetStream while jobs wait, then timings', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('services - status shows queue depth from JetStream while jobs wait, then timings', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const client = new TestClient(nc, service);
   const requests = [];
   for (let i = 0; i < 6; i++) requests.push(await client.submit(sentences(2, i)));
@@ -127,7 +151,13 @@ test('services - status shows queue depth from JetStream while jobs wait, then t
   assert.equal(done.queue.bulk.pending, 0);
   assert.equal(done.queue.bulk.ack_pending, 0);
   for (const stage of ['tokenization', 'queue', 'inference', 'total'] as const) {
-    const t = done.timings[stage] as unknown as { count: number; p50_ms: number; p95_ms: number; p99_ms: number; max_ms: number };
+    const t = done.timings[stage] as unknown as {
+      count: number;
+      p50_ms: number;
+      p95_ms: number;
+      p99_ms: number;
+      max_ms: number;
+    };
     assert.equal(t.count, stage === 'inference' ? done.batches!.num_batch : 6, stage);
     assert.ok(t.p50_ms <= t.p95_ms && t.p95_ms <= t.p99_ms && t.p99_ms <= t.max_ms, stage);
   }
@@ -137,10 +167,13 @@ test('services - status shows queue depth from JetStream while jobs wait, then t
 });
 
 test('services - $SRV.STATS counts endpoint requests and errors', { timeout: TEST_TIMEOUT_MS }, async () => {
-  await assert.rejects(async () => {
-    const { headers, data } = await control('terminate', 'not json', worker.id);
-    decodeControlReply('terminate', headers, data);
-  }, (err: Error) => err instanceof BadRequestError && /terminate request is not JSON/.test(err.message));
+  await assert.rejects(
+    async () => {
+      const { headers, data } = await control('terminate', 'not json', worker.id);
+      decodeControlReply('terminate', headers, data);
+    },
+    (err: Error) => err instanceof BadRequestError && /terminate request is not JSON/.test(err.message),
+  );
   const stats = await requestJson<StatsResponse>('$SRV.STATS.bertq');
   assert.equal(stats.type, STATS_RESPONSE_TYPE);
   assert.ok(!Number.isNaN(Date.parse(stats.started)));
@@ -153,12 +186,22 @@ test('services - $SRV.STATS counts endpoint requests and errors', { timeout: TES
   assert.equal(worker.state, 'ready', 'a refused terminate request does not stop the worker');
 });
 
-test('attack - an error frame (or any other shape) sent to terminate does not stop the fleet', { timeout: TEST_TIMEOUT_MS }, async () => {
-  for (const body of ['{"code":"BAD_REQUEST","message":"job body is not valid JSON"}', '{"reason":"x","extra":1}', '[]']) {
-    await assert.rejects(async () => {
-      const { headers, data } = await control('terminate', body, worker.id);
-      decodeControlReply('terminate', headers, data);
-    }, (err: Error) => err instanceof BadRequestError, body);
+test('attack - an error frame (or any other shape) sent to terminate does not stop the fleet', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  for (const body of [
+    '{"code":"BAD_REQUEST","message":"job body is not valid JSON"}',
+    '{"reason":"x","extra":1}',
+    '[]',
+  ]) {
+    await assert.rejects(
+      async () => {
+        const { headers, data } = await control('terminate', body, worker.id);
+        decodeControlReply('terminate', headers, data);
+      },
+      (err: Error) => err instanceof BadRequestError,
+      body,
+    );
   }
   assert.equal(worker.state, 'ready', 'still serving');
 });

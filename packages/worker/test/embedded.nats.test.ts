@@ -26,7 +26,9 @@ function tempDir(): string {
   return dir;
 }
 
-test('ensureNatsServer - starts nats-server with JetStream on a free local port when none answers', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('ensureNatsServer - starts nats-server with JetStream on a free local port when none answers', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const port = await freePort();
   const url = `nats://127.0.0.1:${port}`;
   const server = await ensureNatsServer(url, { storeDir: tempDir() });
@@ -51,10 +53,15 @@ test('ensureNatsServer - starts nats-server with JetStream on a free local port 
   await assert.rejects(connectNats({ servers: url, timeoutMs: 1_000 }), /no NATS server at/);
 });
 
-test('ensureNatsServer - says how to enable JetStream on a server that answers without it', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('ensureNatsServer - says how to enable JetStream on a server that answers without it', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const plain = await startNatsServer({ jetstream: false });
   try {
-    await assert.rejects(ensureNatsServer(plain.url), (err: Error) => err instanceof JetStreamNotEnabledError && /nats-server -js/.test(err.message));
+    await assert.rejects(
+      ensureNatsServer(plain.url),
+      (err: Error) => err instanceof JetStreamNotEnabledError && /nats-server -js/.test(err.message),
+    );
   } finally {
     await plain.stop();
   }
@@ -64,11 +71,15 @@ test('ensureNatsServer - never starts a server for a remote address', { timeout:
   // 192.0.2.0/24 is reserved for documentation: nothing answers there.
   await assert.rejects(
     ensureNatsServer('nats://192.0.2.1:4222'),
-    (err: Error) => err instanceof NatsConnectError && /no NATS server at nats:\/\/192\.0\.2\.1:4222; bertq only starts one on this machine/.test(err.message),
+    (err: Error) =>
+      err instanceof NatsConnectError &&
+      /no NATS server at nats:\/\/192\.0\.2\.1:4222; bertq only starts one on this machine/.test(err.message),
   );
 });
 
-test('ensureNatsServer - names the install command when the nats-server binary is missing', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('ensureNatsServer - names the install command when the nats-server binary is missing', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const port = await freePort();
   await assert.rejects(
     ensureNatsServer(`nats://localhost:${port}`, { binary: '/nonexistent/nats-server', storeDir: tempDir() }),
@@ -82,14 +93,19 @@ test('parseNatsUrl - fills in the default port and keeps IPv6 hosts readable', (
   assert.throws(() => parseNatsUrl('nats://bad host'), /is not a NATS URL/);
 });
 
-test('ensureNatsServer - a server that refuses our credentials is reported, never replaced by an embedded one', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('ensureNatsServer - a server that refuses our credentials is reported, never replaced by an embedded one', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const guarded = await startNatsServer({ config: { authorization: { token: 'the-token' } } });
   try {
-    await assert.rejects(ensureNatsServer(guarded.url, { storeDir: tempDir(), connection: { token: 'not-the-token' } }), (err: unknown) => {
-      assert.ok(err instanceof UnauthorizedError, `got ${String(err)}`);
-      assert.doesNotMatch(err.message, /address already in use/);
-      return true;
-    });
+    await assert.rejects(
+      ensureNatsServer(guarded.url, { storeDir: tempDir(), connection: { token: 'not-the-token' } }),
+      (err: unknown) => {
+        assert.ok(err instanceof UnauthorizedError, `got ${String(err)}`);
+        assert.doesNotMatch(err.message, /address already in use/);
+        return true;
+      },
+    );
     const reused = await ensureNatsServer(guarded.url, { storeDir: tempDir(), connection: { token: 'the-token' } });
     assert.equal(reused.started, false);
   } finally {

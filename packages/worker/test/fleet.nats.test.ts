@@ -101,7 +101,7 @@ test('fleet - a worker killed with SIGKILL loses no job and is restarted', { tim
     'the victim to hold jobs',
     async () => {
       const msg = await nc.request(controlSubject(fleet!.service, 'status', victim.id), '', { timeout: 2_000 });
-      return validateServerStatus(msg.json()).queue.held_jobs as number > 0;
+      return (validateServerStatus(msg.json()).queue.held_jobs as number) > 0;
     },
     10_000,
     0,
@@ -122,7 +122,11 @@ test('fleet - a worker killed with SIGKILL loses no job and is restarted', { tim
     await encoder.close();
   }
 
-  await waitFor('the killed worker to be replaced', () => fleet!.workers.length === 2 && !fleet!.workers.some((w) => w.pid === victim.pid), 30_000);
+  await waitFor(
+    'the killed worker to be replaced',
+    () => fleet!.workers.length === 2 && !fleet!.workers.some((w) => w.pid === victim.pid),
+    30_000,
+  );
   const replaced = fleet.workers.find((w) => w.index === victim.index)!;
   assert.equal(replaced.restarts, 1);
   assert.notEqual(replaced.id, victim.id);
@@ -155,7 +159,9 @@ test('fleet - stop() drains the workers and ends their processes', { timeout: TE
   client.close();
 });
 
-test('fleet - a model that cannot be loaded fails the start with MODEL_ERROR before any worker is forked', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('fleet - a model that cannot be loaded fails the start with MODEL_ERROR before any worker is forked', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   await assert.rejects(
     startFleet(options({ encoder: { model: '/nonexistent/model-folder' } })),
     (err: Error) => err instanceof ModelError && /\/nonexistent\/model-folder does not exist/.test(err.message),

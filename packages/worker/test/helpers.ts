@@ -8,14 +8,7 @@ import { connect, nuid } from '@nats-io/transport-node';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import type { JetStreamClient } from '@nats-io/jetstream';
-import {
-  RequestAssembler,
-  decodeFrame,
-  encodeJob,
-  jobSubject,
-  newRequestId,
-  resultsSubject,
-} from '@bertq/protocol';
+import { RequestAssembler, decodeFrame, encodeJob, jobSubject, newRequestId, resultsSubject } from '@bertq/protocol';
 import type { AssembledResult, BertqError, DecodedFrame, HeaderMap, OutputDtype, Priority } from '@bertq/protocol';
 import { Encoder } from '@bertq/model';
 import type { EncoderOptions } from '@bertq/model';
@@ -30,7 +23,10 @@ export async function tinyEncoder(options: Partial<EncoderOptions> = {}): Promis
 }
 
 /** Wraps a real engine so each batch takes `delayMs` longer (slow-model tests), counting batches. */
-export function slowEngine(engine: EmbeddingEngine, delayMs: number): EmbeddingEngine & { batches: number; running: number } {
+export function slowEngine(
+  engine: EmbeddingEngine,
+  delayMs: number,
+): EmbeddingEngine & { batches: number; running: number } {
   const wrapped = {
     batches: 0,
     /** Batches inside run() right now (sleeping or computing). */
@@ -134,7 +130,10 @@ export class TestClient {
   }
 
   /** Publishes a request (split in jobs) and returns its id and a promise of the whole result. */
-  async submit(texts: readonly string[] | readonly string[][], options: RequestOptions = {}): Promise<{ id: string; result: Promise<AssembledResult> }> {
+  async submit(
+    texts: readonly string[] | readonly string[][],
+    options: RequestOptions = {},
+  ): Promise<{ id: string; result: Promise<AssembledResult> }> {
     const id = newRequestId();
     const timeoutMs = options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     const chunk = options.chunk ?? 256;
@@ -142,7 +141,11 @@ export class TestClient {
       const timer: NodeJS.Timeout = setTimeout(() => {
         const p = this.#pending.get(id);
         this.#pending.delete(id);
-        reject(new Error(`request ${id} timed out after ${timeoutMs} ms; missing rows ${JSON.stringify(p?.assembler.missingRanges())}`));
+        reject(
+          new Error(
+            `request ${id} timed out after ${timeoutMs} ms; missing rows ${JSON.stringify(p?.assembler.missingRanges())}`,
+          ),
+        );
       }, timeoutMs);
       this.#pending.set(id, {
         assembler: new RequestAssembler({ id, rows: texts.length }),
@@ -212,10 +215,26 @@ export async function connectTo(url: string): Promise<NatsConnection> {
   return connect({ servers: url, name: 'bertq-worker-test' });
 }
 
-
 /** Sentences of varied length, deterministic. */
 export function sentences(n: number, seed = 1): string[] {
-  const words = ['the', 'quick', 'brown', 'fox', 'jumps', 'over', 'lazy', 'dog', 'hello', 'world', 'good', 'day', 'nice', 'weather', 'embedding', 'service'];
+  const words = [
+    'the',
+    'quick',
+    'brown',
+    'fox',
+    'jumps',
+    'over',
+    'lazy',
+    'dog',
+    'hello',
+    'world',
+    'good',
+    'day',
+    'nice',
+    'weather',
+    'embedding',
+    'service',
+  ];
   let x = seed;
   const next = () => (x = (x * 1103515245 + 12345) % 2147483648);
   return Array.from({ length: n }, () => {

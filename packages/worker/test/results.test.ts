@@ -20,7 +20,13 @@ test('results - splits a batch into runs of consecutive rows per job, in row ord
     { job: 'a', row: 4 },
   ];
   const runs = splitBatchOutput(rows, positional([5, 2]));
-  const summary = runs.map((r) => ({ job: r.job, firstRow: r.firstRow, rows: r.rows, shape: r.rowShape, data: [...r.data] }));
+  const summary = runs.map((r) => ({
+    job: r.job,
+    firstRow: r.firstRow,
+    rows: r.rows,
+    shape: r.rowShape,
+    data: [...r.data],
+  }));
   assert.deepEqual(summary, [
     // rows 0, 1, 2 of job a sat at batch positions 2, 3, 0
     { job: 'a', firstRow: 0, rows: 3, shape: [2], data: [200, 201, 300, 301, 0, 1] },
@@ -42,7 +48,10 @@ test('results - pads token-level rows with zeros, or cuts them, to the requested
 });
 
 test('results - refuses output whose rows do not match the batch', () => {
-  assert.throws(() => splitBatchOutput([{ job: 'a', row: 0 }], positional([2, 4])), (err: Error) => err instanceof InternalError && /2 rows for a batch of 1/.test(err.message));
+  assert.throws(
+    () => splitBatchOutput([{ job: 'a', row: 0 }], positional([2, 4])),
+    (err: Error) => err instanceof InternalError && /2 rows for a batch of 1/.test(err.message),
+  );
   assert.throws(() => splitBatchOutput([{ job: 'a', row: 0 }], positional([1])), /expected 2 or 3 axes/);
 });
 

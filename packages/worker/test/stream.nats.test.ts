@@ -25,7 +25,9 @@ after(async () => {
   await server?.stop();
 });
 
-test('ensureStream - creates a work-queue stream and two durable pull consumers as the protocol says', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('ensureStream - creates a work-queue stream and two durable pull consumers as the protocol says', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const service = freshService('Stream_Test'); // any spelling: the canonical name is used
   const ensured = await ensureStream(nc, { service, maxQueuedJobs: 3, ackWaitMs: 4_000, maxDeliver: 3 });
   const names = serviceNames(service);
@@ -74,33 +76,46 @@ test('ensureStream - updates the limits it can update and reports them', { timeo
   await ensureStream(nc, { service });
   const changed = await ensureStream(nc, { service, maxQueuedJobs: 50, ackWaitMs: 2_000, maxDeliver: 7 });
   assert.equal(changed.created, false);
-  assert.deepEqual(
-    [...changed.updated].sort(),
-    ['consumer.bulk.ack_wait', 'consumer.bulk.max_deliver', 'consumer.high.ack_wait', 'consumer.high.max_deliver', 'stream.max_msgs'],
-  );
+  assert.deepEqual([...changed.updated].sort(), [
+    'consumer.bulk.ack_wait',
+    'consumer.bulk.max_deliver',
+    'consumer.high.ack_wait',
+    'consumer.high.max_deliver',
+    'stream.max_msgs',
+  ]);
   const jsm = await jetstreamManager(nc);
   const names = serviceNames(service);
   assert.equal((await jsm.streams.info(names.stream)).config.max_msgs, 50);
   assert.equal((await jsm.consumers.info(names.stream, 'bulk')).config.max_deliver, 7);
 });
 
-test('ensureStream - refuses a stream of the same name with another retention and says how to fix it', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('ensureStream - refuses a stream of the same name with another retention and says how to fix it', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const service = freshService();
   const names = serviceNames(service);
   const jsm = await jetstreamManager(nc);
   await jsm.streams.add({ name: names.stream, subjects: [names.jobs.all], retention: RetentionPolicy.Limits });
   await assert.rejects(
     ensureStream(nc, { service }),
-    (err: Error) => err instanceof BadRequestError && /retention "limits".*"workqueue".*nats stream rm/.test(err.message),
+    (err: Error) =>
+      err instanceof BadRequestError && /retention "limits".*"workqueue".*nats stream rm/.test(err.message),
   );
 });
 
-test('ensureStream - refuses invalid options with a message naming the option', { timeout: TEST_TIMEOUT_MS }, async () => {
-  await assert.rejects(ensureStream(nc, { service: freshService(), maxQueuedJobs: 0 }), /maxQueuedJobs must be a positive integer, got 0/);
+test('ensureStream - refuses invalid options with a message naming the option', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  await assert.rejects(
+    ensureStream(nc, { service: freshService(), maxQueuedJobs: 0 }),
+    /maxQueuedJobs must be a positive integer, got 0/,
+  );
   await assert.rejects(ensureStream(nc, { service: 'no spaces allowed' }), BadRequestError);
 });
 
-test('ensureStream - a server without JetStream gives a clear error saying how to enable it', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('ensureStream - a server without JetStream gives a clear error saying how to enable it', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const plain = await startNatsServer({ jetstream: false });
   const conn = await connectTo(plain.url);
   try {
@@ -118,7 +133,9 @@ test('ensureStream - a server without JetStream gives a clear error saying how t
   }
 });
 
-test('connectNats - says there is no NATS server at an address where none answers', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('connectNats - says there is no NATS server at an address where none answers', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const port = await freePort();
   await assert.rejects(connectNats({ servers: `nats://127.0.0.1:${port}`, timeoutMs: 2_000 }), (err: Error) => {
     // One failure, one code: an unreachable broker means nothing can serve, wherever it is seen.
@@ -129,7 +146,9 @@ test('connectNats - says there is no NATS server at an address where none answer
   });
 });
 
-test('connectNats - connects with a token the server requires, and names a refused one', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('connectNats - connects with a token the server requires, and names a refused one', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const guarded = await startNatsServer({ jetstream: false, config: { authorization: { token: 's3cret' } } });
   try {
     const ok = await connectNats({ servers: guarded.url, token: 's3cret' });

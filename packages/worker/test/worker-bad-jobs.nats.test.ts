@@ -25,7 +25,13 @@ before(async () => {
   nc = await connectTo(server.url);
   // max_seq_len NONE: a sentence longer than the model's 64 positions is an error, not cut.
   encoder = await tinyEncoder({ maxSeqLen: null });
-  worker = await startWorker({ nc, service: freshService('bad'), engine: encoder, maxBatchSize: MAX_BATCH_SIZE, pullExpiresMs: 1_000 });
+  worker = await startWorker({
+    nc,
+    service: freshService('bad'),
+    engine: encoder,
+    maxBatchSize: MAX_BATCH_SIZE,
+    pullExpiresMs: 1_000,
+  });
   client = new TestClient(nc, worker.service);
 });
 
@@ -65,24 +71,57 @@ test('bad jobs - a body that is not JSON gets BAD_REQUEST', { timeout: TEST_TIME
   expectError(await refusal('hello, not json'), BadRequestError, 'BAD_REQUEST', /not valid JSON/);
 });
 
-test('bad jobs - a body of the wrong schema gets BAD_REQUEST naming the field or row', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('bad jobs - a body of the wrong schema gets BAD_REQUEST naming the field or row', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   expectError(await refusal('{"text": ["a"]}'), BadRequestError, 'BAD_REQUEST', /"text"|"texts"/);
-  expectError(await refusal('{"texts": ["a", 3]}', 10), BadRequestError, 'BAD_REQUEST', /texts\[11\] must be a string, got number/);
-  expectError(await refusal('{"texts": ["a"], "show_token": true}'), BadRequestError, 'BAD_REQUEST', /unknown field "show_token"/);
+  expectError(
+    await refusal('{"texts": ["a", 3]}', 10),
+    BadRequestError,
+    'BAD_REQUEST',
+    /texts\[11\] must be a string, got number/,
+  );
+  expectError(
+    await refusal('{"texts": ["a"], "show_token": true}'),
+    BadRequestError,
+    'BAD_REQUEST',
+    /unknown field "show_token"/,
+  );
 });
 
-test('bad jobs - an empty or blank string gets BAD_REQUEST naming its request row', { timeout: TEST_TIMEOUT_MS }, async () => {
-  expectError(await refusal('{"texts": ["ok", ""]}', 16), BadRequestError, 'BAD_REQUEST', /texts\[17\] is an empty string/);
+test('bad jobs - an empty or blank string gets BAD_REQUEST naming its request row', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  expectError(
+    await refusal('{"texts": ["ok", ""]}', 16),
+    BadRequestError,
+    'BAD_REQUEST',
+    /texts\[17\] is an empty string/,
+  );
   // Blank text passes the schema and is caught by the tokenizer, whose row numbers are shifted too.
-  expectError(await refusal('{"texts": ["ok", "fine", "   "]}', 24), BadRequestError, 'BAD_REQUEST', /texts\[26\] is only whitespace/);
+  expectError(
+    await refusal('{"texts": ["ok", "fine", "   "]}', 24),
+    BadRequestError,
+    'BAD_REQUEST',
+    /texts\[26\] is only whitespace/,
+  );
 });
 
-test('bad jobs - more rows than max_batch_size gets TOO_LARGE naming the limit', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('bad jobs - more rows than max_batch_size gets TOO_LARGE naming the limit', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const texts = Array.from({ length: MAX_BATCH_SIZE + 1 }, (_, i) => `row ${i}`);
-  expectError(await refusal(JSON.stringify({ texts }), 0, 'bulk'), TooLargeError, 'TOO_LARGE', new RegExp(`over the limit of ${MAX_BATCH_SIZE} rows`));
+  expectError(
+    await refusal(JSON.stringify({ texts }), 0, 'bulk'),
+    TooLargeError,
+    'TOO_LARGE',
+    new RegExp(`over the limit of ${MAX_BATCH_SIZE} rows`),
+  );
 });
 
-test('bad jobs - a text longer than the model allows under max_seq_len NONE gets TOO_LONG', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('bad jobs - a text longer than the model allows under max_seq_len NONE gets TOO_LONG', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const long = Array.from({ length: 80 }, () => 'word').join(' ');
   const error = await refusal(JSON.stringify({ texts: ['short', long] }), 8);
   expectError(error, TooLongError, 'TOO_LONG', /texts\[9\] is 82 tokens long.*max_position_embeddings of 64/);
@@ -90,11 +129,18 @@ test('bad jobs - a text longer than the model allows under max_seq_len NONE gets
 });
 
 test('bad jobs - invalid UTF-8 gets BAD_REQUEST naming the byte', { timeout: TEST_TIMEOUT_MS }, async () => {
-  const body = new Uint8Array([...new TextEncoder().encode('{"texts": ["ab'), 0xff, 0xfe, ...new TextEncoder().encode('"]}')]);
+  const body = new Uint8Array([
+    ...new TextEncoder().encode('{"texts": ["ab'),
+    0xff,
+    0xfe,
+    ...new TextEncoder().encode('"]}'),
+  ]);
   expectError(await refusal(body), BadRequestError, 'BAD_REQUEST', /not valid UTF-8 at byte 14/);
 });
 
-test('bad jobs - a job missing a header gets BAD_REQUEST naming it when it can be answered', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('bad jobs - a job missing a header gets BAD_REQUEST naming it when it can be answered', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const id = newRequestId();
   await client.publishRaw('high', '{"texts": ["fine"]}', { [HEADERS.id]: id, [HEADERS.reply]: client.resultsSubject });
   const { error } = await client.errorFor(id);
@@ -106,26 +152,42 @@ test('bad jobs - a job missing a header gets BAD_REQUEST naming it when it can b
   await waitFor('the unanswerable job to be counted', () => worker.stats().jobsUnanswerable === before + 1);
 });
 
-test('attack - a job whose Bertq-Reply names the terminate endpoint or another subject is never answered there', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('attack - a job whose Bertq-Reply names the terminate endpoint or another subject is never answered there', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const names = serviceNames(worker.service);
   // The subjects an attacker who may only publish jobs would aim the worker's error frame at.
-  const targets = [names.control.terminate, 'bertq.v1.other-service.results.victim', `${names.results('x')}.deeper`, '$JS.API.STREAM.DELETE.X'];
+  const targets = [
+    names.control.terminate,
+    'bertq.v1.other-service.results.victim',
+    `${names.results('x')}.deeper`,
+    '$JS.API.STREAM.DELETE.X',
+  ];
   const seen: string[] = [];
   const subs = targets.map((t) => nc.subscribe(t, { callback: (_err, msg) => void seen.push(msg.subject) }));
   await nc.flush();
   const before = worker.stats().jobsUnanswerable;
   for (const target of targets) {
     // A bad body makes the worker answer with an error frame: where it would send it is the attack.
-    await client.publishRaw('high', 'not json at all', { [HEADERS.id]: newRequestId(), [HEADERS.offset]: '0', [HEADERS.reply]: target });
+    await client.publishRaw('high', 'not json at all', {
+      [HEADERS.id]: newRequestId(),
+      [HEADERS.offset]: '0',
+      [HEADERS.reply]: target,
+    });
   }
-  await waitFor('every forged job to be refused and counted', () => worker.stats().jobsUnanswerable === before + targets.length);
+  await waitFor(
+    'every forged job to be refused and counted',
+    () => worker.stats().jobsUnanswerable === before + targets.length,
+  );
   await nc.flush();
   for (const sub of subs) sub.unsubscribe();
   assert.deepEqual(seen, [], 'nothing was published on a subject the job named');
   assert.equal(worker.state, 'ready', 'the worker was not terminated');
 });
 
-test('bad jobs - the worker keeps serving and no refused job is redelivered', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('bad jobs - the worker keeps serving and no refused job is redelivered', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const result = await client.encode(['still serving', 'after all that'], { priority: 'high' });
   assert.deepEqual(result.shape, [2, encoder.info.dims]);
   const stats = worker.stats();

@@ -36,8 +36,17 @@ after(async () => {
   await server?.stop();
 });
 
-async function worker(options: Partial<WorkerOptions> & Pick<WorkerOptions, 'engine'>, conn = nc): Promise<WorkerHandle> {
-  const w = await startWorker({ nc: conn, service: freshService(), pullExpiresMs: 1_000, stream: { ackWaitMs: 10_000 }, ...options });
+async function worker(
+  options: Partial<WorkerOptions> & Pick<WorkerOptions, 'engine'>,
+  conn = nc,
+): Promise<WorkerHandle> {
+  const w = await startWorker({
+    nc: conn,
+    service: freshService(),
+    pullExpiresMs: 1_000,
+    stream: { ackWaitMs: 10_000 },
+    ...options,
+  });
   workers.push(w);
   return w;
 }
@@ -62,7 +71,9 @@ test('worker - returns rows equal to Encoder.encode for REDUCE_MEAN', { timeout:
   client.close();
 });
 
-test('worker - returns token-level rows equal to Encoder.encode for NONE with max_seq_len NONE', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('worker - returns token-level rows equal to Encoder.encode for NONE with max_seq_len NONE', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const w = await worker({ engine: tokenLevel, maxBatchTokens: 64 }); // small budget: rows land in batches of different lengths
   const client = new TestClient(nc, w.service);
   const texts = sentences(24, 7);
@@ -75,7 +86,9 @@ test('worker - returns token-level rows equal to Encoder.encode for NONE with ma
   client.close();
 });
 
-test('worker - returns tokens and f16 or JSON bodies when a job asks for them', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('worker - returns tokens and f16 or JSON bodies when a job asks for them', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const w = await worker({ engine: pooled, showTokensToClient: true });
   const client = new TestClient(nc, w.service);
   const texts = ['hello world', 'good day ||| nice weather', 'caf\u00e9 au lait'];
@@ -102,7 +115,9 @@ test('worker - answers a 1,000-row request split in jobs of 256 completely', { t
   client.close();
 });
 
-test('worker - serves a high-priority job before bulk jobs queued ahead of it', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('worker - serves a high-priority job before bulk jobs queued ahead of it', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const slow = slowEngine(pooled, SLOW_BATCH_MS);
   const w = await worker({ engine: slow, prefetch: 2 });
   const client = new TestClient(nc, w.service);
@@ -116,7 +131,9 @@ test('worker - serves a high-priority job before bulk jobs queued ahead of it', 
   client.close();
 });
 
-test('worker - splits a NONE result larger than max_payload into frames that arrive whole', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('worker - splits a NONE result larger than max_payload into frames that arrive whole', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const small = await startNatsServer({ maxPayload: SMALL_MAX_PAYLOAD });
   const conn = await connectTo(small.url);
   try {
@@ -145,7 +162,9 @@ test('worker - splits a NONE result larger than max_payload into frames that arr
   }
 });
 
-test('worker - refuses show_tokens with BAD_REQUEST unless started with showTokensToClient', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('worker - refuses show_tokens with BAD_REQUEST unless started with showTokensToClient', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const w = await worker({ engine: pooled });
   assert.equal(w.config().show_tokens_to_client, false);
   const client = new TestClient(nc, w.service);

@@ -70,7 +70,9 @@ test('worker - answers a job whose deadline has passed with TIMEOUT', { timeout:
   client.close();
 });
 
-test('worker - drops a queued job whose deadline passes before its batch runs', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('worker - drops a queued job whose deadline passes before its batch runs', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const slow = slowEngine(encoder, 600);
   const w = await worker({ engine: slow });
   const client = new TestClient(nc, w.service);
@@ -100,19 +102,27 @@ test('worker - in-progress acks keep a slow job from being redelivered', { timeo
   client.close();
 });
 
-test('worker - hands a failed batch back and answers INTERNAL on the last allowed delivery', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('worker - hands a failed batch back and answers INTERNAL on the last allowed delivery', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const MAX_DELIVER = 2;
   const w = await worker({ engine: failingEngine(encoder, 1), stream: { maxDeliver: MAX_DELIVER } });
   const client = new TestClient(nc, w.service);
   const { id, result } = await client.submit(['never encodes'], { timeoutMs: 15_000 });
-  await assert.rejects(result, (err: Error) => err instanceof InternalError && /last allowed delivery \(2 of 2\).*injected failure/.test(err.message));
+  await assert.rejects(
+    result,
+    (err: Error) =>
+      err instanceof InternalError && /last allowed delivery \(2 of 2\).*injected failure/.test(err.message),
+  );
   assert.equal(client.frames.filter((f) => f.frame.id === id).length, 1, 'exactly one error frame');
   assert.equal(w.stats().jobsRedelivered, 1);
   assert.equal(w.stats().jobsReturned, 1);
   client.close();
 });
 
-test('worker - stop() finishes and publishes the jobs it holds, then closes', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('worker - stop() finishes and publishes the jobs it holds, then closes', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
   const w = await startWorker({ nc, service: freshService(), engine: slowEngine(encoder, 300), pullExpiresMs: 1_000 });
   const client = new TestClient(nc, w.service);
   const requests = [];

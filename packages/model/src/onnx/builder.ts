@@ -80,7 +80,12 @@ export class GraphBuilder {
   node(
     opType: string,
     inputs: string[],
-    opts: { attributes?: Record<string, AttributeValue>; domain?: string; outputs?: number | string[]; name?: string } = {},
+    opts: {
+      attributes?: Record<string, AttributeValue>;
+      domain?: string;
+      outputs?: number | string[];
+      name?: string;
+    } = {},
   ): string[] {
     const base = opts.name ?? opType.toLowerCase();
     const outputs = Array.isArray(opts.outputs)

@@ -95,7 +95,11 @@ function decodeVersion(buf: Uint8Array): BundleHeader['version'] {
 }
 
 export function decodeBundleHeader(buf: Uint8Array): BundleHeader {
-  const h: BundleHeader = { numShards: 0, endianness: 'little', version: { producer: 0, minConsumer: 0, badConsumers: [] } };
+  const h: BundleHeader = {
+    numShards: 0,
+    endianness: 'little',
+    version: { producer: 0, minConsumer: 0, badConsumers: [] },
+  };
   for (const f of readFields(buf)) {
     if (f.field === 1) h.numShards = Number(f.int);
     else if (f.field === 2) h.endianness = f.int === 1n ? 'big' : 'little';
@@ -119,7 +123,15 @@ function decodeShape(buf: Uint8Array): number[] {
 }
 
 export function decodeBundleEntry(buf: Uint8Array): BundleEntry {
-  const e: BundleEntry = { dtype: dtypeName(0), shape: [], shardId: 0, offset: 0, size: 0, crc32c: 0, partitioned: false };
+  const e: BundleEntry = {
+    dtype: dtypeName(0),
+    shape: [],
+    shardId: 0,
+    offset: 0,
+    size: 0,
+    crc32c: 0,
+    partitioned: false,
+  };
   for (const f of readFields(buf)) {
     switch (f.field) {
       case 1:

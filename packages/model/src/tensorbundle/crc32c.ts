@@ -27,7 +27,14 @@ function buildTables(): Int32Array[] {
 }
 
 const [T0, T1, T2, T3, T4, T5, T6, T7] = buildTables() as [
-  Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array, Int32Array,
+  Int32Array,
+  Int32Array,
+  Int32Array,
+  Int32Array,
+  Int32Array,
+  Int32Array,
+  Int32Array,
+  Int32Array,
 ];
 
 /** The slicing-by-8 loop over pairs of little-endian words; kept apart so V8 sees only Int32Array here. */

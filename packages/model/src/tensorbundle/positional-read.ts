@@ -6,7 +6,12 @@ import { ModelError } from '@bertq/protocol';
  * buffer): a tensor lands directly in the memory that backs its Float32Array. `fileName` is named
  * when the file ends early.
  */
-export async function readExactly(fh: FileHandle, target: Uint8Array, position: number, fileName: string): Promise<void> {
+export async function readExactly(
+  fh: FileHandle,
+  target: Uint8Array,
+  position: number,
+  fileName: string,
+): Promise<void> {
   // A single read() is capped near 2 GiB by libuv; read in chunks well below that.
   const CHUNK = 1 << 30;
   let done = 0;

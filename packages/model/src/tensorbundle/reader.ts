@@ -68,7 +68,9 @@ export class Checkpoint {
 
   /** Data file path of each shard, in shard order. */
   get dataFiles(): string[] {
-    return Array.from({ length: this.header.numShards }, (_, i) => checkpointDataPath(this.prefix, i, this.header.numShards));
+    return Array.from({ length: this.header.numShards }, (_, i) =>
+      checkpointDataPath(this.prefix, i, this.header.numShards),
+    );
   }
 
   summary(): CheckpointSummary {
@@ -150,9 +152,12 @@ export class Checkpoint {
     const e = this.entry(name);
     const path = checkpointDataPath(this.prefix, e.shardId, this.header.numShards);
     if (e.partitioned) {
-      throw new ModelError(`variable ${name} in ${this.indexPath} was saved partitioned (in slices), which bertq does not read`, {
-        details: { file: this.indexPath, variable: name },
-      });
+      throw new ModelError(
+        `variable ${name} in ${this.indexPath} was saved partitioned (in slices), which bertq does not read`,
+        {
+          details: { file: this.indexPath, variable: name },
+        },
+      );
     }
     const { fh, size } = await this.shardHandle(e.shardId);
     if (e.offset + e.size > size) {
@@ -178,9 +183,12 @@ export class Checkpoint {
   async readTensor(name: string): Promise<Float32Array> {
     const e = this.entry(name);
     if (!FLOAT_DTYPES.has(e.dtype)) {
-      throw new ModelError(`variable ${name} in ${this.indexPath} has dtype ${e.dtype}; bertq reads only float tensors`, {
-        details: { file: this.indexPath, variable: name, dtype: e.dtype },
-      });
+      throw new ModelError(
+        `variable ${name} in ${this.indexPath} has dtype ${e.dtype}; bertq reads only float tensors`,
+        {
+          details: { file: this.indexPath, variable: name, dtype: e.dtype },
+        },
+      );
     }
     const expected = elementCount(e.shape) * dtypeSize(e.dtype)!;
     if (expected !== e.size) {
@@ -261,7 +269,8 @@ export async function openCheckpoint(prefixOrIndexPath: string): Promise<Checkpo
       name = decoder.decode(key);
       const e = decodeBundleEntry(value);
       if (e.shardId < 0 || e.shardId >= header.numShards) throw new Error(`shard ${e.shardId} of ${header.numShards}`);
-      if (e.offset < 0 || e.size < 0 || e.shape.some((d) => d < 0)) throw new Error('negative offset, size or dimension');
+      if (e.offset < 0 || e.size < 0 || e.shape.some((d) => d < 0))
+        throw new Error('negative offset, size or dimension');
       entries.set(name, { name, ...e });
     } catch (err) {
       throw bad(`has an invalid entry for ${name || 'a variable'}: ${(err as Error).message}`, err);

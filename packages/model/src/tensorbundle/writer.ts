@@ -49,14 +49,18 @@ export async function writeCheckpoint(
   const base = normalizeCheckpointPrefix(prefix);
   const encoder = new TextEncoder();
   const items = [...variables].map(([name, t]) => {
-    if (name === '') throw new ModelError('writeCheckpoint: a variable name cannot be empty (the empty key holds the header)');
+    if (name === '')
+      throw new ModelError('writeCheckpoint: a variable name cannot be empty (the empty key holds the header)');
     const dtype: NamedDtype = isRaw(t) ? t.dtype : 'float32';
     const bytes = isRaw(t) ? t.bytes : bytesOf(t.data);
     const elementSize = dtypeSize(dtype);
-    if (elementSize === undefined) throw new ModelError(`writeCheckpoint: variable ${name} has dtype ${dtype}, which the writer does not support`);
+    if (elementSize === undefined)
+      throw new ModelError(`writeCheckpoint: variable ${name} has dtype ${dtype}, which the writer does not support`);
     const expected = elementCount(t.shape) * elementSize;
     if (bytes.length !== expected) {
-      throw new ModelError(`writeCheckpoint: variable ${name} has shape [${t.shape.join(', ')}] (${expected} bytes of ${dtype}) but ${bytes.length} bytes of data`);
+      throw new ModelError(
+        `writeCheckpoint: variable ${name} has shape [${t.shape.join(', ')}] (${expected} bytes of ${dtype}) but ${bytes.length} bytes of data`,
+      );
     }
     return { name, key: encoder.encode(name), dtype, shape: t.shape, bytes };
   });
