@@ -52,7 +52,7 @@ export {
   safetensorsTensorSource,
 } from './weights.js';
 export { readSentenceTransformersHint, resolveModelSource } from './folder.js';
-export { downloadModel, isHubModelId, defaultCacheDir } from './hub.js';
+export { downloadModel, isHubModelId, defaultCacheDir } from './hub/index.js';
 export type { EncoderOptions, EncodeOptions, EncodeResult, EncoderInfo, OpenOptions } from './encoder.js';
 export type { PrepareOptions, PreparedModel, TokenizerSource } from './prepare.js';
 export type { DeviceProfile, Precision } from './devices.js';
@@ -86,4 +86,4 @@ export type {
   ResolvedModelSource,
   SentenceTransformersHint,
 } from './folder.js';
-export type { DownloadModelOptions, DownloadProgress } from './hub.js';
+export type { DownloadModelOptions, DownloadProgress } from './hub/index.js';

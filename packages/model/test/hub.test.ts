@@ -7,7 +7,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { BadRequestError, ModelError } from '@bertq/protocol';
-import { defaultCacheDir, downloadModel, isHubModelId, modelCacheDir, type DownloadProgress } from '../src/hub.js';
+import {
+  defaultCacheDir,
+  downloadModel,
+  isHubModelId,
+  modelCacheDir,
+  type DownloadProgress,
+} from '../src/hub/index.js';
 
 /** Fast retries so failure paths stay quick; the stall tests set their own timeout. */
 const FAST = { retryDelayMs: 10, stallTimeoutMs: 5_000 } as const;
