@@ -39,31 +39,6 @@ export interface PrepareInput {
   maxPayload: number;
 }
 
-/**
- * Checks the overall shape of the input, with the mistakes people make first: one string instead of
- * a list, an empty list, token lists without isTokenized. Row contents are checked by the job schema.
- */
-export function checkTexts(texts: unknown, isTokenized: boolean): asserts texts is Texts {
-  if (!Array.isArray(texts)) {
-    const got =
-      typeof texts === 'string'
-        ? 'a string (wrap a single sentence in a list: ["…"])'
-        : texts === null
-          ? 'null'
-          : typeof texts;
-    throw new BadRequestError(`texts must be a list of ${isTokenized ? 'token lists' : 'strings'}, got ${got}`);
-  }
-  if (texts.length === 0) throw new BadRequestError('texts is empty: send at least one text');
-  if (!isTokenized) {
-    const row = texts.findIndex((t) => Array.isArray(t));
-    if (row >= 0) {
-      throw new BadRequestError(`texts[${row}] is a list of tokens; pass { isTokenized: true } to send token lists`, {
-        details: { row },
-      });
-    }
-  }
-}
-
 /** Consecutive [offset, rows] ranges of at most `maxChunkRows` rows covering `rowCount` rows. */
 export function planChunks(rowCount: number, maxChunkRows: number): Array<{ offset: number; rows: number }> {
   if (!Number.isSafeInteger(maxChunkRows) || maxChunkRows < 1)
@@ -79,7 +54,6 @@ export function planChunks(rowCount: number, maxChunkRows: number): Array<{ offs
  * messages count from the start of the request). A job over max_payload is halved until it fits.
  */
 export function prepareJobs(input: PrepareInput): PreparedJob[] {
-  checkTexts(input.texts, input.isTokenized);
   const budget = input.maxPayload - PUBLISH_HEADER_SLACK;
   const jobs: PreparedJob[] = [];
   const build = (offset: number, rows: number): void => {

@@ -8,6 +8,7 @@ import { connectNats } from '@bertq/nats';
 import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import {
   BadRequestError,
+  validateTexts,
   BertqError,
   InternalError,
   OverloadedError,
@@ -23,7 +24,7 @@ import {
   type TerminateRequest,
 } from '@bertq/protocol';
 import { AsyncQueue } from './async-queue.js';
-import { checkTexts, prepareJobs } from './chunks.js';
+import { prepareJobs } from './chunks.js';
 import {
   requestFleetStatus,
   requestServerConfig,
@@ -354,7 +355,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
   /** Validates, splits and publishes one request; resolves once every job is acknowledged. */
   private async send(texts: Texts, o: ReturnType<typeof resolveEncodeOptions>): Promise<PendingRequest> {
     this.ensureOpen();
-    checkTexts(texts, o.isTokenized);
+    validateTexts(texts, { isTokenized: o.isTokenized, flag: 'isTokenized' });
     o.signal?.throwIfAborted();
     const deadline = Date.now() + o.timeoutMs;
     const config = await this.currentConfig(deadline);

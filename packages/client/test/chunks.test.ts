@@ -9,7 +9,8 @@ import {
   parseJob,
   type BertqError,
 } from '@bertq/protocol';
-import { PUBLISH_HEADER_SLACK, checkTexts, planChunks, prepareJobs, type PrepareInput } from '../src/chunks.js';
+import { validateTexts } from '@bertq/protocol';
+import { PUBLISH_HEADER_SLACK, planChunks, prepareJobs, type PrepareInput } from '../src/chunks.js';
 
 const BIG_PAYLOAD = 1024 * 1024;
 
@@ -102,11 +103,12 @@ test('chunks - a single row larger than max_payload is TOO_LARGE naming the row'
   );
 });
 
-test('chunks - validates rows before anything is sent, naming the row from the start of the request', () => {
+test('chunks - rows are validated once, before anything is sent, naming the row from the start of the request', () => {
+  // What client.encode runs on the whole request before prepareJobs cuts it into jobs.
   const texts = sentences(700);
   texts[613] = '';
   assert.throws(
-    () => prepareJobs(input(texts, { maxChunkRows: 256 })),
+    () => validateTexts(texts),
     (e: unknown) =>
       e instanceof BadRequestError &&
       e.message === 'texts[613] is an empty string' &&
@@ -114,15 +116,21 @@ test('chunks - validates rows before anything is sent, naming the row from the s
   );
   const mixed = sentences(3) as unknown[];
   mixed[2] = 42;
-  assert.throws(() => prepareJobs(input(mixed as string[])), /texts\[2\] must be a string, got number/);
-  assert.throws(() => prepareJobs(input([['a', '']], { isTokenized: true })), /texts\[0\]\[1\] is an empty token/);
+  assert.throws(() => validateTexts(mixed), /texts\[2\] must be a string, got a number/);
+  assert.throws(() => validateTexts([['a', '']], { isTokenized: true }), /texts\[0\]\[1\] is an empty string/);
 });
 
 test('chunks - catches the usual input mistakes with a sentence that says how to fix them', () => {
-  assert.throws(() => checkTexts([], false), /texts is empty: send at least one text/);
-  assert.throws(() => checkTexts('hello' as unknown, false), /got a string \(wrap a single sentence in a list/);
-  assert.throws(() => checkTexts(null, false), /got null/);
-  assert.throws(() => checkTexts(['a', ['b']], false), /texts\[1\] is a list of tokens; pass \{ isTokenized: true \}/);
+  assert.throws(() => validateTexts([], { flag: 'isTokenized' }), /texts is empty: send at least one text/);
+  assert.throws(
+    () => validateTexts('hello', { flag: 'isTokenized' }),
+    /got a string \(wrap a single sentence in a list/,
+  );
+  assert.throws(() => validateTexts(null, { flag: 'isTokenized' }), /got null/);
+  assert.throws(
+    () => validateTexts(['a', ['b']], { flag: 'isTokenized' }),
+    /texts\[1\] is a list of tokens; pass \{ isTokenized: true \}/,
+  );
 });
 
 test('chunks - request ids are unique, so the Nats-Msg-Ids of two requests never collide', () => {

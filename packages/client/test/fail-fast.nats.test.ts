@@ -141,7 +141,7 @@ test('client - bad input is refused before anything is published', async () => {
       bc.encode(['ok', 'fine', 'good', '']),
       (e: unknown) => e instanceof BadRequestError && e.message === 'texts[3] is an empty string',
     );
-    await assert.rejects(bc.encode(['ok', 7 as unknown as string]), /texts\[1\] must be a string, got number/);
+    await assert.rejects(bc.encode(['ok', 7 as unknown as string]), /texts\[1\] must be a string, got a number/);
     const jsm = await jetstreamManager(nc);
     assert.equal(
       (await jsm.streams.info(serviceNames(service).stream)).state.messages,

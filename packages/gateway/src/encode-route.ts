@@ -31,23 +31,7 @@ export function parseEncodeRequest(body: Record<string, unknown>): EncodeRequest
   const texts = body.texts;
   if (texts === undefined)
     throw new BadRequestError('texts is missing: send {"texts": ["first sentence", "second sentence"]}');
-  if (!Array.isArray(texts)) {
-    const got =
-      typeof texts === 'string'
-        ? 'a string (wrap a single sentence in a list: ["…"])'
-        : texts === null
-          ? 'null'
-          : typeof texts;
-    throw new BadRequestError(`texts must be a list of ${isTokenized ? 'token lists' : 'strings'}, got ${got}`);
-  }
-  if (texts.length === 0) throw new BadRequestError('texts is empty: send at least one text');
-  if (!isTokenized) {
-    const row = texts.findIndex((t) => Array.isArray(t));
-    if (row >= 0)
-      throw new BadRequestError(`texts[${row}] is a list of tokens; send "is_tokenized": true with token lists`, {
-        details: { row },
-      });
-  }
+  // The rows themselves are validated once, by the client, before anything is sent.
   return { id: body.id === undefined ? null : body.id, texts: texts as Texts, isTokenized, showTokens };
 }
 

@@ -43,6 +43,8 @@ export interface EncodeOptions {
   isTokenized?: boolean;
   /** Return the tokens each row was encoded as. */
   showTokens?: boolean;
+  /** The rows were validated already (validateTexts, at the caller's entry point): skip the check. */
+  validated?: boolean;
 }
 
 export interface EncodeResult {
@@ -194,6 +196,7 @@ export class Encoder {
       showTokens: options.showTokens ?? false,
       noSpecialToken: this.info.noSpecialToken,
       maskClsSep: this.info.maskClsSep,
+      validated: options.validated === true,
     });
   }
 

@@ -15,7 +15,8 @@
 import { access, readFile } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
 import type { Encoding, Tokenizer as NativeTokenizer } from 'tokenizers';
-import { BadRequestError, InternalError, ModelError, TooLongError } from '@bertq/protocol';
+import { BadRequestError, InternalError, ModelError, PY_SPACE, TooLongError, validateTexts } from '@bertq/protocol';
+import type { Texts } from '@bertq/protocol';
 import type { TokenizedBatch } from './types.js';
 
 /** bert-as-service's default max_seq_len. */
@@ -51,6 +52,8 @@ export interface TokenizeOptions {
   noSpecialToken?: boolean;
   /** Attention mask 0 at [CLS] and [SEP] (bert-as-service's mask_cls_sep): they take no part. */
   maskClsSep?: boolean;
+  /** The rows were validated already (validateTexts, as a worker's parseJob does): do not check them again. */
+  validated?: boolean;
 }
 
 /** One tokenized row, unpadded. */
@@ -243,10 +246,11 @@ export class BertTokenizer {
     const maxSeqLen = opts.maxSeqLen === undefined ? this.defaultMaxSeqLen : opts.maxSeqLen;
     this.checkMaxSeqLen(maxSeqLen);
     const showTokens = opts.showTokens === true;
+    const valid = opts.validated === true ? (texts as Texts) : validateTexts(texts, { isTokenized: opts.isTokenized });
     const pieces =
       opts.isTokenized === true
-        ? this.lookUpTokens(validateTokenLists(texts), showTokens)
-        : await this.encodeSentences(validateSentences(texts), showTokens);
+        ? this.lookUpTokens((valid as readonly (readonly string[])[]).map(splitTokenPair), showTokens)
+        : await this.encodeSentences((valid as readonly string[]).map(splitSentencePair), showTokens);
     const rows = new Array<TokenizedText>(pieces.length);
     for (let i = 0; i < pieces.length; i++) {
       const row = this.assemble(pieces[i]!, maxSeqLen, opts, showTokens);
@@ -447,81 +451,19 @@ export function splitSentencePair(text: string): Segments<string> {
   return at < 0 ? { a: line, b: null } : { a: line.slice(0, at), b: line.slice(at + 5) };
 }
 
-// ---- validation (bert-as-service's client checks, with the row named) ------------------------------
+// ---- splitting rows into pairs --------------------------------------------------------------------
 
-/** What Python's str.strip() removes: str.isspace() characters (JS \s lacks \x1c-\x1f and \x85, adds \ufeff). */
-const PY_SPACE = '\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
+/** Python's str.strip(): the characters str.isspace() names (PY_SPACE). */
 const PY_STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, 'g');
-const PY_BLANK = new RegExp(`^[${PY_SPACE}]*$`);
-/** With the u flag a surrogate class matches only unpaired halves: text that has no UTF-8 form. */
-const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 
 function pythonStrip(text: string): string {
   return text.replace(PY_STRIP, '');
 }
 
-function checkRowsArray(texts: unknown, what: string): asserts texts is unknown[] {
-  if (!Array.isArray(texts)) {
-    throw new BadRequestError(`texts must be an array of ${what}, got ${describe(texts)}`);
-  }
-  if (texts.length === 0) throw new BadRequestError(`texts must be a non-empty array of ${what}`);
-}
-
-/** Rejects what bert-as-service's client rejects (non-strings, blank strings) and invalid UTF-16. */
-function checkText(value: unknown, where: string, row: number): asserts value is string {
-  if (typeof value !== 'string') {
-    const hint = Array.isArray(value) ? '; send token lists with is_tokenized' : '';
-    throw new BadRequestError(`${where} must be a string, got ${describe(value)}${hint}`, { details: { row } });
-  }
-  if (PY_BLANK.test(value)) {
-    throw new BadRequestError(`${where} is ${value.length === 0 ? 'an empty string' : 'only whitespace'}`, {
-      details: { row },
-    });
-  }
-  const bad = value.search(LONE_SURROGATE);
-  if (bad >= 0) {
-    throw new BadRequestError(
-      `${where} has a lone UTF-16 surrogate at index ${bad} (not valid Unicode, cannot be UTF-8 encoded)`,
-      { details: { row, index: bad } },
-    );
-  }
-}
-
-function validateSentences(texts: unknown): Segments<string>[] {
-  checkRowsArray(texts, 'strings');
-  const rows = new Array<Segments<string>>(texts.length);
-  for (let i = 0; i < texts.length; i++) {
-    const text = texts[i];
-    checkText(text, `texts[${i}]`, i);
-    rows[i] = splitSentencePair(text);
-  }
-  return rows;
-}
-
-function validateTokenLists(texts: unknown): Segments<string[]>[] {
-  checkRowsArray(texts, 'token lists (is_tokenized)');
-  const rows = new Array<Segments<string[]>>(texts.length);
-  for (let i = 0; i < texts.length; i++) {
-    const row: unknown = texts[i];
-    if (!Array.isArray(row)) {
-      throw new BadRequestError(`texts[${i}] must be a list of tokens (is_tokenized), got ${describe(row)}`, {
-        details: { row: i },
-      });
-    }
-    if (row.length === 0) throw new BadRequestError(`texts[${i}] is an empty token list`, { details: { row: i } });
-    for (let j = 0; j < row.length; j++) checkText(row[j], `texts[${i}][${j}]`, i);
-    const words = row as string[];
-    // read_tokenized_examples: the first '|||' token splits; an empty second half means no pair.
-    const at = words.indexOf(TOKENIZED_PAIR_SEPARATOR);
-    rows[i] = at < 0 ? { a: words, b: null } : { a: words.slice(0, at), b: words.slice(at + 1) };
-  }
-  return rows;
-}
-
-function describe(value: unknown): string {
-  if (value === null) return 'null';
-  if (Array.isArray(value)) return 'an array';
-  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+/** read_tokenized_examples: the first '|||' token splits; an empty second half means no pair. */
+function splitTokenPair(words: readonly string[]): Segments<string[]> {
+  const at = words.indexOf(TOKENIZED_PAIR_SEPARATOR);
+  return at < 0 ? { a: [...words], b: null } : { a: words.slice(0, at), b: words.slice(at + 1) };
 }
 
 // ---- loading helpers ---------------------------------------------------------------------------------

@@ -360,12 +360,12 @@ test('tokenizer - rejects bad input with a BAD_REQUEST naming the row', async (t
       tok.tokenize(texts, opts),
       rejectsWith(BadRequestError, message, row === undefined ? undefined : { row }),
     );
-  await bad('hello', /texts must be an array of strings, got a string/);
-  await bad({ texts: [] }, /texts must be an array of strings, got an object/);
-  await bad([], /texts must be a non-empty array/);
+  await bad('hello', /texts must be a list of strings, got a string/);
+  await bad({ texts: [] }, /texts must be a list of strings, got an object/);
+  await bad([], /texts is empty/);
   await bad(['ok', 42], /texts\[1\] must be a string, got a number/, 1);
   await bad(['ok', 'ok', null], /texts\[2\] must be a string, got null/, 2);
-  await bad(['ok', ['a', 'b']], /texts\[1\] must be a string, got an array; send token lists with is_tokenized/, 1);
+  await bad(['ok', ['a', 'b']], /texts\[1\] is a list of tokens; send "is_tokenized": true with token lists/, 1);
   await bad(['ok', ''], /texts\[1\] is an empty string/, 1);
   await bad([' \t\n'], /texts\[0\] is only whitespace/, 0);
   await bad(['ok', 'ab\uD800cd'], /texts\[1\] has a lone UTF-16 surrogate at index 2/, 1);

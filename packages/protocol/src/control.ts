@@ -8,119 +8,21 @@ import { decodeErrorReply } from './error-frames.js';
 import type { HeaderMap } from './headers.js';
 import { VALIDATORS, describeSchemaError, firstSchemaError, type SchemaName } from './schemas.js';
 import { decodeUtf8 } from './utf8.js';
+import type { ConsumerDepth, ServerConfigDocument, ServerStatusDocument, StageTiming } from './generated/types.js';
 import { normalizeServiceName } from './subjects.js';
 
 /** The protocol tag every control document carries. */
 export const PROTOCOL_ID = 'bertq.v1';
 
 /** Timing of one stage over a recent window, in milliseconds. */
-export interface StageTimingStats {
-  count: number;
-  avg_ms: number;
-  p50_ms?: number;
-  p99_ms?: number;
-  max_ms: number;
-}
+export type StageTimingStats = StageTiming;
+export type { ConsumerDepth };
 
-/** Depth of one JetStream consumer; null where the consumer could not be read. */
-export interface ConsumerDepth {
-  /** Jobs waiting in the stream (num_pending). */
-  pending: number | null;
-  /** Jobs delivered and not yet acknowledged (num_ack_pending). */
-  ack_pending: number | null;
-  redelivered?: number | null;
-  /** Open pull requests (num_waiting). */
-  waiting?: number | null;
-}
+/** Reply of `bertq.v1.<svc>.config` (schemas/server-config.v1.json; type generated from it). */
+export type ServerConfig = ServerConfigDocument;
 
-/** Reply of `bertq.v1.<svc>.config` (schemas/server-config.v1.json). Unknown fields are allowed. */
-export interface ServerConfig {
-  protocol: typeof PROTOCOL_ID;
-  service: string;
-  worker_id: string;
-  server_version: string;
-  server_start_time: string;
-  server_current_time?: string;
-  model_dir?: string | null;
-  tuned_model_dir?: string | null;
-  ckpt_name?: string | null;
-  config_name?: string | null;
-  graph_tmp_dir?: string | null;
-  model_format?: 'google-checkpoint' | 'huggingface' | 'onnx';
-  model?: {
-    hidden_size?: number;
-    num_hidden_layers?: number;
-    num_attention_heads?: number;
-    max_position_embeddings?: number;
-    vocab_size?: number;
-    [key: string]: unknown;
-  };
-  /** null is NONE: each batch is padded to its longest row. */
-  max_seq_len: number | null;
-  cased_tokenization?: boolean;
-  mask_cls_sep?: boolean;
-  max_batch_size: number;
-  priority_batch_size: number;
-  max_batch_tokens?: number;
-  pooling_strategy: string;
-  pooling_layer: number[];
-  normalize?: boolean;
-  fp16?: boolean;
-  device: string;
-  show_tokens_to_client: boolean;
-  max_payload?: number;
-  /** Per-row output shape; null where it varies (max_seq_len NONE). */
-  output_shape?: (number | null)[];
-  versions?: Record<string, string>;
-  [key: string]: unknown;
-}
-
-/** Reply of `bertq.v1.<svc>.status` (schemas/server-status.v1.json). Unknown fields are allowed. */
-export interface ServerStatus {
-  protocol: typeof PROTOCOL_ID;
-  service: string;
-  worker_id: string;
-  server_current_time: string;
-  uptime_s?: number;
-  state: 'starting' | 'ready' | 'draining';
-  config: ServerConfig;
-  statistic: {
-    num_data_request: number;
-    num_total_seq: number;
-    num_sys_request: number;
-    num_total_request: number;
-    num_exception?: number;
-    num_timeout?: number;
-    num_redelivered?: number;
-    num_active_client?: number;
-    num_total_client?: number;
-    request_per_second?: number;
-    seq_per_second?: number;
-    [key: string]: unknown;
-  };
-  queue: {
-    high: ConsumerDepth;
-    bulk: ConsumerDepth;
-    local_rows: number;
-    local_bound?: number;
-    [key: string]: unknown;
-  };
-  timings: {
-    tokenization: StageTimingStats;
-    queue: StageTimingStats;
-    inference: StageTimingStats;
-    total: StageTimingStats;
-    [key: string]: unknown;
-  };
-  batches?: {
-    num_batch?: number;
-    avg_rows?: number;
-    avg_padded_tokens?: number;
-    padding_ratio?: number;
-    [key: string]: unknown;
-  };
-  [key: string]: unknown;
-}
+/** Reply of `bertq.v1.<svc>.status` (schemas/server-status.v1.json; type generated from it). */
+export type ServerStatus = ServerStatusDocument;
 
 /** Body of a `terminate` request (may be empty). */
 export interface TerminateRequest {

@@ -50,9 +50,11 @@ export {
 } from './headers.js';
 export type { HeaderMap, HeaderName } from './headers.js';
 
-export { SCHEMA_FILES, SCHEMA_DIR, SCHEMAS, VALIDATORS, compiledSchemaId } from './schemas.js';
+export { SCHEMA_FILES, SCHEMAS, VALIDATORS, compiledSchemaId } from './schemas.js';
 export type { SchemaName } from './schemas.js';
 
+export { validateTexts, PY_SPACE } from './texts.js';
+export type { Texts, ValidateTextsOptions } from './texts.js';
 export { OUTPUT_DTYPES, encodeJob, parseJob, peekJobContext, validateJobBody, deadlineError } from './job.js';
 export type { OutputDtype, Job, JobContext, JobOptions, JobLimits, JobInput, JobBody } from './job.js';
 

@@ -8,6 +8,7 @@ import { HEADERS, getHeader, dedupId, type HeaderMap } from './headers.js';
 import { VALIDATORS, firstSchemaError, readablePath, jsonTypeOf, SCHEMAS } from './schemas.js';
 import { isPublishSubject, isResultsSubject, resultsSubject } from './subjects.js';
 import { decodeUtf8 } from './utf8.js';
+import { validateTexts } from './texts.js';
 import type { ErrorObject } from 'ajv';
 
 /** How result frames encode numbers: little-endian float32, little-endian float16, or JSON. */
@@ -74,9 +75,8 @@ const REQUEST_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const encoder = new TextEncoder();
 
 /**
- * The headers and JSON body of one job. The body is validated with the same schema the worker uses,
- * so a client finds a bad row before anything is published; row indices in messages count from the
- * start of the request (offset + index).
+ * The headers and JSON body of one job. Its rows are not validated again here: a client validates
+ * a request's rows once, with validateTexts, before it cuts them into jobs.
  */
 export function encodeJob(input: JobInput): { headers: HeaderMap; body: Uint8Array } {
   checkId(input.id);
@@ -93,7 +93,6 @@ export function encodeJob(input: JobInput): { headers: HeaderMap; body: Uint8Arr
   if (input.isTokenized) body.is_tokenized = true;
   if (input.showTokens) body.show_tokens = true;
   if (input.output !== undefined && input.output !== 'f32') body.output = input.output;
-  validateJobBody(body, input.offset);
 
   const headers: HeaderMap = {
     [HEADERS.id]: input.id,
@@ -189,7 +188,9 @@ export function parseJob(headers: HeaderMap, body: Uint8Array, limits: JobLimits
     );
   }
   try {
+    // The envelope against the schema; the rows against the same rules every entry point applies.
     validateJobBody(parsed, offset);
+    validateTexts(parsed.texts, { isTokenized: parsed.is_tokenized === true, offset });
   } catch (err) {
     const e = err as BertqError;
     throw badRequest(e.message, e.details ?? {});

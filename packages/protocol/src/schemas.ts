@@ -1,13 +1,12 @@
 /**
  * The JSON Schemas of wire protocol v1. The files in `packages/protocol/schemas/` are the one source of
- * truth: they are published for other languages and read from disk here, compiled once at module load
+ * truth: they are published for other languages, and scripts/gen-schemas.mjs bundles them (and their
+ * TypeScript types) into src/generated/, so this package does no I/O. Compiled once at module load
  * (never per message).
  */
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
-import { existsSync, readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { join } from 'node:path';
 import { InternalError } from './errors.js';
+import { errorSchema, jobSchema, serverConfigSchema, serverStatusSchema } from './generated/schemas.js';
 
 export const SCHEMA_FILES = {
   job: 'job.v1.json',
@@ -18,43 +17,12 @@ export const SCHEMA_FILES = {
 
 export type SchemaName = keyof typeof SCHEMA_FILES;
 
-/**
- * Where the schema files are: `<package>/schemas`, one level above `src/` when running from sources
- * and two above `dist/src/` when running compiled.
- */
-export const SCHEMA_DIR: string = locateSchemaDir();
-
-function locateSchemaDir(): string {
-  const candidates = ['../schemas/', '../../schemas/'].map((rel) => fileURLToPath(new URL(rel, import.meta.url)));
-  const found = candidates.find((dir) => existsSync(join(dir, SCHEMA_FILES.job)));
-  if (found === undefined) {
-    throw new InternalError(
-      `@bertq/protocol cannot find its schema files: looked for ${SCHEMA_FILES.job} in ${candidates.join(' and ')}`,
-    );
-  }
-  return found;
-}
-
-function loadSchema(file: string): Record<string, unknown> & { $id: string } {
-  const path = join(SCHEMA_DIR, file);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (err) {
-    throw new InternalError(`@bertq/protocol schema ${path} cannot be read: ${(err as Error).message}`, { cause: err });
-  }
-  if (typeof parsed !== 'object' || parsed === null || typeof (parsed as { $id?: unknown }).$id !== 'string') {
-    throw new InternalError(`@bertq/protocol schema ${path} has no $id`);
-  }
-  return parsed as Record<string, unknown> & { $id: string };
-}
-
-/** The schema documents as read from disk, by name. */
+/** The schema documents, bundled at build time (src/generated/schemas.ts): no file is read at run time. */
 export const SCHEMAS: { readonly [K in SchemaName]: Readonly<Record<string, unknown> & { $id: string }> } = {
-  job: loadSchema(SCHEMA_FILES.job),
-  error: loadSchema(SCHEMA_FILES.error),
-  serverConfig: loadSchema(SCHEMA_FILES.serverConfig),
-  serverStatus: loadSchema(SCHEMA_FILES.serverStatus),
+  job: jobSchema as unknown as Record<string, unknown> & { $id: string },
+  error: errorSchema as unknown as Record<string, unknown> & { $id: string },
+  serverConfig: serverConfigSchema as unknown as Record<string, unknown> & { $id: string },
+  serverStatus: serverStatusSchema as unknown as Record<string, unknown> & { $id: string },
 };
 
 // verbose: errors carry the offending value, so messages can say "got number". allErrors stays off:
@@ -76,7 +44,7 @@ export const VALIDATORS: { readonly [K in SchemaName]: ValidateFunction } = {
   serverStatus: compiled('serverStatus'),
 };
 
-/** The `$id` each compiled validator was built from (to check they are the files on disk). */
+/** The `$id` each compiled validator was built from (to check they are the schema files). */
 export function compiledSchemaId(name: SchemaName): string | undefined {
   const schema = VALIDATORS[name].schema;
   return typeof schema === 'object' && schema !== null ? (schema as { $id?: string }).$id : undefined;

@@ -10,6 +10,7 @@ import {
   parseJob,
   peekJobContext,
   validateJobBody,
+  validateTexts,
   deadlineError,
   type HeaderMap,
 } from '../src/index.js';
@@ -339,11 +340,10 @@ test('job - peekJobContext reads what it can and never throws', () => {
   });
 });
 
-test('job - encodeJob refuses a bad row before anything is published, counting rows from the request start', () => {
-  assert.throws(
-    () => encodeJob({ id: 'r', offset: 512, reply: REPLY, texts: ['ok', ''] }),
-    /^BadRequestError: texts\[513\] is an empty string$/,
-  );
+test('job - a bad row is refused (validateTexts before publishing, parseJob on arrival), counting rows from the request start', () => {
+  assert.throws(() => validateTexts(['ok', ''], { offset: 512 }), /^BadRequestError: texts\[513\] is an empty string$/);
+  const { headers, body } = encodeJob({ id: 'r', offset: 512, reply: REPLY, texts: ['ok', ' '] });
+  assert.throws(() => parseJob(headers, body, LIMITS), /^BadRequestError: texts\[513\] is only whitespace$/);
   assert.throws(() => encodeJob({ id: 'r', offset: 0, reply: 'a.*', texts: ['ok'] }), /reply subject "a\.\*"/);
   assert.throws(() => encodeJob({ id: 'r:1', offset: 0, reply: REPLY, texts: ['ok'] }), /request id must be/);
   assert.throws(

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
@@ -196,4 +197,22 @@ test('schemas - services-framework metadata is strings, with max_seq_len NONE fo
     serviceMetadata({ service: 's', model: 'm', device: 'cpu', pooling: 'CLS_TOKEN', maxSeqLen: 128 }).max_seq_len,
     '128',
   );
+});
+
+test('schemas - the bundled schemas and generated types are up to date with the schema files', () => {
+  const root = fileURLToPath(new URL('../../../../', import.meta.url));
+  const res = spawnSync(process.execPath, [join(root, 'scripts', 'gen-schemas.mjs'), '--check'], { encoding: 'utf8' });
+  assert.equal(res.status, 0, `${res.stderr}${res.stdout}`);
+});
+
+test('protocol - does no I/O: no source file imports a file-system, network or process module', () => {
+  const srcDir = fileURLToPath(new URL('../../src/', import.meta.url));
+  const sources = readdirSync(srcDir, { recursive: true })
+    .map(String)
+    .filter((f) => f.endsWith('.ts'));
+  assert.ok(sources.length > 5);
+  for (const file of sources) {
+    const text = readFileSync(join(srcDir, file), 'utf8');
+    assert.doesNotMatch(text, /from '(node:)?(fs|fs\/promises|net|http|https|child_process|worker_threads)'/, file);
+  }
 });

@@ -500,7 +500,11 @@ class Worker implements WorkerHandle, WorkerView {
     const t0 = performance.now();
     let rows: TokenizedText[];
     try {
-      rows = await this.#engine.tokenize(job.texts, { isTokenized: job.isTokenized, showTokens: job.showTokens });
+      rows = await this.#engine.tokenize(job.texts, {
+        isTokenized: job.isTokenized,
+        showTokens: job.showTokens,
+        validated: true, // parseJob did
+      });
     } catch (err) {
       this.#refuse(held, requestRelative(err, job));
       return;
