@@ -1,7 +1,7 @@
-export { Batcher } from './batcher.js';
+export { Batcher } from './core/batcher.js';
 export { startWorker, WORKER_DEFAULTS } from './worker.js';
-export { startFleet, FleetError } from './fleet.js';
-export { runWorkerProcess } from './worker-process.js';
+export { startFleet, FleetError } from './fleet/fleet.js';
+export { runWorkerProcess } from './fleet/worker-process.js';
 export {
   ensureStream,
   readConsumerLimits,
@@ -9,16 +9,16 @@ export {
   isJetStreamNotEnabled,
   JetStreamNotEnabledError,
   STREAM_DEFAULTS,
-} from './stream.js';
-export { ensureNatsServer, parseNatsUrl, isLocalHost } from './embedded.js';
+} from './nats/stream.js';
+export { ensureNatsServer, parseNatsUrl, isLocalHost } from './nats/embedded.js';
 export {
   buildServerConfig,
   buildServerStatus,
   queueDepth,
   registerControlPlane,
   parseTerminateRequest,
-} from './control.js';
-export { LatencyWindow, RateMeter, ClientTracker, WorkerMetrics } from './metrics.js';
+} from './control/control.js';
+export { LatencyWindow, RateMeter, ClientTracker, WorkerMetrics } from './control/metrics.js';
 export { WORKER_VERSION } from './version.js';
 
 export type {
@@ -30,13 +30,13 @@ export type {
   BatcherStats,
   ClassStats,
   Priority,
-} from './batcher.js';
-export type { EmbeddingEngine, EngineRunResult } from './engine.js';
+} from './core/batcher.js';
+export type { EmbeddingEngine, EngineRunResult } from './core/engine.js';
 export type { WorkerOptions, WorkerHandle, WorkerStats, WorkerState } from './worker.js';
-export type { FleetOptions, FleetHandle, FleetWorker, FleetReadyInfo, RestartPolicy } from './fleet.js';
-export type { WorkerProcessHooks } from './worker-process.js';
-export type { WorkerTuning, WorkerProcessOptions } from './ipc.js';
-export type { StreamOptions, EnsuredStream } from './stream.js';
-export type { EnsureNatsServerOptions, EnsuredNatsServer } from './embedded.js';
-export type { ModelDescription, WorkerDescription, WorkerView } from './control.js';
-export type { StageSummary, WorkerCounters } from './metrics.js';
+export type { FleetOptions, FleetHandle, FleetWorker, FleetReadyInfo, RestartPolicy } from './fleet/fleet.js';
+export type { WorkerProcessHooks } from './fleet/worker-process.js';
+export type { WorkerTuning, WorkerProcessOptions } from './fleet/ipc.js';
+export type { StreamOptions, EnsuredStream } from './nats/stream.js';
+export type { EnsureNatsServerOptions, EnsuredNatsServer } from './nats/embedded.js';
+export type { ModelDescription, WorkerDescription, WorkerView } from './control/control.js';
+export type { StageSummary, WorkerCounters } from './control/metrics.js';

@@ -37,24 +37,24 @@ import type { Job, Priority, ServerConfig, ServerStatus, TerminateReply, Termina
 import { defaultMaxBatchTokens } from '@bertq/model';
 import type { TokenizedText } from '@bertq/model';
 import type { Logger } from 'pino';
-import { Batcher } from './batcher.js';
-import type { Batch, QueuedEntry } from './batcher.js';
+import { Batcher } from './core/batcher.js';
+import type { Batch, QueuedEntry } from './core/batcher.js';
 import { connectNats } from '@bertq/nats';
 import type { NatsConnectOptions } from '@bertq/nats';
-import { buildServerConfig, buildServerStatus, registerControlPlane } from './control.js';
-import type { ModelDescription, WorkerDescription, WorkerView } from './control.js';
-import { Credits } from './credits.js';
-import type { EmbeddingEngine } from './engine.js';
+import { buildServerConfig, buildServerStatus, registerControlPlane } from './control/control.js';
+import type { ModelDescription, WorkerDescription, WorkerView } from './control/control.js';
+import { Credits } from './core/credits.js';
+import type { EmbeddingEngine } from './core/engine.js';
 import { silentLogger } from '@bertq/nats';
-import { WorkerMetrics } from './metrics.js';
-import type { WorkerCounters } from './metrics.js';
+import { WorkerMetrics } from './control/metrics.js';
+import type { WorkerCounters } from './control/metrics.js';
 import { fromNatsHeaders, toNatsHeaders } from '@bertq/nats';
-import { runPullLoop } from './pull.js';
-import { mergeRuns, splitBatchOutput } from './results.js';
-import type { RowRun } from './results.js';
+import { runPullLoop } from './nats/pull.js';
+import { mergeRuns, splitBatchOutput } from './core/results.js';
+import type { RowRun } from './core/results.js';
 import type { ServiceRegistration } from '@bertq/nats';
-import { ensureStream, openJetStreamManager, readConsumerLimits, serverName } from './stream.js';
-import type { StreamOptions } from './stream.js';
+import { ensureStream, openJetStreamManager, readConsumerLimits, serverName } from './nats/stream.js';
+import type { StreamOptions } from './nats/stream.js';
 import { WORKER_VERSION } from './version.js';
 
 export interface WorkerOptions {

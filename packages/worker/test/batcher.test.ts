@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { OverloadedError, InternalError, BadRequestError } from '@bertq/protocol';
-import { Batcher, type BatcherInput, type BatcherOptions, type Batch, type Priority } from '../src/batcher.js';
+import { Batcher, type BatcherInput, type BatcherOptions, type Batch, type Priority } from '../src/core/batcher.js';
 
 /** A clock the test moves by hand. */
 function manualClock(start = 1_700_000_000_000) {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Credits } from '../src/credits.js';
+import { Credits } from '../src/core/credits.js';
 
 test('credits - never hands out more than the total', async () => {
   const credits = new Credits(3);

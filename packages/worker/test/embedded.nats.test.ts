@@ -5,10 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UnauthorizedError } from '@bertq/protocol';
 import { startNatsServer } from '@bertq/testing';
-import { ensureNatsServer, parseNatsUrl } from '../src/embedded.js';
-import type { EnsuredNatsServer } from '../src/embedded.js';
+import { ensureNatsServer, parseNatsUrl } from '../src/nats/embedded.js';
+import type { EnsuredNatsServer } from '../src/nats/embedded.js';
 import { NatsConnectError, connectNats } from '@bertq/nats';
-import { JetStreamNotEnabledError, ensureStream } from '../src/stream.js';
+import { JetStreamNotEnabledError, ensureStream } from '../src/nats/stream.js';
 import { freePort, freshService } from './helpers.js';
 
 const TEST_TIMEOUT_MS = 30_000;

@@ -6,8 +6,8 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { HEADERS, ModelError, controlSubject, serviceNames, validateServerStatus } from '@bertq/protocol';
 import { startNatsServer, tinyModel } from '@bertq/testing';
 import type { NatsServer, TinyModelFixture } from '@bertq/testing';
-import { FleetError, startFleet } from '../src/fleet.js';
-import type { FleetHandle, FleetOptions } from '../src/fleet.js';
+import { FleetError, startFleet } from '../src/fleet/fleet.js';
+import type { FleetHandle, FleetOptions } from '../src/fleet/fleet.js';
 import { TestClient, connectTo, freshService, maxAbsDiff, sentences, tinyEncoder, waitFor } from './helpers.js';
 
 /** Time budgets: worker processes load a tiny model; the machine is shared, so be generous but bounded. */

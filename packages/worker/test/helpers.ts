@@ -13,7 +13,7 @@ import type { AssembledResult, BertqError, DecodedFrame, HeaderMap, OutputDtype,
 import { Encoder } from '@bertq/model';
 import type { EncoderOptions } from '@bertq/model';
 import { tinyModel } from '@bertq/testing';
-import type { EmbeddingEngine, EngineRunResult } from '../src/engine.js';
+import type { EmbeddingEngine, EngineRunResult } from '../src/core/engine.js';
 import { fromNatsHeaders, toNatsHeaders } from '@bertq/nats';
 
 /** Loads the tiny model fixture as an Encoder (one thread: the machine is shared). */

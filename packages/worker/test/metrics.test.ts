@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ClientTracker, LatencyWindow, RateMeter } from '../src/metrics.js';
+import { ClientTracker, LatencyWindow, RateMeter } from '../src/control/metrics.js';
 
 function manualClock(start = 1_700_000_000_000) {
   let t = start;

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { InternalError } from '@bertq/protocol';
-import { mergeRuns, splitBatchOutput } from '../src/results.js';
+import { mergeRuns, splitBatchOutput } from '../src/core/results.js';
 
 /** Output whose every value tells where it came from: batch position × 100 + index within the row. */
 function positional(shape: number[]): { data: Float32Array; shape: number[] } {

@@ -5,7 +5,7 @@ import { AckPolicy, DiscardPolicy, RetentionPolicy, jetstream, jetstreamManager 
 import { BadRequestError, NoWorkersError, serviceNames } from '@bertq/protocol';
 import { startNatsServer } from '@bertq/testing';
 import type { NatsServer } from '@bertq/testing';
-import { JetStreamNotEnabledError, STREAM_DEFAULTS, ensureStream } from '../src/stream.js';
+import { JetStreamNotEnabledError, STREAM_DEFAULTS, ensureStream } from '../src/nats/stream.js';
 import { NatsConnectError, connectNats } from '@bertq/nats';
 import { connectTo, freePort, freshService } from './helpers.js';
 

@@ -8,7 +8,7 @@ import { startNatsServer } from '@bertq/testing';
 import type { NatsServer } from '@bertq/testing';
 import { startWorker } from '../src/worker.js';
 import type { WorkerHandle, WorkerOptions } from '../src/worker.js';
-import type { EmbeddingEngine } from '../src/engine.js';
+import type { EmbeddingEngine } from '../src/core/engine.js';
 import { TestClient, connectTo, freshService, sentences, slowEngine, tinyEncoder, waitFor } from './helpers.js';
 
 const TEST_TIMEOUT_MS = 60_000;

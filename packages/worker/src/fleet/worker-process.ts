@@ -7,12 +7,12 @@
  * `worker-main.ts` runs this as is; a custom entry may pass hooks (e.g. to wrap the engine).
  */
 import type { Encoder } from '@bertq/model';
-import type { EmbeddingEngine, EngineRunResult } from './engine.js';
+import type { EmbeddingEngine, EngineRunResult } from '../core/engine.js';
 import { isSupervisorMessage, serializeError } from './ipc.js';
 import type { WorkerMessage, WorkerProcessOptions } from './ipc.js';
 import { createLogger } from '@bertq/nats';
-import { startWorker } from './worker.js';
-import type { WorkerHandle } from './worker.js';
+import { startWorker } from '../worker.js';
+import type { WorkerHandle } from '../worker.js';
 
 export interface WorkerProcessHooks {
   /** Replaces the engine the worker gets (wrap it, instrument it); called once after the model loads. */

@@ -7,7 +7,7 @@
 import type { Consumer, JsMsg } from '@nats-io/jetstream';
 import type { Priority } from '@bertq/protocol';
 import type { Logger } from 'pino';
-import type { Credits } from './credits.js';
+import type { Credits } from '../core/credits.js';
 
 /** JetStream (and nats.js) refuse pull expiries under one second. */
 export const MIN_PULL_EXPIRES_MS = 1_000;

@@ -23,9 +23,9 @@ import { isWorkerMessage } from './ipc.js';
 import type { ReadyInfo, SerializedError, WorkerProcessOptions, WorkerTuning } from './ipc.js';
 import { createLogger } from '@bertq/nats';
 import type { LogLevel } from '@bertq/nats';
-import { ensureStream } from './stream.js';
-import type { StreamOptions } from './stream.js';
-import { WORKER_DEFAULTS } from './worker.js';
+import { ensureStream } from '../nats/stream.js';
+import type { StreamOptions } from '../nats/stream.js';
+import { WORKER_DEFAULTS } from '../worker.js';
 
 export interface FleetOptions extends WorkerTuning {
   /** NATS server URL(s). */

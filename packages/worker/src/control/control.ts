@@ -26,7 +26,7 @@ import type { EncoderInfo } from '@bertq/model';
 import { registerService } from '@bertq/nats';
 import type { ServiceRegistration } from '@bertq/nats';
 import type { WorkerMetrics } from './metrics.js';
-import { WORKER_VERSION } from './version.js';
+import { WORKER_VERSION } from '../version.js';
 
 /** How the model was named at start, for the `config` document (bert-as-service's argument names). */
 export interface ModelDescription {

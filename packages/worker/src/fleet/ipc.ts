@@ -7,7 +7,7 @@ import type { OpenOptions, PreparedModel } from '@bertq/model';
 import type { ErrorCode } from '@bertq/protocol';
 import type { NatsConnectOptions } from '@bertq/nats';
 import type { LogLevel } from '@bertq/nats';
-import type { ModelDescription } from './control.js';
+import type { ModelDescription } from '../control/control.js';
 
 /** Worker tuning a fleet passes through unchanged (see WorkerOptions for each). */
 export interface WorkerTuning {
