@@ -26,6 +26,7 @@ import {
 import { AsyncQueue } from './async-queue.js';
 import { prepareJobs } from './chunks.js';
 import {
+  requestFleetMetrics,
   requestFleetStatus,
   requestServerConfig,
   requestTerminate,
@@ -291,6 +292,12 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
   async serverConfig(): Promise<ServerConfig> {
     this.ensureOpen();
     return this.loadConfig();
+  }
+
+  /** Every worker's Prometheus metrics (prom-client JSON, one list per worker); see requestFleetMetrics. */
+  async workerMetrics(): Promise<unknown[][]> {
+    this.ensureOpen();
+    return requestFleetMetrics(this.nc, this.service);
   }
 
   /** Status of every worker of the service, found by services-framework discovery, and their sums. */

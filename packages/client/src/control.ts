@@ -220,6 +220,30 @@ export async function requestFleetStatus(
   );
 }
 
+/**
+ * Every worker's metrics registry (prom-client's JSON form, one list per worker, each series
+ * labelled with its worker), for a gateway to sum into one Prometheus page. Workers that do not
+ * answer in time are left out: a scrape shows what it can.
+ */
+export async function requestFleetMetrics(
+  nc: NatsConnection,
+  service: string,
+  timeoutMs = CONTROL_TIMEOUT_MS,
+): Promise<unknown[][]> {
+  const found = await discoverWorkers(nc, service);
+  const replies = await Promise.all(
+    found.map(async (worker) => {
+      try {
+        const reply = await nc.request(controlSubject(service, 'metrics', worker.id), Empty, { timeout: timeoutMs });
+        return decodeControlReply('metrics', fromNatsHeaders(reply.headers), reply.data);
+      } catch {
+        return undefined;
+      }
+    }),
+  );
+  return replies.filter((r): r is unknown[] => r !== undefined);
+}
+
 /** What `terminate` achieved: the workers now draining, and those that did not answer. */
 export interface TerminateResult {
   service: string;

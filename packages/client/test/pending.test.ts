@@ -107,7 +107,7 @@ test('pending - reports each frame that brings new rows to onFrame, with its wor
       throw new Error('a failing metrics callback must not fail the request');
     },
   });
-  const timings = { tokenizationMs: 0.5, queueMs: 1.25, inferenceMs: 7, totalMs: 9.5 };
+  const timings = { tokenization: 0.5, queue: 1.25, inference: 7, total: 9.5 };
   const frame = (offset: number, rows: number) =>
     encodeResultFrames(
       {

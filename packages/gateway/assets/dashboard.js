@@ -269,10 +269,10 @@
 
     const stages = [
       {
-        key: 'tokenize',
-        label: 'tokenize',
+        key: 'tokenization',
+        label: 'tokenization',
         color: COLORS[3],
-        values: col((p) => (p.stages ? p.stages.tokenize : null)),
+        values: col((p) => (p.stages ? p.stages.tokenization : null)),
       },
       { key: 'queue', label: 'queue', color: COLORS[2], values: col((p) => (p.stages ? p.stages.queue : null)) },
       {

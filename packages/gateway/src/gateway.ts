@@ -44,7 +44,6 @@ import {
 } from './http.js';
 import { GatewayMetrics } from './metrics.js';
 import { resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js';
-import { PROMETHEUS_CONTENT_TYPE } from './prometheus.js';
 import { GATEWAY_VERSION } from './version.js';
 
 /** Extra time a handler gets past the request deadline before the gateway answers TIMEOUT itself. */
@@ -263,9 +262,8 @@ class Gateway implements GatewayHandle {
     const label = route?.name ?? 'other';
     const style: ErrorStyle = route?.errorStyle ?? (path.startsWith('/v1/') ? 'openai' : 'bertq');
     res.once('finish', () => {
-      this.metrics.httpRequests.inc({ route: label, method: req.method ?? 'GET', status: String(res.statusCode) });
-      if (route?.deadlineMs !== undefined)
-        this.metrics.duration.observe({ route: label }, (performance.now() - started) / 1000);
+      const seconds = route?.deadlineMs === undefined ? undefined : (performance.now() - started) / 1000;
+      this.metrics.httpRequest(label, req.method ?? 'GET', res.statusCode, seconds);
     });
 
     if (this.closing !== undefined) res.setHeader('Connection', 'close');
@@ -305,7 +303,7 @@ class Gateway implements GatewayHandle {
         abort.abort(new BadRequestError('the HTTP client closed the connection before its answer was sent'));
     });
     this.inFlight++;
-    this.metrics.inFlight.inc({}, 1);
+    this.metrics.inFlight(1);
     let errorCode: string | undefined;
     let rows = 0;
     try {
@@ -333,7 +331,7 @@ class Gateway implements GatewayHandle {
       }
     } finally {
       this.inFlight--;
-      this.metrics.inFlight.inc({}, -1);
+      this.metrics.inFlight(-1);
       if (route.encodes) this.history.recordRequest(Date.now(), performance.now() - started, rows, errorCode);
       else if (errorCode !== undefined) this.history.recordError(errorCode);
       if (this.inFlight === 0) this.drained?.();
@@ -349,7 +347,7 @@ class Gateway implements GatewayHandle {
   /** Answers an error in the route's shape and counts it by code. */
   private fail(res: ServerResponse, err: unknown, style: ErrorStyle): void {
     const answer = errorAnswer(err);
-    this.metrics.errors.inc({ code: answer.code });
+    this.metrics.error(answer.code);
     const headers = { ...answer.headers };
     // A body we refused to read is still on the wire: the connection cannot be reused.
     if (answer.code === 'TOO_LARGE') headers.Connection = 'close';
@@ -423,9 +421,7 @@ class Gateway implements GatewayHandle {
   }
 
   private countEncoded(endpoint: string, rows: number, tokens: number): void {
-    this.metrics.rows.inc({ endpoint }, rows);
-    this.metrics.requestRows.observe({ endpoint }, rows);
-    this.metrics.tokens.inc({ endpoint }, tokens);
+    this.metrics.encoded(endpoint, rows, tokens);
   }
 
   // ---- control routes ------------------------------------------------------------------------
@@ -447,8 +443,8 @@ class Gateway implements GatewayHandle {
       started_at: this.startedAt.toISOString(),
       uptime_s: (Date.now() - this.startedAt.getTime()) / 1000,
       in_flight: this.inFlight,
-      http_requests: this.metrics.httpRequests.total(),
-      errors: this.metrics.errors.total(),
+      http_requests: this.metrics.requestsTotal,
+      errors: this.metrics.errorsTotal,
       dashboard_clients: this.events.size,
       auth: this.bearer !== undefined,
       body_limit: this.options.bodyLimit,
@@ -487,9 +483,9 @@ class Gateway implements GatewayHandle {
   }
 
   private async prometheus(ctx: Context): Promise<void> {
-    const reading = await this.fleet.get();
-    const text = this.metrics.render(reading);
-    ctx.res.setHeader('Content-Type', PROMETHEUS_CONTENT_TYPE);
+    const [reading, workers] = await Promise.all([this.fleet.get(), this.client.workerMetrics().catch(() => [])]);
+    const text = await this.metrics.render(reading, workers);
+    ctx.res.setHeader('Content-Type', GatewayMetrics.contentType);
     ctx.res.setHeader('Content-Length', Buffer.byteLength(text));
     ctx.res.writeHead(200).end(text);
   }
@@ -525,8 +521,8 @@ class Gateway implements GatewayHandle {
 
   private async eventStream(ctx: Context): Promise<void> {
     await this.fleet.get();
-    this.metrics.dashboardClients.inc({}, 1);
-    this.events.open(ctx.res, this.snapshot(), () => this.metrics.dashboardClients.inc({}, -1));
+    this.metrics.dashboardClients(1);
+    this.events.open(ctx.res, this.snapshot(), () => this.metrics.dashboardClients(-1));
   }
 
   private tick(): void {

@@ -27,7 +27,7 @@ export interface HistoryPoint {
   p95: number | null;
   p99: number | null;
   /** Mean worker stage times (ms) of the frames received in that second; null without frames. */
-  stages: { tokenize: number; queue: number; inference: number } | null;
+  stages: { tokenization: number; queue: number; inference: number } | null;
   /** Rows/s of the whole fleet (every client), from its status; null when it could not be read. */
   fleetRows: number | null;
   /** Jobs waiting in JetStream (high + bulk), from the fleet status; null when unknown. */
@@ -42,7 +42,7 @@ export class History {
   private rows = 0;
   private errors: Record<string, number> = {};
   private frames = 0;
-  private stageSums = { tokenize: 0, queue: 0, inference: 0 };
+  private stageSums = { tokenization: 0, queue: 0, inference: 0 };
   /** (finish time, ms) pairs of recent requests, oldest first. */
   private readonly latencies: Array<[number, number]> = [];
 
@@ -66,11 +66,11 @@ export class History {
   recordFrame(report: FrameReport): void {
     if (report.part !== undefined && report.part.index !== 1) return;
     const t = report.timings;
-    if (t.tokenizationMs === undefined || t.queueMs === undefined || t.inferenceMs === undefined) return;
+    if (t.tokenization === undefined || t.queue === undefined || t.inference === undefined) return;
     this.frames++;
-    this.stageSums.tokenize += t.tokenizationMs;
-    this.stageSums.queue += t.queueMs;
-    this.stageSums.inference += t.inferenceMs;
+    this.stageSums.tokenization += t.tokenization;
+    this.stageSums.queue += t.queue;
+    this.stageSums.inference += t.inference;
   }
 
   /** Closes the current second: appends its point and starts the next. */
@@ -92,7 +92,7 @@ export class History {
         this.frames === 0
           ? null
           : {
-              tokenize: round3(this.stageSums.tokenize / this.frames),
+              tokenization: round3(this.stageSums.tokenization / this.frames),
               queue: round3(this.stageSums.queue / this.frames),
               inference: round3(this.stageSums.inference / this.frames),
             },
@@ -106,7 +106,7 @@ export class History {
     this.rows = 0;
     this.errors = {};
     this.frames = 0;
-    this.stageSums = { tokenize: 0, queue: 0, inference: 0 };
+    this.stageSums = { tokenization: 0, queue: 0, inference: 0 };
     return point;
   }
 

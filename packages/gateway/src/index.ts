@@ -18,17 +18,7 @@ export {
   DEFAULT_DRAIN_TIMEOUT_MS,
   DEFAULT_HISTORY_POINTS,
 } from './options.js';
-export { GatewayMetrics, LATENCY_BUCKETS, ROWS_BUCKETS, STAGES } from './metrics.js';
-export {
-  Counter,
-  Gauge,
-  Histogram,
-  renderMetrics,
-  escapeLabelValue,
-  formatValue,
-  labelText,
-  PROMETHEUS_CONTENT_TYPE,
-} from './prometheus.js';
+export { GatewayMetrics, LATENCY_BUCKETS, ROWS_BUCKETS } from './metrics.js';
 export { GatewayHttpError, GATEWAY_ERROR_CODES, BearerCheck, errorAnswer, openAIErrorType } from './http.js';
 export { parseEncodeRequest, encodeResponseJson } from './encode-route.js';
 export {
@@ -45,8 +35,6 @@ export { GATEWAY_VERSION } from './version.js';
 
 export type { GatewayHandle } from './gateway.js';
 export type { GatewayOptions, ResolvedGatewayOptions, CorsPolicy } from './options.js';
-export type { Stage } from './metrics.js';
-export type { Labels, Metric } from './prometheus.js';
 export type { GatewayErrorCode, ErrorAnswer } from './http.js';
 export type { EncodeRequest } from './encode-route.js';
 export type { EmbeddingsRequest, EncodingFormat } from './embeddings-route.js';

@@ -208,7 +208,7 @@ test('gateway /metrics - Prometheus text with requests, rows, tokens, batch size
   assert.equal(sample(text, 'bertq_gateway_tokens_total{endpoint="/v1/embeddings"}'), tokensBefore + tokens);
   assert.ok(sample(text, 'bertq_gateway_http_requests_total{method="POST",route="/v1/embeddings",status="200"}')! >= 1);
   assert.ok(sample(text, 'bertq_gateway_request_rows_bucket{endpoint="/v1/embeddings",le="2"}')! >= 1);
-  for (const stage of ['tokenize', 'queue', 'inference', 'total']) {
+  for (const stage of ['tokenization', 'queue', 'inference', 'total']) {
     assert.ok(sample(text, `bertq_stage_duration_seconds_count{stage="${stage}"}`)! >= 1, `stage ${stage} observed`);
     assert.equal(
       sample(text, `bertq_stage_duration_seconds_bucket{le="+Inf",stage="${stage}"}`),
@@ -220,10 +220,14 @@ test('gateway /metrics - Prometheus text with requests, rows, tokens, batch size
   assert.equal(sample(text, 'bertq_fleet_workers{state="ready"}'), 1);
   assert.equal(sample(text, 'bertq_queue_pending_jobs{consumer="bulk"}'), 0);
   assert.equal(sample(text, 'bertq_queue_pending_jobs{consumer="high"}'), 0);
-  assert.match(
-    text,
-    new RegExp(`bertq_worker_info\\{device="cpu",pooling="REDUCE_MEAN",state="ready",worker="${worker.id}"\\} 1`),
+  assert.equal(
+    sample(text, `bertq_worker_info{device="cpu",pooling="REDUCE_MEAN",state="ready",worker="${worker.id}"}`),
+    1,
   );
+  // Every worker's own registry, summed in: its series keep their worker label.
+  const labels = `service="${worker.service}",worker="${worker.id}"`;
+  assert.ok(sample(text, `bertq_worker_rows_total{${labels}}`)! >= 2, 'the worker counted the rows it encoded');
+  assert.ok(sample(text, `bertq_worker_stage_duration_seconds_count{${labels},stage="inference"}`)! >= 1);
   assert.match(text, /# TYPE bertq_stage_duration_seconds histogram/);
 });
 
@@ -290,9 +294,17 @@ test('gateway CORS and bearer token - preflight, allowed origins, 401 without th
 });
 
 /** The value of one exposition line `name{labels} value`, or undefined when absent. */
+/** The value of `series` (`name{a="1",b="2"}`) in exposition text, whatever order its labels come in. */
 function sample(text: string, series: string): number | undefined {
+  const parse = (s: string) => {
+    const m = /^([a-zA-Z_:]+)(?:\{(.*)\})?$/.exec(s);
+    const labels = [...(m?.[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => `${x[1]}=${x[2]}`).sort();
+    return `${m?.[1]}|${labels.join(',')}`;
+  };
+  const want = parse(series);
   for (const line of text.split('\n')) {
-    if (line.startsWith(`${series} `)) return Number(line.slice(series.length + 1));
+    const at = line.lastIndexOf(' ');
+    if (at > 0 && !line.startsWith('#') && parse(line.slice(0, at)) === want) return Number(line.slice(at + 1));
   }
   return undefined;
 }

@@ -17,8 +17,8 @@ test('history - each second becomes one point; counters restart, latency keeps a
   h.recordRequest(t0, 10, 4);
   h.recordRequest(t0, 30, 6, 'TIMEOUT');
   h.recordError('UNAUTHORIZED');
-  h.recordFrame({ id: 'r', offset: 0, rows: 4, timings: { tokenizationMs: 1, queueMs: 2, inferenceMs: 6 } });
-  h.recordFrame({ id: 'r', offset: 4, rows: 6, timings: { tokenizationMs: 3, queueMs: 4, inferenceMs: 8 } });
+  h.recordFrame({ id: 'r', offset: 0, rows: 4, timings: { tokenization: 1, queue: 2, inference: 6 } });
+  h.recordFrame({ id: 'r', offset: 4, rows: 6, timings: { tokenization: 3, queue: 4, inference: 8 } });
   const fleet = {
     ok: true as const,
     at: t0,
@@ -36,7 +36,7 @@ test('history - each second becomes one point; counters restart, latency keeps a
     p50: 10,
     p95: 30,
     p99: 30,
-    stages: { tokenize: 2, queue: 3, inference: 7 },
+    stages: { tokenization: 2, queue: 3, inference: 7 },
     fleetRows: 12.5,
     queue: 3,
     inFlight: 2,

@@ -68,8 +68,9 @@ function validateDocument<T>(schema: SchemaName, doc: unknown, what: string): T 
 export function decodeControlReply(op: 'config', headers: HeaderMap, body: Uint8Array): ServerConfig;
 export function decodeControlReply(op: 'status', headers: HeaderMap, body: Uint8Array): ServerStatus;
 export function decodeControlReply(op: 'terminate', headers: HeaderMap, body: Uint8Array): TerminateReply;
+export function decodeControlReply(op: 'metrics', headers: HeaderMap, body: Uint8Array): unknown[];
 export function decodeControlReply(
-  op: 'config' | 'status' | 'terminate',
+  op: 'config' | 'status' | 'terminate' | 'metrics',
   headers: HeaderMap,
   body: Uint8Array,
 ): unknown {
@@ -85,6 +86,13 @@ export function decodeControlReply(
   }
   if (op === 'config') return validateServerConfig(doc);
   if (op === 'status') return validateServerStatus(doc);
+  // A worker's metric registry, as prom-client's getMetricsAsJSON() writes it (one object a metric).
+  if (op === 'metrics') {
+    if (!Array.isArray(doc) || doc.some((m) => m === null || typeof m !== 'object' || typeof m.name !== 'string')) {
+      throw new InternalError('metrics reply must be a list of metric objects with a name');
+    }
+    return doc;
+  }
   const reply = doc as Partial<TerminateReply> | null;
   if (
     reply === null ||

@@ -34,24 +34,24 @@ export interface Frame {
   body: Uint8Array;
 }
 
-/** Stage timings of a job in milliseconds, reported as TEI reports its x-*-time headers. */
-export interface StageTimings {
-  /** Tokenizing the job's rows. */
-  tokenizationMs?: number;
-  /** From the worker taking the job to its (first) batch starting. */
-  queueMs?: number;
-  /** Model time of the batch(es) that held the rows. */
-  inferenceMs?: number;
-  /** From the worker taking the job to the frames being made. */
-  totalMs?: number;
-}
+/**
+ * The stages of a job, spelled one way everywhere: the `Bertq-<Stage>-Time` headers (TEI's
+ * x-*-time), the `timings` of the status document, the `stage` label of the Prometheus metrics.
+ *   tokenization  tokenizing the job's rows;
+ *   queue         from the worker taking the job to its (first) batch starting;
+ *   inference     model time of the batch(es) that held the rows;
+ *   total         from the worker taking the job to the frames being made.
+ */
+export const STAGES = ['tokenization', 'queue', 'inference', 'total'] as const;
+export type Stage = (typeof STAGES)[number];
 
-const TIMING_HEADERS: ReadonlyArray<[keyof StageTimings, string]> = [
-  ['tokenizationMs', HEADERS.tokenizationTime],
-  ['queueMs', HEADERS.queueTime],
-  ['inferenceMs', HEADERS.inferenceTime],
-  ['totalMs', HEADERS.totalTime],
-];
+/** Stage timings of a job, in milliseconds. */
+export type StageTimings = Partial<Record<Stage, number>>;
+
+/** The header that carries a stage's time: `Bertq-Tokenization-Time`, … */
+export function stageHeader(stage: Stage): string {
+  return `Bertq-${stage[0]!.toUpperCase()}${stage.slice(1)}-Time`;
+}
 
 /** What a worker computed for some consecutive rows of one request. */
 export interface ResultInput {
@@ -222,9 +222,9 @@ function splitRow(
 function commonHeaders(result: ResultInput): HeaderMap {
   const headers: HeaderMap = { [HEADERS.id]: result.id, [HEADERS.dtype]: result.dtype };
   if (result.worker !== undefined) headers[HEADERS.worker] = asciiHeaderValue(result.worker);
-  for (const [key, name] of TIMING_HEADERS) {
-    const ms = result.timings?.[key];
-    if (ms !== undefined && Number.isFinite(ms) && ms >= 0) headers[name] = formatMs(ms);
+  for (const stage of STAGES) {
+    const ms = result.timings?.[stage];
+    if (ms !== undefined && Number.isFinite(ms) && ms >= 0) headers[stageHeader(stage)] = formatMs(ms);
   }
   return headers;
 }
@@ -479,12 +479,12 @@ export function decodeRowBytes(bytes: Uint8Array, dtype: OutputDtype, shape: rea
 
 function readTimings(headers: HeaderMap): StageTimings {
   const timings: StageTimings = {};
-  for (const [key, name] of TIMING_HEADERS) {
-    const text = getHeader(headers, name);
+  for (const stage of STAGES) {
+    const text = getHeader(headers, stageHeader(stage));
     if (text === undefined) continue;
     const ms = Number(text);
     // Timings are diagnostics: a malformed one is left out rather than failing the rows it rides on.
-    if (text.trim() !== '' && Number.isFinite(ms) && ms >= 0) timings[key] = ms;
+    if (text.trim() !== '' && Number.isFinite(ms) && ms >= 0) timings[stage] = ms;
   }
   return timings;
 }

@@ -58,12 +58,13 @@ export type { Texts, ValidateTextsOptions } from './texts.js';
 export { OUTPUT_DTYPES, encodeJob, parseJob, peekJobContext, validateJobBody, deadlineError } from './job.js';
 export type { OutputDtype, Job, JobContext, JobOptions, JobLimits, JobInput, JobBody } from './job.js';
 
-export { encodeResultFrames, decodeFrame, decodeRowBytes } from './frames.js';
+export { encodeResultFrames, decodeFrame, decodeRowBytes, STAGES, stageHeader } from './frames.js';
 export type {
   Frame,
   FrameOptions,
   ResultInput,
   StageTimings,
+  Stage,
   ResultFrame,
   ErrorFrame,
   DecodedFrame,

@@ -17,8 +17,8 @@ export const DEFAULT_SERVICE = 'default';
 export type Priority = 'high' | 'bulk';
 export const PRIORITIES: readonly Priority[] = ['high', 'bulk'];
 
-export type ControlOperation = 'config' | 'status' | 'terminate';
-export const CONTROL_OPERATIONS: readonly ControlOperation[] = ['config', 'status', 'terminate'];
+export type ControlOperation = 'config' | 'status' | 'terminate' | 'metrics';
+export const CONTROL_OPERATIONS: readonly ControlOperation[] = ['config', 'status', 'terminate', 'metrics'];
 
 const TOKEN = /^[A-Za-z0-9_-]+$/;
 const MAX_SERVICE_LENGTH = 64;

@@ -68,7 +68,7 @@ for (const dtype of ['f32', 'f16', 'json'] as const) {
             shape,
             dtype,
             data,
-            timings: { tokenizationMs: 0.5, queueMs: 12.25, inferenceMs: 40.125, totalMs: 53 },
+            timings: { tokenization: 0.5, queue: 12.25, inference: 40.125, total: 53 },
           };
           if (withTokens) input.tokens = tokens;
           input.tokenCounts = tokens.map((t) => t.length);
@@ -118,7 +118,7 @@ test('frames - a frame carries its headers: request, offset, rows, shape, dtype 
       shape: [4],
       dtype: 'f32',
       data: new Float32Array(12),
-      timings: { tokenizationMs: 1.23456, queueMs: 2, inferenceMs: 3.5, totalMs: 7 },
+      timings: { tokenization: 1.23456, queue: 2, inference: 3.5, total: 7 },
       worker: 'w1',
     },
     { maxPayload: 1 << 20 },
@@ -135,7 +135,7 @@ test('frames - a frame carries its headers: request, offset, rows, shape, dtype 
   assert.equal(h[HEADERS.totalTime], '7');
   assert.equal(frames[0]!.body.length, 3 * 4 * 4);
   const decoded = decodeResult(frames[0]!);
-  assert.deepEqual(decoded.timings, { tokenizationMs: 1.235, queueMs: 2, inferenceMs: 3.5, totalMs: 7 });
+  assert.deepEqual(decoded.timings, { tokenization: 1.235, queue: 2, inference: 3.5, total: 7 });
   assert.equal(decoded.worker, 'w1');
 });
 

@@ -85,7 +85,7 @@ test('services - $SRV.PING answers with the bertq identity and metadata', { time
   }
 });
 
-test('services - $SRV.INFO lists the six control endpoints with their subjects and queue groups', {
+test('services - $SRV.INFO lists the control endpoints with their subjects and queue groups', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
   const info = await requestJson<InfoResponse>(`$SRV.INFO.bertq.${worker.id}`);
@@ -98,6 +98,7 @@ test('services - $SRV.INFO lists the six control endpoints with their subjects a
     'status',
     'terminate',
     'worker-config',
+    'worker-metrics',
     'worker-status',
     'worker-terminate',
   ]);
@@ -105,6 +106,7 @@ test('services - $SRV.INFO lists the six control endpoints with their subjects a
   assert.equal(byName.config!.queue_group, 'q');
   assert.equal(byName['worker-status']!.subject, `bertq.v1.${service}.status.${worker.id}`);
   assert.equal(byName['worker-status']!.queue_group, '');
+  assert.equal(byName['worker-metrics']!.subject, `bertq.v1.${service}.metrics.${worker.id}`);
 });
 
 test('services - config answers a valid server config document', { timeout: TEST_TIMEOUT_MS }, async () => {

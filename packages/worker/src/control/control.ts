@@ -208,7 +208,7 @@ export async function queueDepth(jsm: JetStreamManager, service: string): Promis
   return Object.fromEntries(entries) as Record<Priority, ConsumerDepth>;
 }
 
-/** Registers the worker with the services framework: discovery plus the six control endpoints. */
+/** Registers the worker with the services framework: discovery plus the control endpoints. */
 export function registerControlPlane(
   nc: NatsConnection,
   jsm: JetStreamManager,
@@ -220,6 +220,8 @@ export function registerControlPlane(
   const config = () => buildServerConfig(d);
   const status = () => buildServerStatus(d, view, jsm, registration?.requestCount ?? 0);
   const terminate = ({ data }: { data: Uint8Array }) => view.terminate(parseTerminateRequest(data));
+  // The worker's Prometheus registry as JSON; the gateway sums every worker's into its /metrics.
+  const metrics = () => view.metrics.registry.getMetricsAsJSON();
 
   registration = registerService(nc, {
     name: SERVICE_FRAMEWORK_NAME,
@@ -247,6 +249,12 @@ export function registerControlPlane(
         subject: names.workerControl('terminate', d.workerId),
         queueGroup: null,
         handler: terminate,
+      },
+      {
+        name: 'worker-metrics',
+        subject: names.workerControl('metrics', d.workerId),
+        queueGroup: null,
+        handler: metrics,
       },
     ],
   });

@@ -3,7 +3,8 @@
  * server_statistic, plus per-stage latency percentiles the way TEI exposes them). Everything here is
  * bounded: timing windows keep at most `capacity` samples, rate meters one bucket per second.
  */
-import type { ErrorCode } from '@bertq/protocol';
+import type { ErrorCode, Stage } from '@bertq/protocol';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Summary of one stage over the recent window, in milliseconds. */
 export interface StageSummary {
@@ -160,6 +161,18 @@ export interface WorkerCounters {
   errors: Partial<Record<ErrorCode, number>>;
 }
 
+/** Seconds: from a sub-millisecond tokenization to a minute-long bulk job. */
+export const STAGE_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+/** Rows per model batch: powers of two up to well past max_batch_size. */
+export const BATCH_ROWS_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+
+/**
+ * One worker's metrics, recorded where each event happens (the worker calls one method per event).
+ * Two views of the same events: `counters`, timing windows and rates for the `status` endpoint
+ * (bert-as-service's server_statistic, and TEI-like percentiles), and a prom-client registry that the
+ * `metrics.<worker_id>` control endpoint serves as JSON and the gateway aggregates for /metrics.
+ * Adding a Prometheus metric is one declaration here and one line where its event happens.
+ */
 export class WorkerMetrics {
   readonly counters: WorkerCounters = {
     jobsReceived: 0,
@@ -176,7 +189,7 @@ export class WorkerMetrics {
     batchRealTokens: 0,
     errors: {},
   };
-  readonly timings = {
+  readonly timings: Record<Stage, LatencyWindow> = {
     tokenization: new LatencyWindow(),
     queue: new LatencyWindow(),
     inference: new LatencyWindow(),
@@ -186,22 +199,119 @@ export class WorkerMetrics {
   readonly rowRate = new RateMeter();
   readonly clients = new ClientTracker();
 
-  countError(code: ErrorCode): void {
+  readonly registry = new Registry();
+  readonly #jobs = new Counter({
+    name: 'bertq_worker_jobs_total',
+    help: 'Jobs by what became of them: received (every delivery), done, failed (answered with an error), unanswerable, returned (handed back to the queue), timed_out.',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly #redelivered = new Counter({
+    name: 'bertq_worker_redelivered_jobs_total',
+    help: 'Deliveries that were redeliveries (a worker died or was too slow before).',
+    registers: [this.registry],
+  });
+  readonly #errors = new Counter({
+    name: 'bertq_worker_errors_total',
+    help: 'Error frames sent and jobs refused, by bertq error code.',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+  readonly #rows = new Counter({
+    name: 'bertq_worker_rows_total',
+    help: 'Rows encoded and published.',
+    registers: [this.registry],
+  });
+  readonly #tokens = new Counter({
+    name: 'bertq_worker_batch_tokens_total',
+    help: 'Tokens through the model: real (the rows themselves) and padded (what the batches computed).',
+    labelNames: ['kind'] as const,
+    registers: [this.registry],
+  });
+  readonly #batchRows = new Histogram({
+    name: 'bertq_worker_batch_rows',
+    help: 'Rows per model batch.',
+    buckets: BATCH_ROWS_BUCKETS,
+    registers: [this.registry],
+  });
+  readonly #stages = new Histogram({
+    name: 'bertq_worker_stage_duration_seconds',
+    help: 'Stage latency per job (inference: per batch): tokenization, queue (taken to first batch), inference, total (taken to last frame).',
+    labelNames: ['stage'] as const,
+    buckets: STAGE_BUCKETS,
+    registers: [this.registry],
+  });
+
+  /** `labels` (service, worker) go on every series, so the gateway can sum several workers' registries. */
+  constructor(labels: Record<string, string> = {}) {
+    this.registry.setDefaultLabels(labels);
+  }
+
+  /** Gauges read at scrape time (what the worker holds now). */
+  watch(name: string, help: string, read: () => number): void {
+    new Gauge({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        this.set(read());
+      },
+    });
+  }
+
+  jobReceived(redelivered: boolean): void {
+    this.counters.jobsReceived++;
+    this.#jobs.inc({ outcome: 'received' });
+    if (redelivered) {
+      this.counters.jobsRedelivered++;
+      this.#redelivered.inc();
+    }
+  }
+
+  /** A job refused: answered with an error frame, or unanswerable (no usable reply subject). */
+  jobRefused(code: ErrorCode, answered: boolean): void {
     this.counters.errors[code] = (this.counters.errors[code] ?? 0) + 1;
+    this.#errors.inc({ code });
+    if (code === 'TIMEOUT') {
+      this.counters.jobsTimedOut++;
+      this.#jobs.inc({ outcome: 'timed_out' });
+    }
+    if (answered) this.counters.jobsFailed++;
+    else this.counters.jobsUnanswerable++;
+    this.#jobs.inc({ outcome: answered ? 'failed' : 'unanswerable' });
   }
 
-  countBatch(rows: number, realTokens: number, paddedTokens: number): void {
-    this.counters.batches++;
-    this.counters.batchRows += rows;
-    this.counters.batchRealTokens += realTokens;
-    this.counters.batchPaddedTokens += paddedTokens;
+  jobReturned(): void {
+    this.counters.jobsReturned++;
+    this.#jobs.inc({ outcome: 'returned' });
   }
 
-  countJobDone(rows: number): void {
+  /** A job whose rows were all published: its stage timings (ms). */
+  jobDone(rows: number, ms: Omit<Record<Stage, number>, 'inference'>): void {
     this.counters.jobsDone++;
     this.counters.rows += rows;
     this.jobRate.add(1);
     this.rowRate.add(rows);
+    this.#jobs.inc({ outcome: 'done' });
+    this.#rows.inc(rows);
+    for (const stage of ['tokenization', 'queue', 'total'] as const) this.#stage(stage, ms[stage]);
+  }
+
+  batchDone(rows: number, realTokens: number, paddedTokens: number, inferenceMs: number): void {
+    const c = this.counters;
+    c.batches++;
+    c.batchRows += rows;
+    c.batchRealTokens += realTokens;
+    c.batchPaddedTokens += paddedTokens;
+    this.#batchRows.observe(rows);
+    this.#tokens.inc({ kind: 'real' }, realTokens);
+    this.#tokens.inc({ kind: 'padded' }, paddedTokens);
+    this.#stage('inference', inferenceMs);
+  }
+
+  #stage(stage: Stage, ms: number): void {
+    this.timings[stage].add(ms);
+    if (Number.isFinite(ms) && ms >= 0) this.#stages.observe({ stage }, ms / 1000);
   }
 }
 
