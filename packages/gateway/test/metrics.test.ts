@@ -47,6 +47,7 @@ test('metrics - the gateway sums the registries of every worker, each series kee
   b.jobReceived(true);
   b.jobRefused('BAD_REQUEST', true);
   b.batchDone(4, 40, 48, 12);
+  b.batchFailed();
   const workers = [await a.registry.getMetricsAsJSON(), await b.registry.getMetricsAsJSON()];
   const text = await new GatewayMetrics().render(undefined, workers);
   assert.equal(sample(text, 'bertq_worker_jobs_total', { service: 's', worker: 'A', outcome: 'done' }), 1);
@@ -62,5 +63,6 @@ test('metrics - the gateway sums the registries of every worker, each series kee
     sample(text, 'bertq_worker_stage_duration_seconds_count', { service: 's', worker: 'B', stage: 'inference' }),
     1,
   );
+  assert.equal(sample(text, 'bertq_worker_model_failures_total', { service: 's', worker: 'B' }), 1);
   assert.equal(sample(text, 'bertq_fleet_up'), 0, 'and the gateway’s own metrics are still there');
 });

@@ -487,6 +487,7 @@ class Worker implements WorkerHandle, WorkerView {
   #batchFailed(jobs: Iterable<HeldJob>, err: unknown): void {
     const error = toBertqError(err, 'MODEL_ERROR');
     this.#log.error({ err }, 'the model failed a batch');
+    this.metrics.batchFailed();
     for (const held of jobs) {
       if (held.finished) continue;
       const deliveries = held.msg.info.deliveryCount;

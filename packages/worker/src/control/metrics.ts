@@ -242,6 +242,12 @@ export class WorkerMetrics {
     registers: [this.registry],
   });
 
+  readonly #modelFailures = new Counter({
+    name: 'bertq_worker_model_failures_total',
+    help: 'Batches the model failed (their jobs went back to the queue, or failed on their last delivery).',
+    registers: [this.registry],
+  });
+
   /** `labels` (service, worker) go on every series, so the gateway can sum several workers' registries. */
   constructor(labels: Record<string, string> = {}) {
     this.registry.setDefaultLabels(labels);
@@ -307,6 +313,10 @@ export class WorkerMetrics {
     this.#tokens.inc({ kind: 'real' }, realTokens);
     this.#tokens.inc({ kind: 'padded' }, paddedTokens);
     this.#stage('inference', inferenceMs);
+  }
+
+  batchFailed(): void {
+    this.#modelFailures.inc();
   }
 
   #stage(stage: Stage, ms: number): void {
