@@ -96,7 +96,7 @@ export default class Encode extends BaseCommand<typeof Encode> {
     };
     const progress =
       (flags.progress ?? (flags.file !== undefined || fromStdin)) && !collect
-        ? createProgress({ label: 'encode', unit: 'rows', ...(total === undefined ? {} : { total }) })
+        ? createProgress({ label: 'encode', unit: 'rows', total })
         : undefined;
 
     // .npy needs the row count up front: stdin is read whole first in that case.
@@ -122,9 +122,7 @@ export default class Encode extends BaseCommand<typeof Encode> {
       throw err;
     }
     const rowsTotal = total ?? stdinLines?.length;
-    const writer = out
-      ? createWriter(format, out.stream, rowsTotal === undefined ? {} : { totalRows: rowsTotal })
-      : undefined;
+    const writer = out ? createWriter(format, out.stream, { totalRows: rowsTotal }) : undefined;
     let rows = 0;
     const soFar = () => `after ${rows}${rowsTotal === undefined ? '' : ` of ${rowsTotal}`} rows`;
     // A reader that stops reading (`| head -1`) ends us quietly, as it does any Unix tool.

@@ -116,7 +116,7 @@ export default class Start extends BaseCommand<typeof Start> {
           download ??= createProgress({
             label: `download ${encoder.model ?? ''}`.trim(),
             unit: 'bytes',
-            ...(p.total === undefined ? {} : { total: p.total }),
+            total: p.total,
           });
           if (p.total !== undefined) download.setTotal(p.total);
           download.update(p.loaded);

@@ -618,7 +618,7 @@ async function openConnection(options: ClientOptions, resolved: ResolvedClientOp
     ...auth,
     servers: resolved.servers,
     name: options.name ?? `bertq-client:${resolved.service}`,
-    timeoutMs: Math.min(resolved.timeoutMs, CONNECT_TIMEOUT_MS),
+    connectTimeoutMs: Math.min(resolved.timeoutMs, CONNECT_TIMEOUT_MS),
     maxReconnectAttempts: options.maxReconnectAttempts ?? -1,
   });
 }

@@ -35,7 +35,7 @@ const OUTPUT_FORMATS: readonly OutputFormat[] = ['ndarray', 'list'];
  * name, maxReconnectAttempts) is spelled as everywhere in bertq: see `NatsConnectOptions`.
  */
 export interface ClientOptions<F extends OutputFormat = OutputFormat>
-  extends Omit<NatsConnectOptions, 'servers' | 'timeoutMs'> {
+  extends Omit<NatsConnectOptions, 'servers' | 'connectTimeoutMs'> {
   /** NATS server URL(s). Default: env BERTQ_NATS_URL (comma-separated), else nats://127.0.0.1:4222. */
   servers?: string | string[];
   /**

@@ -129,7 +129,7 @@ export class Encoder {
     const tokenizerOpts = {
       maxPositionEmbeddings: config.maxPositionEmbeddings,
       maxSeqLen: prepared.maxSeqLen,
-      ...(prepared.casedTokenization === undefined ? {} : { cased: prepared.casedTokenization }),
+      cased: prepared.casedTokenization,
     };
     const tokenizer =
       prepared.tokenizer.kind === 'tokenizer-json'

@@ -39,7 +39,7 @@ export interface NatsConnectOptions {
   /** TLS: `true` for the system CAs, or files for a private CA and mutual TLS. */
   tls?: boolean | TlsFiles;
   /** How long one connection attempt may take. Default 5,000 ms. */
-  timeoutMs?: number;
+  connectTimeoutMs?: number;
   /**
    * Reconnect attempts after a lost connection before the connection closes for good; -1 is
    * forever, which is what NATS advises for services. Default 60 attempts, 1 s apart.
@@ -83,7 +83,7 @@ export async function natsConnectionOptions(options: NatsConnectOptions): Promis
   const servers = serverList(options.servers);
   const out: NodeConnectionOptions = {
     servers,
-    timeout: options.timeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    timeout: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     maxReconnectAttempts: options.maxReconnectAttempts ?? DEFAULT_MAX_RECONNECT_ATTEMPTS,
     reconnectTimeWait: RECONNECT_WAIT_MS,
   };

@@ -245,7 +245,7 @@ class Worker implements WorkerHandle, WorkerView {
       versions: {
         bertq: WORKER_VERSION,
         node: process.versions.node,
-        ...(nc.info?.version === undefined ? {} : { 'nats-server': nc.info.version }),
+        'nats-server': nc.info?.version ?? 'unknown',
         ...(this.#engine.versions ?? {}),
       },
     };
@@ -380,7 +380,7 @@ class Worker implements WorkerHandle, WorkerView {
     if (context.id !== undefined && context.reply !== undefined) {
       const address = {
         id: context.id,
-        ...(context.offset === undefined ? {} : { offset: context.offset }),
+        offset: context.offset,
         ...(job ? { rows: job.texts.length } : {}),
       };
       this.#requirePublisher().error(context.reply, address, error);

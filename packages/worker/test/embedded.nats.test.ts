@@ -50,7 +50,7 @@ test('ensureNatsServer - starts nats-server with JetStream on a free local port 
   await still.close();
 
   await server.stop();
-  await assert.rejects(connectNats({ servers: url, timeoutMs: 1_000 }), /no NATS server at/);
+  await assert.rejects(connectNats({ servers: url, connectTimeoutMs: 1_000 }), /no NATS server at/);
 });
 
 test('ensureNatsServer - says how to enable JetStream on a server that answers without it', {

@@ -137,7 +137,7 @@ test('connectNats - says there is no NATS server at an address where none answer
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
   const port = await freePort();
-  await assert.rejects(connectNats({ servers: `nats://127.0.0.1:${port}`, timeoutMs: 2_000 }), (err: Error) => {
+  await assert.rejects(connectNats({ servers: `nats://127.0.0.1:${port}`, connectTimeoutMs: 2_000 }), (err: Error) => {
     // One failure, one code: an unreachable broker means nothing can serve, wherever it is seen.
     assert.ok(err instanceof NatsConnectError);
     assert.equal((err as NatsConnectError).code, 'NO_WORKERS');

@@ -335,10 +335,10 @@ class Fleet implements FleetHandle {
       tuning,
       model: {
         ...((o.encoder.modelDir ?? o.encoder.model) ? { modelDir: o.encoder.modelDir ?? o.encoder.model } : {}),
-        ...(o.encoder.tunedModelDir === undefined ? {} : { tunedModelDir: o.encoder.tunedModelDir }),
-        ...(o.encoder.ckptName === undefined ? {} : { ckptName: o.encoder.ckptName }),
-        ...(o.encoder.configName === undefined ? {} : { configName: o.encoder.configName }),
-        ...(o.encoder.graphTmpDir === undefined ? {} : { graphTmpDir: o.encoder.graphTmpDir }),
+        tunedModelDir: o.encoder.tunedModelDir,
+        ckptName: o.encoder.ckptName,
+        configName: o.encoder.configName,
+        graphTmpDir: o.encoder.graphTmpDir,
       },
       logLevel: o.logLevel ?? 'info',
     };

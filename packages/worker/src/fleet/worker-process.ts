@@ -54,7 +54,7 @@ async function run(options: WorkerProcessOptions, hooks: WorkerProcessHooks): Pr
   let stopRequested: number | undefined | null = null; // null: not asked; number/undefined: drain timeout
 
   const requestStop = (drainTimeoutMs?: number) => {
-    if (handle !== undefined) void handle.stop(drainTimeoutMs === undefined ? {} : { drainTimeoutMs });
+    if (handle !== undefined) void handle.stop({ drainTimeoutMs });
     else stopRequested = drainTimeoutMs;
   };
   process.on('SIGTERM', () => requestStop());
@@ -96,7 +96,7 @@ async function run(options: WorkerProcessOptions, hooks: WorkerProcessHooks): Pr
     dims: encoder.info.dims,
     device: options.deviceLabel,
   });
-  if (stopRequested !== null) void handle.stop(stopRequested === undefined ? {} : { drainTimeoutMs: stopRequested });
+  if (stopRequested !== null) void handle.stop({ drainTimeoutMs: stopRequested });
   const reason = await handle.closed;
   await encoder.close().catch((err: unknown) => log.warn({ err }, 'closing the model failed'));
   await send(reason === undefined ? { type: 'closed' } : { type: 'closed', error: serializeError(reason) });

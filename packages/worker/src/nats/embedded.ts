@@ -107,7 +107,7 @@ async function probe(
   const options = await natsConnectionOptions({
     ...connection,
     servers: url,
-    timeoutMs: PROBE_TIMEOUT_MS,
+    connectTimeoutMs: PROBE_TIMEOUT_MS,
     maxReconnectAttempts: 0,
   });
   try {
@@ -146,7 +146,7 @@ async function startServer(
     // jobs through this server while they drain; the server is stopped after them, by stop().
     detached: true,
     timeoutMs: options.timeoutMs ?? START_TIMEOUT_MS,
-    ...(options.binary === undefined ? {} : { binary: options.binary }),
+    binary: options.binary,
   });
   log.info({ url: target.url, pid: server.pid, storeDir }, 'nats-server started');
   return {
