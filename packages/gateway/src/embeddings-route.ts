@@ -10,6 +10,7 @@
  */
 import { BadRequestError, type ServerConfig } from '@bertq/protocol';
 import type { NdArray } from '@bertq/client';
+import { validateEmbeddingsBody } from './bodies.js';
 import { floatsToBase64, floatsToJson, normalizeInPlace } from './vectors-json.js';
 
 export type EncodingFormat = 'float' | 'base64';
@@ -21,17 +22,21 @@ export interface EmbeddingsRequest {
   model: string | undefined;
 }
 
-const FIELDS = new Set(['input', 'model', 'encoding_format', 'dimensions', 'user']);
-
 function bad(message: string, param: string | null, details: Record<string, unknown> = {}): BadRequestError {
   return new BadRequestError(message, { details: { ...details, ...(param === null ? {} : { param }) } });
 }
 
-/** Checks an OpenAI embeddings body; errors name the offending `param`, as OpenAI's do. */
+/** Schema check and request in one, for callers outside the route (tests, other servers). */
+export function checkEmbeddingsRequest(body: unknown): EmbeddingsRequest {
+  return parseEmbeddingsRequest(validateEmbeddingsBody(body));
+}
+
+/**
+ * An OpenAI embeddings request from a body already checked against EMBEDDINGS_BODY (fields and their
+ * types; fastify runs it before the handler); `input` follows OpenAI's rules here. Errors name the
+ * offending `param`, as OpenAI's do.
+ */
 export function parseEmbeddingsRequest(body: Record<string, unknown>): EmbeddingsRequest {
-  for (const key of Object.keys(body)) {
-    if (!FIELDS.has(key)) throw bad(`Unrecognized request argument supplied: ${key}`, key);
-  }
   const input = body.input;
   let texts: string[];
   if (input === undefined || input === null) throw bad("'input' is a required property", 'input');
@@ -57,25 +62,11 @@ export function parseEmbeddingsRequest(body: Record<string, unknown>): Embedding
     if (t.length === 0) throw bad(`${where} is an empty string; every input must contain text`, 'input', { row: i });
   }
 
-  const format = body.encoding_format ?? 'float';
-  if (format !== 'float' && format !== 'base64')
-    throw bad(`'encoding_format' must be "float" or "base64", got ${JSON.stringify(format)}`, 'encoding_format');
   const dimensions = body.dimensions;
-  if (
-    dimensions !== undefined &&
-    dimensions !== null &&
-    (typeof dimensions !== 'number' || !Number.isSafeInteger(dimensions) || dimensions < 1)
-  ) {
-    throw bad(`'dimensions' must be a positive integer, got ${JSON.stringify(dimensions)}`, 'dimensions');
-  }
   const model = body.model;
-  if (model !== undefined && model !== null && typeof model !== 'string')
-    throw bad(`'model' must be a string, got ${typeof model}`, 'model');
-  if (body.user !== undefined && body.user !== null && typeof body.user !== 'string')
-    throw bad(`'user' must be a string, got ${typeof body.user}`, 'user');
   return {
     texts,
-    encodingFormat: format,
+    encodingFormat: (body.encoding_format ?? 'float') as EncodingFormat,
     dimensions: typeof dimensions === 'number' ? dimensions : undefined,
     model: typeof model === 'string' ? model : undefined,
   };

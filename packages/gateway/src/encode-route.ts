@@ -4,8 +4,8 @@
  * bert-as-service's server sent `result`, its README documented `results`: both are sent, so a client
  * written from either works.
  */
-import { BadRequestError } from '@bertq/protocol';
 import type { NdArray, Texts } from '@bertq/client';
+import { validateEncodeBody } from './bodies.js';
 import { arrayToJson } from './vectors-json.js';
 
 export interface EncodeRequest {
@@ -16,30 +16,22 @@ export interface EncodeRequest {
   showTokens: boolean;
 }
 
-const FIELDS = new Set(['id', 'texts', 'is_tokenized', 'show_tokens']);
-
-/** Checks the body's fields (rows themselves are checked by the client against the job schema). */
-export function parseEncodeRequest(body: Record<string, unknown>): EncodeRequest {
-  const unknown = Object.keys(body).filter((k) => !FIELDS.has(k));
-  if (unknown.length > 0) {
-    throw new BadRequestError(
-      `unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')} in the /encode body; it takes id, texts, is_tokenized, show_tokens`,
-    );
-  }
-  const isTokenized = flag(body, 'is_tokenized');
-  const showTokens = flag(body, 'show_tokens');
-  const texts = body.texts;
-  if (texts === undefined)
-    throw new BadRequestError('texts is missing: send {"texts": ["first sentence", "second sentence"]}');
-  // The rows themselves are validated once, by the client, before anything is sent.
-  return { id: body.id === undefined ? null : body.id, texts: texts as Texts, isTokenized, showTokens };
+/**
+ * The request in a body already checked against ENCODE_BODY (fastify runs the schema before the
+ * handler). The rows are validated once, by the client.
+ */
+/** Schema check and request in one, for callers outside the route (tests, other servers). */
+export function checkEncodeRequest(body: unknown): EncodeRequest {
+  return parseEncodeRequest(validateEncodeBody(body));
 }
 
-function flag(body: Record<string, unknown>, name: string): boolean {
-  const v = body[name];
-  if (v === undefined || v === null) return false;
-  if (typeof v !== 'boolean') throw new BadRequestError(`${name} must be true or false, got ${JSON.stringify(v)}`);
-  return v;
+export function parseEncodeRequest(checked: Record<string, unknown>): EncodeRequest {
+  return {
+    id: checked.id === undefined ? null : checked.id,
+    texts: checked.texts as Texts,
+    isTokenized: checked.is_tokenized === true,
+    showTokens: checked.show_tokens === true,
+  };
 }
 
 /** The answer's JSON text; the vectors are serialised once and written under both names. */

@@ -1,16 +1,18 @@
 /**
- * The HTTP gateway: a node:http server in front of one bertq service, itself a NATS client of the
+ * The HTTP gateway: a fastify server in front of one bertq service, itself a NATS client of the
  * fleet (one BertClient, one connection), so it scales and restarts independently of the workers.
  *
  * Every request gets an id (X-Request-Id, echoed), CORS headers, the bearer-token check where the
- * route needs it, a bounded body, and a deadline; every error is JSON with the protocol's code and
- * that code's HTTP status. A one-second ticker feeds the dashboard's history and its event streams.
+ * route needs it, a bounded JSON body checked against its ajv schema (bodies.ts), and a deadline;
+ * every error is JSON with the protocol's code and that code's HTTP status. Only application/json
+ * bodies are read: a cross-site form or text/plain POST, which a browser sends without a CORS
+ * preflight, is refused with 415. A one-second ticker feeds the dashboard's history and its streams.
  */
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { performance } from 'node:perf_hooks';
 import { BertClient, type FleetStatus, type FrameReport, type NdArray, type VectorsWithTokens } from '@bertq/client';
-import { BadRequestError, NoWorkersError, TimeoutError, type ServerConfig } from '@bertq/protocol';
+import { BadRequestError, NoWorkersError, TimeoutError, TooLargeError, type ServerConfig } from '@bertq/protocol';
 import { pino, type Logger } from 'pino';
 import {
   EventHub,
@@ -28,19 +30,16 @@ import {
 } from './embeddings-route.js';
 import { CachedReading } from './fleet-cache.js';
 import { History } from './history.js';
+import { BODY_VALIDATORS, EMBEDDINGS_BODY, ENCODE_BODY } from './bodies.js';
 import {
   BearerCheck,
   GatewayHttpError,
   answerPreflight,
   applyCors,
   bertqErrorBody,
-  checkJsonContentType,
   errorAnswer,
   openAIErrorBody,
-  parseJsonObject,
-  readBody,
   requestIdOf,
-  sendJson,
 } from './http.js';
 import { GatewayMetrics } from './metrics.js';
 import { resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js';
@@ -71,19 +70,19 @@ export interface GatewayHandle {
 /** Which error body shape a route answers with. */
 type ErrorStyle = 'bertq' | 'openai';
 
+/** What a handler gets. */
 interface Context {
-  req: IncomingMessage;
-  res: ServerResponse;
+  request: FastifyRequest;
+  reply: FastifyReply;
   requestId: string;
   /** Aborted when the client goes away before its answer is written. */
   signal: AbortSignal;
 }
 
-interface Route {
+/** A route's settings, carried in fastify's route config. */
+interface RouteConfig {
   /** Label for metrics (the path itself: routes are a fixed set). */
   name: string;
-  // biome-ignore lint/suspicious/noConfusingVoidType: a handler returns a status, or nothing for 200
-  methods: Partial<Record<'GET' | 'POST', (ctx: Context) => Promise<number | void>>>;
   /** Needs the bearer token when one is set. */
   auth: boolean;
   errorStyle: ErrorStyle;
@@ -91,6 +90,23 @@ interface Route {
   deadlineMs: number | undefined;
   /** Counts as an encode request in the dashboard's history (rows, latency). */
   encodes: boolean;
+}
+
+/** A handler resolves to the rows it encoded (0 for others). */
+type Handler = (ctx: Context) => Promise<number>;
+
+interface RouteSpec extends RouteConfig {
+  method: 'GET' | 'POST';
+  handler: Handler;
+  /** The JSON schema of a POST body (bodies.ts). */
+  body?: object;
+}
+
+/** Per request: what the history and metrics need once it is answered. */
+interface Outcome {
+  started: number;
+  rows: number;
+  errorCode: string | undefined;
 }
 
 /** Starts the gateway: connects to the fleet, then listens. Rejects (and cleans up) if either fails. */
@@ -117,21 +133,22 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
 class Gateway implements GatewayHandle {
   readonly metrics = new GatewayMetrics();
   readonly client: BertClient<'ndarray'>;
-  private readonly server: Server;
-  private readonly routes: Map<string, Route>;
+  private readonly app: FastifyInstance;
   private readonly fleet: CachedReading<FleetStatus>;
   private readonly config: CachedReading<ServerConfig>;
   private readonly history: History;
   private readonly events = new EventHub();
   private readonly bearer: BearerCheck | undefined;
   private readonly startedAt = new Date();
+  /** Methods of each route path, for 405 answers and CORS preflights. */
+  private readonly allowed = new Map<string, string[]>();
+  private readonly outcomes = new WeakMap<FastifyRequest, Outcome>();
   private readonly onFrame = (report: FrameReport): void => {
     this.metrics.observeFrame(report);
     this.history.recordFrame(report);
   };
   private ticker: NodeJS.Timeout | undefined;
   private inFlight = 0;
-  private drained: (() => void) | undefined;
   private closing: Promise<void> | undefined;
   private address: AddressInfo | undefined;
 
@@ -146,10 +163,35 @@ class Gateway implements GatewayHandle {
     this.config = new CachedReading(() => client.serverConfig(), CONFIG_CACHE_MS);
     this.history = new History(options.historyPoints);
     this.bearer = options.token === undefined ? undefined : new BearerCheck(options.token);
-    this.routes = this.buildRoutes();
-    this.server = createServer((req, res) => void this.handle(req, res));
-    this.server.requestTimeout = RECEIVE_TIMEOUT_MS;
-    this.server.headersTimeout = Math.min(RECEIVE_TIMEOUT_MS, 20_000);
+    this.app = Fastify({
+      bodyLimit: options.bodyLimit,
+      // The whole request, headers and body, must arrive within this; a slow client is cut off.
+      requestTimeout: RECEIVE_TIMEOUT_MS,
+      genReqId: (req) => requestIdOf(req),
+      requestIdHeader: false,
+      return503OnClosing: true,
+      forceCloseConnections: 'idle',
+      routerOptions: { ignoreTrailingSlash: true },
+    });
+    this.app.server.headersTimeout = Math.min(RECEIVE_TIMEOUT_MS, 20_000);
+    // JSON only: fastify's text/plain parser would let a cross-site page POST without a preflight.
+    this.app.removeContentTypeParser('text/plain');
+    // Bodies are checked by bodies.ts's ajv validators, whose failures are already bertq errors.
+    this.app.setValidatorCompiler(({ schema }) => {
+      const validate = BODY_VALIDATORS.get(schema);
+      if (validate === undefined) throw new Error('a gateway route has a body schema bodies.ts does not know');
+      return (data: unknown) => {
+        try {
+          return { value: validate(data) };
+        } catch (error) {
+          return { error: error as Error };
+        }
+      };
+    });
+    this.app.addHook('onRequest', async (request, reply) => this.onRequest(request, reply));
+    this.app.setErrorHandler((error, request, reply) => this.onError(error, request, reply));
+    this.app.setNotFoundHandler((request, reply) => this.notFound(request, reply));
+    for (const spec of this.routeSpecs()) this.addRoute(spec);
   }
 
   get port(): number {
@@ -162,22 +204,16 @@ class Gateway implements GatewayHandle {
   }
 
   async listen(): Promise<void> {
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: Error): void =>
-        reject(
-          new BadRequestError(
-            `the gateway cannot listen on ${this.options.host}:${this.options.port}: ${err.message}`,
-            { cause: err },
-          ),
-        );
-      this.server.once('error', onError);
-      this.server.listen(this.options.port, this.options.host, () => {
-        this.server.off('error', onError);
-        resolve();
-      });
-    });
-    this.address = this.server.address() as AddressInfo;
-    this.server.on('error', (err) => this.log.error({ err }, 'http server error'));
+    try {
+      await this.app.listen({ port: this.options.port, host: this.options.host });
+    } catch (err) {
+      await this.app.close().catch(() => undefined);
+      throw new BadRequestError(
+        `the gateway cannot listen on ${this.options.host}:${this.options.port}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    this.address = this.app.server.address() as AddressInfo;
     this.ticker = setInterval(() => this.tick(), TICK_MS);
     this.ticker.unref();
     this.log.info(
@@ -188,178 +224,195 @@ class Gateway implements GatewayHandle {
 
   // ---- routing -------------------------------------------------------------------------------
 
-  private buildRoutes(): Map<string, Route> {
+  private routeSpecs(): RouteSpec[] {
     const encodeDeadline = this.options.requestTimeoutMs + HANDLER_GRACE_MS;
-    const route = (
-      name: string,
-      r: Omit<Route, 'name' | 'errorStyle' | 'encodes'> & Partial<Pick<Route, 'errorStyle' | 'encodes'>>,
-    ): [string, Route] => [name, { name, errorStyle: 'bertq', encodes: false, ...r }];
-    const asset = (path: string) =>
-      route(path, {
-        methods: { GET: (ctx) => this.serveAsset(ctx, path) },
-        auth: false,
-        deadlineMs: CONTROL_ROUTE_TIMEOUT_MS,
-      });
-    return new Map<string, Route>([
-      route('/encode', {
-        methods: { POST: (ctx) => this.encode(ctx) },
-        auth: true,
+    const control = { auth: true, errorStyle: 'bertq', deadlineMs: CONTROL_ROUTE_TIMEOUT_MS, encodes: false } as const;
+    const asset = (path: string): RouteSpec => ({
+      ...control,
+      name: path,
+      method: 'GET',
+      auth: false,
+      handler: (ctx) => this.serveAsset(ctx, path),
+    });
+    return [
+      {
+        ...control,
+        name: '/encode',
+        method: 'POST',
+        body: ENCODE_BODY,
         deadlineMs: encodeDeadline,
         encodes: true,
-      }),
-      route('/v1/embeddings', {
-        methods: { POST: (ctx) => this.embeddings(ctx) },
-        auth: true,
+        handler: (ctx) => this.encode(ctx),
+      },
+      {
+        ...control,
+        name: '/v1/embeddings',
+        method: 'POST',
+        body: EMBEDDINGS_BODY,
         deadlineMs: encodeDeadline,
         errorStyle: 'openai',
         encodes: true,
-      }),
-      route('/status/server', {
-        methods: { GET: (ctx) => this.statusServer(ctx) },
-        auth: true,
-        deadlineMs: CONTROL_ROUTE_TIMEOUT_MS,
-      }),
-      route('/status/client', {
-        methods: { GET: (ctx) => this.statusClient(ctx) },
-        auth: true,
-        deadlineMs: CONTROL_ROUTE_TIMEOUT_MS,
-      }),
-      route('/health', {
-        methods: { GET: (ctx) => this.health(ctx) },
-        auth: false,
-        deadlineMs: CONTROL_ROUTE_TIMEOUT_MS,
-      }),
-      route('/ready', {
-        methods: { GET: (ctx) => this.ready(ctx) },
-        auth: false,
-        deadlineMs: CONTROL_ROUTE_TIMEOUT_MS,
-      }),
-      route('/metrics', {
-        methods: { GET: (ctx) => this.prometheus(ctx) },
-        auth: true,
-        deadlineMs: CONTROL_ROUTE_TIMEOUT_MS,
-      }),
-      route('/api/dashboard', {
-        methods: { GET: (ctx) => this.dashboardSnapshot(ctx) },
-        auth: true,
-        deadlineMs: CONTROL_ROUTE_TIMEOUT_MS,
-      }),
-      route('/events', { methods: { GET: (ctx) => this.eventStream(ctx) }, auth: true, deadlineMs: undefined }),
+        handler: (ctx) => this.embeddings(ctx),
+      },
+      { ...control, name: '/status/server', method: 'GET', handler: (ctx) => this.statusServer(ctx) },
+      { ...control, name: '/status/client', method: 'GET', handler: (ctx) => this.statusClient(ctx) },
+      { ...control, name: '/health', method: 'GET', auth: false, handler: (ctx) => this.health(ctx) },
+      { ...control, name: '/ready', method: 'GET', auth: false, handler: (ctx) => this.ready(ctx) },
+      { ...control, name: '/metrics', method: 'GET', handler: (ctx) => this.prometheus(ctx) },
+      { ...control, name: '/api/dashboard', method: 'GET', handler: (ctx) => this.dashboardSnapshot(ctx) },
+      { ...control, name: '/events', method: 'GET', deadlineMs: undefined, handler: (ctx) => this.eventStream(ctx) },
       asset('/'),
       asset('/dashboard.js'),
       asset('/dashboard.css'),
-    ]);
+    ];
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const started = performance.now();
-    const requestId = requestIdOf(req);
-    res.setHeader('X-Request-Id', requestId);
-    applyCors(this.options.cors, req, res);
-    const path = pathOf(req.url);
-    const route = this.routes.get(path);
-    const method = req.method === 'HEAD' ? 'GET' : (req.method ?? 'GET');
-    const label = route?.name ?? 'other';
-    const style: ErrorStyle = route?.errorStyle ?? (path.startsWith('/v1/') ? 'openai' : 'bertq');
-    res.once('finish', () => {
-      const seconds = route?.deadlineMs === undefined ? undefined : (performance.now() - started) / 1000;
-      this.metrics.httpRequest(label, req.method ?? 'GET', res.statusCode, seconds);
+  private addRoute(spec: RouteSpec): void {
+    const { method, handler, body, ...config } = spec;
+    this.allowed.set(spec.name, method === 'GET' ? ['GET', 'HEAD'] : [method]);
+    this.app.route({
+      method,
+      url: spec.name,
+      config,
+      ...(body === undefined ? {} : { schema: { body } }),
+      handler: async (request, reply) => {
+        const abort = new AbortController();
+        reply.raw.once('close', () => {
+          if (!reply.raw.writableFinished) {
+            abort.abort(new BadRequestError('the HTTP client closed the connection before its answer was sent'));
+          }
+        });
+        const ctx: Context = { request, reply, requestId: request.id, signal: abort.signal };
+        const run = handler(ctx);
+        const rows =
+          spec.deadlineMs === undefined
+            ? await run
+            : await withDeadline(
+                run,
+                spec.deadlineMs,
+                () => new TimeoutError(`the gateway gave up on ${spec.name} after ${spec.deadlineMs} ms`),
+              );
+        const outcome = this.outcomes.get(request);
+        if (outcome !== undefined) outcome.rows = rows;
+      },
     });
-
-    if (this.closing !== undefined) res.setHeader('Connection', 'close');
-    if (method === 'OPTIONS') {
-      if (route === undefined) return this.refuse(res, new GatewayHttpError('NOT_FOUND', `no route ${path}`), style);
-      answerPreflight(
-        this.options.cors,
-        req,
-        res,
-        Object.keys(route.methods).flatMap((m) => (m === 'GET' ? ['GET', 'HEAD'] : [m])),
-      );
-      return;
-    }
-    if (route === undefined) {
-      return this.refuse(
-        res,
-        new GatewayHttpError(
-          'NOT_FOUND',
-          `no route ${req.method} ${path}; see GET / for the dashboard and the gateway's README for the API`,
-        ),
-        style,
-      );
-    }
-    const handler = route.methods[method as 'GET' | 'POST'];
-    if (handler === undefined) {
-      const allow = Object.keys(route.methods).join(', ');
-      return this.refuse(
-        res,
-        new GatewayHttpError('METHOD_NOT_ALLOWED', `${path} takes ${allow}, not ${req.method}`, { Allow: allow }),
-        style,
-      );
-    }
-
-    const abort = new AbortController();
-    res.once('close', () => {
-      if (!res.writableFinished)
-        abort.abort(new BadRequestError('the HTTP client closed the connection before its answer was sent'));
+    // CORS preflight of this path: which methods and headers a cross-origin call may use.
+    this.app.route({
+      method: 'OPTIONS',
+      url: spec.name,
+      config,
+      handler: async (request, reply) => {
+        reply.hijack();
+        answerPreflight(this.options.cors, request.raw, reply.raw, this.allowed.get(spec.name) ?? []);
+      },
     });
+  }
+
+  /** Every request: id, CORS, metrics and history on the way out, the bearer check where needed. */
+  private async onRequest(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const outcome: Outcome = { started: performance.now(), rows: 0, errorCode: undefined };
+    this.outcomes.set(request, outcome);
+    reply.header('X-Request-Id', request.id);
+    applyCors(this.options.cors, request.raw, reply.raw);
+    if (this.closing !== undefined) reply.header('Connection', 'close');
+    const config = this.routeConfig(request);
     this.inFlight++;
     this.metrics.inFlight(1);
-    let errorCode: string | undefined;
-    let rows = 0;
-    try {
-      if (route.auth && this.bearer !== undefined) this.bearer.check(req.headers.authorization);
-      const ctx: Context = { req, res, requestId, signal: abort.signal };
-      const run = handler(ctx).then((r) => {
-        rows = typeof r === 'number' ? r : 0;
-      });
-      if (route.deadlineMs === undefined) await run;
-      else
-        await withDeadline(
-          run,
-          route.deadlineMs,
-          () => new TimeoutError(`the gateway gave up on ${path} after ${route.deadlineMs} ms`),
-        );
-    } catch (err) {
-      const answer = errorAnswer(err);
-      errorCode = answer.code;
-      if (abort.signal.aborted) {
-        this.log.debug({ requestId, path }, 'client left before its answer');
-      } else {
-        this.fail(res, err, route.errorStyle);
-        if (answer.status >= 500)
-          this.log.warn({ requestId, path, code: answer.code, error: answer.message }, 'request failed');
-      }
-    } finally {
+    reply.raw.once('close', () => {
       this.inFlight--;
       this.metrics.inFlight(-1);
-      if (route.encodes) this.history.recordRequest(Date.now(), performance.now() - started, rows, errorCode);
-      else if (errorCode !== undefined) this.history.recordError(errorCode);
-      if (this.inFlight === 0) this.drained?.();
+      const seconds = config?.deadlineMs === undefined ? undefined : (performance.now() - outcome.started) / 1000;
+      this.metrics.httpRequest(config?.name ?? 'other', request.method, reply.raw.statusCode, seconds);
+      if (config?.encodes === true) {
+        this.history.recordRequest(Date.now(), performance.now() - outcome.started, outcome.rows, outcome.errorCode);
+      } else if (outcome.errorCode !== undefined) this.history.recordError(outcome.errorCode);
+    });
+    if (config?.auth === true && this.bearer !== undefined && request.method !== 'OPTIONS') {
+      this.bearer.check(request.headers.authorization);
     }
   }
 
-  /** An answer refused before any handler ran (unknown route, wrong method). */
-  private refuse(res: ServerResponse, err: GatewayHttpError, style: ErrorStyle): void {
-    this.history.recordError(err.code);
-    this.fail(res, err, style);
+  private routeConfig(request: FastifyRequest): RouteConfig | undefined {
+    const config = request.routeOptions.config as Partial<RouteConfig> | undefined;
+    return config?.name === undefined ? undefined : (config as RouteConfig);
   }
 
-  /** Answers an error in the route's shape and counts it by code. */
-  private fail(res: ServerResponse, err: unknown, style: ErrorStyle): void {
+  private styleOf(request: FastifyRequest): ErrorStyle {
+    return this.routeConfig(request)?.errorStyle ?? (request.url.startsWith('/v1/') ? 'openai' : 'bertq');
+  }
+
+  /** Unknown path: 404. Known path, other method: 405 with Allow. */
+  private notFound(request: FastifyRequest, reply: FastifyReply): void {
+    const path = (request.url.split('?')[0] ?? '/').replace(/(.)\/$/, '$1');
+    const allow = this.allowed.get(path);
+    const err =
+      allow === undefined
+        ? new GatewayHttpError(
+            'NOT_FOUND',
+            `no route ${request.method} ${path}; see GET / for the dashboard and the gateway's README for the API`,
+          )
+        : new GatewayHttpError(
+            'METHOD_NOT_ALLOWED',
+            `${path} takes ${allow.filter((m) => m !== 'HEAD').join(', ')}, not ${request.method}`,
+            {
+              Allow: allow.filter((m) => m !== 'HEAD').join(', '),
+            },
+          );
+    this.onError(err, request, reply);
+  }
+
+  /** Every error, whoever raised it (a handler, a hook, fastify itself), answered in the route's shape. */
+  private onError(error: unknown, request: FastifyRequest, reply: FastifyReply): void {
+    const err = this.translate(error as FastifyError, request);
     const answer = errorAnswer(err);
+    const outcome = this.outcomes.get(request);
+    if (outcome !== undefined) outcome.errorCode = answer.code;
+    if (reply.sent || reply.raw.destroyed) {
+      this.log.debug({ requestId: request.id, url: request.url }, 'client left before its answer');
+      return;
+    }
+    if (answer.status >= 500) {
+      this.log.warn(
+        { requestId: request.id, url: request.url, code: answer.code, error: answer.message },
+        'request failed',
+      );
+    }
     this.metrics.error(answer.code);
     const headers = { ...answer.headers };
     // A body we refused to read is still on the wire: the connection cannot be reused.
     if (answer.code === 'TOO_LARGE') headers.Connection = 'close';
-    sendJson(res, answer.status, style === 'openai' ? openAIErrorBody(answer) : bertqErrorBody(answer), headers);
+    const body = this.styleOf(request) === 'openai' ? openAIErrorBody(answer) : bertqErrorBody(answer);
+    void reply.code(answer.status).headers(headers).type(JSON_TYPE).send(body);
+  }
+
+  /** Fastify's own refusals (body parsing, limits, content types) as bertq errors. */
+  private translate(err: FastifyError, request: FastifyRequest): unknown {
+    switch (err.code) {
+      case 'FST_ERR_CTP_BODY_TOO_LARGE':
+        return new TooLargeError(
+          `request body is over the gateway's limit of ${this.options.bodyLimit} bytes (--http-body-limit); split the request`,
+          { details: { limit: this.options.bodyLimit } },
+        );
+      case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+        return new GatewayHttpError(
+          'UNSUPPORTED_MEDIA_TYPE',
+          `request body must be application/json, got Content-Type ${request.headers['content-type'] ?? '(none)'}`,
+        );
+      case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+        return new BadRequestError('request body is empty: send a JSON object');
+      case 'FST_ERR_CTP_INVALID_JSON_BODY':
+        return new BadRequestError(`request body is not valid JSON: ${err.message}`, { cause: err });
+      default:
+        if (err instanceof SyntaxError)
+          return new BadRequestError(`request body is not valid JSON: ${err.message}`, { cause: err });
+        if (typeof err.code === 'string' && err.code.startsWith('FST_') && (err.statusCode ?? 500) < 500) {
+          return new BadRequestError(err.message, { cause: err });
+        }
+        return err;
+    }
   }
 
   // ---- encode routes -------------------------------------------------------------------------
-
-  private async readJson(ctx: Context): Promise<Record<string, unknown>> {
-    checkJsonContentType(ctx.req);
-    return parseJsonObject(await readBody(ctx.req, this.options.bodyLimit));
-  }
 
   /**
    * The frame observer for one request: feeds the gateway's metrics, and sums the token counts the
@@ -380,7 +433,7 @@ class Gateway implements GatewayHandle {
 
   /** POST /encode (bert-as-service). Resolves to the row count. */
   private async encode(ctx: Context): Promise<number> {
-    const request = parseEncodeRequest(await this.readJson(ctx));
+    const request = parseEncodeRequest(ctx.request.body as Record<string, unknown>);
     const usage = this.counting();
     const result = await this.client.encode(request.texts, {
       isTokenized: request.isTokenized,
@@ -391,14 +444,14 @@ class Gateway implements GatewayHandle {
     const vectors = request.showTokens ? (result as VectorsWithTokens<NdArray>).vectors : (result as NdArray);
     const tokens = request.showTokens ? (result as VectorsWithTokens<NdArray>).tokens : undefined;
     const rows = request.texts.length;
-    this.countEncoded('/encode', rows, usage.tokens());
-    sendJson(ctx.res, 200, encodeResponseJson(request.id, vectors, tokens));
+    this.metrics.encoded('/encode', rows, usage.tokens());
+    sendJson(ctx.reply, encodeResponseJson(request.id, vectors, tokens));
     return rows;
   }
 
   /** POST /v1/embeddings (OpenAI). Resolves to the row count. */
   private async embeddings(ctx: Context): Promise<number> {
-    const request = parseEmbeddingsRequest(await this.readJson(ctx));
+    const request = parseEmbeddingsRequest(ctx.request.body as Record<string, unknown>);
     // Whether workers are alive is the encode's own business (NO_WORKERS at once); the config here
     // only says what they make, so a slightly old one is fine and no request waits for a re-read.
     const config = await this.config.latest();
@@ -410,30 +463,28 @@ class Gateway implements GatewayHandle {
     })) as NdArray;
     const promptTokens = usage.tokens();
     const rows = request.texts.length;
-    this.countEncoded('/v1/embeddings', rows, promptTokens);
+    this.metrics.encoded('/v1/embeddings', rows, promptTokens);
     const body = embeddingsResponseJson(vectors, request, {
       model: servedModelName(config),
       normalize: config.normalize === true,
       promptTokens,
     });
-    sendJson(ctx.res, 200, body);
+    sendJson(ctx.reply, body);
     return rows;
-  }
-
-  private countEncoded(endpoint: string, rows: number, tokens: number): void {
-    this.metrics.encoded(endpoint, rows, tokens);
   }
 
   // ---- control routes ------------------------------------------------------------------------
 
-  private async statusServer(ctx: Context): Promise<void> {
+  private async statusServer(ctx: Context): Promise<number> {
     const reading = await this.fleet.get();
     if (!reading.ok) throw reading.error;
-    sendJson(ctx.res, 200, JSON.stringify(reading.value));
+    sendJson(ctx.reply, JSON.stringify(reading.value));
+    return 0;
   }
 
-  private async statusClient(ctx: Context): Promise<void> {
-    sendJson(ctx.res, 200, JSON.stringify({ ...this.client.status, gateway: this.gatewayInfo() }));
+  private async statusClient(ctx: Context): Promise<number> {
+    sendJson(ctx.reply, JSON.stringify({ ...this.client.status, gateway: this.gatewayInfo() }));
+    return 0;
   }
 
   private gatewayInfo() {
@@ -452,12 +503,11 @@ class Gateway implements GatewayHandle {
     };
   }
 
-  private async health(ctx: Context): Promise<void> {
+  private async health(ctx: Context): Promise<number> {
     const status = this.client.status;
     if (status.closed) throw new NoWorkersError('the gateway has lost its NATS connection');
     sendJson(
-      ctx.res,
-      200,
+      ctx.reply,
       JSON.stringify({
         status: 'ok',
         service: this.client.service,
@@ -465,13 +515,13 @@ class Gateway implements GatewayHandle {
         uptime_s: (Date.now() - this.startedAt.getTime()) / 1000,
       }),
     );
+    return 0;
   }
 
-  private async ready(ctx: Context): Promise<void> {
+  private async ready(ctx: Context): Promise<number> {
     const config = await this.config.value();
     sendJson(
-      ctx.res,
-      200,
+      ctx.reply,
       JSON.stringify({
         ready: true,
         service: config.service,
@@ -480,25 +530,27 @@ class Gateway implements GatewayHandle {
         device: config.device,
       }),
     );
+    return 0;
   }
 
-  private async prometheus(ctx: Context): Promise<void> {
+  private async prometheus(ctx: Context): Promise<number> {
     const [reading, workers] = await Promise.all([this.fleet.get(), this.client.workerMetrics().catch(() => [])]);
     const text = await this.metrics.render(reading, workers);
-    ctx.res.setHeader('Content-Type', GatewayMetrics.contentType);
-    ctx.res.setHeader('Content-Length', Buffer.byteLength(text));
-    ctx.res.writeHead(200).end(text);
+    if (!ctx.reply.sent) void ctx.reply.type(GatewayMetrics.contentType).send(text);
+    return 0;
   }
 
   // ---- dashboard -----------------------------------------------------------------------------
 
-  private async serveAsset(ctx: Context, path: string): Promise<void> {
-    const asset = this.assets.get(path)!;
-    ctx.res.setHeader('Content-Type', asset.type);
-    ctx.res.setHeader('Content-Length', asset.body.length);
-    ctx.res.setHeader('Cache-Control', 'no-cache');
-    ctx.res.setHeader('X-Content-Type-Options', 'nosniff');
-    ctx.res.writeHead(200).end(asset.body);
+  private async serveAsset(ctx: Context, path: string): Promise<number> {
+    const asset = this.assets.get(path);
+    if (asset === undefined) throw new GatewayHttpError('NOT_FOUND', `no asset ${path}`);
+    void ctx.reply
+      .type(asset.type)
+      .header('Cache-Control', 'no-cache')
+      .header('X-Content-Type-Options', 'nosniff')
+      .send(asset.body);
+    return 0;
   }
 
   private snapshot(): DashboardSnapshot {
@@ -514,15 +566,19 @@ class Gateway implements GatewayHandle {
     };
   }
 
-  private async dashboardSnapshot(ctx: Context): Promise<void> {
+  private async dashboardSnapshot(ctx: Context): Promise<number> {
     await this.fleet.get();
-    sendJson(ctx.res, 200, JSON.stringify(this.snapshot()));
+    sendJson(ctx.reply, JSON.stringify(this.snapshot()));
+    return 0;
   }
 
-  private async eventStream(ctx: Context): Promise<void> {
+  private async eventStream(ctx: Context): Promise<number> {
     await this.fleet.get();
     this.metrics.dashboardClients(1);
-    this.events.open(ctx.res, this.snapshot(), () => this.metrics.dashboardClients(-1));
+    // A stream outlives the handler: fastify hands the raw response over.
+    ctx.reply.hijack();
+    this.events.open(ctx.reply.raw, this.snapshot(), () => this.metrics.dashboardClients(-1));
+    return 0;
   }
 
   private tick(): void {
@@ -539,19 +595,11 @@ class Gateway implements GatewayHandle {
     this.closing ??= (async () => {
       if (this.ticker !== undefined) clearInterval(this.ticker);
       this.events.endAll();
-      const stopped = new Promise<void>((resolve) => this.server.close(() => resolve()));
-      this.server.closeIdleConnections();
-      if (this.inFlight > 0) {
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, this.options.drainTimeoutMs);
-          this.drained = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-      }
-      this.server.closeAllConnections();
-      await stopped;
+      // Requests in flight may finish within drainTimeoutMs; then every connection is cut.
+      const closed = this.app.close();
+      const timer = setTimeout(() => this.app.server.closeAllConnections(), this.options.drainTimeoutMs);
+      await closed;
+      clearTimeout(timer);
       await this.client.close();
       this.log.info('gateway closed');
     })();
@@ -559,10 +607,11 @@ class Gateway implements GatewayHandle {
   }
 }
 
-/** The URL's path without query and trailing slash (except `/` itself). */
-function pathOf(url: string | undefined): string {
-  const raw = (url ?? '/').split('?')[0]!;
-  return raw.length > 1 && raw.endsWith('/') ? raw.slice(0, -1) : raw;
+const JSON_TYPE = 'application/json; charset=utf-8';
+
+/** A JSON answer (text already serialised); nothing when the answer went out already (a deadline). */
+function sendJson(reply: FastifyReply, text: string): void {
+  if (!reply.sent) void reply.type(JSON_TYPE).send(text);
 }
 
 /** `promise`, or the error `onTimeout` makes when `ms` pass first. */

@@ -1,11 +1,10 @@
 /**
- * The HTTP plumbing every route shares: request ids, bounded body reading, CORS, bearer-token checks,
- * and errors as JSON in the two shapes clients expect (bertq's `{error: {code, message}}`, OpenAI's
+ * The HTTP plumbing every route shares: request ids, CORS, bearer-token checks, and errors as JSON in the two shapes clients expect (bertq's `{error: {code, message}}`, OpenAI's
  * `{error: {message, type, param, code}}`), each with the HTTP status of its code.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { BadRequestError, BertqError, TooLargeError, newRequestId, toBertqError } from '@bertq/protocol';
+import { BertqError, newRequestId, toBertqError } from '@bertq/protocol';
 import type { CorsPolicy } from './options.js';
 
 /** Error codes the gateway answers that are HTTP matters, not protocol ones (no worker is involved). */
@@ -95,97 +94,6 @@ export function requestIdOf(req: IncomingMessage): string {
   return newRequestId();
 }
 
-/**
- * Reads the body, refusing more than `limit` bytes: at once from Content-Length, or as soon as the
- * stream passes it (a chunked upload has no length up front). Rejects with TOO_LARGE naming the limit.
- */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) {
-    return Promise.reject(tooLarge(`${declared} bytes`, limit));
-  }
-  return new Promise<Buffer>((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let done = false;
-    const finish = (err: Error | undefined, body?: Buffer): void => {
-      if (done) return;
-      done = true;
-      req.off('data', onData);
-      req.off('end', onEnd);
-      req.off('error', onError);
-      req.off('aborted', onAborted);
-      if (err) reject(err);
-      else resolve(body!);
-    };
-    const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (size > limit) {
-        finish(tooLarge(`more than ${limit} bytes`, limit));
-        // Stop reading: the rest is not wanted, and the answer goes out with Connection: close.
-        req.pause();
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = (): void => finish(undefined, chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
-    const onError = (err: Error): void =>
-      finish(new BadRequestError(`reading the request body failed: ${err.message}`, { cause: err }));
-    const onAborted = (): void =>
-      finish(new BadRequestError('the client closed the connection before sending the whole body'));
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onError);
-    req.on('aborted', onAborted);
-  });
-}
-
-function tooLarge(size: string, limit: number): TooLargeError {
-  return new TooLargeError(
-    `request body of ${size} is over the gateway's limit of ${limit} bytes (--http-body-limit); split the request`,
-    {
-      details: { limit },
-    },
-  );
-}
-
-/** Parses a JSON request body; BAD_REQUEST saying what is wrong (empty, not JSON, not an object). */
-export function parseJsonObject(body: Buffer): Record<string, unknown> {
-  const text = body.toString('utf8');
-  if (text.trim() === '') throw new BadRequestError('request body is empty: send a JSON object');
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new BadRequestError(`request body is not valid JSON: ${(err as Error).message}`, { cause: err });
-  }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new BadRequestError(
-      `request body must be a JSON object, got ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`,
-    );
-  }
-  return value as Record<string, unknown>;
-}
-
-/** A body that is declared as something other than JSON is refused before it is parsed. */
-export function checkJsonContentType(req: IncomingMessage): void {
-  const type = req.headers['content-type'];
-  if (type === undefined) return;
-  const media = type.split(';')[0]!.trim().toLowerCase();
-  // `curl -d '{…}'` without -H labels JSON as a form; the body is still read as JSON.
-  if (
-    media === 'application/json' ||
-    media.endsWith('+json') ||
-    media === 'text/plain' ||
-    media === 'application/x-www-form-urlencoded'
-  )
-    return;
-  throw new GatewayHttpError(
-    'UNSUPPORTED_MEDIA_TYPE',
-    `request body must be application/json, got Content-Type ${type}`,
-  );
-}
-
 /** Constant-time check of `Authorization: Bearer <token>`. */
 export class BearerCheck {
   private readonly digest: Buffer;
@@ -246,18 +154,4 @@ export function answerPreflight(
   }
   res.setHeader('Allow', [...allow, 'OPTIONS'].join(', '));
   res.writeHead(204).end();
-}
-
-/** Writes a JSON answer (text already serialised). */
-export function sendJson(
-  res: ServerResponse,
-  status: number,
-  text: string,
-  headers: Record<string, string> = {},
-): void {
-  if (res.headersSent || res.destroyed) return;
-  for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
-  res.setHeader('Content-Type', 'application/json; charset=utf-8');
-  res.setHeader('Content-Length', Buffer.byteLength(text));
-  res.writeHead(status).end(text);
 }

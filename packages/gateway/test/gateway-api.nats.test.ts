@@ -308,3 +308,32 @@ function sample(text: string, series: string): number | undefined {
   }
   return undefined;
 }
+
+test('attack - a cross-site POST without a preflight (text/plain or a form) is refused with 415, nothing encoded', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  // What any web page can send to a local gateway without a CORS preflight: a "simple" request.
+  const before =
+    sample(await (await fetch(`${gateway.url}metrics`)).text(), 'bertq_gateway_rows_total{endpoint="/encode"}') ?? 0;
+  for (const [type, body] of [
+    ['text/plain;charset=UTF-8', JSON.stringify({ texts: ['stolen'] })],
+    ['application/x-www-form-urlencoded', '{"texts":["stolen"]}'],
+    [
+      'multipart/form-data; boundary=x',
+      '--x\r\nContent-Disposition: form-data; name="texts"\r\n\r\nstolen\r\n--x--\r\n',
+    ],
+  ] as const) {
+    const res = await fetch(`${gateway.url}encode`, {
+      method: 'POST',
+      headers: { 'Content-Type': type, Origin: 'https://evil.example' },
+      body,
+    });
+    assert.equal(res.status, 415, type);
+    const answer = (await res.json()) as { error: { code: string; message: string } };
+    assert.equal(answer.error.code, 'UNSUPPORTED_MEDIA_TYPE');
+    assert.match(answer.error.message, /must be application\/json/);
+  }
+  const after =
+    sample(await (await fetch(`${gateway.url}metrics`)).text(), 'bertq_gateway_rows_total{endpoint="/encode"}') ?? 0;
+  assert.equal(after, before, 'no row was encoded');
+});

@@ -90,6 +90,7 @@ test('gateway - a client that leaves before its answer does not break the gatewa
   await assert.rejects(
     fetch(`${gateway.url}v1/embeddings`, {
       method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
       body: JSON.stringify({ input: 'leaving early' }),
       signal: AbortSignal.timeout(SLOW_BATCH_MS / 4),
     }),

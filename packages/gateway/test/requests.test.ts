@@ -1,8 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BadRequestError, OverloadedError, type ServerConfig } from '@bertq/protocol';
-import { checkAgainstConfig, embeddingsResponseJson, parseEmbeddingsRequest } from '../src/embeddings-route.js';
-import { encodeResponseJson, parseEncodeRequest } from '../src/encode-route.js';
+import { checkAgainstConfig, checkEmbeddingsRequest, embeddingsResponseJson } from '../src/embeddings-route.js';
+import { checkEncodeRequest, encodeResponseJson } from '../src/encode-route.js';
 import { BearerCheck, GatewayHttpError, bertqErrorBody, errorAnswer, openAIErrorBody } from '../src/http.js';
 import { parseByteSize, parseCors, resolveGatewayOptions } from '../src/options.js';
 import { arrayToJson, floatsToBase64, floatsToJson } from '../src/vectors-json.js';
@@ -18,69 +18,69 @@ function paramOf(fn: () => unknown): string | undefined {
 }
 
 test('requests - /encode bodies: texts required, flags boolean, unknown fields named', () => {
-  assert.deepEqual(parseEncodeRequest({ id: 7, texts: ['a'], is_tokenized: false }), {
+  assert.deepEqual(checkEncodeRequest({ id: 7, texts: ['a'], is_tokenized: false }), {
     id: 7,
     texts: ['a'],
     isTokenized: false,
     showTokens: false,
   });
-  assert.throws(() => parseEncodeRequest({}), /texts is missing/);
+  assert.throws(() => checkEncodeRequest({}), /texts is missing/);
   // The rows themselves are validated once, by the client it hands them to (gateway-api tests the 400s).
   assert.throws(
-    () => parseEncodeRequest({ texts: ['a'], show_tokens: 'yes' }),
+    () => checkEncodeRequest({ texts: ['a'], show_tokens: 'yes' }),
     /show_tokens must be true or false, got "yes"/,
   );
-  assert.throws(() => parseEncodeRequest({ texts: ['a'], batch: 1, foo: 2 }), /unknown fields "batch", "foo"/);
+  assert.throws(() => checkEncodeRequest({ texts: ['a'], batch: 1, foo: 2 }), /unknown fields "batch", "foo"/);
 });
 
 test('requests - /v1/embeddings bodies: errors name the offending param as OpenAI does', () => {
-  assert.deepEqual(parseEmbeddingsRequest({ input: 'hi', model: 'm' }), {
+  assert.deepEqual(checkEmbeddingsRequest({ input: 'hi', model: 'm' }), {
     texts: ['hi'],
     encodingFormat: 'float',
     dimensions: undefined,
     model: 'm',
   });
   assert.equal(
-    paramOf(() => parseEmbeddingsRequest({ model: 'm' })),
+    paramOf(() => checkEmbeddingsRequest({ model: 'm' })),
     'input',
   );
   assert.equal(
-    paramOf(() => parseEmbeddingsRequest({ input: [] })),
+    paramOf(() => checkEmbeddingsRequest({ input: [] })),
     'input',
   );
   assert.equal(
-    paramOf(() => parseEmbeddingsRequest({ input: [1, 2, 3] })),
+    paramOf(() => checkEmbeddingsRequest({ input: [1, 2, 3] })),
     'input',
   );
   assert.equal(
-    paramOf(() => parseEmbeddingsRequest({ input: [[1, 2]] })),
+    paramOf(() => checkEmbeddingsRequest({ input: [[1, 2]] })),
     'input',
   );
   assert.equal(
-    paramOf(() => parseEmbeddingsRequest({ input: ['a', 3] })),
+    paramOf(() => checkEmbeddingsRequest({ input: ['a', 3] })),
     'input',
   );
   assert.equal(
-    paramOf(() => parseEmbeddingsRequest({ input: 'a', encoding_format: 'int8' })),
+    paramOf(() => checkEmbeddingsRequest({ input: 'a', encoding_format: 'int8' })),
     'encoding_format',
   );
   assert.equal(
-    paramOf(() => parseEmbeddingsRequest({ input: 'a', dimensions: 0 })),
+    paramOf(() => checkEmbeddingsRequest({ input: 'a', dimensions: 0 })),
     'dimensions',
   );
   assert.equal(
-    paramOf(() => parseEmbeddingsRequest({ input: 'a', dimensions: 2.5 })),
+    paramOf(() => checkEmbeddingsRequest({ input: 'a', dimensions: 2.5 })),
     'dimensions',
   );
   assert.equal(
-    paramOf(() => parseEmbeddingsRequest({ input: 'a', model: 3 })),
+    paramOf(() => checkEmbeddingsRequest({ input: 'a', model: 3 })),
     'model',
   );
   assert.equal(
-    paramOf(() => parseEmbeddingsRequest({ input: 'a', temperature: 1 })),
+    paramOf(() => checkEmbeddingsRequest({ input: 'a', temperature: 1 })),
     'temperature',
   );
-  assert.throws(() => parseEmbeddingsRequest({ input: ['a', ''] }), /'input\[1\]' is an empty string/);
+  assert.throws(() => checkEmbeddingsRequest({ input: ['a', ''] }), /'input\[1\]' is an empty string/);
 });
 
 const config = (over: Partial<ServerConfig>): ServerConfig =>

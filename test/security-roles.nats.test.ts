@@ -1,0 +1,241 @@
+/**
+ * The shipped roles (deploy/nats/bertq-auth.conf) under attack, on a real nats-server started with
+ * that file: a `client` tries what an attacker on the same NATS server would, and every attempt is
+ * refused by the broker; `bertq start` as `worker`, `bertq encode` as `client` and `bertq terminate`
+ * as `admin` work. Each test would fail if its permission line were removed.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { connect, Empty, type NatsConnection } from '@nats-io/transport-node';
+import { HEADERS, newRequestId, serviceNames, UnauthorizedError } from '@bertq/protocol';
+import { connectNats, toNatsHeaders } from '@bertq/nats';
+import {
+  freshService,
+  startNatsServer,
+  tinyModel,
+  waitFor,
+  type NatsServer,
+  type TinyModelFixture,
+} from '@bertq/testing';
+
+const AUTH_CONF = fileURLToPath(new URL('../../deploy/nats/bertq-auth.conf', import.meta.url));
+const BIN = fileURLToPath(new URL('../../cli/bin/run.js', import.meta.url));
+const TEST_TIMEOUT_MS = 120_000;
+const START_TIMEOUT_MS = 60_000;
+const COMMAND_TIMEOUT_MS = 30_000;
+/** How long to wait for a refusal the broker sends asynchronously (a permissions violation). */
+const VIOLATION_WAIT_MS = 2_000;
+
+const PASSWORDS = {
+  client: 'client-secret-for-the-test',
+  worker: 'worker-secret-for-the-test',
+  admin: 'admin-secret-for-the-test',
+} as const;
+type Role = keyof typeof PASSWORDS;
+
+let server: NatsServer;
+let tiny: TinyModelFixture;
+let home: string;
+let fleet: ChildProcess | undefined;
+const service = freshService('roles');
+
+before(async () => {
+  tiny = await tinyModel();
+  home = await mkdtemp(join(tmpdir(), 'bertq-roles-'));
+  // nats-server substitutes $BERTQ_*_PASSWORD from its own environment, which it inherits from here.
+  process.env.BERTQ_CLIENT_PASSWORD = PASSWORDS.client;
+  process.env.BERTQ_WORKER_PASSWORD = PASSWORDS.worker;
+  process.env.BERTQ_ADMIN_PASSWORD = PASSWORDS.admin;
+  server = await startNatsServer({ config: `include ${JSON.stringify(AUTH_CONF)}` });
+});
+
+after(async () => {
+  fleet?.kill('SIGKILL');
+  await server?.stop();
+  await rm(home, { recursive: true, force: true });
+});
+
+function env(role: Role): NodeJS.ProcessEnv {
+  return {
+    ...process.env,
+    BERTQ_CACHE: join(home, 'cache'),
+    BERTQ_LOG_LEVEL: 'warn',
+    BERTQ_NATS_URL: server.url,
+    BERTQ_SERVICE: service,
+    BERTQ_NATS_USER: role,
+    BERTQ_NATS_PASSWORD: PASSWORDS[role],
+  };
+}
+
+function bertq(role: Role, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], { env: env(role), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`bertq ${args.join(' ')} did not finish\n${stderr}`));
+    }, COMMAND_TIMEOUT_MS);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+/** A connection as `role`, recording the permission violations the server reports to it. */
+async function as(role: Role): Promise<{ nc: NatsConnection; violations: string[] }> {
+  const nc = await connect({ servers: server.url, user: role, pass: PASSWORDS[role], maxReconnectAttempts: 0 });
+  const violations: string[] = [];
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === 'error' && /permissions violation/i.test(String((s as { error?: Error }).error ?? ''))) {
+        violations.push(String((s as { error?: Error }).error));
+      }
+    }
+  })();
+  return { nc, violations };
+}
+
+async function fleetAnswers(): Promise<boolean> {
+  const run = await bertq('client', ['encode', 'still serving?']);
+  return run.code === 0 && run.stdout.trim().startsWith('[');
+}
+
+test('roles - bertq start as worker, bertq encode as client: the fleet serves', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const child = spawn(
+    process.execPath,
+    [BIN, 'start', '--model', tiny.huggingFaceDir, '--threads', '1', '--graph-tmp-dir', tiny.graphDir],
+    {
+      env: env('worker'),
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  fleet = child;
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  await waitFor(
+    'bertq start (as worker) to be ready',
+    () => {
+      if (child.exitCode !== null) throw new Error(`bertq start exited ${child.exitCode}:\n${stderr}`);
+      return stderr.includes('bertq ready');
+    },
+    START_TIMEOUT_MS,
+    100,
+  );
+  assert.equal(await fleetAnswers(), true);
+});
+
+test('attack - a client cannot terminate the fleet, directly or through a job reply subject', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const names = serviceNames(service);
+  const { nc, violations } = await as('client');
+  try {
+    nc.publish(names.control.terminate, Empty);
+    await nc.request(names.control.terminate, Empty, { timeout: 1_000 }).catch(() => undefined);
+    // The same through a job whose error frame would go to terminate (the worker checks the reply too).
+    nc.publish(names.jobs.high, new TextEncoder().encode('not json'), {
+      headers: toNatsHeaders({
+        [HEADERS.id]: newRequestId(),
+        [HEADERS.offset]: '0',
+        [HEADERS.reply]: names.control.terminate,
+      }),
+    });
+    await nc.flush();
+    await waitFor('the broker to refuse the terminate publish', () => violations.length > 0, VIOLATION_WAIT_MS, 50);
+    assert.match(violations.join('\n'), /publish to "bertq\.v1\.[\w-]+\.terminate"/i);
+  } finally {
+    await nc.close();
+  }
+  assert.equal(await fleetAnswers(), true, 'the fleet still serves');
+});
+
+test("attack - a client cannot read anybody's jobs, or publish results", { timeout: TEST_TIMEOUT_MS }, async () => {
+  const names = serviceNames(service);
+  const { nc, violations } = await as('client');
+  try {
+    nc.subscribe('bertq.v1.*.jobs.>');
+    nc.subscribe(names.jobs.all);
+    nc.publish(names.results('victim'), new TextEncoder().encode('forged'));
+    await nc.flush();
+    await waitFor('three refusals', () => violations.length >= 3, VIOLATION_WAIT_MS, 50);
+    const text = violations.join('\n');
+    assert.match(text, /subscription to "bertq\.v1\.\*\.jobs\.>"/i);
+    assert.match(text, /publish to "bertq\.v1\.[\w-]+\.results\.victim"/i);
+  } finally {
+    await nc.close();
+  }
+});
+
+test('attack - a client cannot touch the JetStream API beyond publishing jobs', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const names = serviceNames(service);
+  const { nc, violations } = await as('client');
+  const attempts = [
+    `$JS.API.STREAM.UPDATE.${names.stream}`,
+    `$JS.API.STREAM.PURGE.${names.stream}`,
+    `$JS.API.STREAM.DELETE.${names.stream}`,
+    `$JS.API.CONSUMER.DELETE.${names.stream}.${names.consumers.high}`,
+    `$JS.API.CONSUMER.MSG.NEXT.${names.stream}.${names.consumers.bulk}`,
+  ];
+  try {
+    for (const subject of attempts) nc.publish(subject, new TextEncoder().encode('{"config":{"max_msgs":1}}'));
+    await nc.flush();
+    await waitFor('every API call refused', () => violations.length >= attempts.length, VIOLATION_WAIT_MS, 50);
+  } finally {
+    await nc.close();
+  }
+  const admin = await as('admin');
+  try {
+    const info = await admin.nc.request(`$JS.API.CONSUMER.INFO.${names.stream}.${names.consumers.high}`, Empty, {
+      timeout: 5_000,
+    });
+    assert.doesNotMatch(new TextDecoder().decode(info.data), /consumer not found/, 'the consumer is still there');
+  } finally {
+    await admin.nc.close();
+  }
+  assert.equal(await fleetAnswers(), true, 'and the queue still works');
+});
+
+test('roles - a wrong password is UNAUTHORIZED, and names no secret', { timeout: TEST_TIMEOUT_MS }, async () => {
+  await assert.rejects(
+    connectNats({ servers: server.url, user: 'client', pass: 'guess', maxReconnectAttempts: 0 }),
+    (err: unknown) => {
+      assert.ok(err instanceof UnauthorizedError);
+      assert.doesNotMatch(err.message, /guess|secret/);
+      return true;
+    },
+  );
+  const run = await bertq('client', ['status', '--password', 'wrong-one']);
+  assert.equal(run.code, 1);
+  assert.match(run.stderr, /UNAUTHORIZED/);
+  assert.doesNotMatch(run.stderr, /wrong-one/);
+});
+
+test('roles - a client cannot terminate with bertq terminate; an admin can', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const refused = await bertq('client', ['terminate']);
+  assert.notEqual(refused.code, 0, refused.stdout);
+  assert.equal(await fleetAnswers(), true, 'the fleet still serves after the client tried');
+  const done = await bertq('admin', ['terminate']);
+  assert.equal(done.code, 0, done.stderr);
+  const exited = await new Promise<number | null | 'running'>((resolve) => {
+    const timer = setTimeout(() => resolve('running'), COMMAND_TIMEOUT_MS);
+    fleet!.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve(code);
+    });
+    if (fleet!.exitCode !== null) resolve(fleet!.exitCode);
+  });
+  assert.equal(exited, 0, 'bertq start exited after the admin terminate');
+});
