@@ -9,6 +9,7 @@ import {
   PROTOCOL_ID,
   SERVICE_FRAMEWORK_NAME,
   TimeoutError,
+  UnauthorizedError,
   controlSubject,
   decodeControlReply,
   toBertqError,
@@ -36,6 +37,14 @@ function noWorkers(service: string, what: string, cause?: unknown): NoWorkersErr
       details: { service },
     },
   );
+}
+
+/** The broker refused the publish (NATS permissions). */
+function isPermissionDenied(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (/permissions violation/i.test(e.message)) return true;
+  }
+  return false;
 }
 
 function isTimeout(err: unknown): boolean {
@@ -266,6 +275,7 @@ export async function requestTerminate(
     throw noWorkers(service, `no worker of this service answered $SRV.PING.${SERVICE_FRAMEWORK_NAME}`);
   const body = new TextEncoder().encode(JSON.stringify(request));
   const result: TerminateResult = { service, draining: [], unreachable: [] };
+  let denied: UnauthorizedError | undefined;
   await Promise.all(
     found.map(async (worker) => {
       const subject = controlSubject(service, 'terminate', worker.id);
@@ -273,6 +283,12 @@ export async function requestTerminate(
         const reply = await nc.request(subject, body, { timeout: timeoutMs });
         result.draining.push(decodeControlReply('terminate', fromNatsHeaders(reply.headers), reply.data));
       } catch (err) {
+        if (isPermissionDenied(err)) {
+          denied ??= new UnauthorizedError(
+            `this NATS user may not publish to ${subject}: terminating a fleet takes the admin role (docs/security.md)`,
+            { cause: err, details: { subject } },
+          );
+        }
         const message = isNoResponders(err)
           ? 'no longer answers'
           : isTimeout(err)
@@ -282,6 +298,8 @@ export async function requestTerminate(
       }
     }),
   );
+  // Refused by the broker and stopped nothing: say so, do not report a quiet success.
+  if (denied !== undefined && result.draining.length === 0) throw denied;
   result.draining.sort((a, b) => a.worker_id.localeCompare(b.worker_id));
   return result;
 }
