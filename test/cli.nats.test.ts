@@ -197,6 +197,15 @@ test('cli - bertq encode with no worker fails fast with NO_WORKERS', { timeout: 
     assert.equal(run.code, 1);
     assert.match(run.stderr, /NO_WORKERS: .*nobody-home/);
     assert.ok(Date.now() - t0 < COMMAND_TIMEOUT_MS);
+    // --json: the error is JSON on stdout, as the success would have been.
+    const json = await bertq(['status', '--json', '--server', nats.url, '--service', 'nobody-home']);
+    assert.equal(json.code, 1);
+    const doc = JSON.parse(json.stdout) as { error: { code: string; message: string } };
+    assert.equal(doc.error.code, 'NO_WORKERS');
+    // An HTTP URL given as --server is named at once.
+    const http = await bertq(['status', '--server', 'http://127.0.0.1:8125']);
+    assert.equal(http.code, 1);
+    assert.match(http.stderr, /BAD_REQUEST: http:\/\/127\.0\.0\.1:8125 is not a NATS URL/);
   } finally {
     await nats.stop();
   }
@@ -362,5 +371,60 @@ test('cli - bertq encode: piped stdin is one row per line, output files are whol
     fleet.child.kill('SIGTERM');
     await Promise.race([fleet.exited, new Promise((r) => setTimeout(r, COMMAND_TIMEOUT_MS))]);
     fleet.child.kill('SIGKILL');
+  }
+});
+
+test('cli - bert-serving-start takes bert-as-service syntax; a mistyped flag suggests the right one', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const SERVING_START = fileURLToPath(new URL('../../cli/bin/bert-serving-start.js', import.meta.url));
+  const typo = await bertq(['start', '--modl-dir', tiny.huggingFaceDir]);
+  assert.equal(typo.code, 2);
+  assert.match(typo.stderr, /unknown flag --modl-dir: did you mean --model-dir\?/);
+  assert.doesNotMatch(typo.stderr, /CONNECTION FLAGS/, 'no help dump');
+
+  const port = await freePort();
+  const run = spawn(
+    process.execPath,
+    [
+      SERVING_START,
+      '-model_dir',
+      tiny.huggingFaceDir,
+      '-num_worker',
+      '1',
+      '-pooling_layer',
+      '-1',
+      '-2',
+      '-port',
+      '5555',
+      '-xla',
+      '-graph_tmp_dir',
+      tiny.graphDir,
+      '-server',
+      `nats://127.0.0.1:${port}`,
+    ],
+    { env: env(), stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  let stderr = '';
+  run.stderr.on('data', (d) => (stderr += d));
+  run.stdout.resume();
+  try {
+    await waitFor(
+      'bert-serving-start to be ready',
+      () => {
+        if (run.exitCode !== null) throw new Error(`bert-serving-start exited ${run.exitCode}:\n${stderr}`);
+        return stderr.includes('bertq ready');
+      },
+      START_TIMEOUT_MS,
+      100,
+    );
+    assert.match(stderr, /bert-serving-start: -port is ignored/);
+    assert.match(stderr, /bert-serving-start: -xla is ignored/);
+    // Two pooled layers of the 32-dim tiny model, side by side.
+    assert.match(stderr, /64-dim vectors/);
+    const term = await bertq(['terminate', '--server', `nats://127.0.0.1:${port}`]);
+    assert.equal(term.code, 0, term.stderr);
+  } finally {
+    run.kill('SIGKILL');
   }
 });

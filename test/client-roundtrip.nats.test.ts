@@ -181,6 +181,13 @@ test('client round trip - encodeAsync, non-blocking encode with fetch() and fetc
       all.forEach((r, k) =>
         assert.ok(maxAbsDiff(r.vectors.data, expected[k]!.data) <= TOLERANCE, `fetchAll keeps send order (${k})`),
       );
+
+      // bert-as-service's fetch_all(concat=True): one array of every row, in send order.
+      for (const b of batches) await bc.encode(b, { blocking: false });
+      const joined = await bc.fetchAll({ concat: true });
+      const whole = await encoder.encode(batches.flat());
+      assert.deepEqual(joined.shape, whole.shape);
+      assert.ok(maxAbsDiff(joined.data, whole.data) <= TOLERANCE);
     });
   } finally {
     await encoder.close();

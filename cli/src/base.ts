@@ -127,9 +127,51 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
 
   /** Typed bertq errors become a clean one-line message and their code as the exit status reason. */
   protected override async catch(err: Error & { code?: string; exitCode?: number; oclif?: unknown }): Promise<unknown> {
+    // An unknown flag gets the nearest real one, not the whole help.
+    const unknownFlags = (err as { flags?: unknown }).flags;
+    if (Array.isArray(unknownFlags) && /^Nonexistent flag/.test(err.message)) {
+      const known = Object.keys({ ...(this.ctor.flags ?? {}), ...(this.ctor.baseFlags ?? {}) });
+      const hints = unknownFlags.map((f: string) => {
+        const near = closest(String(f).replace(/^-+/, '').split('=')[0]!, known);
+        return near === undefined ? `unknown flag ${f}` : `unknown flag ${f}: did you mean --${near}?`;
+      });
+      this.error(`${hints.join('; ')} (see --help)`, { exit: 2 });
+    }
     if (err.oclif === undefined && typeof err.code === 'string' && /^[A-Z_]+$/.test(err.code)) {
+      // --json: the error is JSON too, on stdout, so a script reads one format whatever happens.
+      if (this.jsonEnabled()) {
+        this.logJson({ error: { code: err.code, message: err.message } });
+        this.exit(1);
+      }
       this.error(`${err.code}: ${err.message}`, { exit: 1, code: err.code });
     }
     return super.catch(err);
   }
+}
+
+/** The known name nearest to `name` (edit distance, `_` read as `-`), when it is plausibly a typo. */
+export function closest(name: string, known: readonly string[]): string | undefined {
+  const wanted = name.toLowerCase().replaceAll('_', '-');
+  let best: string | undefined;
+  let bestDistance = Number.POSITIVE_INFINITY;
+  for (const candidate of known) {
+    const d = editDistance(wanted, candidate);
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return bestDistance <= Math.max(2, Math.floor(wanted.length / 3)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min(previous[j]! + 1, row[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = row;
+  }
+  return previous[b.length]!;
 }

@@ -8,6 +8,7 @@ import {
   DEFAULT_CORS,
   DEFAULT_HTTP_HOST,
   DEFAULT_HTTP_PORT,
+  DEFAULT_MAX_CONNECTIONS,
   DEFAULT_REQUEST_TIMEOUT_MS,
   parseByteSize,
 } from '@bertq/gateway';
@@ -19,14 +20,14 @@ const HTTP = 'HTTP';
 export const httpFlags = {
   'http-host': Flags.string({
     summary:
-      'Interface the HTTP gateway listens on: 0.0.0.0 serves the network (as bert-as-service did), 127.0.0.1 only this host.',
+      'Interface the HTTP gateway listens on: 127.0.0.1 (default) only this host; 0.0.0.0 serves the network, as bert-as-service did (then set --http-token).',
     default: DEFAULT_HTTP_HOST,
     env: 'BERTQ_HTTP_HOST',
     helpGroup: HTTP,
   }),
   cors: Flags.string({
     summary:
-      "Access-Control-Allow-Origin of the HTTP API: * lets any web page call it (bert-as-service's default), a comma-separated origin list only those, none disables CORS.",
+      "Which web pages may call the HTTP API from a browser: none (default), a comma-separated origin list, or * for any page (bert-as-service's default; unsafe with no --http-token).",
     default: DEFAULT_CORS,
     env: 'BERTQ_CORS',
     helpGroup: HTTP,
@@ -42,6 +43,13 @@ export const httpFlags = {
       'Largest HTTP request body (bytes, or e.g. 512kb, 10mb); larger ones get 413. Higher admits bigger batches at the cost of gateway memory.',
     default: String(DEFAULT_BODY_LIMIT),
     env: 'BERTQ_HTTP_BODY_LIMIT',
+    helpGroup: HTTP,
+  }),
+  'http-max-connections': Flags.integer({
+    summary: "Open HTTP connections at once; past it new ones are closed (bert-as-service's -http_max_connect).",
+    default: DEFAULT_MAX_CONNECTIONS,
+    min: 1,
+    env: 'BERTQ_HTTP_MAX_CONNECTIONS',
     helpGroup: HTTP,
   }),
   'http-timeout': Flags.integer({
@@ -73,6 +81,7 @@ export interface HttpFlagValues {
   'http-token'?: string | undefined;
   'http-body-limit': string;
   'http-timeout': number;
+  'http-max-connections': number;
 }
 
 /** Gateway options from the flags (not the connection: the caller adds `client`). */
@@ -83,6 +92,7 @@ export function gatewayOptionsFromFlags(port: number, flags: HttpFlagValues): Om
     cors: flags.cors,
     bodyLimit: parseByteSize(flags['http-body-limit']),
     requestTimeoutMs: flags['http-timeout'],
+    maxConnections: flags['http-max-connections'],
     ...(flags['http-token'] ? { token: flags['http-token'] } : {}),
   };
 }

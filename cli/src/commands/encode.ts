@@ -1,6 +1,6 @@
 import { Args, Flags } from '@oclif/core';
 import { BertClient } from '@bertq/client';
-import type { NdArray, VectorsWithTokens } from '@bertq/client';
+import type { FrameReport, NdArray, VectorsWithTokens } from '@bertq/client';
 import { BaseCommand } from '../base.js';
 import { createProgress } from '../progress.js';
 import { countLines, fileStream, lineBatches } from '../input.js';
@@ -98,6 +98,7 @@ export default class Encode extends BaseCommand<typeof Encode> {
       (flags.progress ?? (flags.file !== undefined || fromStdin)) && !collect
         ? createProgress({ label: 'encode', unit: 'rows', total })
         : undefined;
+    progress?.update(0); // drawn at once, before the first rows come back
 
     // .npy needs the row count up front: stdin is read whole first in that case.
     let stdinLines: Line[] | undefined;
@@ -153,7 +154,14 @@ export default class Encode extends BaseCommand<typeof Encode> {
     })();
 
     try {
-      const options = { isTokenized: flags.tokenized, showTokens: flags['show-tokens'] };
+      const options = {
+        isTokenized: flags.tokenized,
+        showTokens: flags['show-tokens'],
+        // The bar moves as rows arrive, frame by frame, not once per finished request.
+        onFrame: (report: FrameReport) => {
+          if (report.part === undefined || report.part.index === 1) progress?.tick(report.rows);
+        },
+      };
       for await (const result of client.encodeAsync(texts$, options)) {
         const { vectors, tokens } = flags['show-tokens']
           ? (result as VectorsWithTokens<NdArray>)
@@ -166,7 +174,6 @@ export default class Encode extends BaseCommand<typeof Encode> {
           if (tokens) collected.tokens.push(...tokens);
         }
         rows += n;
-        progress?.tick(n);
       }
       await writer?.close();
       await out?.commit();

@@ -53,7 +53,16 @@ import { PartJoiner } from './part-joiner.js';
 import { PendingRequest } from './pending.js';
 import { fromNatsHeaders } from '@bertq/nats';
 import { publishAll } from './publish.js';
-import type { ClientStatus, Delivery, Fetched, OutputFormat, Texts, Vectors, VectorsWithTokens } from './types.js';
+import type {
+  ClientStatus,
+  Delivery,
+  Fetched,
+  NdArray,
+  OutputFormat,
+  Texts,
+  Vectors,
+  VectorsWithTokens,
+} from './types.js';
 import { CLIENT_VERSION } from './version.js';
 
 /** A server config older than this is read again before the next request: that read is also the liveness check behind NO_WORKERS. */
@@ -122,6 +131,13 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     private readonly ownsConnection: boolean,
     private readonly options: ResolvedClientOptions,
   ) {
+    // Python's BertClient(ip=…) makes `new BertClient({…})` the natural first try; connecting is
+    // asynchronous here, so say what to write instead of failing on an undefined field.
+    if (typeof (nc as { publish?: unknown } | undefined)?.publish !== 'function' || options === undefined) {
+      throw new BadRequestError(
+        'open a BertClient with `await BertClient.connect(options)`, not `new BertClient(…)`: connecting to NATS is asynchronous',
+      );
+    }
     this.identity = options.identity;
     this.names = serviceNames(options.service);
     this.service = this.names.service;
@@ -254,12 +270,23 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     }
   }
 
-  /** Waits for every non-blocking request sent so far; results in send order (bert-as-service's fetch_all). */
-  async fetchAll(): Promise<Fetched<F>[]> {
+  /**
+   * Waits for every non-blocking request sent so far; results in send order (bert-as-service's
+   * fetch_all). With `{ concat: true }`, one array of every request's rows, in send order.
+   */
+  async fetchAll(options: { concat: true }): Promise<Vectors<F>>;
+  async fetchAll(options?: { concat?: false }): Promise<Fetched<F>[]>;
+  async fetchAll(options: { concat?: boolean } = {}): Promise<Fetched<F>[] | Vectors<F>> {
     const all = await this.inbox.takeAll();
     const failed = all.find((item) => !item.ok);
     if (failed !== undefined && !failed.ok) throw failed.error;
-    return all.map((item) => (item as { value: Fetched<F> }).value);
+    const results = all.map((item) => (item as { value: Fetched<F> }).value);
+    return options.concat === true
+      ? concatVectors(
+          results.map((r) => r.vectors),
+          this.outputFmt,
+        )
+      : results;
   }
 
   /**
@@ -646,4 +673,24 @@ function toAsyncIterator<T>(source: AsyncIterable<T> | Iterable<T>): AsyncIterat
   if (source !== null && typeof source === 'object' && Symbol.iterator in source)
     return (source as Iterable<T>)[Symbol.iterator]();
   throw new BadRequestError('encodeAsync takes an iterable (or async iterable) of batches, each a list of texts');
+}
+
+/** The rows of several results as one array (bert-as-service's fetch_all(concat=True)). */
+function concatVectors<F extends OutputFormat>(parts: readonly Vectors<F>[], format: F): Vectors<F> {
+  if (format === 'list') return (parts as unknown as unknown[][]).flat() as unknown as Vectors<F>;
+  const arrays = parts as unknown as NdArray[];
+  const rowShape = arrays[0]?.shape.slice(1) ?? [];
+  for (const a of arrays) {
+    if (a.shape.slice(1).join() !== rowShape.join()) {
+      throw new BadRequestError(`cannot concatenate results of row shapes [${rowShape}] and [${a.shape.slice(1)}]`);
+    }
+  }
+  const data = new Float32Array(arrays.reduce((n, a) => n + a.data.length, 0));
+  let at = 0;
+  for (const a of arrays) {
+    data.set(a.data, at);
+    at += a.data.length;
+  }
+  const rows = arrays.reduce((n, a) => n + (a.shape[0] ?? 0), 0);
+  return { data, shape: [rows, ...rowShape] } as unknown as Vectors<F>;
 }

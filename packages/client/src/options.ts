@@ -125,6 +125,7 @@ export function resolveClientOptions(
   if (options === null || typeof options !== 'object') {
     throw new BadRequestError(`client options must be an object, got ${options === null ? 'null' : typeof options}`);
   }
+  checkOptionNames(options);
   const service = normalizeServiceName(options.service ?? DEFAULT_SERVICE);
   const identity =
     options.identity === undefined ? newRequestId() : validateSubjectToken(options.identity, 'client identity');
@@ -146,6 +147,48 @@ export function resolveClientOptions(
     maxChunkRows,
     showServerConfig: options.showServerConfig === true,
   };
+}
+
+const CLIENT_OPTION_NAMES = new Set([
+  'servers',
+  'nc',
+  'service',
+  'identity',
+  'timeout',
+  'outputFmt',
+  'maxChunkRows',
+  'showServerConfig',
+  'name',
+  'user',
+  'pass',
+  'token',
+  'nkeySeedFile',
+  'nkeySeed',
+  'credsFile',
+  'tls',
+  'maxReconnectAttempts',
+]);
+
+/**
+ * Refuses options this client does not have, so a typo or a bert-as-service habit is not silently
+ * ignored while the client connects elsewhere. ip/port/port_out get the fix spelled out.
+ */
+function checkOptionNames(options: object): void {
+  const given = Object.keys(options);
+  const zmq = given.filter((k) => k === 'ip' || k === 'port' || k === 'port_out');
+  if (zmq.length > 0) {
+    const o = options as { ip?: unknown };
+    const host = typeof o.ip === 'string' && o.ip !== '' ? o.ip : '127.0.0.1';
+    throw new BadRequestError(
+      `${zmq.join(', ')} ${zmq.length > 1 ? 'are' : 'is'} bert-as-service's ZeroMQ option${zmq.length > 1 ? 's' : ''}; bertq talks to one NATS server: pass servers: 'nats://${host}:4222' (the NATS port, 4222 by default)`,
+    );
+  }
+  const unknown = given.filter((k) => !CLIENT_OPTION_NAMES.has(k));
+  if (unknown.length > 0) {
+    throw new BadRequestError(
+      `unknown client option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => JSON.stringify(k)).join(', ')}; the options are ${[...CLIENT_OPTION_NAMES].join(', ')}`,
+    );
+  }
 }
 
 /** Server list: the option, else BERTQ_NATS_URL (comma-separated), else the local default. */

@@ -195,3 +195,10 @@ test('client - an unreachable NATS server is NO_WORKERS, within the timeout', as
   );
   assert.ok(performance.now() - started < 2_000 + TIMEOUT_SLACK_MS);
 });
+
+test('client - new BertClient(…) says to use BertClient.connect', () => {
+  assert.throws(
+    () => new (BertClient as unknown as new (o: unknown) => unknown)({ ip: 'localhost' }),
+    (e: unknown) => e instanceof BadRequestError && /await BertClient\.connect\(options\)/.test(e.message),
+  );
+});

@@ -105,3 +105,13 @@ test('options - checks per-call options and falls back to the client timeout', (
     /onFrame must be a function, got string/,
   );
 });
+
+test("options - bert-as-service's ip/port/port_out are refused with the NATS URL to use, typos are named", () => {
+  assert.throws(
+    () => resolveClientOptions({ ip: '10.0.0.7', port: 5555 } as never),
+    (e: unknown) =>
+      e instanceof BadRequestError &&
+      /ip, port are bert-as-service's ZeroMQ options; .*servers: 'nats:\/\/10\.0\.0\.7:4222'/.test(e.message),
+  );
+  assert.throws(() => resolveClientOptions({ sever: 'nats://x:4222' } as never), /unknown client option "sever"/);
+});

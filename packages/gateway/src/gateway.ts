@@ -12,7 +12,14 @@ import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { performance } from 'node:perf_hooks';
 import { BertClient, type FleetStatus, type FrameReport, type NdArray, type VectorsWithTokens } from '@bertq/client';
-import { BadRequestError, NoWorkersError, TimeoutError, TooLargeError, type ServerConfig } from '@bertq/protocol';
+import {
+  BadRequestError,
+  NoWorkersError,
+  OverloadedError,
+  TimeoutError,
+  TooLargeError,
+  type ServerConfig,
+} from '@bertq/protocol';
 import { pino, type Logger } from 'pino';
 import {
   EventHub,
@@ -174,6 +181,7 @@ class Gateway implements GatewayHandle {
       routerOptions: { ignoreTrailingSlash: true },
     });
     this.app.server.headersTimeout = Math.min(RECEIVE_TIMEOUT_MS, 20_000);
+    this.app.server.maxConnections = options.maxConnections;
     // JSON only: fastify's text/plain parser would let a cross-site page POST without a preflight.
     this.app.removeContentTypeParser('text/plain');
     // Bodies are checked by bodies.ts's ajv validators, whose failures are already bertq errors.
@@ -503,9 +511,21 @@ class Gateway implements GatewayHandle {
     };
   }
 
+  /** Open to probes without the token, but then only ok / not ok: no addresses, ids or model paths. */
+  private withheld(ctx: Context): boolean {
+    return this.bearer !== undefined && !this.bearer.ok(ctx.request.headers.authorization);
+  }
+
   private async health(ctx: Context): Promise<number> {
     const status = this.client.status;
-    if (status.closed) throw new NoWorkersError('the gateway has lost its NATS connection');
+    if (status.closed) {
+      if (this.withheld(ctx)) throw new NoWorkersError('not ok');
+      throw new NoWorkersError('the gateway has lost its NATS connection');
+    }
+    if (this.withheld(ctx)) {
+      sendJson(ctx.reply, '{"status":"ok"}');
+      return 0;
+    }
     sendJson(
       ctx.reply,
       JSON.stringify({
@@ -519,6 +539,13 @@ class Gateway implements GatewayHandle {
   }
 
   private async ready(ctx: Context): Promise<number> {
+    if (this.withheld(ctx)) {
+      await this.config.value().catch(() => {
+        throw new NoWorkersError('not ready');
+      });
+      sendJson(ctx.reply, '{"ready":true}');
+      return 0;
+    }
     const config = await this.config.value();
     sendJson(
       ctx.reply,
@@ -573,6 +600,11 @@ class Gateway implements GatewayHandle {
   }
 
   private async eventStream(ctx: Context): Promise<number> {
+    if (this.events.size >= this.options.maxEventStreams) {
+      throw new OverloadedError(
+        `${this.events.size} dashboards are connected, the most this gateway serves; close one, or raise maxEventStreams`,
+      );
+    }
     await this.fleet.get();
     this.metrics.dashboardClients(1);
     // A stream outlives the handler: fastify hands the raw response over.

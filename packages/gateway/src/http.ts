@@ -100,6 +100,12 @@ export class BearerCheck {
   constructor(token: string) {
     this.digest = sha256(token);
   }
+  /** True when the header carries the token. */
+  ok(header: string | undefined): boolean {
+    const m = header === undefined ? null : /^Bearer[ ]+(\S+)\s*$/i.exec(header);
+    return m !== null && timingSafeEqual(sha256(m[1]!), this.digest);
+  }
+
   /** Throws UNAUTHORIZED unless the header carries the token. */
   check(header: string | undefined): void {
     const m = header === undefined ? null : /^Bearer[ ]+(\S+)\s*$/i.exec(header);

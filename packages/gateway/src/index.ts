@@ -17,6 +17,8 @@ export {
   DEFAULT_STATUS_CACHE_MS,
   DEFAULT_DRAIN_TIMEOUT_MS,
   DEFAULT_HISTORY_POINTS,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_MAX_EVENT_STREAMS,
 } from './options.js';
 export { GatewayMetrics, LATENCY_BUCKETS, ROWS_BUCKETS } from './metrics.js';
 export { GatewayHttpError, GATEWAY_ERROR_CODES, BearerCheck, errorAnswer, openAIErrorType } from './http.js';

@@ -8,10 +8,17 @@ import type { Logger } from 'pino';
 
 /** bert-as-service's HTTP example port. */
 export const DEFAULT_HTTP_PORT = 8125;
-/** All interfaces, as bert-as-service's Flask server listened. */
-export const DEFAULT_HTTP_HOST = '0.0.0.0';
-/** bert-as-service's default `-cors`: any origin may call the API from a browser. */
-export const DEFAULT_CORS = '*';
+/** Loopback only: serving the network is a choice (`--http-host 0.0.0.0`), not a default. */
+export const DEFAULT_HTTP_HOST = '127.0.0.1';
+/**
+ * No cross-origin calls: a web page the user opens must not read a local gateway's answers.
+ * bert-as-service's `*` is `--cors '*'`.
+ */
+export const DEFAULT_CORS = 'none';
+/** Open HTTP connections at once; past it new connections are refused (bert-as-service's -http_max_connect). */
+export const DEFAULT_MAX_CONNECTIONS = 1024;
+/** Dashboard event streams open at once; past it /events answers 429. */
+export const DEFAULT_MAX_EVENT_STREAMS = 32;
 /** 10 MiB: ~40k short sentences in one request; anything larger is better streamed through the NATS client. */
 export const DEFAULT_BODY_LIMIT = 10 * 1024 * 1024;
 /** Deadline of one encode request through the fleet (the client's default). */
@@ -59,6 +66,10 @@ export interface GatewayOptions {
   drainTimeoutMs?: number;
   /** Seconds of per-second history the dashboard's charts show. Default 300. */
   historyPoints?: number;
+  /** Open HTTP connections at once (new ones past it are closed at once). Default 1024. */
+  maxConnections?: number;
+  /** Dashboard event streams at once (past it /events answers 429). Default 32. */
+  maxEventStreams?: number;
   /** Parent logger; the gateway logs through a child `{component: 'gateway'}`. Default: silent. */
   logger?: Logger;
 }
@@ -74,6 +85,8 @@ export interface ResolvedGatewayOptions {
   statusCacheMs: number;
   drainTimeoutMs: number;
   historyPoints: number;
+  maxConnections: number;
+  maxEventStreams: number;
 }
 
 /** Which browser origins may call the API. */
@@ -103,6 +116,8 @@ export function resolveGatewayOptions(options: GatewayOptions): ResolvedGatewayO
     statusCacheMs: nonNegativeInt(options.statusCacheMs ?? DEFAULT_STATUS_CACHE_MS, 'statusCacheMs'),
     drainTimeoutMs: nonNegativeInt(options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, 'drainTimeoutMs'),
     historyPoints: positiveInt(options.historyPoints ?? DEFAULT_HISTORY_POINTS, 'historyPoints'),
+    maxConnections: positiveInt(options.maxConnections ?? DEFAULT_MAX_CONNECTIONS, 'maxConnections'),
+    maxEventStreams: positiveInt(options.maxEventStreams ?? DEFAULT_MAX_EVENT_STREAMS, 'maxEventStreams'),
   };
 }
 

@@ -249,16 +249,23 @@ test('gateway routing - unknown routes are 404, wrong methods 405 with Allow, re
 test('gateway CORS and bearer token - preflight, allowed origins, 401 without the token in both error shapes', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
-  const open = await fetch(`${gateway.url}v1/embeddings`, {
+  const preflight = {
     method: 'OPTIONS',
     headers: {
       Origin: 'https://anywhere.example',
       'Access-Control-Request-Method': 'POST',
       'Access-Control-Request-Headers': 'content-type,authorization',
     },
-  });
+  };
+  // The default: no cross-origin calls, so a page the user opens cannot read a local gateway.
+  const closed = await fetch(`${gateway.url}v1/embeddings`, preflight);
+  assert.equal(closed.headers.get('access-control-allow-origin'), null, 'no origin is allowed by default');
+  assert.equal(closed.headers.get('access-control-allow-methods'), null);
+  // bert-as-service's any-origin, when asked for.
+  const anyOrigin = await fleet.gateway(worker.service, { cors: '*' });
+  const open = await fetch(`${anyOrigin.url}v1/embeddings`, preflight);
   assert.equal(open.status, 204);
-  assert.equal(open.headers.get('access-control-allow-origin'), '*', "bert-as-service's default: any origin");
+  assert.equal(open.headers.get('access-control-allow-origin'), '*', "--cors '*': any origin");
   assert.match(open.headers.get('access-control-allow-methods') ?? '', /POST/);
   assert.match(open.headers.get('access-control-allow-headers') ?? '', /Authorization/);
 
@@ -287,13 +294,20 @@ test('gateway CORS and bearer token - preflight, allowed origins, 401 without th
     null,
     'an origin not on the list gets no CORS grant',
   );
-  assert.equal((await getJson(`${guarded.url}health`)).status, 200, '/health stays open for probes');
+  // Probes stay open, but without the token they learn ok / not ok only: no address, id or model.
+  const probe = await getJson(`${guarded.url}health`);
+  assert.equal(probe.status, 200, '/health stays open for probes');
+  assert.deepEqual(probe.body, { status: 'ok' });
+  const readyProbe = await getJson(`${guarded.url}ready`);
+  assert.equal(readyProbe.status, 200);
+  assert.deepEqual(readyProbe.body, { ready: true });
+  const full = await getJson(`${guarded.url}ready`, { Authorization: 'Bearer s3cret-token' });
+  assert.equal(full.body.worker_id, worker.id, 'with the token, the full answer');
   const metrics = await fetch(`${guarded.url}metrics`);
   assert.equal(metrics.status, 401);
   await metrics.arrayBuffer();
 });
 
-/** The value of one exposition line `name{labels} value`, or undefined when absent. */
 /** The value of `series` (`name{a="1",b="2"}`) in exposition text, whatever order its labels come in. */
 function sample(text: string, series: string): number | undefined {
   const parse = (s: string) => {

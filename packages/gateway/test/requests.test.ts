@@ -235,5 +235,7 @@ test('requests - options: CORS policies, byte sizes with units, and bad values n
   assert.throws(() => parseByteSize('ten'), /number of bytes/);
   assert.throws(() => resolveGatewayOptions({ port: 70000 }), /port must be an integer from 0 to 65535/);
   assert.throws(() => resolveGatewayOptions({ token: 'has space' }), /without whitespace/);
-  assert.equal(resolveGatewayOptions({}).cors.kind, 'any');
+  // Secure by default: loopback only, no cross-origin calls (bert-as-service's * is explicit).
+  assert.equal(resolveGatewayOptions({}).cors.kind, 'none');
+  assert.equal(resolveGatewayOptions({}).host, '127.0.0.1');
 });

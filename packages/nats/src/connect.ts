@@ -9,7 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import { connect, credsAuthenticator, nkeyAuthenticator } from '@nats-io/transport-node';
 import type { NatsConnection, NodeConnectionOptions } from '@nats-io/transport-node';
-import { NoWorkersError, UnauthorizedError } from '@bertq/protocol';
+import { BadRequestError, NoWorkersError, UnauthorizedError } from '@bertq/protocol';
 import type { BertqErrorOptions } from '@bertq/protocol';
 
 /** TLS files; `true` means TLS verified against the system's CAs. */
@@ -71,12 +71,25 @@ function redactText(text: string): string {
   return text.replace(/([a-z][a-z0-9+.-]*:\/\/)[^@/\s]*@/gi, '$1***@');
 }
 
-/** The server list: an array, or a comma-separated string, trimmed, empty entries dropped. */
+/**
+ * The server list: an array, or a comma-separated string, trimmed, empty entries dropped. An HTTP
+ * URL (the gateway's, say) is refused at once, rather than after the connect attempts run out.
+ */
 export function serverList(servers: string | string[]): string[] {
   const list = (Array.isArray(servers) ? servers : servers.split(',')).map((s) => s.trim()).filter((s) => s.length > 0);
   if (list.length === 0) throw new NatsConnectError('no NATS server given', []);
+  for (const url of list) {
+    const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(url)?.[1]?.toLowerCase();
+    if (scheme !== undefined && !NATS_SCHEMES.has(scheme)) {
+      throw new BadRequestError(
+        `${redactUrl(url)} is not a NATS URL: the server is nats://host:4222 (or tls://, ws://, wss://); an ${scheme}:// address is the HTTP gateway's, for curl and OpenAI clients`,
+      );
+    }
+  }
   return list;
 }
+
+const NATS_SCHEMES = new Set(['nats', 'tls', 'ws', 'wss']);
 
 /** Builds the nats.js options (auth and TLS files read here) without connecting. */
 export async function natsConnectionOptions(options: NatsConnectOptions): Promise<NodeConnectionOptions> {

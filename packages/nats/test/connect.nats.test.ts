@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createUser } from '@nats-io/nkeys';
-import { UnauthorizedError } from '@bertq/protocol';
+import { BadRequestError, UnauthorizedError } from '@bertq/protocol';
 import { NatsConnectError, connectNats, redactUrl, startNatsServer } from '../src/index.js';
 
 const TEST_TIMEOUT_MS = 30_000;
@@ -82,4 +82,15 @@ test('redactUrl - hides userinfo and keeps the rest', () => {
   assert.equal(redactUrl('nats://u:p@host:4222'), 'nats://***@host:4222');
   assert.equal(redactUrl('tls://token@host'), 'tls://***@host');
   assert.equal(redactUrl('nats://host:4222'), 'nats://host:4222');
+});
+
+test('connectNats - an HTTP URL is refused at once, naming what --server wants', async () => {
+  const started = Date.now();
+  await assert.rejects(connectNats({ servers: 'http://user:pw@127.0.0.1:8125' }), (err: unknown) => {
+    assert.ok(err instanceof BadRequestError);
+    assert.match(err.message, /is not a NATS URL: the server is nats:\/\/host:4222/);
+    assert.doesNotMatch(err.message, /pw/);
+    return true;
+  });
+  assert.ok(Date.now() - started < 1_000, 'no connect attempt was made');
 });

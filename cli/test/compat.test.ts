@@ -1,0 +1,80 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { closest } from '../src/base.js';
+import { joinListFlags, translateBertServingArgs } from '../src/compat.js';
+
+test("compat - bert-serving-start's single-dash snake_case flags become bertq's, lists joined", () => {
+  const { args, notes } = translateBertServingArgs([
+    '-model_dir',
+    '/tmp/english_L-12_H-768_A-12/',
+    '-num_worker',
+    '4',
+    '-pooling_layer',
+    '-1',
+    '-2',
+    '-device_map',
+    '0',
+    '1',
+    '-max_seq_len',
+    'NONE',
+    '-cased_tokenization',
+    '-show_tokens_to_client',
+  ]);
+  assert.deepEqual(args, [
+    '--model-dir',
+    '/tmp/english_L-12_H-768_A-12/',
+    '--num-worker',
+    '4',
+    '--pooling-layer=-1,-2',
+    '--device-map=0,1',
+    '--max-seq-len',
+    'NONE',
+    '--cased-tokenization',
+    '--show-tokens-to-client',
+  ]);
+  assert.deepEqual(notes, []);
+});
+
+test('compat - flags with no meaning here are dropped with a line saying what bertq does instead', () => {
+  const { args, notes } = translateBertServingArgs([
+    '-port',
+    '5555',
+    '-port_out',
+    '5556',
+    '-gpu_memory_fraction',
+    '0.5',
+    '-xla',
+    '-http_max_connect',
+    '20',
+    '-cpu',
+  ]);
+  assert.deepEqual(args, ['--http-max-connections', '20', '--cpu']);
+  assert.equal(notes.length, 5);
+  assert.match(notes[0]!, /-port is ignored: .*NATS/);
+  assert.match(notes[2]!, /-gpu_memory_fraction is ignored: ONNX Runtime/);
+  assert.match(notes[3]!, /-xla is ignored/);
+  assert.match(notes[4]!, /-http_max_connect is --http-max-connections/);
+});
+
+test('compat - bertq start takes the space-separated list form too', () => {
+  assert.deepEqual(joinListFlags(['start', '--pooling-layer', '-1', '-2', '--num-worker', '2']), [
+    'start',
+    '--pooling-layer=-1,-2',
+    '--num-worker',
+    '2',
+  ]);
+  assert.deepEqual(joinListFlags(['start', '--pooling-layer', '-1,-2']), ['start', '--pooling-layer=-1,-2']);
+  assert.deepEqual(joinListFlags(['start', '--pooling-layer=-1']), ['start', '--pooling-layer=-1']);
+  assert.deepEqual(
+    joinListFlags(['encode', 'a', '-1']),
+    ['encode', 'a', '-1'],
+    'other flags and arguments are left alone',
+  );
+});
+
+test('compat - a mistyped flag names the nearest real one', () => {
+  const known = ['model-dir', 'model', 'num-worker', 'max-seq-len', 'pooling-layer'];
+  assert.equal(closest('modl-dir', known), 'model-dir');
+  assert.equal(closest('num_workers', known), 'num-worker');
+  assert.equal(closest('max-sequence-length', known), undefined, 'nothing plausible: no guess');
+});
