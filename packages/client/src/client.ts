@@ -9,6 +9,7 @@ import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import {
   BadRequestError,
   validateTexts,
+  withDeadline,
   BertqError,
   InternalError,
   OverloadedError,
@@ -652,19 +653,7 @@ async function openConnection(options: ClientOptions, resolved: ResolvedClientOp
 
 /** `promise`, or the error `onTimeout` makes when `deadline` (epoch ms) passes first. */
 function raceDeadline<T>(promise: Promise<T>, deadline: number, onTimeout: () => Error): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(onTimeout()), Math.max(0, deadline - Date.now()));
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (error: unknown) => {
-        clearTimeout(timer);
-        reject(error);
-      },
-    );
-  });
+  return withDeadline(promise, deadline - Date.now(), onTimeout);
 }
 
 function toAsyncIterator<T>(source: AsyncIterable<T> | Iterable<T>): AsyncIterator<T> | Iterator<T> {

@@ -1,5 +1,6 @@
 // bertq dashboard: reads the gateway's server-sent events (GET events) and draws SVG charts.
-// No framework, no build step, nothing from the network but the gateway itself.
+// No framework, no build step, nothing from the network but the gateway itself: a charting library
+// would be a bundle to build and ship for five line charts, and the page must work offline.
 
 (() => {
   const TOKEN_KEY = 'bertq-gateway-token';

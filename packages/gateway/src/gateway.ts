@@ -18,6 +18,7 @@ import {
   OverloadedError,
   TimeoutError,
   TooLargeError,
+  withDeadline,
   type ServerConfig,
 } from '@bertq/protocol';
 import { pino, type Logger } from 'pino';
@@ -644,21 +645,4 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 /** A JSON answer (text already serialised); nothing when the answer went out already (a deadline). */
 function sendJson(reply: FastifyReply, text: string): void {
   if (!reply.sent) void reply.type(JSON_TYPE).send(text);
-}
-
-/** `promise`, or the error `onTimeout` makes when `ms` pass first. */
-function withDeadline<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(onTimeout()), ms);
-    promise.then(
-      (v) => {
-        clearTimeout(timer);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(timer);
-        reject(e);
-      },
-    );
-  });
 }

@@ -10,6 +10,7 @@
  * workers draining on Ctrl-C can still ack through them, and are stopped by their owner.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { settlesWithin } from '@bertq/protocol';
 import { NatsConnectError } from './connect.js';
 import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -304,23 +305,6 @@ async function launch(
     }
     // Wake early when the process exits, so a config error is reported at once.
     await settlesWithin(exited, POLL_MS);
-  }
-}
-
-/**
- * True when `promise` settles within `ms`. Every wait on the child goes through here: the child and
- * its pipes are unref'd, so this ref'd timer is what keeps the event loop alive meanwhile; it is
- * cleared either way, so it never holds the loop afterwards.
- */
-async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(resolve, ms, false);
-  });
-  try {
-    return await Promise.race([promise.then(() => true), timeout]);
-  } finally {
-    clearTimeout(timer);
   }
 }
 

@@ -1,6 +1,6 @@
 /**
  * IEEE 754 binary16 ("half") <-> binary32 conversion on raw bits: `output: "f16"` frames, float16
- * ONNX initializers, float16 checkpoints and safetensors all use it. Node 20 has no Float16Array.
+ * ONNX initializers, float16 checkpoints and safetensors all use it. Node 20 has no Float16Array; this goes when the engines field reaches Node 24, which has one.
  * Rounding is to nearest, ties to even, as hardware conversions do; overflow becomes ±Infinity, NaN
  * keeps its payload. Array versions work on integer views, with no per-element allocation.
  */

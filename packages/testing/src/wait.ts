@@ -1,9 +1,10 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import { newRequestId } from '@bertq/protocol';
 
 /** Small helpers for tests: every wait has a deadline; every test gets its own service name. */
 
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
+export async function sleep(ms: number): Promise<void> {
+  await delay(ms);
 }
 
 /** Polls `check` until it returns true, failing with `what` after `timeoutMs`. */

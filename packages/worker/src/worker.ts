@@ -30,6 +30,7 @@ import {
   parseJob,
   peekJobContext,
   serviceNames,
+  settlesWithin,
   toBertqError,
   validateSubjectToken,
 } from '@bertq/protocol';
@@ -657,14 +658,7 @@ function requestRelative(err: unknown, job: Job): BertqError {
   return errorFromCode(error.code, message, { cause: err, details: { ...details, row: shifted } });
 }
 
+/** Waits for `promise` until the performance.now() `deadline`, whichever comes first. */
 async function raceDeadline(promise: Promise<unknown>, deadline: number): Promise<void> {
-  const ms = Math.max(0, deadline - performance.now());
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    promise,
-    new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, ms);
-    }),
-  ]);
-  clearTimeout(timer);
+  await settlesWithin(promise, deadline - performance.now());
 }

@@ -4,6 +4,7 @@
  * retries with backoff for network errors and 5xx.
  */
 import * as http from 'node:http';
+import { setTimeout as delay } from 'node:timers/promises';
 import * as https from 'node:https';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { ModelError } from '@bertq/protocol';
@@ -337,21 +338,10 @@ export function backoffMs(ctx: HubContext, failures: number, err: unknown): numb
   return retryAfter !== undefined ? Math.min(Math.max(jittered, retryAfter), 60_000) : jittered;
 }
 
-export function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
+/** Waits `ms`, or rejects with the signal's reason when it aborts first. */
+export async function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  await delay(ms, undefined, { signal }).catch((err: unknown) => {
+    throw signal?.aborted ? signal.reason : err;
   });
 }
 

@@ -12,6 +12,9 @@
  *
  * Index files are small (a few KiB for BERT, tens of KiB with optimizer slots), so the reader takes
  * the whole file as bytes and returns every entry in order.
+ *
+ * Ours: no maintained JavaScript package reads LevelDB tables from a buffer (the LevelDB bindings
+ * are native and open databases, not single `.index` files), and reading one is ~300 lines.
  */
 import { ModelError } from '@bertq/protocol';
 import { crc32cExtend, maskCrc32c, unmaskCrc32c } from './crc32c.js';

@@ -15,7 +15,15 @@ import type { ChildProcess } from 'node:child_process';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import type { EncoderOptions, PreparedModel } from '@bertq/model';
-import { BadRequestError, BertqError, ModelError, errorFromCode, isErrorCode, serviceNames } from '@bertq/protocol';
+import {
+  BadRequestError,
+  BertqError,
+  ModelError,
+  errorFromCode,
+  isErrorCode,
+  serviceNames,
+  settlesWithin,
+} from '@bertq/protocol';
 import type { Logger } from 'pino';
 import { connectNats } from '@bertq/nats';
 import type { NatsConnectOptions } from '@bertq/nats';
@@ -469,10 +477,10 @@ class Fleet implements FleetHandle {
     const child = slot.child;
     if (child === undefined || child.exitCode !== null || child.signalCode !== null) return;
     child.kill('SIGTERM');
-    if (!(await settles(slot.exited!, timeoutMs))) {
+    if (!(await settlesWithin(slot.exited!, timeoutMs))) {
       this.#log.warn({ index: slot.index, pid: child.pid }, 'worker did not drain in time; killing it');
       child.kill('SIGKILL');
-      await settles(slot.exited!, KILL_WAIT_MS);
+      await settlesWithin(slot.exited!, KILL_WAIT_MS);
     }
   }
 
@@ -496,14 +504,4 @@ function installExitHook(): void {
   process.once('exit', () => {
     for (const child of liveChildren) child.kill('SIGKILL');
   });
-}
-
-async function settles(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => (timer = setTimeout(resolve, ms, false)));
-  try {
-    return await Promise.race([promise.then(() => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

@@ -7,6 +7,7 @@
 import type { Consumer, JsMsg } from '@nats-io/jetstream';
 import type { Priority } from '@bertq/protocol';
 import type { Logger } from 'pino';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Credits } from '../core/credits.js';
 
 /** JetStream (and nats.js) refuse pull expiries under one second. */
@@ -81,8 +82,4 @@ export async function runPullLoop(options: PullLoopOptions): Promise<void> {
       credits.release((asked - received) * jobCost);
     }
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
