@@ -45,6 +45,18 @@ export const httpFlags = {
     env: 'BERTQ_HTTP_BODY_LIMIT',
     helpGroup: HTTP,
   }),
+  'http-tls-cert': Flags.string({
+    summary: 'Serve HTTPS with this certificate (PEM file; with --http-tls-key). Default: plain HTTP.',
+    env: 'BERTQ_HTTP_TLS_CERT',
+    dependsOn: ['http-tls-key'],
+    helpGroup: HTTP,
+  }),
+  'http-tls-key': Flags.string({
+    summary: 'Private key (PEM file) of --http-tls-cert.',
+    env: 'BERTQ_HTTP_TLS_KEY',
+    dependsOn: ['http-tls-cert'],
+    helpGroup: HTTP,
+  }),
   'http-max-connections': Flags.integer({
     summary: "Open HTTP connections at once; past it new ones are closed (bert-as-service's -http_max_connect).",
     default: DEFAULT_MAX_CONNECTIONS,
@@ -82,6 +94,8 @@ export interface HttpFlagValues {
   'http-body-limit': string;
   'http-timeout': number;
   'http-max-connections': number;
+  'http-tls-cert'?: string | undefined;
+  'http-tls-key'?: string | undefined;
 }
 
 /** Gateway options from the flags (not the connection: the caller adds `client`). */
@@ -93,6 +107,10 @@ export function gatewayOptionsFromFlags(port: number, flags: HttpFlagValues): Om
     bodyLimit: parseByteSize(flags['http-body-limit']),
     requestTimeoutMs: flags['http-timeout'],
     maxConnections: flags['http-max-connections'],
+    tls:
+      flags['http-tls-cert'] && flags['http-tls-key']
+        ? { certFile: flags['http-tls-cert'], keyFile: flags['http-tls-key'] }
+        : undefined,
     ...(flags['http-token'] ? { token: flags['http-token'] } : {}),
   };
 }

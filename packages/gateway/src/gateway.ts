@@ -8,7 +8,9 @@
  * bodies are read: a cross-site form or text/plain POST, which a browser sends without a CORS
  * preflight, is refused with 415. A one-second ticker feeds the dashboard's history and its streams.
  */
+import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import secureJson from 'secure-json-parse';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { performance } from 'node:perf_hooks';
 import { BertClient, type FleetStatus, type FrameReport, type NdArray, type VectorsWithTokens } from '@bertq/client';
@@ -18,6 +20,7 @@ import {
   OverloadedError,
   TimeoutError,
   TooLargeError,
+  decodeUtf8,
   withDeadline,
   type ServerConfig,
 } from '@bertq/protocol';
@@ -122,14 +125,17 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   const resolved = resolveGatewayOptions(options);
   const log = (options.logger ?? pino({ level: 'silent' })).child({ component: 'gateway' });
   const assets = await loadDashboardAssets();
+  // Read before connecting: a missing certificate fails the start with nothing to clean up.
+  const https = resolved.tls === undefined ? undefined : readTls(resolved.tls);
   const client = await BertClient.connect<'ndarray'>({
     name: 'bertq-gateway',
     ...options.client,
     outputFmt: 'ndarray',
     timeout: resolved.requestTimeoutMs,
   });
-  const gateway = new Gateway(resolved, client, assets, log);
+  let gateway: Gateway;
   try {
+    gateway = new Gateway(resolved, client, assets, log, https);
     await gateway.listen();
   } catch (err) {
     await client.close().catch(() => {});
@@ -165,6 +171,7 @@ class Gateway implements GatewayHandle {
     client: BertClient<'ndarray'>,
     private readonly assets: Map<string, DashboardAsset>,
     private readonly log: Logger,
+    https: { cert: Buffer; key: Buffer } | undefined,
   ) {
     this.client = client;
     this.fleet = new CachedReading(() => client.serverStatus(), options.statusCacheMs);
@@ -172,6 +179,7 @@ class Gateway implements GatewayHandle {
     this.history = new History(options.historyPoints);
     this.bearer = options.token === undefined ? undefined : new BearerCheck(options.token);
     this.app = Fastify({
+      ...(https === undefined ? {} : { https }),
       bodyLimit: options.bodyLimit,
       // The whole request, headers and body, must arrive within this; a slow client is cut off.
       requestTimeout: RECEIVE_TIMEOUT_MS,
@@ -184,7 +192,15 @@ class Gateway implements GatewayHandle {
     this.app.server.headersTimeout = Math.min(RECEIVE_TIMEOUT_MS, 20_000);
     this.app.server.maxConnections = options.maxConnections;
     // JSON only: fastify's text/plain parser would let a cross-site page POST without a preflight.
-    this.app.removeContentTypeParser('text/plain');
+    // The JSON parser is ours: invalid UTF-8 is refused (as on NATS) rather than read as U+FFFD.
+    this.app.removeContentTypeParser(['text/plain', 'application/json']);
+    this.app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) => {
+      try {
+        done(null, parseJsonBody(body as Buffer));
+      } catch (err) {
+        done(err as Error, undefined);
+      }
+    });
     // Bodies are checked by bodies.ts's ajv validators, whose failures are already bertq errors.
     this.app.setValidatorCompiler(({ schema }) => {
       const validate = BODY_VALIDATORS.get(schema);
@@ -209,7 +225,8 @@ class Gateway implements GatewayHandle {
 
   get url(): string {
     const host = this.options.host === '0.0.0.0' || this.options.host === '::' ? '127.0.0.1' : this.options.host;
-    return `http://${host.includes(':') ? `[${host}]` : host}:${this.port}/`;
+    const scheme = this.options.tls === undefined ? 'http' : 'https';
+    return `${scheme}://${host.includes(':') ? `[${host}]` : host}:${this.port}/`;
   }
 
   async listen(): Promise<void> {
@@ -645,4 +662,26 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 /** A JSON answer (text already serialised); nothing when the answer went out already (a deadline). */
 function sendJson(reply: FastifyReply, text: string): void {
   if (!reply.sent) void reply.type(JSON_TYPE).send(text);
+}
+
+/** A JSON request body: UTF-8 (strictly), not empty, JSON, without prototype-poisoning keys. */
+function parseJsonBody(body: Buffer): unknown {
+  const text = decodeUtf8(body);
+  if (!text.ok) throw new BadRequestError(`request body is not valid UTF-8 at byte ${text.invalidAt}`);
+  if (text.text.trim() === '') throw new BadRequestError('request body is empty: send a JSON object');
+  try {
+    return secureJson.parse(text.text, undefined, { protoAction: 'error', constructorAction: 'error' });
+  } catch (err) {
+    throw new BadRequestError(`request body is not valid JSON: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+function readTls(tls: { certFile: string; keyFile: string }): { cert: Buffer; key: Buffer } {
+  try {
+    return { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile) };
+  } catch (err) {
+    throw new BadRequestError(`cannot read the gateway's TLS certificate or key: ${(err as Error).message}`, {
+      cause: err,
+    });
+  }
 }

@@ -39,12 +39,14 @@ export interface GatewayOptions {
   client?: Omit<ClientOptions<'ndarray'>, 'outputFmt' | 'timeout' | 'showServerConfig'>;
   /** TCP port; 0 picks a free one (see `GatewayHandle.port`). Default 8125. */
   port?: number;
-  /** Interface to listen on. Default `0.0.0.0` (all); `127.0.0.1` keeps the API local. */
+  /** Interface to listen on. Default `127.0.0.1` (this host only); `0.0.0.0` serves the network. */
   host?: string;
+  /** Serve HTTPS with this certificate and key (PEM files). Default: plain HTTP. */
+  tls?: { certFile: string; keyFile: string };
   /**
-   * `Access-Control-Allow-Origin`: `*` (default, as bert-as-service: any web page may call the API),
-   * a comma-separated list of origins (only those; the matching one is echoed), or `none` (no CORS
-   * headers: browsers then block cross-origin calls).
+   * Which web pages may call the API from a browser: `none` (default: no CORS headers, browsers
+   * block cross-origin calls), a comma-separated list of origins (only those; the matching one is
+   * echoed), or `*` (any page, as bert-as-service allowed: set a token then).
    */
   cors?: string;
   /**
@@ -87,6 +89,7 @@ export interface ResolvedGatewayOptions {
   historyPoints: number;
   maxConnections: number;
   maxEventStreams: number;
+  tls: { certFile: string; keyFile: string } | undefined;
 }
 
 /** Which browser origins may call the API. */
@@ -118,6 +121,7 @@ export function resolveGatewayOptions(options: GatewayOptions): ResolvedGatewayO
     historyPoints: positiveInt(options.historyPoints ?? DEFAULT_HISTORY_POINTS, 'historyPoints'),
     maxConnections: positiveInt(options.maxConnections ?? DEFAULT_MAX_CONNECTIONS, 'maxConnections'),
     maxEventStreams: positiveInt(options.maxEventStreams ?? DEFAULT_MAX_EVENT_STREAMS, 'maxEventStreams'),
+    tls: options.tls,
   };
 }
 

@@ -4,6 +4,11 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import OpenAI from 'openai';
 import type { Encoder } from '@bertq/model';
 import { maxAbsDiff } from '@bertq/testing';
@@ -350,4 +355,68 @@ test('attack - a cross-site POST without a preflight (text/plain or a form) is r
   const after =
     sample(await (await fetch(`${gateway.url}metrics`)).text(), 'bertq_gateway_rows_total{endpoint="/encode"}') ?? 0;
   assert.equal(after, before, 'no row was encoded');
+});
+
+test('gateway - invalid UTF-8 and prototype-poisoning JSON are refused with 400, as on NATS', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const bytes = Buffer.concat([Buffer.from('{"texts": ["ok", "'), Buffer.from([0xff, 0xfe]), Buffer.from('"]}')]);
+  const bad = await fetch(`${gateway.url}encode`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: bytes,
+  });
+  assert.equal(bad.status, 400);
+  const answer = (await bad.json()) as { error: { code: string; message: string } };
+  assert.equal(answer.error.code, 'BAD_REQUEST');
+  assert.match(answer.error.message, /not valid UTF-8 at byte 18/);
+  const poisoned = await postJson(`${gateway.url}encode`, '{"texts": ["a"], "__proto__": {"polluted": true}}');
+  assert.equal(poisoned.status, 400);
+  assert.equal(({} as { polluted?: boolean }).polluted, undefined);
+});
+
+test('gateway - HTTPS with --http-tls-cert/--http-tls-key', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bertq-tls-'));
+  try {
+    const [cert, key] = [join(dir, 'cert.pem'), join(dir, 'key.pem')];
+    execFileSync(
+      'openssl',
+      [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+      ],
+      { stdio: 'ignore' },
+    );
+    const secure = await fleet.gateway(worker.service, { tls: { certFile: cert, keyFile: key } });
+    assert.match(secure.url, /^https:\/\/127\.0\.0\.1:\d+\/$/);
+    const body = await new Promise<string>((resolve, reject) => {
+      const req = httpsRequest(`${secure.url}health`, { ca: readFileSync(cert), timeout: 10_000 }, (res) => {
+        let text = '';
+        res.on('data', (d) => (text += d));
+        res.on('end', () => resolve(text));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal((JSON.parse(body) as { status: string }).status, 'ok');
+    // Plain HTTP to the TLS port gets no answer it could read.
+    await assert.rejects(
+      fetch(secure.url.replace('https:', 'http:') + 'health', { signal: AbortSignal.timeout(5_000) }),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

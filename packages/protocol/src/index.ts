@@ -55,6 +55,7 @@ export type { SchemaName } from './schemas.js';
 
 export { validateTexts, PY_SPACE } from './texts.js';
 export { withDeadline, settlesWithin } from './deadline.js';
+export { decodeUtf8 } from './utf8.js';
 export type { Texts, ValidateTextsOptions } from './texts.js';
 export { OUTPUT_DTYPES, encodeJob, parseJob, peekJobContext, validateJobBody, deadlineError } from './job.js';
 export type { OutputDtype, Job, JobContext, JobOptions, JobLimits, JobInput, JobBody } from './job.js';
