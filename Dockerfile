@@ -10,12 +10,17 @@ COPY packages packages
 COPY cli cli
 COPY test test
 COPY bench bench
-RUN npm ci --no-audit --no-fund && npm run build && npm prune --omit=dev
+# .npmrc skips install scripts; the GPU build needs onnxruntime-node's (it downloads the CUDA EP).
+RUN npm ci --no-audit --no-fund --ignore-scripts=$([ "$ORT_INSTALL" = skip ] && echo true || echo false) \
+  && npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends nats-server ca-certificates && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build /app /app
+# Not root: the image's `node` user (uid 1000) owns only the cache.
+RUN mkdir -p /cache && chown node:node /cache
+USER node
 ENV BERTQ_CACHE=/cache NODE_ENV=production
 VOLUME ["/cache"]
 ENTRYPOINT ["node", "/app/cli/bin/run.js"]

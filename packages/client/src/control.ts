@@ -19,15 +19,11 @@ import {
   type TerminateReply,
   type TerminateRequest,
 } from '@bertq/protocol';
-import { fromNatsHeaders } from '@bertq/nats';
+import { fromNatsHeaders, pingServices } from '@bertq/nats';
 import { isNoResponders } from './publish.js';
 
 /** Longest wait for one control reply. */
 export const CONTROL_TIMEOUT_MS = 5_000;
-/** Discovery: the longest wait for the first PING reply. */
-export const DISCOVERY_MAX_WAIT_MS = 1_000;
-/** Discovery ends this long after the last PING reply (workers answer within a round trip). */
-export const DISCOVERY_STALL_MS = 150;
 
 function noWorkers(service: string, what: string, cause?: unknown): NoWorkersError {
   return new NoWorkersError(
@@ -83,30 +79,15 @@ export interface DiscoveredWorker {
 
 /** The ids of every worker of `service` that answers `$SRV.PING.bertq` within the discovery window. */
 export async function discoverWorkers(nc: NatsConnection, service: string): Promise<DiscoveredWorker[]> {
-  const subject = `$SRV.PING.${SERVICE_FRAMEWORK_NAME}`;
-  const found = new Map<string, DiscoveredWorker>();
+  let replies: Awaited<ReturnType<typeof pingServices>>;
   try {
-    const replies = await nc.requestMany(subject, Empty, {
-      strategy: 'stall',
-      stall: DISCOVERY_STALL_MS,
-      maxWait: DISCOVERY_MAX_WAIT_MS,
-    });
-    for await (const msg of replies) {
-      let doc: { id?: unknown; version?: unknown; metadata?: unknown };
-      try {
-        doc = msg.json();
-      } catch {
-        continue; // not a services-framework reply; another implementation's noise
-      }
-      const metadata = (doc.metadata ?? {}) as Record<string, string>;
-      if (typeof doc.id !== 'string' || metadata.service !== service || metadata.protocol !== PROTOCOL_ID) continue;
-      found.set(doc.id, { id: doc.id, version: typeof doc.version === 'string' ? doc.version : undefined, metadata });
-    }
+    replies = await pingServices(nc, SERVICE_FRAMEWORK_NAME);
   } catch (err) {
-    if (isNoResponders(err)) throw noWorkers(service, `nothing answers ${subject}`, err);
     throw toBertqError(err);
   }
-  return [...found.values()].sort((a, b) => a.id.localeCompare(b.id));
+  return replies
+    .filter((r) => r.metadata.service === service && r.metadata.protocol === PROTOCOL_ID)
+    .map((r) => ({ id: r.id, version: r.version === '' ? undefined : r.version, metadata: r.metadata }));
 }
 
 /** Status of the whole fleet of one service (what `bertq status` and `GET /status/server` show). */

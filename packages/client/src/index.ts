@@ -9,7 +9,7 @@ export {
   DEFAULT_LISTEN_BUFFER,
   resolveClientOptions,
 } from './options.js';
-export { aggregateStatus, CONTROL_TIMEOUT_MS, DISCOVERY_MAX_WAIT_MS, DISCOVERY_STALL_MS } from './control.js';
+export { aggregateStatus, CONTROL_TIMEOUT_MS } from './control.js';
 export { planChunks, prepareJobs, PUBLISH_HEADER_SLACK } from './chunks.js';
 export { toNestedList } from './output.js';
 export { PUBLISH_ACK_TIMEOUT_MS, PUBLISH_WINDOW } from './publish.js';

@@ -14,6 +14,9 @@ export { toNatsHeaders, fromNatsHeaders } from './headers.js';
 export { startNatsServer, findNatsServer, toNatsConfig, START_TIMEOUT_MS, STOP_TIMEOUT_MS } from './server.js';
 export {
   registerService,
+  pingServices,
+  DISCOVERY_MAX_WAIT_MS,
+  DISCOVERY_STALL_MS,
   SERVICE_API_PREFIX,
   PING_RESPONSE_TYPE,
   INFO_RESPONSE_TYPE,

@@ -256,3 +256,49 @@ async function answerRequest(
     // The connection closed under us: a requester gets a timeout, which is all we could tell it.
   }
 }
+
+/** How long discovery waits: for the first reply, and after the last one (instances answer within a round trip). */
+export const DISCOVERY_MAX_WAIT_MS = 1_000;
+export const DISCOVERY_STALL_MS = 150;
+
+/**
+ * Every instance of the service `name` that answers `$SRV.PING.<name>` within the discovery window.
+ * No responder at all is an empty list; replies that are not the framework's are skipped.
+ */
+export async function pingServices(nc: NatsConnection, name: string): Promise<PingResponse[]> {
+  const found = new Map<string, PingResponse>();
+  let replies: AsyncIterable<Msg>;
+  try {
+    replies = await nc.requestMany(`${SERVICE_API_PREFIX}.PING.${name}`, new Uint8Array(0), {
+      strategy: 'stall',
+      stall: DISCOVERY_STALL_MS,
+      maxWait: DISCOVERY_MAX_WAIT_MS,
+    });
+  } catch (err) {
+    if ((err as { code?: string }).code === '503' || /no responders/i.test(String((err as Error).message))) return [];
+    throw err;
+  }
+  try {
+    for await (const msg of replies) {
+      let doc: Partial<PingResponse>;
+      try {
+        doc = msg.json();
+      } catch {
+        continue; // not a services-framework reply: another implementation's noise
+      }
+      if (msg.headers?.code === 503) return [...found.values()];
+      if (typeof doc.id !== 'string' || doc.name !== name) continue;
+      found.set(doc.id, {
+        type: PING_RESPONSE_TYPE,
+        name,
+        id: doc.id,
+        version: String(doc.version ?? ''),
+        metadata: doc.metadata ?? {},
+      });
+    }
+  } catch (err) {
+    if (/no responders/i.test(String((err as Error).message))) return [];
+    throw err;
+  }
+  return [...found.values()].sort((a, b) => a.id.localeCompare(b.id));
+}

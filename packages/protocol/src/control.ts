@@ -113,6 +113,10 @@ export interface ServiceMetadata {
   device: string;
   pooling: string;
   max_seq_len: string;
+  /** What the model computes (weights, graph options, tokenization): workers of one service share it. */
+  fingerprint?: string;
+  /** Length of one output vector. */
+  dims?: string;
 }
 
 /** Metadata for the services-framework registration; `max_seq_len` null is written `NONE`. */
@@ -122,8 +126,10 @@ export function serviceMetadata(fields: {
   device: string;
   pooling: string;
   maxSeqLen: number | null;
+  fingerprint?: string;
+  dims?: number;
 }): ServiceMetadata {
-  return {
+  const metadata: ServiceMetadata = {
     protocol: PROTOCOL_ID,
     service: normalizeServiceName(fields.service),
     model: fields.model,
@@ -131,4 +137,7 @@ export function serviceMetadata(fields: {
     pooling: fields.pooling,
     max_seq_len: fields.maxSeqLen === null ? 'NONE' : String(fields.maxSeqLen),
   };
+  if (fields.fingerprint !== undefined) metadata.fingerprint = fields.fingerprint;
+  if (fields.dims !== undefined) metadata.dims = String(fields.dims);
+  return metadata;
 }

@@ -42,6 +42,7 @@ import type { Logger } from 'pino';
 import { buildServerConfig, buildServerStatus, registerControlPlane } from './control/control.js';
 import type { WorkerDescription, WorkerView } from './control/control.js';
 import { WorkerMetrics } from './control/metrics.js';
+import { assertOneConfiguration } from './control/one-configuration.js';
 import type { Batch } from './core/batcher.js';
 import { Credits } from './core/credits.js';
 import type { EmbeddingEngine } from './core/engine.js';
@@ -150,6 +151,13 @@ class Worker implements WorkerHandle, WorkerView {
       const nc = await this.#connect();
       await this.#warmUp();
       const info = this.#engine.info;
+      await assertOneConfiguration(nc, this.service, {
+        fingerprint: info.fingerprint,
+        model: info.model,
+        pooling: info.poolingStrategy,
+        maxSeqLen: info.maxSeqLen,
+        dims: info.dims,
+      });
       this.#description = this.#describe(nc);
       const js = jetstream(nc);
       const names = serviceNames(this.service);

@@ -80,6 +80,7 @@ test('services - $SRV.PING answers with the bertq identity and metadata', { time
       device: 'cpu',
       pooling: 'REDUCE_MEAN',
       max_seq_len: '25',
+      fingerprint: encoder.info.fingerprint,
       dims: String(encoder.info.dims),
     });
   }

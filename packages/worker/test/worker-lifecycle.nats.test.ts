@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import type { Encoder } from '@bertq/model';
-import { HEADERS, InternalError, ModelError, TimeoutError, serviceNames } from '@bertq/protocol';
+import { BadRequestError, HEADERS, InternalError, ModelError, TimeoutError, serviceNames } from '@bertq/protocol';
 import { startNatsServer } from '@bertq/testing';
 import type { NatsServer } from '@bertq/testing';
 import { startWorker } from '../src/worker.js';
@@ -137,4 +137,36 @@ test('worker - stop() finishes and publishes the jobs it holds, then closes', {
   assert.equal(w.stats().jobsDone, 3);
   assert.equal(w.stats().jobsReturned, 0);
   client.close();
+});
+
+test('one configuration - a worker computing something else refuses to join a running service, naming both', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const service = freshService('one-config');
+  const first = await startWorker({ nc, service, engine: encoder, pullExpiresMs: 1_000 });
+  const twoLayers = await tinyEncoder({ poolingLayer: [-1, -2] });
+  try {
+    // Same model and options: joins (what a fleet's second worker, or a restart, does).
+    const sibling = await startWorker({ nc, service, engine: encoder, pullExpiresMs: 1_000 });
+    await sibling.stop({ drainTimeoutMs: 2_000 });
+    // Other pooling layers, so other vectors: refused before it pulls a single job.
+    await assert.rejects(startWorker({ nc, service, engine: twoLayers, pullExpiresMs: 1_000 }), (err: unknown) => {
+      assert.ok(err instanceof BadRequestError, String(err));
+      assert.match(
+        err.message,
+        new RegExp(`service "${service}" is already served by worker ${first.id} with another configuration`),
+      );
+      assert.match(err.message, /32-dim vectors\); this one would serve .*64-dim vectors/);
+      assert.match(err.message, /another --service/);
+      return true;
+    });
+    // The running service is untouched and still answers with its own shape.
+    const client = new TestClient(nc, service);
+    const got = await client.encode(['still one shape']);
+    assert.deepEqual(got.shape, [1, encoder.info.dims]);
+    client.close();
+  } finally {
+    await first.stop({ drainTimeoutMs: 2_000 });
+    await twoLayers.close();
+  }
 });

@@ -235,8 +235,9 @@ export function registerControlPlane(
         device: d.device,
         pooling: d.info.poolingStrategy,
         maxSeqLen: d.info.maxSeqLen,
+        fingerprint: d.info.fingerprint,
+        dims: d.info.dims,
       }),
-      dims: String(d.info.dims),
     },
     endpoints: [
       { name: 'config', subject: names.control.config, handler: config },

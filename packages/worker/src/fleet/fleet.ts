@@ -32,6 +32,7 @@ import type { ReadyInfo, SerializedError, WorkerProcessOptions, WorkerTuning } f
 import { createLogger } from '@bertq/nats';
 import type { LogLevel } from '@bertq/nats';
 import { ensureStream } from '../nats/stream.js';
+import { assertOneConfiguration } from '../control/one-configuration.js';
 import type { StreamOptions } from '../nats/stream.js';
 import { WORKER_DEFAULTS } from '../worker.js';
 
@@ -238,16 +239,7 @@ class Fleet implements FleetHandle {
   async start(): Promise<void> {
     const o = this.#options;
     const connection: NatsConnectOptions = { ...o.connection, servers: o.servers };
-    // 1. The stream and consumers, once, before any worker binds to them.
-    const nc = await connectNats({ ...connection, name: `bertq-fleet-${this.service}` });
-    try {
-      const ensured = await ensureStream(nc, { ...o.stream, service: this.service });
-      this.#log.info({ stream: ensured.stream, created: ensured.created, updated: ensured.updated }, 'stream ready');
-    } finally {
-      await nc.close().catch(() => undefined);
-    }
-
-    // 2. The model, once per device kind: resolves, downloads and builds (or finds) the graph with
+    // 1. The model, once per device kind: resolves, downloads and builds (or finds) the graph with
     //    that device's final options, opening no session; the workers only open what it hands them.
     const { prepareModel, outputDim } = await import('@bertq/model');
     const started = Date.now();
@@ -271,6 +263,22 @@ class Fleet implements FleetHandle {
     }
     const info = [...this.#prepared.values()][0]!;
     const dims = outputDim(info.config, info.graphOptions);
+    // 2. One service, one configuration: refuse to join a running fleet that computes something
+    //    else; then the stream and consumers, once, before any worker binds to them.
+    const nc = await connectNats({ ...connection, name: `bertq-fleet-${this.service}` });
+    try {
+      await assertOneConfiguration(nc, this.service, {
+        fingerprint: info.fingerprint,
+        model: info.model,
+        pooling: info.graphOptions.poolingStrategy,
+        maxSeqLen: info.maxSeqLen,
+        dims,
+      });
+      const ensured = await ensureStream(nc, { ...o.stream, service: this.service });
+      this.#log.info({ stream: ensured.stream, created: ensured.created, updated: ensured.updated }, 'stream ready');
+    } finally {
+      await nc.close().catch(() => undefined);
+    }
 
     // 3-4. Fork every worker and wait until all are ready.
     installExitHook();
