@@ -41,8 +41,9 @@ export interface NatsConnectOptions {
   /** How long one connection attempt may take. Default 5,000 ms. */
   connectTimeoutMs?: number;
   /**
-   * Reconnect attempts after a lost connection before the connection closes for good; -1 is
-   * forever, which is what NATS advises for services. Default 60 attempts, 1 s apart.
+   * Reconnect attempts after a lost connection before the connection closes for good. Default -1:
+   * forever, as NATS advises for services; every bertq request has its own deadline, so nothing
+   * waits on a broker that is down, and everything comes back when it does.
    */
   maxReconnectAttempts?: number;
 }
@@ -58,7 +59,7 @@ export class NatsConnectError extends NoWorkersError {
 }
 
 export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
-export const DEFAULT_MAX_RECONNECT_ATTEMPTS = 60;
+export const DEFAULT_MAX_RECONNECT_ATTEMPTS = -1;
 export const RECONNECT_WAIT_MS = 1_000;
 
 /** A URL as it may be shown: `nats://user:secret@host` becomes `nats://***@host`. */

@@ -42,6 +42,8 @@ test('ensureStream - creates a work-queue stream and two durable pull consumers 
   assert.equal(stream.discard, DiscardPolicy.New);
   assert.equal(stream.max_msgs, 3);
   assert.equal(stream.duplicate_window, STREAM_DEFAULTS.duplicateWindowMs * NANOS_PER_MS);
+  // A job nobody takes is cleared by the stream itself: max_age bounds every job's life.
+  assert.equal(stream.max_age, STREAM_DEFAULTS.maxJobAgeMs * NANOS_PER_MS);
   for (const priority of ['high', 'bulk'] as const) {
     const consumer = (await jsm.consumers.info(names.stream, priority)).config;
     assert.equal(consumer.durable_name, priority);

@@ -31,6 +31,11 @@ export interface StreamOptions {
   /** Optional bound of the queue in bytes (max_bytes), checked like maxQueuedJobs. Default: none. */
   maxQueuedBytes?: number;
   /**
+   * The longest a job may stay in the stream (max_age): the backstop that clears a job nobody will
+   * take, whatever its deadline said. Longer than any request deadline. Default 600,000 (10 minutes).
+   */
+  maxJobAgeMs?: number;
+  /**
    * How long JetStream remembers a `Nats-Msg-Id`, so a client re-publishing after a lost publish ack
    * does not get a chunk encoded twice. Longer costs server memory. Default 120,000 (2 minutes).
    */
@@ -61,6 +66,7 @@ export const STREAM_DEFAULTS = {
   maxDeliver: 5,
   replicas: 1,
   storage: 'file',
+  maxJobAgeMs: 600_000,
 } as const;
 
 /** What ensureStream found or did. */
@@ -132,6 +138,7 @@ export async function ensureStream(
     max_msgs: settings.maxQueuedJobs,
     max_bytes: settings.maxQueuedBytes ?? -1,
     duplicate_window: settings.duplicateWindowMs * NANOS_PER_MS,
+    max_age: settings.maxJobAgeMs * NANOS_PER_MS,
     num_replicas: settings.replicas,
     storage: settings.storage === 'memory' ? StorageType.Memory : StorageType.File,
   };
@@ -211,6 +218,7 @@ function resolve(options: StreamOptions): ResolvedStreamOptions {
     maxDeliver: options.maxDeliver ?? STREAM_DEFAULTS.maxDeliver,
     replicas: options.replicas ?? STREAM_DEFAULTS.replicas,
     storage: options.storage ?? STREAM_DEFAULTS.storage,
+    maxJobAgeMs: options.maxJobAgeMs ?? STREAM_DEFAULTS.maxJobAgeMs,
   };
   if (options.maxQueuedBytes !== undefined) out.maxQueuedBytes = options.maxQueuedBytes;
   const positive = (name: string, value: number | undefined) => {
@@ -223,6 +231,12 @@ function resolve(options: StreamOptions): ResolvedStreamOptions {
   positive('duplicateWindowMs', out.duplicateWindowMs);
   positive('ackWaitMs', out.ackWaitMs);
   positive('maxDeliver', out.maxDeliver);
+  positive('maxJobAgeMs', out.maxJobAgeMs);
+  if (out.maxJobAgeMs < out.duplicateWindowMs) {
+    throw new BadRequestError(
+      `stream option maxJobAgeMs (${out.maxJobAgeMs}) must be at least duplicateWindowMs (${out.duplicateWindowMs})`,
+    );
+  }
   if (![1, 3, 5].includes(out.replicas))
     throw new BadRequestError(`stream option replicas must be 1, 3 or 5, got ${out.replicas}`);
   if (out.storage !== 'file' && out.storage !== 'memory') {
@@ -248,6 +262,7 @@ const MUTABLE_STREAM_FIELDS = [
   'max_msgs',
   'max_bytes',
   'duplicate_window',
+  'max_age',
   'num_replicas',
   'description',
 ] as const;
