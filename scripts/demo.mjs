@@ -65,7 +65,10 @@ if (!ready) {
 }
 
 function run(args) {
-  console.log(`\n$ bertq ${args.join(' ')}`);
+  // Quoted as a shell needs them, so the line can be pasted.
+  console.log(
+    `\n$ bertq ${args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(' ')}`,
+  );
   const res = spawnSync(process.execPath, [bin, ...args, '--server', server], { env, encoding: 'utf8' });
   const out = res.stdout
     .split('\n')

@@ -154,7 +154,7 @@ export default class Start extends BaseCommand<typeof Start> {
     download?.done();
     const r = fleet.ready;
     this.logToStderr(
-      `bertq ready: service "${r.service}" on ${nats.url}, model ${r.model}, ${r.dims}-dim vectors, ${r.workers} worker(s) on ${r.devices.join(', ')}`,
+      `bertq ready: service "${r.service}" on ${nats.url}, model ${r.model}, ${r.dims}-dim vectors, ${r.workers} worker(s) on ${[...new Set(r.devices)].join(', ')}`,
     );
     // The HTTP gateway, in this process, once the fleet answers; a NATS client like any other.
     let gateway;
