@@ -427,8 +427,18 @@ class Worker implements WorkerHandle, WorkerView {
   async #runBatch(batch: Batch<HeldJob>): Promise<void> {
     const { entries } = batch;
     const start = performance.now();
+    // One pass over the batch: each job's stage, and where its rows sit in the batch.
     const jobs = new Map<HeldJob, QueuedStage>();
-    for (const e of entries) if (!jobs.has(e.job)) jobs.set(e.job, queued(e.job));
+    const positions = new Map<HeldJob, Array<{ row: number; at: number }>>();
+    entries.forEach((e, at) => {
+      let mine = positions.get(e.job);
+      if (mine === undefined) {
+        jobs.set(e.job, queued(e.job));
+        mine = [];
+        positions.set(e.job, mine);
+      }
+      mine.push({ row: e.row, at });
+    });
     for (const [held, stage] of jobs) stage.queueMs ??= start - held.takenAt;
     let output;
     try {
@@ -445,10 +455,7 @@ class Worker implements WorkerHandle, WorkerView {
       if (held.finished) continue;
       stage.inferenceMs += inferenceMs;
       try {
-        stage.output.write(
-          output,
-          entries.map((e) => (e.job === held ? e.row : undefined)),
-        );
+        stage.output.write(output, entries.length, positions.get(held) ?? []);
       } catch (err) {
         this.#batchFailed([held], err);
         continue;

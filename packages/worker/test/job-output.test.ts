@@ -21,7 +21,12 @@ for (const [mode, bufferBytes] of [
   test(`job output (${mode}) - takes a job's rows out of mixed batches and hands them out as runs in row order`, () => {
     const out = new JobOutput(5, [2], bufferBytes);
     // batch 1: positions 0..4 hold job rows 2, (other job), 0, 1, 4
-    out.write(positional([5, 2]), [2, undefined, 0, 1, 4]);
+    out.write(positional([5, 2]), 5, [
+      { row: 2, at: 0 },
+      { row: 0, at: 2 },
+      { row: 1, at: 3 },
+      { row: 4, at: 4 },
+    ]);
     assert.equal(out.rowsDone, 4);
     assert.equal(out.complete, false);
     assert.equal(out.pendingBytes, 4 * 2 * 4);
@@ -34,7 +39,7 @@ for (const [mode, bufferBytes] of [
       ],
     );
     assert.equal(out.pendingBytes, 0);
-    out.write(positional([2, 2]), [undefined, 3]);
+    out.write(positional([2, 2]), 2, [{ row: 3, at: 1 }]);
     assert.equal(out.complete, true);
     assert.deepEqual(
       out.take().map((r) => [r.firstRow, r.rows, [...r.data]]),
@@ -45,28 +50,42 @@ for (const [mode, bufferBytes] of [
 
   test(`job output (${mode}) - pads token-level rows with zeros, or cuts them, to the job's row length`, () => {
     const padded = new JobOutput(1, [3, 2], bufferBytes);
-    padded.write(positional([1, 2, 2]), [0]);
+    padded.write(positional([1, 2, 2]), 1, [{ row: 0, at: 0 }]);
     assert.deepEqual([...padded.take()[0]!.data], [0, 1, 2, 3, 0, 0]);
     const cut = new JobOutput(1, [1, 2], bufferBytes);
-    cut.write(positional([1, 2, 2]), [0]);
+    cut.write(positional([1, 2, 2]), 1, [{ row: 0, at: 0 }]);
     assert.deepEqual([...cut.take()[0]!.data], [0, 1]);
   });
 }
 
 test('job output - one buffer: rows are copied once, and a run is a view of the job buffer', () => {
   const out = new JobOutput(3, [2], BIG);
-  out.write(positional([3, 2]), [0, 1, 2]);
+  out.write(positional([3, 2]), 3, [
+    { row: 0, at: 0 },
+    { row: 1, at: 1 },
+    { row: 2, at: 2 },
+  ]);
   const [run] = out.take();
   const again = new JobOutput(3, [2], BIG);
-  again.write(positional([3, 2]), [0, 1, 2]);
+  again.write(positional([3, 2]), 3, [
+    { row: 0, at: 0 },
+    { row: 1, at: 1 },
+    { row: 2, at: 2 },
+  ]);
   assert.equal(run!.data.length, 6);
   assert.equal(run!.data.buffer.byteLength, 6 * 4, 'the view covers the one job buffer, not a copy of it');
 });
 
 test('job output - runs of several batches that continue each other travel as one', () => {
   const out = new JobOutput(4, [1], SMALL);
-  out.write(positional([2, 1]), [2, 3]);
-  out.write(positional([2, 1]), [0, 1]);
+  out.write(positional([2, 1]), 2, [
+    { row: 2, at: 0 },
+    { row: 3, at: 1 },
+  ]);
+  out.write(positional([2, 1]), 2, [
+    { row: 0, at: 0 },
+    { row: 1, at: 1 },
+  ]);
   assert.deepEqual(
     out.take().map((r) => [r.firstRow, r.rows, [...r.data]]),
     [[0, 4, [0, 100, 0, 100]]],
@@ -76,9 +95,9 @@ test('job output - runs of several batches that continue each other travel as on
 test('job output - refuses output whose rows or shape do not match the batch', () => {
   const out = new JobOutput(1, [4], BIG);
   assert.throws(
-    () => out.write(positional([2, 4]), [0]),
+    () => out.write(positional([2, 4]), 1, [{ row: 0, at: 0 }]),
     (err: Error) => err instanceof InternalError && /2 rows for a batch of 1/.test(err.message),
   );
-  assert.throws(() => out.write(positional([1]), [0]), /expected 2 or 3 axes/);
-  assert.throws(() => out.write(positional([1, 3]), [0]), /rows of 3 values; the job expects \[4\]/);
+  assert.throws(() => out.write(positional([1]), 1, [{ row: 0, at: 0 }]), /expected 2 or 3 axes/);
+  assert.throws(() => out.write(positional([1, 3]), 1, [{ row: 0, at: 0 }]), /rows of 3 values; the job expects \[4\]/);
 });

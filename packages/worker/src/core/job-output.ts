@@ -52,14 +52,14 @@ export class JobOutput {
   }
 
   /**
-   * Takes this job's rows out of one batch's output. `rows[k]` names the job row that batch row `k`
-   * holds (undefined for rows of other jobs). Token-level output is cut or zero-padded to this job's
-   * row length, so a row reads the same whichever batch it ran in.
+   * Takes this job's rows out of one batch's output: `mine` lists, for each of its rows in the batch,
+   * the job row (`row`) and its position in the batch (`at`). Token-level output is cut or
+   * zero-padded to this job's row length, so a row reads the same whichever batch it ran in.
    */
-  write(output: EngineRunResult, rows: readonly (number | undefined)[]): void {
+  write(output: EngineRunResult, batchRows: number, mine: readonly { row: number; at: number }[]): void {
     const { shape, data } = output;
-    if (shape[0] !== rows.length)
-      throw new InternalError(`the model returned ${shape[0]} rows for a batch of ${rows.length}`);
+    if (shape[0] !== batchRows)
+      throw new InternalError(`the model returned ${shape[0]} rows for a batch of ${batchRows}`);
     if (shape.length !== 2 && shape.length !== 3) {
       throw new InternalError(`the model returned output of shape [${shape.join(',')}]; expected 2 or 3 axes`);
     }
@@ -80,9 +80,9 @@ export class JobOutput {
       this.#runs.push({ firstRow: run.firstRow, rows: run.rows.length, data: out });
       run = undefined;
     };
-    // In run mode, batch rows of this job come shortest-first: sort by job row to find runs.
-    const mine = rows.flatMap((row, at) => (row === undefined ? [] : [{ row, at }])).sort((a, b) => a.row - b.row);
-    for (const { row, at } of mine) {
+    // Batch rows come shortest-first: in job-row order, consecutive rows make one run.
+    const ordered = [...mine].sort((a, b) => a.row - b.row);
+    for (const { row, at } of ordered) {
       if (this.#buffer !== undefined && this.#pending !== undefined) {
         if (this.#pending[row] !== 0) continue; // computed twice (cannot happen): keep the first
         this.#buffer.set(data.subarray(at * inWidth, at * inWidth + copy), row * this.width);
