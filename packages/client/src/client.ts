@@ -41,6 +41,7 @@ import {
   DEFAULT_MAX_IN_FLIGHT,
   FALLBACK_CHUNK_ROWS,
   checkPositiveInt,
+  natsPart,
   resolveClientOptions,
   resolveEncodeOptions,
   type ClientOptions,
@@ -632,22 +633,11 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
  * deadline, so a broker restart costs the requests in flight at most their deadline, never the client.
  */
 async function openConnection(options: ClientOptions, resolved: ResolvedClientOptions): Promise<NatsConnection> {
-  const {
-    nc: _nc,
-    service: _service,
-    identity: _identity,
-    timeout: _timeout,
-    outputFmt: _fmt,
-    maxChunkRows: _rows,
-    showServerConfig: _show,
-    ...auth
-  } = options;
   return connectNats({
-    ...auth,
+    ...natsPart(options),
     servers: resolved.servers,
     name: options.name ?? `bertq-client:${resolved.service}`,
     connectTimeoutMs: Math.min(resolved.timeoutMs, CONNECT_TIMEOUT_MS),
-    maxReconnectAttempts: options.maxReconnectAttempts ?? -1,
   });
 }
 

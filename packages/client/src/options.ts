@@ -149,15 +149,8 @@ export function resolveClientOptions(
   };
 }
 
-const CLIENT_OPTION_NAMES = new Set([
-  'servers',
-  'nc',
-  'service',
-  'identity',
-  'timeout',
-  'outputFmt',
-  'maxChunkRows',
-  'showServerConfig',
+/** The options that say how to reach NATS (NatsConnectOptions' own, minus servers and the connect time). */
+const NATS_OPTION_NAMES = [
   'name',
   'user',
   'pass',
@@ -167,7 +160,25 @@ const CLIENT_OPTION_NAMES = new Set([
   'credsFile',
   'tls',
   'maxReconnectAttempts',
+] as const satisfies ReadonlyArray<keyof ClientOptions>;
+const CLIENT_OPTION_NAMES = new Set<string>([
+  'servers',
+  'nc',
+  'service',
+  'identity',
+  'timeout',
+  'outputFmt',
+  'maxChunkRows',
+  'showServerConfig',
+  ...NATS_OPTION_NAMES,
 ]);
+
+/** The NATS connection part of client options (auth, TLS, name, reconnect policy), as given. */
+export function natsPart(options: ClientOptions): Omit<NatsConnectOptions, 'servers'> {
+  const out: Record<string, unknown> = {};
+  for (const key of NATS_OPTION_NAMES) if (options[key] !== undefined) out[key] = options[key];
+  return out as Omit<NatsConnectOptions, 'servers'>;
+}
 
 /**
  * Refuses options this client does not have, so a typo or a bert-as-service habit is not silently

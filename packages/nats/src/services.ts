@@ -280,13 +280,13 @@ export async function pingServices(nc: NatsConnection, name: string): Promise<Pi
   }
   try {
     for await (const msg of replies) {
+      if (msg.headers?.code === 503) return [...found.values()]; // no responders
       let doc: Partial<PingResponse>;
       try {
         doc = msg.json();
       } catch {
         continue; // not a services-framework reply: another implementation's noise
       }
-      if (msg.headers?.code === 503) return [...found.values()];
       if (typeof doc.id !== 'string' || doc.name !== name) continue;
       found.set(doc.id, {
         type: PING_RESPONSE_TYPE,

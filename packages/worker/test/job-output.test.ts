@@ -58,22 +58,35 @@ for (const [mode, bufferBytes] of [
   });
 }
 
-test('job output - one buffer: rows are copied once, and a run is a view of the job buffer', () => {
-  const out = new JobOutput(3, [2], BIG);
-  out.write(positional([3, 2]), 3, [
+test('job output - one buffer: rows are copied once into it, and every run is a view of it', () => {
+  const out = new JobOutput(4, [2], BIG);
+  const batch1 = positional([2, 2]);
+  out.write(batch1, 2, [
     { row: 0, at: 0 },
     { row: 1, at: 1 },
-    { row: 2, at: 2 },
   ]);
-  const [run] = out.take();
-  const again = new JobOutput(3, [2], BIG);
-  again.write(positional([3, 2]), 3, [
+  const [first] = out.take();
+  out.write(positional([2, 2]), 2, [
+    { row: 2, at: 0 },
+    { row: 3, at: 1 },
+  ]);
+  const [second] = out.take();
+  assert.ok(first!.data.buffer === second!.data.buffer, 'both runs are views of the one job buffer');
+  assert.ok(first!.data.buffer !== batch1.data.buffer, 'the rows were copied out of the model output');
+  assert.equal(first!.data.buffer.byteLength, 4 * 2 * 4, 'the buffer holds the whole job');
+  // Run mode (a job over the limit) makes separate arrays: the check above can tell them apart.
+  const runs = new JobOutput(4, [2], SMALL);
+  runs.write(positional([2, 2]), 2, [
     { row: 0, at: 0 },
     { row: 1, at: 1 },
-    { row: 2, at: 2 },
   ]);
-  assert.equal(run!.data.length, 6);
-  assert.equal(run!.data.buffer.byteLength, 6 * 4, 'the view covers the one job buffer, not a copy of it');
+  const [a] = runs.take();
+  runs.write(positional([2, 2]), 2, [
+    { row: 2, at: 0 },
+    { row: 3, at: 1 },
+  ]);
+  const [b] = runs.take();
+  assert.ok(a!.data.buffer !== b!.data.buffer);
 });
 
 test('job output - runs of several batches that continue each other travel as one', () => {
