@@ -234,6 +234,59 @@ test('cli - bertq start without a model, or with a bad flag, says what is wrong'
   const bad = await bertq(['start', '--model', tiny.huggingFaceDir, '--max-seq-len', 'lots']);
   assert.notEqual(bad.code, 0);
   assert.match(bad.stderr, /--max-seq-len must be an integer of at least 3 or NONE/);
+  const both = await bertq(['start', '--model', tiny.huggingFaceDir, '--fp16', '--precision', 'int8']);
+  assert.notEqual(both.code, 0);
+  assert.match(both.stderr, /--fp16 contradicts --precision int8/);
+});
+
+test('cli - bertq start --precision int8 serves int8 vectors within cosine 0.99 of float32, and says so', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const server = `nats://127.0.0.1:${await freePort()}`;
+  const fleet = await startFleet([
+    '--model',
+    tiny.huggingFaceDir,
+    '--server',
+    server,
+    '--num-worker',
+    '1',
+    '--threads',
+    '1',
+    '--graph-tmp-dir',
+    tiny.graphDir,
+    '--precision',
+    'int8',
+  ]);
+  try {
+    const texts = ['hello world', 'the rivers run to the sea', 'First do it ||| then do it right'];
+    const run = await bertq(['encode', ...texts, '--server', server]);
+    assert.equal(run.code, 0, run.stderr);
+    const rows = run.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as number[]);
+    const enc = await Encoder.load({ model: tiny.huggingFaceDir, graphTmpDir: tiny.graphDir, threads: 1 });
+    try {
+      const want = await enc.encode(texts);
+      const d = want.shape[1]!;
+      rows.forEach((row, r) => {
+        const ref = want.data.subarray(r * d, (r + 1) * d);
+        const dot = row.reduce((a, v, i) => a + v * ref[i]!, 0);
+        const cos = dot / Math.hypot(...row) / Math.hypot(...ref);
+        assert.ok(cos >= 0.99 && cos < 0.999999, `row ${r}: cosine ${cos} to float32`);
+      });
+    } finally {
+      await enc.close();
+    }
+    const status = await bertq(['status', '--server', server]);
+    assert.match(status.stdout, /· int8/);
+    const config = await bertq(['status', '--json', '--server', server]);
+    const doc = JSON.parse(config.stdout) as { workers: Array<{ config: { precision: string } }> };
+    assert.equal(doc.workers[0]!.config.precision, 'int8');
+  } finally {
+    fleet.child.kill('SIGKILL');
+    await fleet.exited;
+  }
 });
 
 /** Runs `bertq …args` with stdin fed by `produce` (a real pipe), to completion, with a deadline. */

@@ -20,7 +20,7 @@ export function renderStatus(s: FleetStatus): string {
   );
   if (cfg) {
     out.push(
-      `model ${cfg.model_dir ?? '?'} · ${cfg.pooling_strategy} layer ${cfg.pooling_layer.join(',')} · max_seq_len ${cfg.max_seq_len ?? 'NONE'} · output ${(cfg.output_shape ?? []).map((d) => d ?? 'T').join('×')}${cfg.fp16 ? ' · fp16' : ''}`,
+      `model ${cfg.model_dir ?? '?'} · ${cfg.pooling_strategy} layer ${cfg.pooling_layer.join(',')} · max_seq_len ${cfg.max_seq_len ?? 'NONE'} · output ${(cfg.output_shape ?? []).map((d) => d ?? 'T').join('×')}${cfg.precision && cfg.precision !== 'float32' ? ` · ${cfg.precision}` : cfg.fp16 ? ' · fp16' : ''}`,
     );
   }
   out.push(

@@ -5,8 +5,12 @@
 export const DEVICES = ['cpu', 'cuda'] as const;
 export type Device = (typeof DEVICES)[number];
 
-/** Numeric precision of the graph's weights and compute. */
-export const PRECISIONS = ['float32', 'float16'] as const;
+/**
+ * Numeric precision of the graph's weights and compute: float32 is exact; float16 halves weights and
+ * activations (a GPU's fast path); int8 stores every weight matrix as int8 per output channel and
+ * quantizes activations at run time (ONNX Runtime's DynamicQuantizeMatMul: the CPU's fast path).
+ */
+export const PRECISIONS = ['float32', 'float16', 'int8'] as const;
 export type Precision = (typeof PRECISIONS)[number];
 
 export interface DeviceProfile {

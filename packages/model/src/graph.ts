@@ -9,10 +9,14 @@
  *    BiasGelu/FastGelu), which run the attention block and the residual+LayerNorm in single kernels.
  * float16 keeps weights and the encoder in half precision; pooling always runs in float32 (its 1e30
  * masking constant and the mean's sums do not fit half precision).
+ * int8 keeps everything in float32 except the weight GEMMs, which become com.microsoft
+ * DynamicQuantizeMatMul: int8 weights per output column, activations quantized per batch at run time
+ * (ONNX Runtime's u8·s8 kernels; measured in bench/model.bench.ts against the float graph and PyTorch).
  */
 import { ModelError, float32ArrayToFloat16 } from '@bertq/protocol';
 import { GraphBuilder, MS_DOMAIN } from './onnx/builder.js';
 import { DataType } from './onnx/proto.js';
+import { quantizePerColumn } from './onnx/quantize.js';
 import { bertConfigJson } from './config-json.js';
 import { resolvePoolingLayers } from './pooling-layers.js';
 import type { BertConfig, BertWeights, GraphOptions, LinearWeights, PoolingStrategy } from './types.js';
@@ -47,6 +51,8 @@ export function isTokenLevel(strategy: PoolingStrategy): boolean {
 interface Ctx {
   g: GraphBuilder;
   half: boolean;
+  /** Weight GEMMs are DynamicQuantizeMatMul over int8 weights. */
+  int8: boolean;
   /** Converts weight data to the graph's float type. */
   w(prefix: string, data: Float32Array, dims: number[]): string;
   scalar(v: number): string;
@@ -77,10 +83,36 @@ function concatKernels(
   return { kernel, bias, inDim, outDim };
 }
 
+/**
+ * x · kernel (+ bias): the graph's weight GEMM. Under int8 it is one DynamicQuantizeMatMul, which also
+ * adds the bias; otherwise MatMul then Add (ORT fuses the pair into one Gemm-like kernel).
+ */
+function matmul(
+  c: Ctx,
+  x: string,
+  kernel: Float32Array,
+  dims: readonly number[],
+  name: string,
+  bias?: Float32Array,
+): string {
+  const [inDim, outDim] = dims as [number, number];
+  if (c.int8) {
+    const q = quantizePerColumn(kernel, inDim, outDim);
+    const inputs = [
+      x,
+      c.g.initializer(`${name}_kernel_int8`, q.values, [inDim, outDim]),
+      c.g.initializer(`${name}_kernel_scale`, q.scales, [outDim]),
+      '', // zero point: the quantization is symmetric
+    ];
+    if (bias) inputs.push(c.w(`${name}_bias`, bias, [outDim]));
+    return c.g.node('DynamicQuantizeMatMul', inputs, { domain: MS_DOMAIN, outputs: [name] })[0]!;
+  }
+  const product = c.g.op('MatMul', [x, c.w(`${name}_kernel`, kernel, [inDim, outDim])], undefined, `${name}_matmul`);
+  return bias ? c.g.op('Add', [product, c.w(`${name}_bias`, bias, [outDim])], undefined, name) : product;
+}
+
 function linear(c: Ctx, x: string, lw: LinearWeights, name: string): string {
-  const k = c.w(`${name}_kernel`, lw.kernel.data, lw.kernel.shape);
-  const b = c.w(`${name}_bias`, lw.bias.data, lw.bias.shape);
-  return c.g.op('Add', [c.g.op('MatMul', [x, k], undefined, `${name}_matmul`), b], undefined, name);
+  return matmul(c, x, lw.kernel.data, lw.kernel.shape, name, lw.bias.data);
 }
 
 function gelu(c: Ctx, x: string, act: BertConfig['hiddenAct']): string {
@@ -145,15 +177,7 @@ function encoderLayerPlain(c: Ctx, x: string, maskAdd: string, weights: BertWeig
   const p = `layer${i}`;
   // One [H, 3H] GEMM for q, k, v; the 1/√d score scale is folded into the query weights.
   const qkv = concatKernels([lw.query, lw.key, lw.value], [1 / Math.sqrt(headDim), 1, 1]);
-  const fused = g.op(
-    'Add',
-    [
-      g.op('MatMul', [x, c.w(`${p}_qkv_kernel`, qkv.kernel, [qkv.inDim, qkv.outDim])]),
-      c.w(`${p}_qkv_bias`, qkv.bias, [qkv.outDim]),
-    ],
-    undefined,
-    `${p}_qkv`,
-  );
+  const fused = matmul(c, x, qkv.kernel, [qkv.inDim, qkv.outDim], `${p}_qkv`, qkv.bias);
   const [q, k, v] = g.node('Split', [fused, g.int64([config.hiddenSize, config.hiddenSize, config.hiddenSize])], {
     attributes: { axis: -1 },
     outputs: [`${p}_q`, `${p}_k`, `${p}_v`],
@@ -199,29 +223,27 @@ function encoderLayerFused(c: Ctx, x: string, maskIndex: string, weights: BertWe
       outputs: [`${p}_attention`],
     },
   )[0]!;
-  const attnOutK = c.w(`${p}_attn_out_kernel`, lw.attentionOutput.kernel.data, lw.attentionOutput.kernel.shape);
+  // The Attention kernel takes float weights, so under int8 only the three GEMMs below are quantized.
   const h = skipLayerNorm(
     c,
-    g.op('MatMul', [attn, attnOutK]),
+    matmul(c, attn, lw.attentionOutput.kernel.data, lw.attentionOutput.kernel.shape, `${p}_attn_out`),
     x,
     lw.attentionLayerNorm,
     lw.attentionOutput.bias.data,
     config.layerNormEps,
     `${p}_attn_ln`,
   );
-  const interK = c.w(`${p}_intermediate_kernel`, lw.intermediate.kernel.data, lw.intermediate.kernel.shape);
   const interB = c.w(`${p}_intermediate_bias`, lw.intermediate.bias.data, lw.intermediate.bias.shape);
-  const pre = g.op('MatMul', [h, interK]);
+  const pre = matmul(c, h, lw.intermediate.kernel.data, lw.intermediate.kernel.shape, `${p}_intermediate`);
   let inter: string;
   if (config.hiddenAct === 'gelu')
     inter = g.node('BiasGelu', [pre, interB], { domain: MS_DOMAIN, outputs: [`${p}_gelu`] })[0]!;
   else if (config.hiddenAct === 'gelu_new')
     inter = g.node('FastGelu', [pre, interB], { domain: MS_DOMAIN, outputs: [`${p}_gelu`] })[0]!;
   else inter = g.op('Relu', [g.op('Add', [pre, interB])]);
-  const outK = c.w(`${p}_output_kernel`, lw.output.kernel.data, lw.output.kernel.shape);
   return skipLayerNorm(
     c,
-    g.op('MatMul', [inter, outK]),
+    matmul(c, inter, lw.output.kernel.data, lw.output.kernel.shape, `${p}_output`),
     h,
     lw.outputLayerNorm,
     lw.output.bias.data,
@@ -318,9 +340,11 @@ export function buildBertGraph(weights: BertWeights, options: GraphOptions, extr
 
   const g = new GraphBuilder();
   const half = options.precision === 'float16';
+  const int8 = options.precision === 'int8';
   const c: Ctx = {
     g,
     half,
+    int8,
     w: (prefix, data, dims) => g.initializer(prefix, half ? float32ArrayToFloat16(data) : data, dims),
     scalar: (v) => g.scalar(v, half, float32ArrayToFloat16),
   };
@@ -395,12 +419,13 @@ export function buildBertGraph(weights: BertWeights, options: GraphOptions, extr
 
   return g.build({
     graphName: 'bertq_encoder',
-    opsets: options.fused
-      ? [
-          { domain: '', version: 17 },
-          { domain: MS_DOMAIN, version: 1 },
-        ]
-      : [{ domain: '', version: 17 }],
+    opsets:
+      options.fused || int8
+        ? [
+            { domain: '', version: 17 },
+            { domain: MS_DOMAIN, version: 1 },
+          ]
+        : [{ domain: '', version: 17 }],
     producerVersion: extras.producerVersion ?? '0.1.0',
     metadata: extras.bare
       ? {}

@@ -108,6 +108,24 @@ test('precision - one enum, fp16 kept as its alias, contradictions refused', () 
   assert.throws(() => resolvePrecision({ fp16: true, precision: 'float32' }), BadRequestError);
   assert.throws(
     () => resolvePrecision({ precision: 'int4' as 'float32' }),
-    /unknown precision "int4": use one of float32, float16/,
+    /unknown precision "int4": use one of float32, float16, int8/,
+  );
+  assert.equal(resolvePrecision({ precision: 'int8' }), 'int8');
+  assert.throws(() => resolvePrecision({ fp16: true, precision: 'int8' }), /fp16 contradicts precision int8/);
+});
+
+test('precision int8 - its own cached graph and fingerprint; refused on a GPU with the fix named', async () => {
+  const base = { model: tiny.huggingFaceDir, graphTmpDir: tiny.cacheDir };
+  const fp32 = await prepareModel(base);
+  const int8 = await prepareModel({ ...base, precision: 'int8' });
+  assert.notEqual(int8.graphPath, fp32.graphPath);
+  assert.notEqual(int8.fingerprint, fp32.fingerprint, 'int8 vectors are not float32 vectors: one fleet, one precision');
+  assert.equal(int8.graphOptions.precision, 'int8');
+  const again = await prepareModel({ ...base, precision: 'int8' });
+  assert.equal(again.graphCacheHit, true);
+  assert.equal(again.graphPath, int8.graphPath);
+  await assert.rejects(
+    prepareModel({ ...base, precision: 'int8', device: 'cuda' }),
+    (e: Error) => e instanceof BadRequestError && /int8 runs on CPUs only.*use precision float16/.test(e.message),
   );
 });

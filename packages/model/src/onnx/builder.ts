@@ -38,8 +38,12 @@ export class GraphBuilder {
     this.outputs.push({ name, dataType, shape });
   }
 
-  /** A weight. float16 data is passed as Uint16Array bit patterns. */
-  initializer(prefix: string, data: Float32Array | Uint16Array | BigInt64Array | Int32Array, dims: number[]): string {
+  /** A weight. float16 data is passed as Uint16Array bit patterns, int8 as Int8Array. */
+  initializer(
+    prefix: string,
+    data: Float32Array | Uint16Array | BigInt64Array | Int32Array | Int8Array,
+    dims: number[],
+  ): string {
     const dataType: DataTypeCode =
       data instanceof Float32Array
         ? DataType.FLOAT
@@ -47,7 +51,9 @@ export class GraphBuilder {
           ? DataType.FLOAT16
           : data instanceof BigInt64Array
             ? DataType.INT64
-            : DataType.INT32;
+            : data instanceof Int8Array
+              ? DataType.INT8
+              : DataType.INT32;
     const expected = dims.reduce((a, b) => a * b, 1);
     if (expected !== data.length) throw new Error(`initializer ${prefix}: ${data.length} values for dims [${dims}]`);
     const name = this.name(prefix);

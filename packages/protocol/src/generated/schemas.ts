@@ -291,8 +291,16 @@ export const serverConfigSchema = {
       "type": "boolean"
     },
     "fp16": {
-      "description": "The model computes in float16.",
+      "description": "The model computes in float16 (bert-as-service's flag; `precision` says the same and more).",
       "type": "boolean"
+    },
+    "precision": {
+      "description": "Weights and compute precision: float32, float16, or int8 (int8 weights, activations quantized at run time).",
+      "enum": [
+        "float32",
+        "float16",
+        "int8"
+      ]
     },
     "device": {
       "description": "Where the model runs: cpu, cuda:0, ...",

@@ -131,9 +131,13 @@ pooling_layer: number[]
  */
 normalize?: boolean
 /**
- * The model computes in float16.
+ * The model computes in float16 (bert-as-service's flag; `precision` says the same and more).
  */
 fp16?: boolean
+/**
+ * Weights and compute precision: float32, float16, or int8 (int8 weights, activations quantized at run time).
+ */
+precision?: ("float32" | "float16" | "int8")
 /**
  * Where the model runs: cpu, cuda:0, ...
  */

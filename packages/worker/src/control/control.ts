@@ -116,6 +116,7 @@ export function buildServerConfig(d: WorkerDescription, now = new Date()): Serve
     pooling_layer: [...info.poolingLayer],
     normalize: info.normalize,
     fp16: info.fp16,
+    precision: info.precision,
     device: d.device,
     show_tokens_to_client: d.showTokensToClient,
     max_payload: d.maxPayload,
