@@ -165,6 +165,9 @@ async function main(): Promise<void> {
       ['fused ops, layer -12', { ...base, fused: true, poolingLayer: -12 }, 1],
       ['fused ops, layer -2 (default)', { ...base, fused: true, poolingLayer: -2 }, 11],
       ['fused ops, float16, layer -1', { ...base, fused: true, precision: 'float16' }, 12],
+      ['plain ONNX ops, int8, layer -1', { ...base, fused: false, precision: 'int8' }, 12],
+      ['fused ops, int8, layer -1', { ...base, fused: true, precision: 'int8' }, 12],
+      ['plain ONNX ops, int8, layer -2 (default)', { ...base, fused: false, precision: 'int8', poolingLayer: -2 }, 11],
     ];
     const vrows: Array<Array<string | number>> = [];
     const rate = new Map<string, number>();
@@ -238,6 +241,9 @@ async function main(): Promise<void> {
     );
     console.log(
       `poolingLayer -12 / -1 speed: ${(rate.get('fused ops, layer -12')! / rate.get('fused ops, layer -1')!).toFixed(2)}×`,
+    );
+    console.log(
+      `int8 / float32 speed (plain graph, layer -1): ${(rate.get('plain ONNX ops, int8, layer -1')! / rate.get('plain ONNX ops, layer -1')!).toFixed(2)}×`,
     );
   } finally {
     await rm(root, { recursive: true, force: true });

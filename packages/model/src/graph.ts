@@ -203,27 +203,53 @@ function encoderLayerPlain(c: Ctx, x: string, maskAdd: string, weights: BertWeig
   return layerNorm(c, g.op('Add', [out, h]), lw.outputLayerNorm, config.layerNormEps, `${p}_out_ln`);
 }
 
+/**
+ * The attention block as one fused kernel. float: com.microsoft Attention (QKV GEMM included).
+ * int8: the QKV GEMM is a DynamicQuantizeMatMul (Attention only takes float weights), then
+ * com.microsoft MultiHeadAttention does the rest.
+ */
+function fusedAttention(c: Ctx, x: string, maskIndex: string, weights: BertWeights, i: number): string {
+  const { config } = weights;
+  const lw = weights.layers[i]!;
+  const g = c.g;
+  const p = `layer${i}`;
+  const heads = config.numAttentionHeads;
+  const qkv = concatKernels([lw.query, lw.key, lw.value], [1, 1, 1]);
+  if (!c.int8) {
+    return g.node(
+      'Attention',
+      [
+        x,
+        c.w(`${p}_qkv_kernel`, qkv.kernel, [qkv.inDim, qkv.outDim]),
+        c.w(`${p}_qkv_bias`, qkv.bias, [qkv.outDim]),
+        maskIndex,
+      ],
+      {
+        domain: MS_DOMAIN,
+        attributes: { num_heads: heads, mask_filter_value: { float: ATTENTION_MASK_VALUE } },
+        outputs: [`${p}_attention`],
+      },
+    )[0]!;
+  }
+  const projected = matmul(c, x, qkv.kernel, [qkv.inDim, qkv.outDim], `${p}_qkv`, qkv.bias);
+  const h = config.hiddenSize;
+  const [q, k, v] = g.node('Split', [projected, g.int64([h, h, h])], {
+    attributes: { axis: -1 },
+    outputs: [`${p}_q`, `${p}_k`, `${p}_v`],
+  }) as [string, string, string];
+  return g.node('MultiHeadAttention', [q, k, v, '', maskIndex], {
+    domain: MS_DOMAIN,
+    attributes: { num_heads: heads, mask_filter_value: { float: ATTENTION_MASK_VALUE } },
+    outputs: [`${p}_attention`],
+  })[0]!;
+}
+
 function encoderLayerFused(c: Ctx, x: string, maskIndex: string, weights: BertWeights, i: number): string {
   const { config } = weights;
   const lw = weights.layers[i]!;
   const g = c.g;
   const p = `layer${i}`;
-  const qkv = concatKernels([lw.query, lw.key, lw.value], [1, 1, 1]);
-  const attn = g.node(
-    'Attention',
-    [
-      x,
-      c.w(`${p}_qkv_kernel`, qkv.kernel, [qkv.inDim, qkv.outDim]),
-      c.w(`${p}_qkv_bias`, qkv.bias, [qkv.outDim]),
-      maskIndex,
-    ],
-    {
-      domain: MS_DOMAIN,
-      attributes: { num_heads: config.numAttentionHeads, mask_filter_value: { float: ATTENTION_MASK_VALUE } },
-      outputs: [`${p}_attention`],
-    },
-  )[0]!;
-  // The Attention kernel takes float weights, so under int8 only the three GEMMs below are quantized.
+  const attn = fusedAttention(c, x, maskIndex, weights, i);
   const h = skipLayerNorm(
     c,
     matmul(c, attn, lw.attentionOutput.kernel.data, lw.attentionOutput.kernel.shape, `${p}_attn_out`),
