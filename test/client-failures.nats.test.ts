@@ -7,7 +7,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as delay } from 'node:timers/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { BertClient, CONFIG_MAX_AGE_MS } from '@bertq/client';
+import { BertClient, CONFIG_MAX_AGE_MS, LIVENESS_INTERVAL_MS, LIVENESS_MISSES } from '@bertq/client';
 import type { Encoder } from '@bertq/model';
 import { NoWorkersError, TimeoutError } from '@bertq/protocol';
 import { startNatsServer, type NatsServer } from '@bertq/testing';
@@ -123,6 +123,41 @@ test('client failures - a worker stopped mid-request fails the request with TIME
     const again = performance.now();
     await assert.rejects(bc.encode(['anyone?']), NoWorkersError);
     assert.ok(performance.now() - again < FAIL_FAST_MS);
+  } finally {
+    await bc.close();
+    await worker.stop();
+  }
+});
+
+test('client failures - a fleet that vanishes mid-request is NO_WORKERS within seconds, not at a 60 s deadline', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const service = freshService('vanish');
+  const worker = await startWorker({
+    nc,
+    service,
+    engine: slowed(encoder),
+    stream: { storage: 'memory' },
+    prefetch: 2,
+    maxBatchSize: 10,
+  });
+  const bc = await BertClient.connect({ servers: server.url, service, timeout: 60_000, maxChunkRows: 10 });
+  try {
+    const listener = bc.listen();
+    const request = bc.encode(manySentences(400));
+    const outcome = assert.rejects(
+      request,
+      (e: unknown) => e instanceof NoWorkersError && /no worker serves service .* any more/.test(e.message),
+    );
+    assert.equal((await listener.next()).done, false, 'the request is under way');
+    await listener.return!();
+    const stoppedAt = performance.now();
+    await worker.stop({ drainTimeoutMs: 500, reason: 'test: the whole fleet goes away' });
+    await outcome;
+    const waited = performance.now() - stoppedAt;
+    const bound = (LIVENESS_MISSES + 1) * LIVENESS_INTERVAL_MS + FAIL_FAST_MS;
+    assert.ok(waited < bound, `NO_WORKERS ${waited.toFixed(0)} ms after the fleet left (bound ${bound} ms)`);
+    assert.equal(bc.status.pending, 0);
   } finally {
     await bc.close();
     await worker.stop();

@@ -179,7 +179,7 @@ test("attack - a client cannot read anybody's jobs, or publish results", { timeo
   }
 });
 
-test('attack - a client cannot touch the JetStream API beyond publishing jobs', {
+test('attack - a client cannot touch the JetStream API beyond publishing jobs and reading the work consumers', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
   const names = serviceNames(service);
@@ -190,11 +190,18 @@ test('attack - a client cannot touch the JetStream API beyond publishing jobs', 
     `$JS.API.STREAM.DELETE.${names.stream}`,
     `$JS.API.CONSUMER.DELETE.${names.stream}.${names.consumers.high}`,
     `$JS.API.CONSUMER.MSG.NEXT.${names.stream}.${names.consumers.bulk}`,
+    `$JS.API.CONSUMER.INFO.${names.stream}.someone-elses`,
+    `$JS.API.CONSUMER.CREATE.${names.stream}.spy`,
   ];
   try {
     for (const subject of attempts) nc.publish(subject, new TextEncoder().encode('{"config":{"max_msgs":1}}'));
     await nc.flush();
     await waitFor('every API call refused', () => violations.length >= attempts.length, VIOLATION_WAIT_MS, 50);
+    // What it may do: read where the work consumers are (recovery after a reconnect needs that).
+    const position = await nc.request(`$JS.API.CONSUMER.INFO.${names.stream}.${names.consumers.high}`, Empty, {
+      timeout: 5_000,
+    });
+    assert.match(new TextDecoder().decode(position.data), /"delivered"/);
   } finally {
     await nc.close();
   }

@@ -5,13 +5,14 @@
  */
 import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
 import { connectNats } from '@bertq/nats';
-import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import {
   BadRequestError,
   validateTexts,
   withDeadline,
   BertqError,
   InternalError,
+  NoWorkersError,
   OverloadedError,
   TimeoutError,
   decodeFrame,
@@ -54,7 +55,8 @@ import { formatVectors } from './output.js';
 import { PartJoiner } from './part-joiner.js';
 import { PendingRequest } from './pending.js';
 import { fromNatsHeaders } from '@bertq/nats';
-import { publishAll } from './publish.js';
+import { publishAll, publishJob, type PublishContext } from './publish.js';
+import { deliveredSequences, jobsToReask } from './recovery.js';
 import type {
   ClientStatus,
   Delivery,
@@ -73,6 +75,10 @@ export const CONFIG_MAX_AGE_MS = 1_000;
 export const STALE_CONFIG_WAIT_MS = 250;
 /** Longest wait to open the NATS connection (bounded further by the client's timeout). */
 export const CONNECT_TIMEOUT_MS = 20_000;
+/** While requests wait, how often the client checks that some worker still serves the service. */
+export const LIVENESS_INTERVAL_MS = 2_000;
+/** Checks in a row that nobody answers before waiting requests fail with NO_WORKERS (~6 s). */
+export const LIVENESS_MISSES = 3;
 /** Request ids remembered to tell this client's frames from its clones' in listen(). */
 const RECENT_IDS = 10_000;
 
@@ -90,6 +96,8 @@ interface Stats {
   foreignFrames: number;
   malformedFrames: number;
   publishRetries: number;
+  reaskedJobs: number;
+  reconnects: number;
 }
 
 export class BertClient<F extends OutputFormat = 'ndarray'> {
@@ -120,6 +128,8 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     foreignFrames: 0,
     malformedFrames: 0,
     publishRetries: 0,
+    reaskedJobs: 0,
+    reconnects: 0,
   };
   private sub: Subscription | undefined;
   private config: ServerConfig | undefined;
@@ -127,6 +137,13 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
   private configInFlight: Promise<ServerConfig> | undefined;
   private closing: Promise<void> | undefined;
   private closedReason: string | undefined;
+  /** Runs while requests wait: see checkLiveness. */
+  private livenessTimer: NodeJS.Timeout | undefined;
+  private livenessMisses = 0;
+  /** Epoch ms the connection dropped, while it is down (reconnecting). */
+  private disconnectedSince: number | undefined;
+  /** The recovery running after the last reconnect; the next one waits for it. */
+  private recovering: Promise<void> = Promise.resolve();
 
   private constructor(
     private readonly nc: NatsConnection,
@@ -171,6 +188,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     this.sub = this.nc.subscribe(this.resultsSubject, { callback: (err, msg) => this.onMessage(err, msg) });
     await this.nc.flush();
     void this.nc.closed().then((err) => this.onConnectionClosed(err ?? undefined));
+    void this.watchReconnects();
     if (this.options.showServerConfig) {
       const config = await this.serverConfig();
       console.log(`bertq server config of service "${this.service}":\n${JSON.stringify(config, null, 2)}`);
@@ -361,6 +379,10 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       unfetched: this.inbox.unfetched,
       listeners: this.listeners.size,
       closed: this.closedReason !== undefined,
+      connected: this.closedReason === undefined && this.disconnectedSince === undefined,
+      ...(this.disconnectedSince === undefined
+        ? {}
+        : { disconnectedSince: new Date(this.disconnectedSince).toISOString() }),
     };
   }
 
@@ -413,12 +435,13 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       maxChunkRows: this.chunkRows(config),
       maxPayload: this.nc.info?.max_payload ?? config.max_payload ?? 1024 * 1024,
     });
-    const subject = this.names.jobs[priorityFor(texts.length, config.priority_batch_size)];
+    const lane = priorityFor(texts.length, config.priority_batch_size);
 
     const onAbort = (): void => pending.fail(o.signal?.reason);
     const pending: PendingRequest = new PendingRequest({
       id,
       rows: texts.length,
+      lane,
       deadline,
       timeoutMs: o.timeoutMs,
       onFrame: o.onFrame,
@@ -434,6 +457,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     });
     // Registered before the first publish: a frame can arrive before the publish ack does.
     this.pending.set(id, pending);
+    this.watchLiveness();
     this.remember(id);
     o.signal?.addEventListener('abort', onAbort, { once: true });
     this.stats.numRequest++;
@@ -441,24 +465,113 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
 
     try {
       await publishAll(
-        {
-          js: this.js,
-          subject,
-          service: this.service,
-          stream: this.names.stream,
-          requestId: id,
-          deadline,
-          onRetry: () => this.stats.publishRetries++,
-        },
+        this.publishContext(pending),
         jobs,
         () => pending.settled,
-        () => this.stats.numChunks++,
+        (job, ack) => {
+          this.stats.numChunks++;
+          pending.recordStored(job, ack.seq);
+        },
       );
     } catch (err) {
       pending.fail(err);
       throw err;
     }
     return pending;
+  }
+
+  private publishContext(request: PendingRequest): PublishContext {
+    return {
+      js: this.js,
+      subject: this.names.jobs[request.lane],
+      service: this.service,
+      stream: this.names.stream,
+      requestId: request.id,
+      deadline: request.deadline,
+      onRetry: () => this.stats.publishRetries++,
+    };
+  }
+
+  /** Starts the liveness checks if they are not running; they stop when no request waits. */
+  private watchLiveness(): void {
+    if (this.livenessTimer !== undefined) return;
+    this.livenessMisses = 0;
+    this.livenessTimer = setInterval(() => void this.checkLiveness(), LIVENESS_INTERVAL_MS);
+    this.livenessTimer.unref();
+  }
+
+  /**
+   * A fleet that vanishes mid-request (terminated, or every worker dead) must not leave its clients
+   * waiting for their whole timeout. While requests wait, the config endpoint is asked every
+   * LIVENESS_INTERVAL_MS; "no responders" (nobody subscribed: an immediate answer from the broker)
+   * LIVENESS_MISSES times in a row fails every waiting request with NO_WORKERS. A slow answer (busy
+   * workers) or a broker outage (reconnecting) is not a vanished fleet and changes nothing.
+   */
+  private async checkLiveness(): Promise<void> {
+    if (this.pending.size === 0 || this.closedReason !== undefined) {
+      clearInterval(this.livenessTimer);
+      this.livenessTimer = undefined;
+      return;
+    }
+    if (this.disconnectedSince !== undefined) return;
+    try {
+      this.config = await requestServerConfig(this.nc, this.service, LIVENESS_INTERVAL_MS / 2);
+      this.configReadAt = Date.now();
+      this.livenessMisses = 0;
+    } catch (err) {
+      if (!(err instanceof NoWorkersError)) return;
+      if (++this.livenessMisses < LIVENESS_MISSES) return;
+      this.livenessMisses = 0;
+      for (const request of [...this.pending.values()]) {
+        request.fail(
+          new NoWorkersError(
+            `no worker serves service "${this.service}" any more (nothing answered ${this.names.control.config} ` +
+              `${LIVENESS_MISSES} times in ${(LIVENESS_MISSES * LIVENESS_INTERVAL_MS) / 1000} s) while request ${request.id} ` +
+              `waited with ${request.receivedRows} of ${request.rows} rows; its queued jobs wait for the next worker`,
+            { cause: err, details: { id: request.id, service: this.service } },
+          ),
+        );
+      }
+    }
+  }
+
+  /** Tracks the connection (status.connected); every reconnect starts a recovery, after the one before it. */
+  private async watchReconnects(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      if (this.closedReason !== undefined) return;
+      if (s.type === 'disconnect') this.disconnectedSince ??= Date.now();
+      if (s.type !== 'reconnect') continue;
+      this.disconnectedSince = undefined;
+      this.stats.reconnects++;
+      this.recovering = this.recovering.then(() => this.recover()).catch(() => {});
+    }
+  }
+
+  /** Re-asks for the jobs whose frames may have been lost while the connection was down. */
+  private async recover(): Promise<void> {
+    const requests = [...this.pending.values()].filter((r) => !r.settled);
+    if (requests.length === 0) return;
+    const deadline = Math.max(...requests.map((r) => r.deadline));
+    const lanes = new Set(requests.map((r) => r.lane));
+    let jsm: Awaited<ReturnType<typeof jetstreamManager>> | undefined;
+    try {
+      jsm = await jetstreamManager(this.nc, { checkAPI: false });
+    } catch {
+      jsm = undefined;
+    }
+    const delivered = await deliveredSequences(jsm, this.names.stream, this.names.consumers, lanes, deadline);
+    await Promise.all(
+      jobsToReask(requests, delivered).map(async ({ request, job }) => {
+        const pending = request as PendingRequest;
+        try {
+          const ack = await publishJob(this.publishContext(pending), job);
+          this.stats.reaskedJobs++;
+          pending.recordStored(job, ack.seq);
+        } catch (err) {
+          pending.fail(err);
+        }
+      }),
+    );
   }
 
   /** Rows per job: the caller's maxChunkRows, never above the server's max_batch_size. */
@@ -606,6 +719,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
   private shutdown(reason: string, cause?: unknown): void {
     if (this.closedReason !== undefined) return;
     this.closedReason = reason;
+    clearInterval(this.livenessTimer);
     for (const request of [...this.pending.values()]) {
       request.fail(
         new ClientClosedError(

@@ -1,4 +1,4 @@
-export { BertClient, CONFIG_MAX_AGE_MS, CONNECT_TIMEOUT_MS } from './client.js';
+export { BertClient, CONFIG_MAX_AGE_MS, CONNECT_TIMEOUT_MS, LIVENESS_INTERVAL_MS, LIVENESS_MISSES } from './client.js';
 export { ClientClosedError } from './errors.js';
 export {
   DEFAULT_SERVER,

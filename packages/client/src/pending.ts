@@ -11,11 +11,16 @@ import {
   type DecodedFrame,
   type ResultFrame,
 } from '@bertq/protocol';
+import type { Priority } from '@bertq/protocol';
+import type { PreparedJob } from './chunks.js';
+import type { StoredJob } from './recovery.js';
 import type { FrameReport } from './types.js';
 
 export interface PendingOptions {
   id: string;
   rows: number;
+  /** The jobs subject (lane) the request's jobs go to. */
+  lane: Priority;
   /** Epoch ms; the request fails with TIMEOUT then. */
   deadline: number;
   /** The call's timeout, for the message. */
@@ -34,7 +39,10 @@ export class PendingRequest {
   readonly id: string;
   readonly rows: number;
   readonly deadline: number;
+  readonly lane: Priority;
   readonly promise: Promise<AssembledResult>;
+  /** Jobs JetStream acknowledged, for re-asking after a reconnect (recovery.ts). */
+  private readonly stored: StoredJob[] = [];
   private readonly assembler: RequestAssembler;
   private readonly timeoutMs: number;
   private readonly onSettled: PendingOptions['onSettled'];
@@ -48,6 +56,7 @@ export class PendingRequest {
     this.id = options.id;
     this.rows = options.rows;
     this.deadline = options.deadline;
+    this.lane = options.lane;
     this.timeoutMs = options.timeoutMs;
     this.onSettled = options.onSettled;
     this.onFrame = options.onFrame;
@@ -68,6 +77,21 @@ export class PendingRequest {
 
   get receivedRows(): number {
     return this.assembler.receivedRows;
+  }
+
+  /** Records a job JetStream stored at stream sequence `seq` (or stored again, after a re-ask). */
+  recordStored(job: PreparedJob, seq: number): void {
+    const known = this.stored.find((s) => s.job.offset === job.offset);
+    if (known === undefined) this.stored.push({ job, seq, attempts: 0 });
+    else {
+      known.seq = seq;
+      known.attempts++;
+    }
+  }
+
+  /** Stored jobs whose rows are not all in. */
+  unfinishedJobs(): StoredJob[] {
+    return this.done ? [] : this.stored.filter((s) => !this.assembler.hasRows(s.job.offset, s.job.rows));
   }
 
   /** Feeds one frame of this request. Error frames fail the whole request, as the protocol says. */

@@ -118,7 +118,7 @@ export async function publishAll(
   ctx: PublishContext,
   jobs: readonly PreparedJob[],
   isCancelled: () => boolean,
-  onPublished: () => void,
+  onPublished: (job: PreparedJob, ack: PubAck) => void,
 ): Promise<void> {
   let next = 0;
   let failure: unknown;
@@ -126,8 +126,7 @@ export async function publishAll(
     while (failure === undefined && !isCancelled() && next < jobs.length) {
       const job = jobs[next++]!;
       try {
-        await publishJob(ctx, job);
-        onPublished();
+        onPublished(job, await publishJob(ctx, job));
       } catch (err) {
         failure ??= err;
       }

@@ -139,5 +139,13 @@ export interface ClientStatus {
   malformedFrames: number;
   /** Publishes repeated after a lost ack. */
   publishRetries: number;
+  /** Jobs published again after a reconnect, because their frames may have been lost meanwhile. */
+  reaskedJobs: number;
+  /** Reconnects to the NATS server since the client started. */
+  reconnects: number;
   closed: boolean;
+  /** Connected to a NATS server now (false while reconnecting, and once closed). */
+  connected: boolean;
+  /** While reconnecting: since when (ISO 8601). */
+  disconnectedSince?: string;
 }

@@ -13,6 +13,7 @@ function request(rows: number, timeoutMs = FAR_DEADLINE_MS) {
   const settled: Array<{ id: string; error: unknown }> = [];
   const pending = new PendingRequest({
     id: 'R1',
+    lane: 'high',
     rows,
     deadline: Date.now() + timeoutMs,
     timeoutMs,
@@ -98,6 +99,7 @@ test('pending - reports each frame that brings new rows to onFrame, with its wor
   const reports: FrameReport[] = [];
   const pending = new PendingRequest({
     id: 'R1',
+    lane: 'high',
     rows: 3,
     deadline: Date.now() + FAR_DEADLINE_MS,
     timeoutMs: FAR_DEADLINE_MS,

@@ -535,6 +535,12 @@ class Gateway implements GatewayHandle {
       if (this.withheld(ctx)) throw new NoWorkersError('not ok');
       throw new NoWorkersError('the gateway has lost its NATS connection');
     }
+    if (!status.connected) {
+      if (this.withheld(ctx)) throw new NoWorkersError('not ok');
+      throw new NoWorkersError(
+        `the gateway is reconnecting to NATS (disconnected since ${status.disconnectedSince ?? 'just now'}); requests wait for it within their deadlines`,
+      );
+    }
     if (this.withheld(ctx)) {
       sendJson(ctx.reply, '{"status":"ok"}');
       return 0;

@@ -414,7 +414,7 @@ test('gateway - HTTPS with --http-tls-cert/--http-tls-key', { timeout: TEST_TIME
     assert.equal((JSON.parse(body) as { status: string }).status, 'ok');
     // Plain HTTP to the TLS port gets no answer it could read.
     await assert.rejects(
-      fetch(secure.url.replace('https:', 'http:') + 'health', { signal: AbortSignal.timeout(5_000) }),
+      fetch(`${secure.url.replace('https:', 'http:')}health`, { signal: AbortSignal.timeout(5_000) }),
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -103,3 +103,35 @@ test('gateway - a client that leaves before its answer does not break the gatewa
   assert.equal(reply.status, 200);
   assert.equal(reply.body.data.length, 1);
 });
+
+test('gateway - through a broker outage /health says so, then /health, /ready and /encode come back by themselves', {
+  timeout: TEST_TIMEOUT_MS * 2,
+}, async () => {
+  const own = await TestFleet.start(); // its own broker: this test kills it
+  try {
+    const worker = await own.worker({ engine: encoder });
+    const gateway = await own.gateway(worker.service);
+    const want = await encoder.encode(['after the outage']);
+    assert.equal((await getJson(`${gateway.url}health`)).status, 200);
+
+    own.server.kill('SIGKILL');
+    await waitFor(
+      '/health to report the lost broker',
+      async () => (await getJson(`${gateway.url}health`)).status === 503,
+      10_000,
+    );
+    const down = await getJson(`${gateway.url}health`);
+    assert.match(down.body.error.message, /reconnecting to NATS/);
+    await sleep(3_000);
+    await own.server.restart();
+
+    await waitFor('/health back', async () => (await getJson(`${gateway.url}health`)).status === 200, 20_000);
+    await waitFor('/ready back', async () => (await getJson(`${gateway.url}ready`)).status === 200, 20_000);
+    const reply = await postJson(`${gateway.url}encode`, { texts: ['after the outage'] });
+    assert.equal(reply.status, 200, JSON.stringify(reply.body));
+    const got = Float32Array.from(reply.body.result[0] as number[]);
+    assert.ok(Math.max(...got.map((v, i) => Math.abs(v - want.data[i]!))) <= 1e-6);
+  } finally {
+    await own.stop();
+  }
+});

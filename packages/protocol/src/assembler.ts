@@ -201,6 +201,12 @@ export class RequestAssembler {
   }
 
   /** Row ranges not yet received, as [first, last] pairs (for a TIMEOUT message that says what is missing). */
+  /** True when rows offset … offset + rows − 1 are all in. */
+  hasRows(offset: number, rows: number): boolean {
+    for (let row = offset; row < offset + rows; row++) if (this.values[row] === undefined) return false;
+    return true;
+  }
+
   missingRanges(): Array<[number, number]> {
     const ranges: Array<[number, number]> = [];
     let start = -1;

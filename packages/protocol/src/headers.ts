@@ -18,7 +18,7 @@ export const HEADERS = {
   reply: 'Bertq-Reply',
   /** Epoch milliseconds after which the job is worthless; workers drop it with a TIMEOUT frame. */
   deadline: 'Bertq-Deadline',
-  /** JetStream de-duplication id: `<id>:<offset>`. */
+  /** JetStream de-duplication id: `<id>:<offset>`, or `<id>:<offset>:<n>` for the n-th re-ask after a reconnect. */
   msgId: 'Nats-Msg-Id',
 
   // ---- result frame (worker → results subject) ----
@@ -73,9 +73,10 @@ export function getHeader(headers: HeaderMap, name: string): string | undefined 
   return undefined;
 }
 
-/** The `Nats-Msg-Id` of a chunk: JetStream drops a re-published chunk with the same id. */
-export function dedupId(id: string, offset: number): string {
-  return `${id}:${offset}`;
+/** The `Nats-Msg-Id` of a chunk: JetStream drops a re-published chunk with the same id within its duplicate window. */
+export function dedupId(id: string, offset: number, attempt = 0): string {
+  // A re-ask (after the client reconnected) is a new message on purpose: attempt n > 0 gets its own id.
+  return attempt === 0 ? `${id}:${offset}` : `${id}:${offset}:${attempt}`;
 }
 
 const BASE62 = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';

@@ -43,7 +43,8 @@ export interface StreamOptions {
   /**
    * How long a delivered job may go unacknowledged before JetStream hands it to another worker.
    * Workers send in-progress acks while a job runs, so this bounds how fast a dead worker's jobs are
-   * redelivered, not how long a job may take. Default 30,000.
+   * redelivered, not how long a job may take. Default 10,000: a killed worker's jobs go to another
+   * worker well inside the usual request deadlines (the chaos suite's worker SIGKILL scenario).
    */
   ackWaitMs?: number;
   /**
@@ -62,7 +63,7 @@ export interface StreamOptions {
 export const STREAM_DEFAULTS = {
   maxQueuedJobs: 10_000,
   duplicateWindowMs: 120_000,
-  ackWaitMs: 30_000,
+  ackWaitMs: 10_000,
   maxDeliver: 5,
   replicas: 1,
   storage: 'file',

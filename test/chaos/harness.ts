@@ -1,0 +1,260 @@
+/**
+ * The chaos harness: a real nats-server (JetStream on disk), a real fleet (startFleet forks worker
+ * processes), N library clients each sending requests in a closed loop, and one fault in the middle.
+ * Every request is accounted for: completed (and its vectors checked against the in-process encoder),
+ * failed with a typed error by its deadline, or lost (neither, by deadline + slack). Used by
+ * test/broker-faults.nats.test.ts (cheap scenarios) and `npm run chaos` (all of them, with a table).
+ */
+import { BertClient } from '@bertq/client';
+import type { Encoder } from '@bertq/model';
+import { BertqError } from '@bertq/protocol';
+import { sleep, startNatsServer, tinyModel, type NatsServer } from '@bertq/testing';
+import { startFleet, type FleetHandle } from '@bertq/worker';
+import { readFileSync } from 'node:fs';
+import { maxAbsDiff } from '../client-fixtures.js';
+
+/** A fault, applied once while every client has requests in flight. */
+export type Fault =
+  | { kind: 'broker-sigterm' }
+  | { kind: 'broker-sigkill' }
+  | { kind: 'broker-sigstop'; seconds: number }
+  | { kind: 'broker-outage'; seconds: number }
+  | { kind: 'worker-sigkill' }
+  | { kind: 'worker-sigstop'; seconds: number }
+  | { kind: 'none' };
+
+export interface ScenarioOptions {
+  name: string;
+  fault: Fault;
+  clients: number;
+  /** Each client sends requests one after the other until the fault is over and this long after. */
+  runAfterFaultMs: number;
+  /** Rows per request. */
+  rows: number;
+  /** Per-request timeout (the client's deadline). */
+  timeoutMs: number;
+  numWorker?: number;
+  /** When the fault strikes, after the first request went out. */
+  faultAfterMs?: number;
+  encoder: Encoder;
+  log?: (line: string) => void;
+}
+
+export interface ScenarioReport {
+  name: string;
+  sent: number;
+  completed: number;
+  /** Completed with vectors that differ from the in-process encoder's. */
+  wrong: number;
+  /** Neither completed nor failed by deadline + LOST_SLACK_MS. */
+  lost: number;
+  /** Requests whose result reached the caller more than once. */
+  duplicated: number;
+  /** Failed with a typed error, by code. */
+  errors: Record<string, number>;
+  /** Failed later than their deadline + LATE_SLACK_MS. */
+  late: number;
+  maxLatencyMs: number;
+  /** Jobs the clients published again after reconnecting (work done twice is allowed). */
+  reasked: number;
+  reconnects: number;
+  rssMiB: { before: Record<string, number>; after: Record<string, number> };
+  seconds: number;
+}
+
+/** A request still unsettled this long after its deadline is counted lost. */
+export const LOST_SLACK_MS = 5_000;
+/** A typed error later than deadline + this is counted late (a deadline not kept). */
+export const LATE_SLACK_MS = 2_000;
+
+/** Resident memory of a process, MiB (0 when it is gone). */
+export function rssMiB(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round(Number(m[1]) / 1024) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function memory(server: NatsServer, fleet: FleetHandle): Record<string, number> {
+  const out: Record<string, number> = { 'nats-server': rssMiB(server.pid), 'this process': rssMiB(process.pid) };
+  fleet.workers.forEach((w, i) => {
+    out[`worker ${i}`] = rssMiB(w.pid);
+  });
+  return out;
+}
+
+/** `rows` distinct sentences for request `n` of client `c`, so a row from another request shows. */
+function textsFor(c: number, n: number, rows: number): string[] {
+  const words = ['river', 'stone', 'cloud', 'ember', 'maple', 'north', 'quiet', 'swift'];
+  return Array.from({ length: rows }, (_, r) => `${c} ${n} ${r} ${words[(c + n + r) % words.length]} ${words[r % 8]}`);
+}
+
+async function applyFault(fault: Fault, server: NatsServer, fleet: FleetHandle, log: (l: string) => void) {
+  switch (fault.kind) {
+    case 'none':
+      return;
+    case 'broker-sigterm':
+      log('fault: SIGTERM the nats-server, start it again on the same port and store');
+      await server.restart();
+      return;
+    case 'broker-sigkill':
+      log('fault: SIGKILL the nats-server, start it again on the same port and store');
+      server.kill('SIGKILL');
+      await server.restart();
+      return;
+    case 'broker-sigstop':
+      log(`fault: SIGSTOP the nats-server for ${fault.seconds} s`);
+      server.kill('SIGSTOP');
+      await sleep(fault.seconds * 1000);
+      server.kill('SIGCONT');
+      return;
+    case 'broker-outage':
+      log(`fault: the nats-server is down for ${fault.seconds} s`);
+      server.kill('SIGKILL');
+      await sleep(fault.seconds * 1000);
+      await server.restart();
+      return;
+    case 'worker-sigkill': {
+      const pid = fleet.workers[0]?.pid;
+      log(`fault: SIGKILL worker pid ${pid}`);
+      if (pid !== undefined) process.kill(pid, 'SIGKILL');
+      return;
+    }
+    case 'worker-sigstop': {
+      const pid = fleet.workers[0]?.pid;
+      log(`fault: SIGSTOP worker pid ${pid} for ${fault.seconds} s`);
+      if (pid === undefined) return;
+      process.kill(pid, 'SIGSTOP');
+      await sleep(fault.seconds * 1000);
+      process.kill(pid, 'SIGCONT');
+      return;
+    }
+  }
+}
+
+/** Runs one scenario on its own nats-server and fleet, and accounts for every request. */
+export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
+  const log = o.log ?? (() => {});
+  const started = Date.now();
+  const tiny = await tinyModel();
+  const server = await startNatsServer();
+  const service = `chaos-${o.fault.kind}-${process.pid}`;
+  const fleet = await startFleet({
+    servers: server.url,
+    service,
+    numWorker: o.numWorker ?? 1,
+    threadsPerWorker: 1,
+    encoder: { model: tiny.huggingFaceDir, graphTmpDir: tiny.graphDir },
+    logLevel: 'silent',
+  });
+  const clients: BertClient[] = [];
+  const report: ScenarioReport = {
+    name: o.name,
+    sent: 0,
+    completed: 0,
+    wrong: 0,
+    lost: 0,
+    duplicated: 0,
+    errors: {},
+    late: 0,
+    maxLatencyMs: 0,
+    reasked: 0,
+    reconnects: 0,
+    rssMiB: { before: memory(server, fleet), after: {} },
+    seconds: 0,
+  };
+  try {
+    for (let c = 0; c < o.clients; c++)
+      clients.push(await BertClient.connect({ servers: server.url, service, timeout: o.timeoutMs }));
+    const settledIds = new Map<string, number>();
+    const one = async (c: number, n: number): Promise<void> => {
+      const texts = textsFor(c, n, o.rows);
+      const want = await o.encoder.encode(texts);
+      const t0 = Date.now();
+      report.sent++;
+      const deadline = t0 + o.timeoutMs;
+      const key = `${c}:${n}`;
+      const outcome = await Promise.race([
+        clients[c]!.encode(texts).then(
+          (v) => ({ ok: true as const, v }),
+          (error: unknown) => ({ ok: false as const, error }),
+        ),
+        sleep(o.timeoutMs + LOST_SLACK_MS).then(() => ({ ok: 'lost' as const })),
+      ]);
+      const latency = Date.now() - t0;
+      report.maxLatencyMs = Math.max(report.maxLatencyMs, latency);
+      if (outcome.ok === 'lost') {
+        report.lost++;
+        return;
+      }
+      settledIds.set(key, (settledIds.get(key) ?? 0) + 1);
+      if (outcome.ok) {
+        report.completed++;
+        if (maxAbsDiff(outcome.v.data, want.data) > 1e-5) report.wrong++;
+      } else {
+        const code = outcome.error instanceof BertqError ? outcome.error.code : `untyped ${String(outcome.error)}`;
+        report.errors[code] = (report.errors[code] ?? 0) + 1;
+        if (Date.now() > deadline + LATE_SLACK_MS) report.late++;
+      }
+    };
+    let stopAt = Number.POSITIVE_INFINITY;
+    const loops = clients.map(async (_, c) => {
+      for (let n = 0; Date.now() < stopAt; n++) await one(c, n);
+    });
+    await sleep(o.faultAfterMs ?? 500);
+    await applyFault(o.fault, server, fleet, log);
+    stopAt = Date.now() + o.runAfterFaultMs;
+    await Promise.all(loops);
+    report.duplicated = [...settledIds.values()].filter((n) => n > 1).length;
+    for (const c of clients) {
+      report.reasked += c.status.reaskedJobs;
+      report.reconnects += c.status.reconnects;
+    }
+    report.rssMiB.after = memory(server, fleet);
+  } finally {
+    await Promise.all(clients.map((c) => c.close().catch(() => {})));
+    await fleet.stop();
+    await server.stop();
+  }
+  report.seconds = Math.round((Date.now() - started) / 100) / 10;
+  return report;
+}
+
+/** The report as one table row: sent, completed, wrong, lost, duplicated, late, errors, max latency. */
+export function reportRow(r: ScenarioReport): string[] {
+  const errors = Object.entries(r.errors)
+    .map(([code, n]) => `${code} ${n}`)
+    .join(', ');
+  return [
+    r.name,
+    String(r.sent),
+    String(r.completed),
+    String(r.wrong),
+    String(r.lost),
+    String(r.duplicated),
+    String(r.late),
+    errors || '—',
+    `${(r.maxLatencyMs / 1000).toFixed(1)} s`,
+    String(r.reasked),
+    `${Object.values(r.rssMiB.before).join('/')} → ${Object.values(r.rssMiB.after).join('/')}`,
+    `${r.seconds} s`,
+  ];
+}
+
+export const REPORT_HEADERS = [
+  'scenario',
+  'sent',
+  'completed',
+  'wrong',
+  'lost',
+  'duplicated',
+  'late',
+  'errors',
+  'max latency',
+  're-asked jobs',
+  'RSS MiB before → after (broker/this/workers)',
+  'took',
+];

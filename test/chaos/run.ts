@@ -1,0 +1,75 @@
+/**
+ * `npm run chaos`: every fault scenario of the harness, one after the other, each on its own
+ * nats-server and fleet, then one table (markdown) of what happened to every request. Loopback only,
+ * bounded: each scenario ends a few seconds after its fault, and no request outlives its deadline by
+ * more than the harness's slack.
+ *
+ *   npm run build && npm run chaos [-- --only broker-outage]
+ */
+import { loadavg } from 'node:os';
+import { loadEncoder } from '../client-fixtures.js';
+import { REPORT_HEADERS, reportRow, runScenario, type Fault, type ScenarioReport } from './harness.js';
+
+const CLIENTS = 20;
+
+const SCENARIOS: Array<{ name: string; fault: Fault; timeoutMs: number; numWorker?: number }> = [
+  { name: 'no fault (baseline)', fault: { kind: 'none' }, timeoutMs: 30_000 },
+  { name: 'broker SIGTERM + restart', fault: { kind: 'broker-sigterm' }, timeoutMs: 30_000 },
+  { name: 'broker SIGKILL + restart', fault: { kind: 'broker-sigkill' }, timeoutMs: 30_000 },
+  { name: 'broker SIGSTOP 10 s', fault: { kind: 'broker-sigstop', seconds: 10 }, timeoutMs: 30_000 },
+  { name: 'broker down 30 s', fault: { kind: 'broker-outage', seconds: 30 }, timeoutMs: 60_000 },
+  { name: 'broker down 30 s, 10 s deadlines', fault: { kind: 'broker-outage', seconds: 30 }, timeoutMs: 10_000 },
+  { name: 'worker SIGKILL (1 of 2)', fault: { kind: 'worker-sigkill' }, timeoutMs: 30_000, numWorker: 2 },
+  {
+    name: 'worker SIGSTOP 10 s (1 of 2)',
+    fault: { kind: 'worker-sigstop', seconds: 10 },
+    timeoutMs: 30_000,
+    numWorker: 2,
+  },
+];
+
+async function main(): Promise<void> {
+  const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
+  const encoder = await loadEncoder();
+  const reports: ScenarioReport[] = [];
+  console.log(
+    `chaos: ${CLIENTS} clients, 16-row requests in a closed loop, tiny model; load average ${loadavg()[0]!.toFixed(2)}`,
+  );
+  try {
+    for (const s of SCENARIOS) {
+      if (only !== undefined && !s.name.includes(only) && s.fault.kind !== only) continue;
+      process.stderr.write(`\n▶ ${s.name}\n`);
+      const report = await runScenario({
+        name: s.name,
+        fault: s.fault,
+        clients: CLIENTS,
+        rows: 16,
+        timeoutMs: s.timeoutMs,
+        runAfterFaultMs: 3_000,
+        numWorker: s.numWorker ?? 1,
+        encoder,
+        log: (line) => process.stderr.write(`  ${line}\n`),
+      });
+      process.stderr.write(`  ${JSON.stringify(report)}\n`);
+      reports.push(report);
+    }
+  } finally {
+    await encoder.close();
+  }
+  const line = (cells: string[]) => `| ${cells.join(' | ')} |`;
+  console.log(`\n${line(REPORT_HEADERS)}\n${line(REPORT_HEADERS.map(() => '---'))}`);
+  for (const r of reports) console.log(line(reportRow(r)));
+  console.log(`\nload average at end: ${loadavg()[0]!.toFixed(2)}`);
+  const bad = reports.filter((r) => r.lost > 0 || r.duplicated > 0 || r.wrong > 0 || r.late > 0);
+  if (bad.length > 0) {
+    console.error(
+      `\nFAILED: ${bad.map((r) => r.name).join(', ')} lost, duplicated, mixed or kept a request past its deadline`,
+    );
+    process.exit(1);
+  }
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});
