@@ -9,6 +9,7 @@ import {
   DEFAULT_HTTP_HOST,
   DEFAULT_HTTP_PORT,
   DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_MAX_CLIENT_BATCH_SIZE,
   DEFAULT_REQUEST_TIMEOUT_MS,
   parseByteSize,
 } from '@bertq/gateway';
@@ -64,6 +65,13 @@ export const httpFlags = {
     env: 'BERTQ_HTTP_MAX_CONNECTIONS',
     helpGroup: HTTP,
   }),
+  'max-client-batch-size': Flags.integer({
+    summary: 'Rows in one HTTP request; more is 413 (the answer is held in memory: big jobs belong to `bertq encode`).',
+    default: DEFAULT_MAX_CLIENT_BATCH_SIZE,
+    min: 1,
+    env: 'BERTQ_MAX_CLIENT_BATCH_SIZE',
+    helpGroup: HTTP,
+  }),
   'http-timeout': Flags.integer({
     summary: 'Deadline of one HTTP encode request in ms; past it the answer is 504 and workers drop its queued chunks.',
     default: DEFAULT_REQUEST_TIMEOUT_MS,
@@ -94,6 +102,7 @@ export interface HttpFlagValues {
   'http-body-limit': string;
   'http-timeout': number;
   'http-max-connections': number;
+  'max-client-batch-size': number;
   'http-tls-cert'?: string | undefined;
   'http-tls-key'?: string | undefined;
 }
@@ -107,6 +116,7 @@ export function gatewayOptionsFromFlags(port: number, flags: HttpFlagValues): Om
     bodyLimit: parseByteSize(flags['http-body-limit']),
     requestTimeoutMs: flags['http-timeout'],
     maxConnections: flags['http-max-connections'],
+    maxClientBatchSize: flags['max-client-batch-size'],
     tls:
       flags['http-tls-cert'] && flags['http-tls-key']
         ? { certFile: flags['http-tls-cert'], keyFile: flags['http-tls-key'] }

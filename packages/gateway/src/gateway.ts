@@ -452,9 +452,20 @@ class Gateway implements GatewayHandle {
     };
   }
 
+  /** Refuses a request of more rows than maxClientBatchSize, before any job is sent. */
+  private checkRowCap(rows: number): void {
+    const cap = this.options.maxClientBatchSize;
+    if (rows <= cap) return;
+    throw new TooLargeError(
+      `${rows} rows in one request, over this gateway's limit of ${cap} (--max-client-batch-size): send them in requests of at most ${cap}, or use the library client or \`bertq encode\`, which stream`,
+      { details: { rows, limit: cap } },
+    );
+  }
+
   /** POST /encode (bert-as-service). Resolves to the row count. */
   private async encode(ctx: Context): Promise<number> {
     const request = parseEncodeRequest(ctx.request.body as Record<string, unknown>);
+    this.checkRowCap(request.texts.length);
     const usage = this.counting();
     const result = await this.client.encode(request.texts, {
       isTokenized: request.isTokenized,
@@ -473,6 +484,7 @@ class Gateway implements GatewayHandle {
   /** POST /v1/embeddings (OpenAI). Resolves to the row count. */
   private async embeddings(ctx: Context): Promise<number> {
     const request = parseEmbeddingsRequest(ctx.request.body as Record<string, unknown>);
+    this.checkRowCap(request.texts.length);
     // Whether workers are alive is the encode's own business (NO_WORKERS at once); the config here
     // only says what they make, so a slightly old one is fine and no request waits for a re-read.
     const config = await this.config.latest();

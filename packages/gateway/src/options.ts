@@ -17,6 +17,12 @@ export const DEFAULT_HTTP_HOST = '127.0.0.1';
 export const DEFAULT_CORS = 'none';
 /** Open HTTP connections at once; past it new connections are refused (bert-as-service's -http_max_connect). */
 export const DEFAULT_MAX_CONNECTIONS = 1024;
+/**
+ * Rows in one HTTP request (OpenAI's own limit for /v1/embeddings inputs). The answer is one JSON
+ * document held in memory, so the cap is what keeps a single request from growing the gateway's
+ * process by gigabytes; bigger jobs belong to the streaming library client or `bertq encode`.
+ */
+export const DEFAULT_MAX_CLIENT_BATCH_SIZE = 2048;
 /** Dashboard event streams open at once; past it /events answers 429. */
 export const DEFAULT_MAX_EVENT_STREAMS = 32;
 /** 10 MiB: ~40k short sentences in one request; anything larger is better streamed through the NATS client. */
@@ -70,6 +76,8 @@ export interface GatewayOptions {
   historyPoints?: number;
   /** Open HTTP connections at once (new ones past it are closed at once). Default 1024. */
   maxConnections?: number;
+  /** Rows in one /encode or /v1/embeddings request; more is 413 TOO_LARGE (TEI's --max-client-batch-size). Default 2048. */
+  maxClientBatchSize?: number;
   /** Dashboard event streams at once (past it /events answers 429). Default 32. */
   maxEventStreams?: number;
   /** Parent logger; the gateway logs through a child `{component: 'gateway'}`. Default: silent. */
@@ -88,6 +96,7 @@ export interface ResolvedGatewayOptions {
   drainTimeoutMs: number;
   historyPoints: number;
   maxConnections: number;
+  maxClientBatchSize: number;
   maxEventStreams: number;
   tls: { certFile: string; keyFile: string } | undefined;
 }
@@ -120,6 +129,10 @@ export function resolveGatewayOptions(options: GatewayOptions): ResolvedGatewayO
     drainTimeoutMs: nonNegativeInt(options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, 'drainTimeoutMs'),
     historyPoints: positiveInt(options.historyPoints ?? DEFAULT_HISTORY_POINTS, 'historyPoints'),
     maxConnections: positiveInt(options.maxConnections ?? DEFAULT_MAX_CONNECTIONS, 'maxConnections'),
+    maxClientBatchSize: positiveInt(
+      options.maxClientBatchSize ?? DEFAULT_MAX_CLIENT_BATCH_SIZE,
+      'maxClientBatchSize (rows per request)',
+    ),
     maxEventStreams: positiveInt(options.maxEventStreams ?? DEFAULT_MAX_EVENT_STREAMS, 'maxEventStreams'),
     tls: options.tls,
   };

@@ -153,3 +153,23 @@ test('gateway errors - TIMEOUT (504): the workers are too slow for the request d
   const metrics = await (await fetch(`${g.url}metrics`)).text();
   assert.match(metrics, /bertq_gateway_errors_total\{code="TIMEOUT"\} 2/);
 });
+
+test('gateway errors - TOO_LARGE (413): more rows than --max-client-batch-size, refused before any job is sent', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const capped = await fleet.gateway(worker.service, { maxClientBatchSize: 8 });
+  const before = worker.stats().jobsDone;
+  const texts = Array.from({ length: 9 }, (_, i) => `row ${i}`);
+  for (const [path, body] of [
+    ['encode', { texts }],
+    ['v1/embeddings', { input: texts }],
+  ] as const) {
+    const reply = await postJson(`${capped.url}${path}`, body);
+    assert.equal(reply.status, 413, path);
+    assert.match(JSON.stringify(reply.body), /9 rows in one request, over this gateway's limit of 8/);
+  }
+  assert.equal(worker.stats().jobsDone, before, 'no job reached the fleet');
+  const atCap = await postJson(`${capped.url}encode`, { texts: texts.slice(0, 8) });
+  assert.equal(atCap.status, 200);
+  assert.equal(atCap.body.result.length, 8);
+});
