@@ -9,8 +9,9 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { BertClient, CONFIG_MAX_AGE_MS, LIVENESS_INTERVAL_MS, LIVENESS_MISSES } from '@bertq/client';
 import type { Encoder } from '@bertq/model';
-import { NoWorkersError, TimeoutError } from '@bertq/protocol';
-import { startNatsServer, type NatsServer } from '@bertq/testing';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { NoWorkersError, TimeoutError, serviceNames } from '@bertq/protocol';
+import { startNatsServer, waitFor, type NatsServer } from '@bertq/testing';
 import { startWorker } from '@bertq/worker';
 import { freshService, loadEncoder, manySentences } from './client-fixtures.js';
 
@@ -158,6 +159,43 @@ test('client failures - a fleet that vanishes mid-request is NO_WORKERS within s
     const bound = (LIVENESS_MISSES + 1) * LIVENESS_INTERVAL_MS + FAIL_FAST_MS;
     assert.ok(waited < bound, `NO_WORKERS ${waited.toFixed(0)} ms after the fleet left (bound ${bound} ms)`);
     assert.equal(bc.status.pending, 0);
+  } finally {
+    await bc.close();
+    await worker.stop();
+  }
+});
+
+test('client failures - work nobody waits for is dropped: a client closing with 2,000 rows queued leaves the workers nothing to compute', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const service = freshService('abandon');
+  const worker = await startWorker({
+    nc,
+    service,
+    engine: slowed(encoder),
+    stream: { storage: 'memory' },
+    prefetch: 2,
+    maxBatchSize: 10,
+  });
+  const jobs = 200;
+  const bc = await BertClient.connect({ servers: server.url, service, timeout: 60_000, maxChunkRows: 10 });
+  try {
+    const listener = bc.listen();
+    const request = bc.encode(manySentences(jobs * 10));
+    request.catch(() => {});
+    assert.equal((await listener.next()).done, false, 'the request is under way');
+    await listener.return!();
+    // Let every job reach the stream, then leave.
+    await waitFor('all jobs published', () => bc.status.numChunks === jobs, 10_000);
+    await bc.close();
+    const jsm = await jetstreamManager(nc);
+    const stream = serviceNames(service).stream;
+    // Computing them all would take jobs × SLOW_BATCH_MS = 30 s; skipping them takes well under that.
+    await waitFor('the stream to empty', async () => (await jsm.streams.info(stream)).state.messages === 0, 10_000);
+    await waitFor('the worker to let go of every job', () => worker.stats().heldJobs === 0, 5_000);
+    const stats = worker.stats();
+    assert.ok(stats.jobsCancelled >= jobs / 2, `cancelled ${stats.jobsCancelled} of ${jobs} jobs`);
+    assert.ok(stats.jobsDone < jobs / 4, `computed ${stats.jobsDone} of ${jobs} jobs after the client left`);
   } finally {
     await bc.close();
     await worker.stop();

@@ -3,14 +3,15 @@
  * service's JetStream stream; result frames come back on this client's results subject (shared by
  * clients with the same identity) and are placed by offset until every row is in.
  */
-import type { Msg, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { connectNats } from '@bertq/nats';
+import { Empty, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
+import { connectNats, toNatsHeaders } from '@bertq/nats';
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import {
   BadRequestError,
   validateTexts,
   withDeadline,
   BertqError,
+  HEADERS,
   InternalError,
   NoWorkersError,
   OverloadedError,
@@ -98,6 +99,7 @@ interface Stats {
   publishRetries: number;
   reaskedJobs: number;
   reconnects: number;
+  cancelled: number;
 }
 
 export class BertClient<F extends OutputFormat = 'ndarray'> {
@@ -130,6 +132,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     publishRetries: 0,
     reaskedJobs: 0,
     reconnects: 0,
+    cancelled: 0,
   };
   private sub: Subscription | undefined;
   private config: ServerConfig | undefined;
@@ -448,6 +451,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       onSettled: (request, error) => {
         this.pending.delete(request.id);
         o.signal?.removeEventListener('abort', onAbort);
+        if (error !== undefined && request.receivedRows < request.rows) this.cancelRemote(request.id);
         if (error === undefined) this.stats.numCompleted++;
         else {
           this.stats.numFailed++;
@@ -490,6 +494,22 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       deadline: request.deadline,
       onRetry: () => this.stats.publishRetries++,
     };
+  }
+
+  /**
+   * Tells the workers nobody waits for request `id` any more (it failed, was aborted, or the client
+   * is closing): they skip its queued jobs instead of computing them. Best effort: a worker that
+   * misses it drops the jobs at their deadline anyway.
+   */
+  private cancelRemote(id: string): void {
+    try {
+      this.nc.publish(this.names.cancel, Empty, {
+        headers: toNatsHeaders({ [HEADERS.id]: id, [HEADERS.reply]: this.resultsSubject }),
+      });
+      this.stats.cancelled++;
+    } catch {
+      // the connection is closed: the jobs expire at their deadline
+    }
   }
 
   /** Starts the liveness checks if they are not running; they stop when no request waits. */

@@ -141,6 +141,8 @@ export interface ClientStatus {
   publishRetries: number;
   /** Jobs published again after a reconnect, because their frames may have been lost meanwhile. */
   reaskedJobs: number;
+  /** Requests given up (failed, aborted, closed) whose queued jobs the workers were told to skip. */
+  cancelled: number;
   /** Reconnects to the NATS server since the client started. */
   reconnects: number;
   closed: boolean;

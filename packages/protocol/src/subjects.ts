@@ -90,6 +90,15 @@ export function resultsSubject(service: string, identity: string): string {
 }
 
 /**
+ * `bertq.v1.<svc>.cancel`: where a client says it no longer waits for a request (closed, aborted,
+ * past its deadline). Core NATS, heard by every worker (no queue group): each skips the request's
+ * jobs it holds or will pull. Headers Bertq-Id and Bertq-Reply name the request; no body.
+ */
+export function cancelSubject(service: string): string {
+  return `${SUBJECT_ROOT}.${normalizeServiceName(service)}.cancel`;
+}
+
+/**
  * `bertq.v1.<svc>.<op>`: a control endpoint answered by any one worker (services-framework queue
  * group); with `workerId`, `bertq.v1.<svc>.<op>.<workerId>`, answered by that worker only.
  */
@@ -135,6 +144,8 @@ export interface ServiceNames {
   jobs: { high: string; bulk: string; all: string };
   consumers: { high: string; bulk: string };
   control: { config: string; status: string; terminate: string };
+  /** Where clients cancel requests they no longer wait for (cancelSubject). */
+  cancel: string;
   /** Results subject of a client identity. */
   results(identity: string): string;
   /** Direct control subject of one worker. */
@@ -153,6 +164,7 @@ export function serviceNames(service: string): ServiceNames {
       status: controlSubject(svc, 'status'),
       terminate: controlSubject(svc, 'terminate'),
     },
+    cancel: cancelSubject(svc),
     results: (identity) => resultsSubject(svc, identity),
     workerControl: (op, workerId) => controlSubject(svc, op, workerId),
   };

@@ -93,6 +93,7 @@ export interface WorkerStats
     | 'jobsRedelivered'
     | 'jobsReturned'
     | 'jobsTimedOut'
+    | 'jobsCancelled'
     | 'rows'
     | 'batches'
     | 'errors'

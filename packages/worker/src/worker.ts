@@ -15,18 +15,21 @@
  */
 import { performance } from 'node:perf_hooks';
 import { nuid } from '@nats-io/transport-node';
-import type { NatsConnection } from '@nats-io/transport-node';
+import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
 import type { Consumer, JetStreamManager, JsMsg } from '@nats-io/jetstream';
 import {
   BadRequestError,
   BertqError,
+  HEADERS,
   InternalError,
   ModelError,
   NoWorkersError,
   PRIORITIES,
   deadlineError,
   errorFromCode,
+  getHeader,
+  isResultsSubject,
   parseJob,
   peekJobContext,
   serviceNames,
@@ -44,6 +47,7 @@ import type { WorkerDescription, WorkerView } from './control/control.js';
 import { WorkerMetrics } from './control/metrics.js';
 import { assertOneConfiguration } from './control/one-configuration.js';
 import type { Batch } from './core/batcher.js';
+import { Cancellations } from './core/cancellations.js';
 import { Credits } from './core/credits.js';
 import type { EmbeddingEngine } from './core/engine.js';
 import { JobOutput } from './core/job-output.js';
@@ -52,7 +56,7 @@ import type { ConsumerLimits, HeldJob, QueuedStage } from './core/ledger.js';
 import { Scheduler } from './core/scheduler.js';
 import { Publisher } from './nats/publisher.js';
 import { runPullLoop } from './nats/pull.js';
-import { ensureStream, openJetStreamManager, readConsumerLimits, serverName } from './nats/stream.js';
+import { STREAM_DEFAULTS, ensureStream, openJetStreamManager, readConsumerLimits, serverName } from './nats/stream.js';
 import { WORKER_VERSION } from './version.js';
 import { resolveSettings } from './worker-options.js';
 import type { Settings, WorkerHandle, WorkerOptions, WorkerState, WorkerStats } from './worker-options.js';
@@ -99,6 +103,9 @@ class Worker implements WorkerHandle, WorkerView {
   #description: WorkerDescription | undefined;
   #registration: ServiceRegistration | undefined;
   #limits: ConsumerLimits | undefined;
+  /** Requests their clients gave up on: their jobs are skipped, not computed. */
+  readonly #cancellations = new Cancellations(STREAM_DEFAULTS.maxJobAgeMs);
+  #cancelSubscription: Subscription | undefined;
   #pullLoops: Promise<void>[] = [];
   #progressTimer: NodeJS.Timeout | undefined;
   #stopping = false;
@@ -166,6 +173,11 @@ class Worker implements WorkerHandle, WorkerView {
         consumers[priority] = await js.consumers.get(names.stream, names.consumers[priority]);
 
       this.#registration = registerControlPlane(nc, this.#requireJsm(), this.#description, this);
+      this.#cancelSubscription = nc.subscribe(names.cancel, {
+        callback: (err, msg) => {
+          if (err === null) this.#onCancel(fromNatsHeaders(msg.headers));
+        },
+      });
       this.#state = 'ready';
       this.#pullLoops = PRIORITIES.map((priority) =>
         runPullLoop({
@@ -318,6 +330,10 @@ class Worker implements WorkerHandle, WorkerView {
       return;
     }
     held.stage = { kind: 'parsed', job };
+    if (this.#cancellations.has(job.id, job.reply)) {
+      this.#skipCancelled(held);
+      return;
+    }
     this.#ledger.fitCredits(held, job.texts.length);
     this.metrics.clients.see(job.reply);
     const late = deadlineError(job, Date.now());
@@ -401,6 +417,28 @@ class Worker implements WorkerHandle, WorkerView {
         'refused a job that names no usable reply subject (Bertq-Id and Bertq-Reply are needed to answer it)',
       );
     }
+    this.#ledger.settle(held, 'term');
+  }
+
+  /**
+   * A client no longer waits for request `id` (cancelSubject): remember it for the jobs still to come,
+   * and drop the ones held now (their rows still queued in the batcher are skipped).
+   */
+  #onCancel(headers: Record<string, string>): void {
+    const id = getHeader(headers, HEADERS.id);
+    const reply = getHeader(headers, HEADERS.reply);
+    if (id === undefined || reply === undefined || !isResultsSubject(this.service, reply)) return;
+    this.#cancellations.add(id, reply);
+    for (const held of [...this.#ledger]) {
+      const job = jobOf(held);
+      if (job !== undefined && job.id === id && job.reply === reply) this.#skipCancelled(held);
+    }
+  }
+
+  /** Settles a cancelled request's job without computing it or answering: nobody waits for it. */
+  #skipCancelled(held: HeldJob): void {
+    if (held.finished) return;
+    this.metrics.jobCancelled();
     this.#ledger.settle(held, 'term');
   }
 
@@ -575,6 +613,7 @@ class Worker implements WorkerHandle, WorkerView {
       jobsRedelivered: c.jobsRedelivered,
       jobsReturned: c.jobsReturned,
       jobsTimedOut: c.jobsTimedOut,
+      jobsCancelled: c.jobsCancelled,
       rows: c.rows,
       batches: c.batches,
       errors: { ...c.errors },
@@ -631,6 +670,7 @@ class Worker implements WorkerHandle, WorkerView {
 
   async #shutdown(): Promise<void> {
     clearInterval(this.#progressTimer);
+    this.#cancelSubscription?.unsubscribe();
     await this.#registration?.stop().catch(() => undefined);
     await this.#closeConnection();
     this.#state = 'closed';

@@ -183,3 +183,22 @@ test('fleet - gives up with a clear error when a worker keeps crashing', { timeo
   assert.deepEqual(crashing.workers, []);
   client.close();
 });
+
+test('fleet - terminate stops the fleet even while a crashed worker is being restarted', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  // A slow restart, so the terminate surely lands while worker 0 is down.
+  const f = await start({ restart: { backoffMs: [1_500] } });
+  const [victim, survivor] = f.workers;
+  process.kill(victim!.pid, 'SIGKILL');
+  const reply = await nc.request(controlSubject(f.service, 'terminate', survivor!.id), '{}', { timeout: 5_000 });
+  assert.doesNotMatch(new TextDecoder().decode(reply.data), /error/i);
+  const outcome = await Promise.race([
+    f.closed,
+    new Promise((resolve) => setTimeout(() => resolve('still running'), 20_000)),
+  ]);
+  assert.equal(outcome, undefined, 'the fleet ended cleanly');
+  await new Promise((resolve) => setTimeout(resolve, 2_000)); // past the restart backoff
+  assert.deepEqual(f.workers, [], 'and nothing came back up');
+  assert.ok(!alive(survivor!.pid));
+});

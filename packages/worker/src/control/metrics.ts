@@ -151,6 +151,8 @@ export interface WorkerCounters {
   jobsReturned: number;
   /** Jobs dropped because their deadline passed. */
   jobsTimedOut: number;
+  /** Jobs skipped, not computed, because their client cancelled the request (closed, aborted, gave up). */
+  jobsCancelled: number;
   /** Rows encoded and published. */
   rows: number;
   batches: number;
@@ -182,6 +184,7 @@ export class WorkerMetrics {
     jobsRedelivered: 0,
     jobsReturned: 0,
     jobsTimedOut: 0,
+    jobsCancelled: 0,
     rows: 0,
     batches: 0,
     batchRows: 0,
@@ -285,6 +288,11 @@ export class WorkerMetrics {
     if (answered) this.counters.jobsFailed++;
     else this.counters.jobsUnanswerable++;
     this.#jobs.inc({ outcome: answered ? 'failed' : 'unanswerable' });
+  }
+
+  jobCancelled(): void {
+    this.counters.jobsCancelled++;
+    this.#jobs.inc({ outcome: 'cancelled' });
   }
 
   jobReturned(): void {

@@ -425,12 +425,11 @@ class Fleet implements FleetHandle {
     if (slot.child !== child || this.#stopping) return;
     const clean = how.code === 0;
     if (clean) {
+      // A worker exits cleanly only when told to (terminate): the fleet goes with it, including a
+      // worker that was restarting after a crash and so never heard the terminate.
       slot.done = true;
-      this.#log.info({ index: slot.index, pid: child.pid }, 'worker exited after draining; not restarted');
-      if (this.#slots.every((s) => s.done)) {
-        this.#stopping = true;
-        this.#settle(undefined);
-      }
+      this.#log.info({ index: slot.index, pid: child.pid }, 'worker exited after draining; the fleet stops');
+      this.#stopPromise ??= this.#shutdown(undefined);
       return;
     }
     const lived = Date.now() - slot.startedAt;
