@@ -7,7 +7,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -74,9 +74,13 @@ function env(role: Role): NodeJS.ProcessEnv {
   };
 }
 
-function bertq(role: Role, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function bertq(
+  role: Role,
+  args: string[],
+  environment: NodeJS.ProcessEnv = env(role),
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: env(role), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args], { env: environment, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d) => (stdout += d));
@@ -230,6 +234,23 @@ test('roles - a wrong password is UNAUTHORIZED, and names no secret', { timeout:
   assert.equal(run.code, 1);
   assert.match(run.stderr, /UNAUTHORIZED/);
   assert.doesNotMatch(run.stderr, /wrong-one/);
+});
+
+test('roles - secrets from files: --password-file works, a password on the command line is warned about', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const file = join(home, 'client-password');
+  await writeFile(file, `${PASSWORDS.client}\n`, { mode: 0o600 });
+  const { BERTQ_NATS_PASSWORD: _, ...noPassword } = env('client');
+  const fromFile = await bertq('client', ['status', '--json', '--password-file', file], noPassword);
+  assert.equal(fromFile.code, 0, fromFile.stdout + fromFile.stderr);
+  assert.equal((JSON.parse(fromFile.stdout) as { num_workers: number }).num_workers >= 1, true);
+  assert.doesNotMatch(fromFile.stderr, /visible to every user/);
+
+  const onArgv = await bertq('client', ['status', '--json', '--password', PASSWORDS.client], noPassword);
+  assert.equal(onArgv.code, 0, onArgv.stderr);
+  assert.match(onArgv.stderr, /--password on the command line is visible to every user/);
+  assert.doesNotMatch(onArgv.stderr, new RegExp(PASSWORDS.client), 'the warning does not repeat the secret');
 });
 
 test('roles - a client cannot terminate with bertq terminate; an admin can', { timeout: TEST_TIMEOUT_MS }, async () => {

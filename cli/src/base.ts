@@ -6,6 +6,8 @@ import { Command, Flags } from '@oclif/core';
 import type { Interfaces } from '@oclif/core';
 import type { ClientOptions } from '@bertq/client';
 import type { NatsConnectOptions } from '@bertq/nats';
+import { BadRequestError } from '@bertq/protocol';
+import { readSecretFile, warnIfOnCommandLine } from './secrets.js';
 
 export type InferredFlags<T extends typeof Command> = Interfaces.InferredFlags<
   (typeof BaseCommand)['baseFlags'] & T['flags']
@@ -32,18 +34,33 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       helpGroup: CONNECTION,
     }),
     user: Flags.string({
-      summary: 'NATS user name.',
+      summary: 'NATS user name (with --password-file, or BERTQ_NATS_PASSWORD).',
       env: 'BERTQ_NATS_USER',
       helpGroup: CONNECTION,
-      dependsOn: ['password'],
     }),
     password: Flags.string({
-      summary: 'NATS password.',
+      summary:
+        'NATS password. On the command line every user sees it in `ps`: prefer --password-file or BERTQ_NATS_PASSWORD.',
       env: 'BERTQ_NATS_PASSWORD',
       helpGroup: CONNECTION,
-      dependsOn: ['user'],
+      exclusive: ['password-file'],
     }),
-    token: Flags.string({ summary: 'NATS auth token.', env: 'BERTQ_NATS_TOKEN', helpGroup: CONNECTION }),
+    'password-file': Flags.string({
+      summary: 'File holding the NATS password (a mounted secret); one trailing newline is ignored.',
+      env: 'BERTQ_NATS_PASSWORD_FILE',
+      helpGroup: CONNECTION,
+    }),
+    token: Flags.string({
+      summary: 'NATS auth token (prefer --token-file or BERTQ_NATS_TOKEN: argv shows in `ps`).',
+      env: 'BERTQ_NATS_TOKEN',
+      helpGroup: CONNECTION,
+      exclusive: ['token-file'],
+    }),
+    'token-file': Flags.string({
+      summary: 'File holding the NATS auth token.',
+      env: 'BERTQ_NATS_TOKEN_FILE',
+      helpGroup: CONNECTION,
+    }),
     creds: Flags.string({
       summary: 'NATS credentials file (JWT + NKey seed, from nsc).',
       env: 'BERTQ_NATS_CREDS',
@@ -111,9 +128,19 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   protected natsOptions(name: string): NatsConnectOptions {
     const f = this.flags;
     const o: NatsConnectOptions = { servers: this.servers(), name };
+    const password = f.password ?? readSecretFile(f['password-file'], '--password-file');
+    const token = f.token ?? readSecretFile(f['token-file'], '--token-file');
+    warnIfOnCommandLine('password', 'BERTQ_NATS_PASSWORD or --password-file');
+    warnIfOnCommandLine('token', 'BERTQ_NATS_TOKEN or --token-file');
+    if ((f.user === undefined) !== (password === undefined))
+      throw new BadRequestError(
+        f.user === undefined
+          ? 'a NATS password needs its user: give --user (or BERTQ_NATS_USER)'
+          : `user ${f.user} needs a password: give --password-file (or BERTQ_NATS_PASSWORD)`,
+      );
     if (f.user) o.user = f.user;
-    if (f.password) o.pass = f.password;
-    if (f.token) o.token = f.token;
+    if (password) o.pass = password;
+    if (token) o.token = token;
     if (f.creds) o.credsFile = f.creds;
     if (f.nkey) o.nkeySeedFile = f.nkey;
     if (f['tls-ca'] || f['tls-cert']) o.tls = { caFile: f['tls-ca'], certFile: f['tls-cert'], keyFile: f['tls-key'] };

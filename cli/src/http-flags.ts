@@ -14,6 +14,7 @@ import {
   parseByteSize,
 } from '@bertq/gateway';
 import type { GatewayOptions } from '@bertq/gateway';
+import { readSecretFile } from './secrets.js';
 
 const HTTP = 'HTTP';
 
@@ -37,6 +38,12 @@ export const httpFlags = {
     summary:
       'Bearer token the HTTP API requires (Authorization: Bearer …); /health, /ready and the dashboard page stay open. Default: no token, an open API.',
     env: 'BERTQ_HTTP_TOKEN',
+    helpGroup: HTTP,
+    exclusive: ['http-token-file'],
+  }),
+  'http-token-file': Flags.string({
+    summary: 'File holding the HTTP bearer token (a mounted secret; argv shows in `ps`).',
+    env: 'BERTQ_HTTP_TOKEN_FILE',
     helpGroup: HTTP,
   }),
   'http-body-limit': Flags.string({
@@ -99,6 +106,7 @@ export interface HttpFlagValues {
   'http-host': string;
   cors: string;
   'http-token'?: string | undefined;
+  'http-token-file'?: string | undefined;
   'http-body-limit': string;
   'http-timeout': number;
   'http-max-connections': number;
@@ -109,6 +117,7 @@ export interface HttpFlagValues {
 
 /** Gateway options from the flags (not the connection: the caller adds `client`). */
 export function gatewayOptionsFromFlags(port: number, flags: HttpFlagValues): Omit<GatewayOptions, 'client'> {
+  const token = flags['http-token'] ?? readSecretFile(flags['http-token-file'], '--http-token-file');
   return {
     port,
     host: flags['http-host'],
@@ -121,6 +130,6 @@ export function gatewayOptionsFromFlags(port: number, flags: HttpFlagValues): Om
       flags['http-tls-cert'] && flags['http-tls-key']
         ? { certFile: flags['http-tls-cert'], keyFile: flags['http-tls-key'] }
         : undefined,
-    ...(flags['http-token'] ? { token: flags['http-token'] } : {}),
+    ...(token ? { token } : {}),
   };
 }

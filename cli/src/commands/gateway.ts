@@ -2,6 +2,7 @@ import { DEFAULT_HTTP_PORT, startGateway } from '@bertq/gateway';
 import { createLogger } from '@bertq/nats';
 import { BaseCommand } from '../base.js';
 import { gatewayOptionsFromFlags, httpFlags, httpPortFlag } from '../http-flags.js';
+import { warnIfOnCommandLine } from '../secrets.js';
 
 interface GatewaySummary {
   url: string;
@@ -26,6 +27,7 @@ export default class Gateway extends BaseCommand<typeof Gateway> {
   public async run(): Promise<GatewaySummary> {
     const { flags } = this;
     let options;
+    warnIfOnCommandLine('http-token', 'BERTQ_HTTP_TOKEN or --http-token-file');
     try {
       options = gatewayOptionsFromFlags(flags['http-port'] ?? DEFAULT_HTTP_PORT, flags);
     } catch (err) {

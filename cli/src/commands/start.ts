@@ -8,6 +8,7 @@ import { createProgress } from '../progress.js';
 import type { ProgressReporter } from '../progress.js';
 import { gatewayOptionsFromFlags, httpFlags, httpPortFlag } from '../http-flags.js';
 import { FlagError, encoderOptionsFromFlags, modelFlags, parseIntList } from '../model-flags.js';
+import { warnIfOnCommandLine } from '../secrets.js';
 
 const FLEET = 'FLEET';
 
@@ -88,6 +89,7 @@ export default class Start extends BaseCommand<typeof Start> {
     let encoder;
     let deviceMap: number[] | undefined;
     let http;
+    warnIfOnCommandLine('http-token', 'BERTQ_HTTP_TOKEN or --http-token-file');
     try {
       encoder = encoderOptionsFromFlags(flags);
       deviceMap = flags['device-map'] ? parseIntList(flags['device-map'], '--device-map') : undefined;

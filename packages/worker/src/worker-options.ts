@@ -62,6 +62,14 @@ export interface WorkerOptions {
    * they must exist already (a fleet ensures them once, before forking its workers). Default `{}`.
    */
   stream?: Omit<StreamOptions, 'service'> | false;
+  /**
+   * The stream settings this worker restores when the stream or its consumers are deleted or changed
+   * from outside (checked every `streamCheckMs`, and at once when pulling keeps failing). Default:
+   * `stream`, when it is not false; nothing is guarded otherwise.
+   */
+  guardStream?: Omit<StreamOptions, 'service'>;
+  /** How often the guarded stream is checked. Default 30,000. */
+  streamCheckMs?: number;
   /** Expiry of an idle pull (≥ 1,000). Stopping waits for open pulls, so this bounds part of a drain. Default 2,000. */
   pullExpiresMs?: number;
   /** How long stop() lets held jobs finish before handing the rest back to the queue. Default 30,000. */
@@ -130,6 +138,7 @@ export const WORKER_DEFAULTS = {
   prefetch: 8,
   maxWaitMs: 100,
   pullExpiresMs: 2_000,
+  streamCheckMs: 30_000,
   drainTimeoutMs: 30_000,
   maxHoldMs: 600_000,
 } as const;
@@ -142,6 +151,7 @@ export interface Settings {
   prefetch: number;
   maxWaitMs: number;
   pullExpiresMs: number;
+  streamCheckMs: number;
   drainTimeoutMs: number;
   maxHoldMs: number;
 }
@@ -155,6 +165,7 @@ export function resolveSettings(options: WorkerOptions): Settings {
     prefetch: options.prefetch ?? WORKER_DEFAULTS.prefetch,
     maxWaitMs: options.maxWaitMs ?? WORKER_DEFAULTS.maxWaitMs,
     pullExpiresMs: options.pullExpiresMs ?? WORKER_DEFAULTS.pullExpiresMs,
+    streamCheckMs: options.streamCheckMs ?? WORKER_DEFAULTS.streamCheckMs,
     drainTimeoutMs: options.drainTimeoutMs ?? WORKER_DEFAULTS.drainTimeoutMs,
     maxHoldMs: options.maxHoldMs ?? WORKER_DEFAULTS.maxHoldMs,
   };
@@ -169,7 +180,7 @@ export function resolveSettings(options: WorkerOptions): Settings {
       `worker option priorityBatchSize must be an integer from 0 to maxBatchSize (${s.maxBatchSize}), got ${s.priorityBatchSize}`,
     );
   }
-  for (const name of ['maxWaitMs', 'pullExpiresMs', 'drainTimeoutMs', 'maxHoldMs'] as const) {
+  for (const name of ['maxWaitMs', 'pullExpiresMs', 'streamCheckMs', 'drainTimeoutMs', 'maxHoldMs'] as const) {
     if (!(s[name] >= 0))
       throw new BadRequestError(`worker option ${name} must be a non-negative number, got ${s[name]}`);
   }

@@ -57,6 +57,7 @@ import { Scheduler } from './core/scheduler.js';
 import { Publisher } from './nats/publisher.js';
 import { runPullLoop } from './nats/pull.js';
 import { STREAM_DEFAULTS, ensureStream, openJetStreamManager, readConsumerLimits, serverName } from './nats/stream.js';
+import type { StreamOptions } from './nats/stream.js';
 import { WORKER_VERSION } from './version.js';
 import { resolveSettings } from './worker-options.js';
 import type { Settings, WorkerHandle, WorkerOptions, WorkerState, WorkerStats } from './worker-options.js';
@@ -72,6 +73,8 @@ const FLUSH_BYTES = 8 * 1024 * 1024;
 /** Delay before a job handed back after a failed batch is offered again (to any worker). */
 const RETRY_DELAY_MS = 1_000;
 const FLUSH_TIMEOUT_MS = 5_000;
+/** Pull failures in a row after which the worker checks (and repairs) its stream at once. */
+const PULL_FAILURES_BEFORE_REPAIR = 2;
 
 /** Starts a worker; resolves once it has warmed up its model and is pulling jobs. */
 export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
@@ -106,6 +109,8 @@ class Worker implements WorkerHandle, WorkerView {
   /** Requests their clients gave up on: their jobs are skipped, not computed. */
   readonly #cancellations = new Cancellations(STREAM_DEFAULTS.maxJobAgeMs);
   #cancelSubscription: Subscription | undefined;
+  #streamGuardTimer: NodeJS.Timeout | undefined;
+  #guarding = false;
   #pullLoops: Promise<void>[] = [];
   #progressTimer: NodeJS.Timeout | undefined;
   #stopping = false;
@@ -190,10 +195,14 @@ class Worker implements WorkerHandle, WorkerView {
           onMessage: (msg, p) => this.#take(msg, p),
           onLateMessage: (msg) => this.#handBack(msg),
           isStopping: () => this.#stopping,
+          onFailures: (n) => {
+            if (n === PULL_FAILURES_BEFORE_REPAIR) void this.#guardStream();
+          },
           logger: this.#log,
         }),
       );
       this.#startProgressTimer();
+      this.#startStreamGuard();
       nc.closed().then(
         (err) => {
           if (!this.#stopping) this.#connectionLost(err ?? new Error('the NATS connection closed'));
@@ -442,6 +451,43 @@ class Worker implements WorkerHandle, WorkerView {
     this.#ledger.settle(held, 'term');
   }
 
+  /** The stream settings to guard: `guardStream`, else `stream` unless it is false. */
+  #guarded(): Omit<StreamOptions, 'service'> | undefined {
+    if (this.#options.guardStream !== undefined) return this.#options.guardStream;
+    return this.#options.stream === false ? undefined : (this.#options.stream ?? {});
+  }
+
+  #startStreamGuard(): void {
+    if (this.#guarded() === undefined) return;
+    this.#streamGuardTimer = setInterval(() => void this.#guardStream(), this.#settings.streamCheckMs);
+    this.#streamGuardTimer.unref();
+  }
+
+  /**
+   * The stream heals itself: a consumer or stream deleted from outside is created again, settings
+   * changed from outside (max_msgs = 1, say) are set back, and the repair is logged. Idempotent
+   * (ensureStream), one at a time; failures (a broker outage) wait for the next check.
+   */
+  async #guardStream(): Promise<void> {
+    const guarded = this.#guarded();
+    if (guarded === undefined || this.#guarding || this.#stopping) return;
+    this.#guarding = true;
+    try {
+      const r = await ensureStream(this.#requireJsm(), { ...guarded, service: this.service });
+      if (r.created || r.updated.length > 0 || r.consumersCreated.length > 0) {
+        this.metrics.streamRepaired();
+        this.#log.warn(
+          { stream: r.stream, created: r.created, updated: r.updated, consumersCreated: r.consumersCreated },
+          'the stream or its consumers were deleted or changed from outside; restored them',
+        );
+      }
+    } catch (err) {
+      this.#log.debug({ err }, 'checking the stream failed; trying again later');
+    } finally {
+      this.#guarding = false;
+    }
+  }
+
   /** A job that arrived while stopping: back to the queue at once. */
   #handBack(msg: JsMsg): void {
     this.metrics.jobReturned();
@@ -670,6 +716,7 @@ class Worker implements WorkerHandle, WorkerView {
 
   async #shutdown(): Promise<void> {
     clearInterval(this.#progressTimer);
+    clearInterval(this.#streamGuardTimer);
     this.#cancelSubscription?.unsubscribe();
     await this.#registration?.stop().catch(() => undefined);
     await this.#closeConnection();

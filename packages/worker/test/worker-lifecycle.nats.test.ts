@@ -170,3 +170,31 @@ test('one configuration - a worker computing something else refuses to join a ru
     await twoLayers.close();
   }
 });
+
+test('worker - the stream heals itself: a deleted consumer and a max_msgs set to 1 from outside are restored', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const w = await worker({ engine: encoder, streamCheckMs: 500 });
+  const names = serviceNames(w.service);
+  const jsm = await jetstreamManager(nc);
+  const client = new TestClient(nc, w.service);
+  try {
+    // The attack of issue 9: every small request would time out from then on.
+    await jsm.consumers.delete(names.stream, names.consumers.high);
+    const served = await client.submit(sentences(1, 7), { timeoutMs: 20_000, priority: 'high' });
+    const result = await served.result;
+    assert.deepEqual(result.shape, [1, 32]);
+    await jsm.consumers.info(names.stream, names.consumers.high); // there again (throws if not)
+
+    const { config } = await jsm.streams.info(names.stream);
+    await jsm.streams.update(names.stream, { ...config, max_msgs: 1 });
+    await waitFor(
+      'max_msgs restored',
+      async () => (await jsm.streams.info(names.stream)).config.max_msgs === config.max_msgs,
+      10_000,
+      100,
+    );
+  } finally {
+    client.close();
+  }
+});

@@ -245,6 +245,12 @@ export class WorkerMetrics {
     registers: [this.registry],
   });
 
+  readonly #streamRepairs = new Counter({
+    name: 'bertq_worker_stream_repairs_total',
+    help: 'Times the worker found its stream or consumers deleted or changed from outside, and restored them.',
+    registers: [this.registry],
+  });
+
   readonly #modelFailures = new Counter({
     name: 'bertq_worker_model_failures_total',
     help: 'Batches the model failed (their jobs went back to the queue, or failed on their last delivery).',
@@ -288,6 +294,11 @@ export class WorkerMetrics {
     if (answered) this.counters.jobsFailed++;
     else this.counters.jobsUnanswerable++;
     this.#jobs.inc({ outcome: answered ? 'failed' : 'unanswerable' });
+  }
+
+  /** The stream or a consumer was deleted or changed from outside, and the worker restored it. */
+  streamRepaired(): void {
+    this.#streamRepairs.inc();
   }
 
   jobCancelled(): void {

@@ -349,6 +349,7 @@ class Fleet implements FleetHandle {
       open: { device: slot.device, deviceId: slot.deviceId, threads: this.#threads },
       deviceLabel: slot.label,
       tuning,
+      guardStream: o.stream ?? {},
       model: {
         ...((o.encoder.modelDir ?? o.encoder.model) ? { modelDir: o.encoder.modelDir ?? o.encoder.model } : {}),
         tunedModelDir: o.encoder.tunedModelDir,

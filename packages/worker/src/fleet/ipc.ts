@@ -8,6 +8,7 @@ import type { ErrorCode } from '@bertq/protocol';
 import type { NatsConnectOptions } from '@bertq/nats';
 import type { LogLevel } from '@bertq/nats';
 import type { ModelDescription } from '../control/control.js';
+import type { StreamOptions } from '../nats/stream.js';
 
 /** Worker tuning a fleet passes through unchanged (see WorkerOptions for each). */
 export interface WorkerTuning {
@@ -35,6 +36,8 @@ export interface WorkerProcessOptions {
   /** Device label for the control plane (`cpu`, `cuda:1`). */
   deviceLabel: string;
   tuning: WorkerTuning;
+  /** The stream settings the worker restores when they are deleted or changed from outside. */
+  guardStream: Omit<StreamOptions, 'service'>;
   model: ModelDescription;
   logLevel: LogLevel;
 }

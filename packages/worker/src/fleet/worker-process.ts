@@ -78,6 +78,7 @@ async function run(options: WorkerProcessOptions, hooks: WorkerProcessHooks): Pr
       ...options.tuning,
       logger: root,
       stream: false, // the supervisor ensured the stream once, before forking
+      guardStream: options.guardStream,
       device: options.deviceLabel,
       model: options.model,
     });

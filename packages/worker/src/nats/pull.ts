@@ -31,6 +31,8 @@ export interface PullLoopOptions {
   /** Called instead of onMessage for a job that arrives once stopping: hand it back. */
   onLateMessage: (msg: JsMsg) => void;
   isStopping: () => boolean;
+  /** Pulling failed this many times in a row (the consumer may be gone: the worker checks the stream). */
+  onFailures?: (failures: number) => void;
   logger: Logger;
 }
 
@@ -77,6 +79,7 @@ export async function runPullLoop(options: PullLoopOptions): Promise<void> {
       if (failures === 0) logger.warn({ err, consumer: priority }, 'pulling jobs failed; retrying with backoff');
       const wait = ERROR_BACKOFF_MS[Math.min(failures, ERROR_BACKOFF_MS.length - 1)]!;
       failures++;
+      options.onFailures?.(failures);
       await sleep(wait);
     } finally {
       credits.release((asked - received) * jobCost);

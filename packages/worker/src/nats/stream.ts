@@ -79,6 +79,8 @@ export interface EnsuredStream {
   created: boolean;
   /** Settings that were changed on an existing stream or consumer (e.g. `stream.max_msgs`). */
   updated: string[];
+  /** Consumers that did not exist and were created (all of them with a new stream). */
+  consumersCreated: string[];
   /** The consumers' settings as they are now (what workers use for in-progress acks). */
   ackWaitMs: number;
   maxDeliver: number;
@@ -129,6 +131,7 @@ export async function ensureStream(
   const settings = resolve(options);
   const jsm = isManager(target) ? target : await openJetStreamManager(target);
   const updated: string[] = [];
+  const consumersCreated: string[] = [];
 
   const wanted: Partial<StreamConfig> & { name: string } = {
     name: names.stream,
@@ -173,6 +176,7 @@ export async function ensureStream(
         max_deliver: settings.maxDeliver,
       },
       updated,
+      consumersCreated,
     );
   }
 
@@ -182,6 +186,7 @@ export async function ensureStream(
     consumers: { ...names.consumers },
     created,
     updated,
+    consumersCreated,
     ackWaitMs: settings.ackWaitMs,
     maxDeliver: settings.maxDeliver,
   };
@@ -299,6 +304,7 @@ async function ensureConsumer(
   stream: string,
   wanted: Partial<ConsumerConfig> & { durable_name: string },
   updated: string[],
+  created: string[],
 ): Promise<void> {
   let current: ConsumerConfig | undefined;
   try {
@@ -309,6 +315,7 @@ async function ensureConsumer(
   if (current === undefined) {
     try {
       await jsm.consumers.add(stream, wanted);
+      created.push(wanted.durable_name);
       return;
     } catch (err) {
       // Created concurrently by another worker: compare and update below.
