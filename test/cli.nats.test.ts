@@ -481,3 +481,39 @@ test('cli - bert-serving-start takes bert-as-service syntax; a mistyped flag sug
     run.kill('SIGKILL');
   }
 });
+
+test('cli - bertq terminate --service a leaves the embedded nats-server up while service b uses it', {
+  timeout: TEST_TIMEOUT_MS * 2,
+}, async () => {
+  const server = `nats://127.0.0.1:${await freePort()}`;
+  const common = ['--model', tiny.huggingFaceDir, '--server', server, '--num-worker', '1', '--threads', '1'];
+  const a = await startFleet([...common, '--graph-tmp-dir', tiny.graphDir, '--service', 'svc-a']);
+  const b = await startFleet([...common, '--graph-tmp-dir', tiny.graphDir, '--service', 'svc-b']);
+  try {
+    assert.match(a.stderr(), /started an embedded nats-server/);
+    assert.doesNotMatch(b.stderr(), /started an embedded nats-server/, 'b uses the server a started');
+    const termA = await bertq(['terminate', '--server', server, '--service', 'svc-a']);
+    assert.equal(termA.code, 0, termA.stderr);
+    await waitFor(
+      'a to say it keeps the server for b',
+      () => /stays up while service\(s\) svc-b use it/.test(a.stderr()),
+      20_000,
+      100,
+    );
+    const stillServing = await bertq(['encode', 'hello', '--server', server, '--service', 'svc-b']);
+    assert.equal(stillServing.code, 0, stillServing.stderr);
+
+    const termB = await bertq(['terminate', '--server', server, '--service', 'svc-b']);
+    assert.equal(termB.code, 0, termB.stderr);
+    const exits = await Promise.race([
+      Promise.all([a.exited, b.exited]),
+      new Promise((resolve) => setTimeout(() => resolve('still running'), 30_000)),
+    ]);
+    assert.deepEqual(exits, [0, 0], 'both ended once nobody used the server');
+    const gone = await bertq(['status', '--server', server]);
+    assert.match(gone.stderr, /NO_WORKERS/, 'and the server went with the last of them');
+  } finally {
+    a.child.kill('SIGKILL');
+    b.child.kill('SIGKILL');
+  }
+});

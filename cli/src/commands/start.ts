@@ -1,7 +1,8 @@
 import { Flags } from '@oclif/core';
 import { startGateway } from '@bertq/gateway';
-import { createLogger } from '@bertq/nats';
-import { ensureNatsServer, startFleet } from '@bertq/worker';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createLogger, type NatsConnectOptions } from '@bertq/nats';
+import { ensureNatsServer, otherServicesOn, startFleet } from '@bertq/worker';
 import type { FleetReadyInfo } from '@bertq/worker';
 import { BaseCommand } from '../base.js';
 import { createProgress } from '../progress.js';
@@ -10,6 +11,8 @@ import { gatewayOptionsFromFlags, httpFlags, httpPortFlag } from '../http-flags.
 import { FlagError, encoderOptionsFromFlags, modelFlags, parseIntList } from '../model-flags.js';
 import { warnIfOnCommandLine } from '../secrets.js';
 
+/** How often a terminated `bertq start` checks whether others still use its embedded server. */
+const EMBEDDED_CHECK_MS = 2_000;
 const FLEET = 'FLEET';
 
 export default class Start extends BaseCommand<typeof Start> {
@@ -83,6 +86,33 @@ export default class Start extends BaseCommand<typeof Start> {
     'http-port': httpPortFlag(false),
     ...httpFlags,
   };
+
+  /**
+   * After a terminate, an embedded server that other services still use stays up (this process owns
+   * it: its end would take the server along) until they are gone, or until Ctrl-C / SIGTERM.
+   */
+  private async keepEmbeddedWhileUsed(
+    nats: { started: boolean; url: string },
+    service: string,
+    connection: Omit<NatsConnectOptions, 'servers'>,
+  ): Promise<void> {
+    if (!nats.started) return;
+    let others = await otherServicesOn(nats.url, service, connection);
+    if (others.length === 0) return;
+    this.logToStderr(
+      `the embedded nats-server at ${nats.url} stays up while service(s) ${others.join(', ')} use it; it stops when they do (Ctrl-C stops it now)`,
+    );
+    const interrupted = new Promise<'stop'>((resolve) => {
+      process.once('SIGINT', () => resolve('stop'));
+      process.once('SIGTERM', () => resolve('stop'));
+    });
+    while (others.length > 0) {
+      const next = await Promise.race([interrupted, sleep(EMBEDDED_CHECK_MS).then(() => 'check' as const)]);
+      if (next === 'stop') return;
+      others = await otherServicesOn(nats.url, service, connection);
+    }
+    this.logToStderr(`no other service uses the embedded nats-server at ${nats.url}; stopping it`);
+  }
 
   public async run(): Promise<FleetReadyInfo> {
     const { flags } = this;
@@ -187,6 +217,8 @@ export default class Start extends BaseCommand<typeof Start> {
     if ('signal' in outcome) {
       this.logToStderr(`${outcome.signal}: draining workers…`);
       await fleet.stop();
+    } else {
+      await this.keepEmbeddedWhileUsed(nats, flags.service, connection);
     }
     await nats.stop();
     if ('error' in outcome && outcome.error) this.error(outcome.error.message, { exit: 1 });

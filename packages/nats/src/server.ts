@@ -12,7 +12,16 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { settlesWithin } from '@bertq/protocol';
 import { NatsConnectError } from './connect.js';
-import { accessSync, constants, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  accessSync,
+  constants,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
@@ -253,6 +262,16 @@ interface Launched {
 }
 
 /** Spawns the server and waits for its ports file, racing against early exit and the deadline. */
+const SETPRIV_CANDIDATES = ['/usr/bin/setpriv', '/bin/setpriv'];
+let setpriv: string | null | undefined;
+
+/** util-linux's setpriv, which can set the parent-death signal before exec; undefined where it is missing. */
+function parentDeathGuard(): string | undefined {
+  if (setpriv === undefined)
+    setpriv = process.platform === 'linux' ? (SETPRIV_CANDIDATES.find((p) => existsSync(p)) ?? null) : null;
+  return setpriv ?? undefined;
+}
+
 async function launch(
   binary: string,
   configFile: string,
@@ -262,7 +281,17 @@ async function launch(
   detached: boolean,
   previousLog = '',
 ): Promise<Launched> {
-  const child = spawn(binary, ['-c', configFile, ...args], { stdio: ['ignore', 'pipe', 'pipe'], detached });
+  // Under setpriv --pdeathsig the kernel sends the server SIGTERM when this process dies, even by
+  // SIGKILL: an embedded or test server never outlives its owner (setpriv execs: same pid).
+  const guard = parentDeathGuard();
+  const command = guard === undefined ? binary : guard;
+  const commandArgs = [
+    ...(guard === undefined ? [] : ['--pdeathsig', 'TERM', '--', binary]),
+    '-c',
+    configFile,
+    ...args,
+  ];
+  const child = spawn(command, commandArgs, { stdio: ['ignore', 'pipe', 'pipe'], detached });
   liveChildren.add(child);
   if (detached) detachedChildren.add(child);
   let log = previousLog;

@@ -10,7 +10,7 @@ export {
   JetStreamNotEnabledError,
   STREAM_DEFAULTS,
 } from './nats/stream.js';
-export { ensureNatsServer, parseNatsUrl, isLocalHost } from './nats/embedded.js';
+export { ensureNatsServer, otherServicesOn, parseNatsUrl, isLocalHost } from './nats/embedded.js';
 export {
   buildServerConfig,
   buildServerStatus,

@@ -1,5 +1,6 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,7 +10,7 @@ import { ensureNatsServer, parseNatsUrl } from '../src/nats/embedded.js';
 import type { EnsuredNatsServer } from '../src/nats/embedded.js';
 import { NatsConnectError, connectNats } from '@bertq/nats';
 import { JetStreamNotEnabledError, ensureStream } from '../src/nats/stream.js';
-import { freePort, freshService } from './helpers.js';
+import { freePort, freshService, waitFor } from './helpers.js';
 
 const TEST_TIMEOUT_MS = 30_000;
 const dirs: string[] = [];
@@ -112,3 +113,43 @@ test('ensureNatsServer - a server that refuses our credentials is reported, neve
     await guarded.stop();
   }
 });
+
+test('ensureNatsServer - the embedded server does not outlive its owner, even one killed with SIGKILL', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const port = await freePort();
+  const store = tempDir();
+  const embedded = new URL('../src/nats/embedded.js', import.meta.url).href;
+  // The owner: a separate process (as `bertq start` is) that starts the server and then waits.
+  const owner = spawn(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `const { ensureNatsServer } = await import(${JSON.stringify(embedded)});
+       const s = await ensureNatsServer('nats://127.0.0.1:${port}', { storeDir: ${JSON.stringify(store)} });
+       console.log(s.pid); setInterval(() => {}, 1000);`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const pid = await new Promise<number>((resolve, reject) => {
+    owner.stdout.once('data', (d) => resolve(Number(String(d).trim())));
+    owner.once('exit', (code) => reject(new Error(`the owner exited (${code}) before starting the server`)));
+  });
+  assert.ok(pid > 0 && alive(pid), 'the server runs');
+  owner.kill('SIGKILL');
+  await waitFor('the orphaned server to exit', () => !alive(pid), 10_000, 50);
+  // And its port is free again: a new server can start there.
+  const again = await ensureNatsServer(`nats://127.0.0.1:${port}`, { storeDir: store });
+  servers.push(again);
+  assert.equal(again.started, true);
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -9,11 +9,13 @@ import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { defaultCacheDir } from '@bertq/model';
 import type { Logger } from 'pino';
+import { SERVICE_FRAMEWORK_NAME, normalizeServiceName } from '@bertq/protocol';
 import {
   NatsConnectError,
   START_TIMEOUT_MS,
   connectError,
   natsConnectionOptions,
+  pingServices,
   silentLogger,
   startNatsServer,
 } from '@bertq/nats';
@@ -157,6 +159,31 @@ async function startServer(
     log: () => server.log(),
     stop: () => server.stop(),
   };
+}
+
+/**
+ * The bertq services other than `service` that have workers on the server at `url` (services-framework
+ * discovery): an embedded server is not stopped under them. Empty when the server does not answer.
+ */
+export async function otherServicesOn(
+  url: string,
+  service: string,
+  connection: Omit<NatsConnectOptions, 'servers'> = {},
+): Promise<string[]> {
+  let nc: NatsConnection | undefined;
+  try {
+    nc = await connect({
+      ...(await natsConnectionOptions({ ...connection, servers: url, connectTimeoutMs: PROBE_TIMEOUT_MS })),
+      reconnect: false,
+    });
+    const found = await pingServices(nc, SERVICE_FRAMEWORK_NAME);
+    const ours = normalizeServiceName(service);
+    return [...new Set(found.map((r) => r.metadata?.service).filter((s): s is string => !!s && s !== ours))].sort();
+  } catch {
+    return [];
+  } finally {
+    await nc?.close().catch(() => undefined);
+  }
 }
 
 function defaultStoreDir(port: number): string {
