@@ -61,7 +61,8 @@ export default class Start extends BaseCommand<typeof Start> {
       helpGroup: FLEET,
     }),
     'max-queued-jobs': Flags.integer({
-      summary: 'Bound of the JetStream queue; past it clients get OVERLOADED instead of waiting.',
+      summary:
+        'Bound of each lane (high, bulk) of the JetStream queue, in jobs; past it clients get OVERLOADED instead of waiting.',
       min: 1,
       env: 'BERTQ_MAX_QUEUED_JOBS',
       helpGroup: FLEET,

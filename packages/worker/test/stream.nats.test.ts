@@ -40,7 +40,10 @@ test('ensureStream - creates a work-queue stream and two durable pull consumers 
   assert.deepEqual(stream.subjects, [names.jobs.high, names.jobs.bulk]);
   assert.equal(stream.retention, RetentionPolicy.Workqueue);
   assert.equal(stream.discard, DiscardPolicy.New);
-  assert.equal(stream.max_msgs, 3);
+  assert.equal(stream.max_msgs, 6, 'both lanes');
+  assert.equal(stream.max_msgs_per_subject, 3, 'each lane');
+  assert.equal(stream.discard_new_per_subject, true);
+  assert.equal(stream.max_bytes, STREAM_DEFAULTS.maxQueuedBytes);
   assert.equal(stream.duplicate_window, STREAM_DEFAULTS.duplicateWindowMs * NANOS_PER_MS);
   // A job nobody takes is cleared by the stream itself: max_age bounds every job's life.
   assert.equal(stream.max_age, STREAM_DEFAULTS.maxJobAgeMs * NANOS_PER_MS);
@@ -58,8 +61,10 @@ test('ensureStream - creates a work-queue stream and two durable pull consumers 
   assert.equal((await js.publish(names.jobs.bulk, '{}', { msgID: 'a:0' })).duplicate, false);
   assert.equal((await js.publish(names.jobs.bulk, '{}', { msgID: 'a:0' })).duplicate, true);
   await js.publish(names.jobs.bulk, '{}', { msgID: 'b:0' });
-  await js.publish(names.jobs.high, '{}', { msgID: 'c:0' });
-  await assert.rejects(js.publish(names.jobs.bulk, '{}', { msgID: 'd:0' }), /maximum messages exceeded/);
+  await js.publish(names.jobs.bulk, '{}', { msgID: 'c:0' });
+  await assert.rejects(js.publish(names.jobs.bulk, '{}', { msgID: 'd:0' }), /maximum messages per subject exceeded/);
+  // The bulk lane is full; the high lane has its own bound, so an interactive request still gets in.
+  assert.equal((await js.publish(names.jobs.high, '{}', { msgID: 'e:0' })).duplicate, false);
 });
 
 test('ensureStream - is idempotent, also when two workers run it at once', { timeout: TEST_TIMEOUT_MS }, async () => {
@@ -84,10 +89,11 @@ test('ensureStream - updates the limits it can update and reports them', { timeo
     'consumer.high.ack_wait',
     'consumer.high.max_deliver',
     'stream.max_msgs',
+    'stream.max_msgs_per_subject',
   ]);
   const jsm = await jetstreamManager(nc);
   const names = serviceNames(service);
-  assert.equal((await jsm.streams.info(names.stream)).config.max_msgs, 50);
+  assert.equal((await jsm.streams.info(names.stream)).config.max_msgs_per_subject, 50);
   assert.equal((await jsm.consumers.info(names.stream, 'bulk')).config.max_deliver, 7);
 });
 

@@ -24,11 +24,13 @@ export interface StreamOptions {
   /** Service name (any spelling; the canonical form names the stream and subjects). */
   service: string;
   /**
-   * Bound of the queue in jobs (the stream's max_msgs, discard new): a publish beyond it fails and the
-   * client reports OVERLOADED at once, instead of letting latency grow without bound. Default 10,000.
+   * Bound of each lane's queue in jobs (max_msgs_per_subject, discard new per subject; the stream's
+   * max_msgs is twice it): a publish beyond it fails and the client reports OVERLOADED at once,
+   * instead of letting latency grow without bound. Per lane, so a full bulk lane never refuses a
+   * small interactive request. Default 10,000.
    */
   maxQueuedJobs?: number;
-  /** Optional bound of the queue in bytes (max_bytes), checked like maxQueuedJobs. Default: none. */
+  /** Bound of the whole queue in bytes (max_bytes), checked like maxQueuedJobs. Default 256 MiB. */
   maxQueuedBytes?: number;
   /**
    * The longest a job may stay in the stream (max_age): the backstop that clears a job nobody will
@@ -62,6 +64,7 @@ export interface StreamOptions {
 /** Defaults of StreamOptions, named so tests and docs can refer to them. */
 export const STREAM_DEFAULTS = {
   maxQueuedJobs: 10_000,
+  maxQueuedBytes: 256 * 2 ** 20,
   duplicateWindowMs: 120_000,
   ackWaitMs: 10_000,
   maxDeliver: 5,
@@ -139,8 +142,10 @@ export async function ensureStream(
     subjects: [names.jobs.high, names.jobs.bulk],
     retention: RetentionPolicy.Workqueue,
     discard: DiscardPolicy.New,
-    max_msgs: settings.maxQueuedJobs,
-    max_bytes: settings.maxQueuedBytes ?? -1,
+    max_msgs: 2 * settings.maxQueuedJobs,
+    max_msgs_per_subject: settings.maxQueuedJobs,
+    discard_new_per_subject: true,
+    max_bytes: settings.maxQueuedBytes,
     duplicate_window: settings.duplicateWindowMs * NANOS_PER_MS,
     max_age: settings.maxJobAgeMs * NANOS_PER_MS,
     num_replicas: settings.replicas,
@@ -213,7 +218,7 @@ export async function readConsumerLimits(
   return out;
 }
 
-type ResolvedStreamOptions = Required<Omit<StreamOptions, 'maxQueuedBytes'>> & Pick<StreamOptions, 'maxQueuedBytes'>;
+type ResolvedStreamOptions = Required<StreamOptions>;
 
 function resolve(options: StreamOptions): ResolvedStreamOptions {
   const out: ResolvedStreamOptions = {
@@ -225,8 +230,8 @@ function resolve(options: StreamOptions): ResolvedStreamOptions {
     replicas: options.replicas ?? STREAM_DEFAULTS.replicas,
     storage: options.storage ?? STREAM_DEFAULTS.storage,
     maxJobAgeMs: options.maxJobAgeMs ?? STREAM_DEFAULTS.maxJobAgeMs,
+    maxQueuedBytes: options.maxQueuedBytes ?? STREAM_DEFAULTS.maxQueuedBytes,
   };
-  if (options.maxQueuedBytes !== undefined) out.maxQueuedBytes = options.maxQueuedBytes;
   const positive = (name: string, value: number | undefined) => {
     if (value !== undefined && !(Number.isSafeInteger(value) && value >= 1)) {
       throw new BadRequestError(`stream option ${name} must be a positive integer, got ${String(value)}`);
@@ -266,6 +271,8 @@ const MUTABLE_STREAM_FIELDS = [
   'subjects',
   'discard',
   'max_msgs',
+  'max_msgs_per_subject',
+  'discard_new_per_subject',
   'max_bytes',
   'duplicate_window',
   'max_age',
