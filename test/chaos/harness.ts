@@ -7,11 +7,12 @@
  */
 import { BertClient } from '@bertq/client';
 import type { Encoder } from '@bertq/model';
-import { BertqError } from '@bertq/protocol';
+import { BertqError, streamName } from '@bertq/protocol';
 import { sleep, startNatsServer, tinyModel, type NatsServer } from '@bertq/testing';
 import { startFleet, type FleetHandle } from '@bertq/worker';
 import { readFileSync } from 'node:fs';
 import { maxAbsDiff } from '../client-fixtures.js';
+import { startCluster, type Cluster } from './cluster.js';
 
 /** A fault, applied once while every client has requests in flight. */
 export type Fault =
@@ -21,6 +22,7 @@ export type Fault =
   | { kind: 'broker-outage'; seconds: number }
   | { kind: 'worker-sigkill' }
   | { kind: 'worker-sigstop'; seconds: number }
+  | { kind: 'cluster-leader-sigkill'; downSeconds: number }
   | { kind: 'none' };
 
 export interface ScenarioOptions {
@@ -34,6 +36,11 @@ export interface ScenarioOptions {
   /** Per-request timeout (the client's deadline). */
   timeoutMs: number;
   numWorker?: number;
+  /**
+   * Run on a 3-node cluster (stream replicas 3): the fleet connects to node 1, the clients to nodes 2
+   * and 3 (each with every URL, to fail over). Default: one nats-server.
+   */
+  cluster?: boolean;
   /** When the fault strikes, after the first request went out. */
   faultAfterMs?: number;
   encoder: Encoder;
@@ -92,8 +99,24 @@ function textsFor(c: number, n: number, rows: number): string[] {
   return Array.from({ length: rows }, (_, r) => `${c} ${n} ${r} ${words[(c + n + r) % words.length]} ${words[r % 8]}`);
 }
 
-async function applyFault(fault: Fault, server: NatsServer, fleet: FleetHandle, log: (l: string) => void) {
+async function applyFault(
+  fault: Fault,
+  server: NatsServer,
+  fleet: FleetHandle,
+  log: (l: string) => void,
+  cluster: Cluster | undefined,
+) {
   switch (fault.kind) {
+    case 'cluster-leader-sigkill': {
+      if (cluster === undefined) throw new Error('cluster-leader-sigkill needs cluster: true');
+      const leader = await cluster.leaderOf(streamName(fleet.service));
+      const node = cluster.nodes[leader]!;
+      log(`fault: SIGKILL node n${leader + 1}, the stream's leader; back after ${fault.downSeconds} s`);
+      node.kill('SIGKILL');
+      await sleep(fault.downSeconds * 1000);
+      await node.restart(20_000);
+      return;
+    }
     case 'none':
       return;
     case 'broker-sigterm':
@@ -140,15 +163,23 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
   const log = o.log ?? (() => {});
   const started = Date.now();
   const tiny = await tinyModel();
-  const server = await startNatsServer();
+  const cluster = o.cluster ? await startCluster() : undefined;
+  const server = cluster?.nodes[0] ?? (await startNatsServer());
+  const urls = cluster?.urls ?? [server.url];
+  // Clients on other nodes than the fleet when there are several, every URL to fail over to.
+  const clientServers = (c: number) =>
+    urls.length === 1
+      ? urls
+      : [urls[1 + (c % (urls.length - 1))]!, ...urls.filter((_, i) => i !== 1 + (c % (urls.length - 1)))];
   const service = `chaos-${o.fault.kind}-${process.pid}`;
   const fleet = await startFleet({
-    servers: server.url,
+    servers: urls,
     service,
     numWorker: o.numWorker ?? 1,
     threadsPerWorker: 1,
     encoder: { model: tiny.huggingFaceDir, graphTmpDir: tiny.graphDir },
     logLevel: 'silent',
+    ...(cluster ? { stream: { replicas: 3 } } : {}),
   });
   const clients: BertClient[] = [];
   const report: ScenarioReport = {
@@ -168,7 +199,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
   };
   try {
     for (let c = 0; c < o.clients; c++)
-      clients.push(await BertClient.connect({ servers: server.url, service, timeout: o.timeoutMs }));
+      clients.push(await BertClient.connect({ servers: clientServers(c), service, timeout: o.timeoutMs }));
     const settledIds = new Map<string, number>();
     const one = async (c: number, n: number): Promise<void> => {
       const texts = textsFor(c, n, o.rows);
@@ -205,7 +236,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
       for (let n = 0; Date.now() < stopAt; n++) await one(c, n);
     });
     await sleep(o.faultAfterMs ?? 500);
-    await applyFault(o.fault, server, fleet, log);
+    await applyFault(o.fault, server, fleet, log, cluster);
     stopAt = Date.now() + o.runAfterFaultMs;
     await Promise.all(loops);
     report.duplicated = [...settledIds.values()].filter((n) => n > 1).length;
@@ -217,7 +248,8 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
   } finally {
     await Promise.all(clients.map((c) => c.close().catch(() => {})));
     await fleet.stop();
-    await server.stop();
+    if (cluster) await cluster.stop();
+    else await server.stop();
   }
   report.seconds = Math.round((Date.now() - started) / 100) / 10;
   return report;

@@ -12,7 +12,7 @@ import { REPORT_HEADERS, reportRow, runScenario, type Fault, type ScenarioReport
 
 const CLIENTS = 20;
 
-const SCENARIOS: Array<{ name: string; fault: Fault; timeoutMs: number; numWorker?: number }> = [
+const SCENARIOS: Array<{ name: string; fault: Fault; timeoutMs: number; numWorker?: number; cluster?: boolean }> = [
   { name: 'no fault (baseline)', fault: { kind: 'none' }, timeoutMs: 30_000 },
   { name: 'broker SIGTERM + restart', fault: { kind: 'broker-sigterm' }, timeoutMs: 30_000 },
   { name: 'broker SIGKILL + restart', fault: { kind: 'broker-sigkill' }, timeoutMs: 30_000 },
@@ -25,6 +25,12 @@ const SCENARIOS: Array<{ name: string; fault: Fault; timeoutMs: number; numWorke
     fault: { kind: 'worker-sigstop', seconds: 10 },
     timeoutMs: 30_000,
     numWorker: 2,
+  },
+  {
+    name: '3-node cluster, R3: SIGKILL the stream leader',
+    fault: { kind: 'cluster-leader-sigkill', downSeconds: 5 },
+    timeoutMs: 30_000,
+    cluster: true,
   },
 ];
 
@@ -47,6 +53,7 @@ async function main(): Promise<void> {
         timeoutMs: s.timeoutMs,
         runAfterFaultMs: 3_000,
         numWorker: s.numWorker ?? 1,
+        cluster: s.cluster ?? false,
         encoder,
         log: (line) => process.stderr.write(`  ${line}\n`),
       });

@@ -585,6 +585,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
         const pending = request as PendingRequest;
         try {
           const ack = await publishJob(this.publishContext(pending), job);
+          if (ack.duplicate) return; // still queued: JetStream dropped the copy
           this.stats.reaskedJobs++;
           pending.recordStored(job, ack.seq);
         } catch (err) {

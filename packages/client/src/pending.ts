@@ -11,7 +11,7 @@ import {
   type DecodedFrame,
   type ResultFrame,
 } from '@bertq/protocol';
-import type { Priority } from '@bertq/protocol';
+import { HEADERS, type Priority } from '@bertq/protocol';
 import type { PreparedJob } from './chunks.js';
 import type { StoredJob } from './recovery.js';
 import type { FrameReport } from './types.js';
@@ -85,7 +85,8 @@ export class PendingRequest {
     if (known === undefined) this.stored.push({ job, seq, attempts: 0 });
     else {
       known.seq = seq;
-      known.attempts++;
+      // A new Nats-Msg-Id was used up; the original id again (a lost job restored) uses none.
+      if (job.headers[HEADERS.msgId] !== known.job.headers[HEADERS.msgId]) known.attempts++;
     }
   }
 

@@ -1,14 +1,16 @@
 /**
  * Getting back what a broker outage lost. Result frames travel on core NATS (at most once), so a frame
  * published while this client was disconnected is gone. When the connection comes back the client
- * re-asks, once per reconnect, for every job that
- *   - JetStream had stored (the publish was acknowledged: we know its stream sequence),
- *   - its lane's consumer has already delivered (sequence ≤ the consumer's delivered stream sequence;
- *     a job not delivered yet will be, and its frames will reach the restored subscription), and
- *   - whose rows are not all in.
- * The re-ask is the same job under a new Nats-Msg-Id (dedupId attempt n), so JetStream stores it
- * again. Work may be done twice; the caller never sees a row twice, because the request's assembler
- * keeps the first copy of each row and ignores the rest.
+ * publishes again, once per reconnect, every job JetStream had stored (the publish was acknowledged)
+ * whose rows are not all in:
+ *   - a job its lane's consumer has already delivered (sequence ≤ the consumer's delivered stream
+ *     sequence) goes under a new Nats-Msg-Id (dedupId attempt n): its frames may be lost, so it must
+ *     be computed again;
+ *   - a job not delivered yet goes under its own Nats-Msg-Id: JetStream drops that copy as a
+ *     duplicate while the job is still queued, and stores it again if a broker killed before writing
+ *     it to disk lost it (a SIGKILLed nats-server can lose messages it had acknowledged).
+ * Work may be done twice; the caller never sees a row twice, because the request's assembler keeps
+ * the first copy of each row and ignores the rest.
  *
  * When the consumer cannot be read (JetStream still recovering after the restart, or a broker that
  * forbids it), every stored unfinished job is re-asked: more duplicate work, nothing lost.
@@ -72,7 +74,11 @@ export function jobsToReask(
   for (const request of requests) {
     if (request.settled) continue;
     for (const stored of request.unfinishedJobs()) {
-      if (stored.seq > delivered[request.lane]) continue; // still queued: its frames will come
+      if (stored.seq > delivered[request.lane]) {
+        // Not delivered yet: the same message again, a no-op unless the broker lost it.
+        out.push({ request, stored, job: stored.job });
+        continue;
+      }
       const attempt = stored.attempts + 1;
       const id = stored.job.headers[HEADERS.id]!;
       const headers = { ...stored.job.headers, [HEADERS.msgId]: dedupId(id, stored.job.offset, attempt) };
