@@ -59,10 +59,11 @@ export default class Encode extends BaseCommand<typeof Encode> {
       min: 1,
     }),
     timeout: Flags.integer({
-      summary: 'Deadline of each request in milliseconds.',
+      summary:
+        'Deadline of each request in milliseconds; -1 waits as long as it takes (still NO_WORKERS within seconds once no worker serves the service).',
       default: 60_000,
       env: 'BERTQ_TIMEOUT',
-      min: 1,
+      min: -1,
     }),
     progress: Flags.boolean({
       summary: 'Show a progress bar on stderr (default: for --file and stdin).',

@@ -68,7 +68,7 @@ import type {
   Vectors,
   VectorsWithTokens,
 } from './types.js';
-import { CLIENT_VERSION } from './version.js';
+import { CLIENT_VERSION, versionMismatch } from './version.js';
 
 /** A server config older than this is read again before the next request: that read is also the liveness check behind NO_WORKERS. */
 export const CONFIG_MAX_AGE_MS = 1_000;
@@ -140,6 +140,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
   private configInFlight: Promise<ServerConfig> | undefined;
   private closing: Promise<void> | undefined;
   private closedReason: string | undefined;
+  private versionWarned = false;
   /** Runs while requests wait: see checkLiveness. */
   private livenessTimer: NodeJS.Timeout | undefined;
   private livenessMisses = 0;
@@ -632,6 +633,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
   private loadConfig(): Promise<ServerConfig> {
     this.configInFlight ??= requestServerConfig(this.nc, this.service)
       .then((config) => {
+        this.checkServerVersion(config);
         this.config = config;
         this.configReadAt = Date.now();
         return config;
@@ -640,6 +642,21 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
         this.configInFlight = undefined;
       });
     return this.configInFlight;
+  }
+
+  /** bert-as-service's check_version: refuse (or, with checkVersion false, warn once) on a mismatch. */
+  private checkServerVersion(config: ServerConfig): void {
+    const mismatch = versionMismatch(CLIENT_VERSION, config.server_version);
+    if (mismatch === undefined) return;
+    const text = `bertq client and the workers of service "${this.service}" may not understand each other: ${mismatch}`;
+    if (this.options.checkVersion)
+      throw new BadRequestError(`${text}; upgrade one side, or pass checkVersion: false to try anyway`, {
+        details: { client: CLIENT_VERSION, server: config.server_version },
+      });
+    if (!this.versionWarned) {
+      this.versionWarned = true;
+      process.emitWarning(text, 'BertqVersionWarning');
+    }
   }
 
   private toResult(id: string, result: AssembledResult, showTokens: boolean): Result<F> {

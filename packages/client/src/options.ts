@@ -53,8 +53,16 @@ export interface ClientOptions<F extends OutputFormat = OutputFormat>
   /**
    * Deadline of every call in milliseconds (default 60 000): a request not complete by then fails
    * with TIMEOUT naming the missing rows, and workers drop its expired chunks. Also bounds connecting.
+   * -1 (bert-as-service's timeout=-1): wait as long as it takes; a request still fails with
+   * NO_WORKERS within seconds once no worker serves the service.
    */
   timeout?: number;
+  /**
+   * Compare this client's version with the workers' (bert-as-service's check_version): a different
+   * major version (minor, before 1.0) fails the first request with a BAD_REQUEST naming both.
+   * `false` only warns. Default true.
+   */
+  checkVersion?: boolean;
   /** `ndarray` (default): `{ data: Float32Array, shape }`; `list`: nested number arrays. */
   outputFmt?: F;
   /**
@@ -115,6 +123,7 @@ export interface ResolvedClientOptions {
   outputFmt: OutputFormat;
   maxChunkRows: number | undefined;
   showServerConfig: boolean;
+  checkVersion: boolean;
 }
 
 /** Checks the client options and fills in defaults. `env` is injectable for tests. */
@@ -146,6 +155,7 @@ export function resolveClientOptions(
     outputFmt,
     maxChunkRows,
     showServerConfig: options.showServerConfig === true,
+    checkVersion: options.checkVersion !== false,
   };
 }
 
@@ -170,6 +180,7 @@ const CLIENT_OPTION_NAMES = new Set<string>([
   'outputFmt',
   'maxChunkRows',
   'showServerConfig',
+  'checkVersion',
   ...NATS_OPTION_NAMES,
 ]);
 
@@ -258,10 +269,14 @@ export function resolveEncodeOptions(
   };
 }
 
+/** A timeout of -1: as long as it takes (the longest timer Node can set). */
+export const WAIT_FOREVER = -1;
+
 export function checkTimeout(value: number, what: string): number {
+  if (value === WAIT_FOREVER) return MAX_TIMER_MS;
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0 || value > MAX_TIMER_MS) {
     throw new BadRequestError(
-      `${what} must be a number of milliseconds between 1 and ${MAX_TIMER_MS} (every call has a deadline), got ${String(value)}`,
+      `${what} must be a number of milliseconds between 1 and ${MAX_TIMER_MS}, or -1 for as long as it takes, got ${String(value)}`,
     );
   }
   return Math.ceil(value);

@@ -184,7 +184,10 @@ test('client - close() rejects waiting requests with ClientClosedError and refus
 
 test('client - refuses bad options before connecting', async () => {
   await assert.rejects(BertClient.connect({ servers: server.url, service: 'no.dots' }), BadRequestError);
-  await assert.rejects(BertClient.connect({ servers: server.url, timeout: -1 }), /timeout must be/);
+  await assert.rejects(
+    BertClient.connect({ servers: server.url, timeout: -2 }),
+    /timeout must be .* or -1 for as long as it takes/,
+  );
 });
 
 test('client - an unreachable NATS server is NO_WORKERS, within the timeout', async () => {
@@ -201,4 +204,38 @@ test('client - new BertClient(…) says to use BertClient.connect', () => {
     () => new (BertClient as unknown as new (o: unknown) => unknown)({ ip: 'localhost' }),
     (e: unknown) => e instanceof BadRequestError && /await BertClient\.connect\(options\)/.test(e.message),
   );
+});
+
+test('client - check_version: workers of another major version fail the request at once, naming both; checkVersion false tries anyway', async () => {
+  const service = freshService();
+  await createJobStream(nc, service);
+  const responder = answerConfig(nc, service, { server_version: '7.0.0' });
+  try {
+    const strict = await client(service);
+    await assert.rejects(
+      strict.encode(['hello']),
+      (e: unknown) =>
+        e instanceof BadRequestError &&
+        /major versions differ \(client [\d.]+, server 7\.0\.0\).*checkVersion: false/.test(e.message),
+    );
+    const lenient = await client(service, { checkVersion: false, timeout: 300 });
+    // Past the check, the request goes out (and times out: nobody works on this stream).
+    await assert.rejects(lenient.encode(['hello']), TimeoutError);
+  } finally {
+    responder.unsubscribe();
+  }
+});
+
+test('client - timeout -1 waits as long as it takes, yet NO_WORKERS ends it when nobody serves the service', async () => {
+  const service = freshService();
+  await createJobStream(nc, service);
+  const responder = answerConfig(nc, service);
+  const bc = await client(service, { timeout: -1 });
+  const request = bc.encode(['hello']);
+  const outcome = assert.rejects(request, NoWorkersError);
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  responder.unsubscribe(); // the "fleet" goes away; the liveness check notices within seconds
+  const started = performance.now();
+  await outcome;
+  assert.ok(performance.now() - started < 10_000);
 });

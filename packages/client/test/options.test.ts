@@ -54,8 +54,8 @@ test('options - refuses an identity that is not one subject token', () => {
   }
 });
 
-test('options - every call has a deadline: timeouts must be finite and positive', () => {
-  for (const timeout of [0, -1, Infinity, NaN, 2 ** 31]) {
+test('options - timeouts are finite and positive, or -1 for as long as it takes (the longest timer)', () => {
+  for (const timeout of [0, -2, -1.5, Infinity, NaN, 2 ** 31]) {
     assert.throws(
       () => resolveClientOptions({ timeout }, {}),
       (e: unknown) => e instanceof BadRequestError && /timeout must be a number of milliseconds/.test(e.message),
@@ -63,6 +63,7 @@ test('options - every call has a deadline: timeouts must be finite and positive'
     );
   }
   assert.equal(resolveClientOptions({ timeout: 1.2 }, {}).timeoutMs, 2);
+  assert.equal(resolveClientOptions({ timeout: -1 }, {}).timeoutMs, 2 ** 31 - 1);
 });
 
 test('options - refuses an unknown output format and a bad maxChunkRows', () => {
