@@ -494,6 +494,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       requestId: request.id,
       deadline: request.deadline,
       onRetry: () => this.stats.publishRetries++,
+      clustered: this.nc.info?.cluster !== undefined,
     };
   }
 

@@ -11,6 +11,13 @@ import type { PreparedJob } from './chunks.js';
 
 /** Longest wait for one publish ack before publishing again (bounded further by the deadline). */
 export const PUBLISH_ACK_TIMEOUT_MS = 5_000;
+/**
+ * In a cluster, a stream without a leader (the node that led it died; the others elect a new one
+ * within seconds) answers "no responders" like a stream that does not exist. For this long a publish
+ * is retried there before it is NO_WORKERS.
+ */
+export const LEADER_ELECTION_GRACE_MS = 10_000;
+const ELECTION_RETRY_MS = 250;
 /** Jobs of one request published at once: enough to fill the pipe, few enough not to flood it. */
 export const PUBLISH_WINDOW = 32;
 
@@ -23,6 +30,8 @@ export interface PublishContext {
   deadline: number;
   /** Called before each repeated publish (for statistics). */
   onRetry?: () => void;
+  /** Connected to a server that is part of a cluster (see LEADER_ELECTION_GRACE_MS). */
+  clustered?: boolean;
   now?: () => number;
 }
 
@@ -90,6 +99,7 @@ export function publishError(
 export async function publishJob(ctx: PublishContext, job: PreparedJob): Promise<PubAck> {
   const now = ctx.now ?? Date.now;
   const headers = toNatsHeaders(job.headers);
+  const electionDeadline = now() + LEADER_ELECTION_GRACE_MS;
   for (let attempt = 1; ; attempt++) {
     const remaining = ctx.deadline - now();
     if (remaining <= 0) {
@@ -104,8 +114,10 @@ export async function publishJob(ctx: PublishContext, job: PreparedJob): Promise
         timeout: Math.min(remaining, PUBLISH_ACK_TIMEOUT_MS),
       });
     } catch (err) {
-      if (!isTimeout(err)) throw publishError(err, ctx, job.offset);
+      const electing = ctx.clustered === true && isNoResponders(err) && now() < electionDeadline;
+      if (!isTimeout(err) && !electing) throw publishError(err, ctx, job.offset);
       ctx.onRetry?.();
+      if (electing) await new Promise((resolve) => setTimeout(resolve, ELECTION_RETRY_MS));
     }
   }
 }
