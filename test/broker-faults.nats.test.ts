@@ -50,3 +50,20 @@ for (const fault of [{ kind: 'broker-sigterm' }, { kind: 'broker-sigkill' }] sat
     assert.ok(report.reconnects >= CLIENTS, `every client reconnected: ${report.reconnects}`);
   });
 }
+
+test('broker fault - a 3-node cluster (stream R3) loses the node leading the stream under load: nothing lost, nothing twice', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const report = await runScenario({
+    name: 'cluster-leader-sigkill',
+    rows: 16,
+    fault: { kind: 'cluster-leader-sigkill', downSeconds: 3 },
+    cluster: true,
+    clients: CLIENTS,
+    runAfterFaultMs: 2_000,
+    timeoutMs: 30_000,
+    encoder,
+  });
+  assertNothingLost(report);
+  assert.equal(report.completed, report.sent, JSON.stringify(report));
+});
