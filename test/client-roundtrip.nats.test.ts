@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { BertClient, type NdArray } from '@bertq/client';
 import { POOLING_STRATEGIES, type Encoder } from '@bertq/model';
+import { TooLongError } from '@bertq/protocol';
 import { startNatsServer, type NatsServer } from '@bertq/testing';
 import { startWorker, type WorkerHandle } from '@bertq/worker';
 import { SENTENCES, TOLERANCE, freshService, loadEncoder, maxAbsDiff } from './client-fixtures.js';
@@ -190,6 +191,43 @@ test('client round trip - encodeAsync, non-blocking encode with fetch() and fetc
       assert.ok(maxAbsDiff(joined.data, whole.data) <= TOLERANCE);
     });
   } finally {
+    await encoder.close();
+  }
+});
+
+test('client round trip - check_length: true refuses a row max_seq_len would cut, "warn" (default) warns, false is silent', {
+  timeout: STRATEGY_TEST_TIMEOUT_MS,
+}, async () => {
+  const encoder = await loadEncoder({ maxSeqLen: 8 });
+  const long = 'one two three four five six seven eight nine ten eleven twelve';
+  const warnings: string[] = [];
+  const onWarning = (w: Error) => {
+    if (w.name === 'BertqLengthWarning') warnings.push(w.message);
+  };
+  process.on('warning', onWarning);
+  try {
+    await withService(encoder, async (bc) => {
+      await assert.rejects(
+        bc.encode(['short one', long], { checkLength: true }),
+        (e: unknown) =>
+          e instanceof TooLongError &&
+          /texts\[1\] has \d+ tokens with \[CLS\]\/\[SEP\], more than max_seq_len 8/.test(e.message),
+      );
+      const fine = await bc.encode(['short one', 'and another'], { checkLength: true });
+      assert.deepEqual(fine.shape[0], 2, 'rows that fit pass the check');
+
+      await bc.encode(['short one', long]); // default: warn
+      await new Promise((resolve) => setImmediate(resolve)); // warnings are emitted on the next tick
+      assert.equal(warnings.length, 1);
+      assert.match(warnings[0]!, /1 of 2 rows of request \S+ reached max_seq_len 8 tokens and were probably cut/);
+
+      await bc.encode(['short one', long], { checkLength: false });
+      await bc.encode(['short one', 'and another']);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(warnings.length, 1, 'no warning when silenced, nor for rows that fit');
+    });
+  } finally {
+    process.off('warning', onWarning);
     await encoder.close();
   }
 });

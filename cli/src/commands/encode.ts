@@ -8,6 +8,9 @@ import type { Line } from '../input.js';
 import { OUTPUT_FORMATS, OutputError, createWriter, formatFromPath, openOutput } from '../writers.js';
 import type { Output } from '../writers.js';
 
+/** --check-length → the client's checkLength (bert-as-service's check_length). */
+const CHECK_LENGTH = { warn: 'warn', raise: true, off: false } as const;
+
 interface EncodeSummary {
   rows: number;
   shape: number[];
@@ -58,6 +61,13 @@ export default class Encode extends BaseCommand<typeof Encode> {
       default: 2048,
       min: 1,
     }),
+    'check-length': Flags.option({
+      summary:
+        "Rows longer than the service's max_seq_len: warn (default: encode what fits, say so), raise (TOO_LONG naming the row), off.",
+      options: ['warn', 'raise', 'off'] as const,
+      default: 'warn' as const,
+      env: 'BERTQ_CHECK_LENGTH',
+    })(),
     timeout: Flags.integer({
       summary:
         'Deadline of each request in milliseconds; -1 waits as long as it takes (still NO_WORKERS within seconds once no worker serves the service).',
@@ -158,6 +168,7 @@ export default class Encode extends BaseCommand<typeof Encode> {
       const options = {
         isTokenized: flags.tokenized,
         showTokens: flags['show-tokens'],
+        checkLength: CHECK_LENGTH[flags['check-length']],
         // The bar moves as rows arrive, frame by frame, not once per finished request.
         onFrame: (report: FrameReport) => {
           if (report.part === undefined || report.part.index === 1) progress?.tick(report.rows);

@@ -33,6 +33,8 @@ export interface PrepareInput {
   texts: Texts;
   isTokenized: boolean;
   showTokens: boolean;
+  /** Ask workers to refuse rows max_seq_len would cut (TOO_LONG). */
+  checkLength?: boolean;
   output: OutputDtype;
   maxChunkRows: number;
   /** The server's max_payload (headers + body). */
@@ -65,6 +67,7 @@ export function prepareJobs(input: PrepareInput): PreparedJob[] {
       texts: input.texts.slice(offset, offset + rows) as Texts,
       isTokenized: input.isTokenized,
       showTokens: input.showTokens,
+      checkLength: input.checkLength === true,
       output: input.output,
     });
     const size = messageWireSize(headers, body);

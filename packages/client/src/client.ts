@@ -435,6 +435,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       texts,
       isTokenized: o.isTokenized,
       showTokens: o.showTokens,
+      checkLength: o.checkLength === true,
       output: o.output,
       maxChunkRows: this.chunkRows(config),
       maxPayload: this.nc.info?.max_payload ?? config.max_payload ?? 1024 * 1024,
@@ -448,11 +449,13 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       lane,
       deadline,
       timeoutMs: o.timeoutMs,
+      lengthLimit: o.checkLength === 'warn' && config.max_seq_len !== null ? config.max_seq_len : undefined,
       onFrame: o.onFrame,
       onSettled: (request, error) => {
         this.pending.delete(request.id);
         o.signal?.removeEventListener('abort', onAbort);
         if (error !== undefined && request.receivedRows < request.rows) this.cancelRemote(request.id);
+        if (error === undefined && request.rowsAtLimit > 0) this.warnLength(request, config.max_seq_len);
         if (error === undefined) this.stats.numCompleted++;
         else {
           this.stats.numFailed++;
@@ -643,6 +646,15 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
         this.configInFlight = undefined;
       });
     return this.configInFlight;
+  }
+
+  /** check_length 'warn': say once per request that rows reached max_seq_len, and what to do. */
+  private warnLength(request: PendingRequest, limit: number | null): void {
+    process.emitWarning(
+      `${request.rowsAtLimit} of ${request.rows} rows of request ${request.id} reached max_seq_len ${limit} tokens and were probably cut, ` +
+        'so their vectors miss the rest of the text. Start the service with a larger --max-seq-len, pass checkLength: true to refuse such rows (TOO_LONG), or checkLength: false to silence this',
+      'BertqLengthWarning',
+    );
   }
 
   /** bert-as-service's check_version: refuse (or, with checkVersion false, warn once) on a mismatch. */

@@ -80,6 +80,12 @@ export interface EncodeOptions {
   isTokenized?: boolean;
   /** Also return each row's tokens (needs workers started with show_tokens_to_client). */
   showTokens?: boolean;
+  /**
+   * Rows longer than the service's max_seq_len (bert-as-service's check_length): `'warn'` (default)
+   * encodes what fits and warns once per request when rows reached max_seq_len (and were probably
+   * cut); `true` refuses such a row with TOO_LONG naming it; `false` cuts silently.
+   */
+  checkLength?: boolean | 'warn';
   /** Deadline of this call in ms; default the client's `timeout`. */
   timeout?: number;
   /**
@@ -237,7 +243,7 @@ export function resolveServers(servers: string | string[] | undefined, env: Node
 export function resolveEncodeOptions(
   options: EncodeOptions | undefined,
   clientTimeoutMs: number,
-): Required<Pick<EncodeOptions, 'isTokenized' | 'showTokens' | 'output' | 'blocking'>> & {
+): Required<Pick<EncodeOptions, 'isTokenized' | 'showTokens' | 'output' | 'blocking' | 'checkLength'>> & {
   timeoutMs: number;
   signal: AbortSignal | undefined;
   onFrame: EncodeOptions['onFrame'];
@@ -248,6 +254,11 @@ export function resolveEncodeOptions(
     if (o[key] !== undefined && typeof o[key] !== 'boolean') {
       throw new BadRequestError(`encode option ${key} must be true or false, got ${JSON.stringify(o[key])}`);
     }
+  }
+  if (o.checkLength !== undefined && typeof o.checkLength !== 'boolean' && o.checkLength !== 'warn') {
+    throw new BadRequestError(
+      `encode option checkLength must be true, false or 'warn', got ${JSON.stringify(o.checkLength)}`,
+    );
   }
   if (o.onFrame !== undefined && typeof o.onFrame !== 'function') {
     throw new BadRequestError(`encode option onFrame must be a function, got ${typeof o.onFrame}`);
@@ -262,6 +273,7 @@ export function resolveEncodeOptions(
     isTokenized: o.isTokenized === true,
     showTokens: o.showTokens === true,
     blocking: o.blocking !== false,
+    checkLength: o.checkLength ?? 'warn',
     output,
     timeoutMs: o.timeout === undefined ? clientTimeoutMs : checkTimeout(o.timeout, 'timeout'),
     signal: o.signal,

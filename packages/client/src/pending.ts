@@ -27,6 +27,8 @@ export interface PendingOptions {
   timeoutMs: number;
   /** Called once when the request settles (the client forgets it). */
   onSettled: (request: PendingRequest, error: unknown) => void;
+  /** Rows that reach this many tokens are counted in `rowsAtLimit` (max_seq_len, for check_length 'warn'). */
+  lengthLimit?: number | undefined;
   /** Told about every frame that brings new rows (see EncodeOptions.onFrame). */
   onFrame?: ((report: FrameReport) => void) | undefined;
   now?: () => number;
@@ -51,6 +53,9 @@ export class PendingRequest {
   private rejectPromise!: (error: unknown) => void;
   private timer: NodeJS.Timeout | undefined;
   private done = false;
+  private readonly lengthLimit: number | undefined;
+  /** Rows whose token count reached lengthLimit: probably cut by max_seq_len. */
+  rowsAtLimit = 0;
 
   constructor(options: PendingOptions) {
     this.id = options.id;
@@ -60,6 +65,7 @@ export class PendingRequest {
     this.timeoutMs = options.timeoutMs;
     this.onSettled = options.onSettled;
     this.onFrame = options.onFrame;
+    this.lengthLimit = options.lengthLimit;
     this.assembler = new RequestAssembler({ id: options.id, rows: options.rows });
     this.promise = new Promise<AssembledResult>((resolve, reject) => {
       this.resolvePromise = resolve;
@@ -110,6 +116,12 @@ export class PendingRequest {
       return 'failed';
     }
     if (!added) return 'duplicate';
+    if (
+      this.lengthLimit !== undefined &&
+      frame.tokenCounts !== undefined &&
+      (frame.part === undefined || frame.part.index === 1)
+    )
+      for (const n of frame.tokenCounts) if (n >= this.lengthLimit) this.rowsAtLimit++;
     if (this.onFrame !== undefined) this.report(frame);
     if (this.assembler.complete) {
       let result: AssembledResult;

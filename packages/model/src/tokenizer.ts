@@ -67,6 +67,8 @@ export interface TokenizedText {
   tokens?: string[];
   /** Number of tokens (= ids.length). */
   length: number;
+  /** Set when max_seq_len cut the row: how many tokens (special ones included) it had before. */
+  truncatedFrom?: number;
 }
 
 /** Options for loading a tokenizer. */
@@ -401,6 +403,9 @@ export class BertTokenizer {
     }
     const out: TokenizedText = { ids, typeIds, mask, length };
     if (tokens !== undefined) out.tokens = tokens;
+    const fullB = isPair ? b.ids.length : 0;
+    const full = special ? a.ids.length + 2 + (fullB > 0 ? fullB + 1 : 0) : a.ids.length;
+    if (full > length) out.truncatedFrom = full;
     return out;
   }
 

@@ -460,3 +460,12 @@ test('tokenizer - tokenizer.json gives exactly the ids of its vocab.txt twin', a
   assert.deepEqual(casedFromJson, tokensOf(await casedTxt.tokenize(sentences, { showTokens: true })));
   assert.notDeepEqual(casedFromJson, tokensOf(await json.tokenize(sentences, { showTokens: true })));
 });
+
+test('tokenizer - marks a row max_seq_len cut with its full length (check_length), and only such a row', async () => {
+  const tok = await BertTokenizer.fromVocabFile(VOCAB_TXT, { maxPositionEmbeddings: 64, maxSeqLen: 8 });
+  const [short, long, pair] = await tok.tokenize(['hello world', 'a b c d e f g h i j', 'a b c ||| d e f g h']);
+  assert.equal(short!.truncatedFrom, undefined);
+  assert.equal(long!.length, 8);
+  assert.equal(long!.truncatedFrom, 12, '10 tokens + [CLS] + [SEP]');
+  assert.equal(pair!.truncatedFrom, 11, '3 + 5 tokens + [CLS] + 2 × [SEP]');
+});

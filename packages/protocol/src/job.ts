@@ -19,6 +19,8 @@ export const OUTPUT_DTYPES: readonly OutputDtype[] = ['f32', 'f16', 'json'];
 export interface JobOptions {
   /** Send each row's tokens back (bert-as-service's show_tokens). */
   showTokens: boolean;
+  /** Refuse a row that max_seq_len would cut (TOO_LONG), instead of encoding what fits. */
+  checkLength: boolean;
   /** Encoding of the result frames. */
   output: OutputDtype;
 }
@@ -60,6 +62,7 @@ export interface JobInput {
   texts: readonly string[] | readonly (readonly string[])[];
   isTokenized?: boolean;
   showTokens?: boolean;
+  checkLength?: boolean;
   output?: OutputDtype;
 }
 
@@ -68,6 +71,7 @@ export interface JobBody {
   texts: string[] | string[][];
   is_tokenized?: boolean;
   show_tokens?: boolean;
+  check_length?: boolean;
   output?: OutputDtype;
 }
 
@@ -92,6 +96,7 @@ export function encodeJob(input: JobInput): { headers: HeaderMap; body: Uint8Arr
   const body: JobBody = { texts: input.texts as string[] | string[][] };
   if (input.isTokenized) body.is_tokenized = true;
   if (input.showTokens) body.show_tokens = true;
+  if (input.checkLength) body.check_length = true;
   if (input.output !== undefined && input.output !== 'f32') body.output = input.output;
 
   const headers: HeaderMap = {
@@ -201,6 +206,7 @@ export function parseJob(headers: HeaderMap, body: Uint8Array, limits: JobLimits
     reply,
     deadline,
     showTokens: parsed.show_tokens === true,
+    checkLength: parsed.check_length === true,
     output: parsed.output ?? 'f32',
   };
   return parsed.is_tokenized === true

@@ -26,6 +26,7 @@ import {
   ModelError,
   NoWorkersError,
   PRIORITIES,
+  TooLongError,
   deadlineError,
   errorFromCode,
   getHeader,
@@ -372,6 +373,21 @@ class Worker implements WorkerHandle, WorkerView {
       return;
     }
     if (held.finished) return; // handed back meanwhile (a drain that ran out of time)
+    if (job.checkLength) {
+      const cut = rows.findIndex((r) => r.truncatedFrom !== undefined);
+      if (cut >= 0) {
+        const limit = this.#engine.info.maxSeqLen;
+        this.#refuse(
+          held,
+          new TooLongError(
+            `texts[${job.offset + cut}] has ${rows[cut]!.truncatedFrom} tokens with [CLS]/[SEP], more than max_seq_len ${limit}: ` +
+              'it would be cut (check_length). Shorten it, start the service with a larger --max-seq-len, or encode with checkLength: false',
+            { details: { row: job.offset + cut, tokens: rows[cut]!.truncatedFrom, limit } },
+          ),
+        );
+        return;
+      }
+    }
     held.stage = {
       kind: 'queued',
       job,

@@ -64,6 +64,11 @@ export const jobSchema = {
       "type": "boolean",
       "default": false
     },
+    "check_length": {
+      "description": "Refuse, with TOO_LONG naming the row, a row that max_seq_len would cut (bert-as-service's check_length), instead of encoding what fits.",
+      "type": "boolean",
+      "default": false
+    },
     "output": {
       "description": "Encoding of result frame bodies: little-endian float32, little-endian float16, or JSON arrays of numbers.",
       "enum": [

@@ -39,6 +39,10 @@ is_tokenized?: boolean
  */
 show_tokens?: boolean
 /**
+ * Refuse, with TOO_LONG naming the row, a row that max_seq_len would cut (bert-as-service's check_length), instead of encoding what fits.
+ */
+check_length?: boolean
+/**
  * Encoding of result frame bodies: little-endian float32, little-endian float16, or JSON arrays of numbers.
  */
 output?: ("f32" | "f16" | "json")
