@@ -84,6 +84,7 @@ test('options - checks per-call options and falls back to the client timeout', (
       isTokenized: false,
       showTokens: false,
       blocking: true,
+      checkLength: 'warn',
       output: 'f32',
       timeoutMs: 5000,
       signal: undefined,

@@ -44,6 +44,7 @@ test('job - a string job round-trips through encodeJob and parseJob', () => {
     reply: REPLY,
     deadline: 1_900_000_000_000,
     showTokens: false,
+    checkLength: false,
     output: 'f32',
     isTokenized: false,
     texts: ['hello world', 'A ||| B'],
@@ -61,6 +62,7 @@ test('job - a tokenized job with options round-trips', () => {
     ],
     isTokenized: true,
     showTokens: true,
+    checkLength: true,
     output: 'json',
   });
   assert.equal(headers[HEADERS.deadline], undefined);
@@ -71,10 +73,12 @@ test('job - a tokenized job with options round-trips', () => {
     ],
     is_tokenized: true,
     show_tokens: true,
+    check_length: true,
     output: 'json',
   });
   const job = parseJob(headers, body, LIMITS);
   assert.equal(job.isTokenized, true);
+  assert.equal(job.checkLength, true);
   assert.deepEqual(job.texts, [
     ['hello', 'world'],
     ['good', 'day'],
@@ -286,7 +290,7 @@ const BAD_JOBS: BadCase[] = [
     name: 'unknown field',
     body: bytesOf({ texts: ['a'], pooling: 'CLS' }),
     code: 'BAD_REQUEST',
-    message: /unknown field "pooling" \(allowed: texts, is_tokenized, show_tokens, output\)/,
+    message: /unknown field "pooling" \(allowed: texts, is_tokenized, show_tokens, check_length, output\)/,
   },
   {
     name: 'too many rows',
