@@ -237,6 +237,29 @@ test('cli - bertq start without a model, or with a bad flag, says what is wrong'
   const both = await bertq(['start', '--model', tiny.huggingFaceDir, '--fp16', '--precision', 'int8']);
   assert.notEqual(both.code, 0);
   assert.match(both.stderr, /--fp16 contradicts --precision int8/);
+
+  // A taken --http-port fails at once, before any model is loaded or worker forked.
+  const taken = createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  try {
+    const port = (taken.address() as { port: number }).port;
+    const started = performance.now();
+    const busy = await bertq([
+      'start',
+      '--model',
+      tiny.huggingFaceDir,
+      '--http-port',
+      String(port),
+      '--server',
+      'nats://127.0.0.1:1',
+    ]);
+    assert.notEqual(busy.code, 0);
+    assert.match(busy.stderr, new RegExp(`--http-port ${port} is taken on 127\\.0\\.0\\.1`));
+    assert.doesNotMatch(busy.stderr, /model prepared|bertq ready/);
+    assert.ok(performance.now() - started < COMMAND_TIMEOUT_MS);
+  } finally {
+    await new Promise((resolve) => taken.close(resolve));
+  }
 });
 
 test('cli - bertq start --precision int8 serves int8 vectors within cosine 0.99 of float32, and says so', {

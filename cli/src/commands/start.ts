@@ -9,6 +9,7 @@ import { createProgress } from '../progress.js';
 import type { ProgressReporter } from '../progress.js';
 import { gatewayOptionsFromFlags, httpFlags, httpPortFlag } from '../http-flags.js';
 import { FlagError, encoderOptionsFromFlags, modelFlags, parseIntList } from '../model-flags.js';
+import { assertPortFree } from '../port-check.js';
 import { warnIfOnCommandLine } from '../secrets.js';
 
 /** How often a terminated `bertq start` checks whether others still use its embedded server. */
@@ -134,6 +135,9 @@ export default class Start extends BaseCommand<typeof Start> {
     const servers = this.servers();
     const connection = { ...this.natsOptions('bertq start') };
     delete (connection as { servers?: unknown }).servers;
+
+    // A taken HTTP port fails now, before a model is loaded and workers are forked.
+    if (http) await assertPortFree(http.host ?? '127.0.0.1', http.port ?? 0, '--http-port');
 
     // The embedded default: a local URL where nothing answers gets its own nats-server -js.
     const nats = await ensureNatsServer(servers[0]!, { logger: log, connection });

@@ -135,3 +135,34 @@ test('gateway - through a broker outage /health says so, then /health, /ready an
     await own.stop();
   }
 });
+
+test('gateway - an HTTP request aborted by its caller cancels its queued jobs: the workers skip them', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const worker = await fleet.worker({
+    engine: slowEngine(encoder, SLOW_BATCH_MS),
+    maxBatchSize: 10,
+    prefetch: 2,
+    stream: { storage: 'memory' },
+  });
+  const gateway = await fleet.gateway(worker.service);
+  const texts = Array.from({ length: 200 }, (_, i) => `row ${i} of a request nobody will wait for`);
+  await assert.rejects(
+    fetch(`${gateway.url}encode`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ texts }),
+      signal: AbortSignal.timeout(SLOW_BATCH_MS / 2),
+    }),
+  );
+  // 20 jobs of 10 rows at SLOW_BATCH_MS each would take 16 s; skipped, all 20 are settled in a moment.
+  await waitFor(
+    'every job computed or skipped',
+    () => worker.stats().jobsCancelled + worker.stats().jobsDone === 20,
+    10_000,
+    100,
+  );
+  const stats = worker.stats();
+  assert.ok(stats.jobsCancelled >= 10, `cancelled ${stats.jobsCancelled} of 20 jobs`);
+  assert.ok(stats.jobsDone <= 5, `computed ${stats.jobsDone} of 20 jobs after the caller left`);
+});
