@@ -160,6 +160,26 @@ test('cli - bertq start (embedded nats-server) + bertq encode "hello world" prin
       const csv = await bertq(['encode', '--format', 'csv', '--server', server, '--no-progress'], 'hello world\n');
       assert.equal(csv.code, 0, csv.stderr);
       assert.equal(csv.stdout.trim().split(',').length, 32);
+
+      // A row the service would cut, with --check-length raise: the error names its line in the file.
+      const longFile = join(home, 'long.txt');
+      const long = Array.from({ length: 40 }, (_, i) => `word${i}`).join(' ');
+      await writeFile(longFile, ['one', 'two', 'three', long, 'five'].join('\n'));
+      const tooLong = await bertq([
+        'encode',
+        '--file',
+        longFile,
+        '--check-length',
+        'raise',
+        '--batch-size',
+        '2',
+        '--server',
+        server,
+        '--no-progress',
+      ]);
+      assert.notEqual(tooLong.code, 0);
+      assert.match(tooLong.stderr, /TOO_LONG/);
+      assert.match(tooLong.stderr.replace(/\s*\n\s*›?\s*/g, ' '), /line 4 of \S*long\.txt/);
     } finally {
       await enc.close();
     }

@@ -151,6 +151,9 @@ export default class Encode extends BaseCommand<typeof Encode> {
     };
     process.once('SIGINT', onInterrupt);
     let shape: number[] = [];
+    // Line numbers of the batches sent and not yet written: an error naming a row of the request
+    // at the head (the one that failed) can then name its line of the input.
+    const batchLines: number[][] = [];
     const texts$ = (async function* () {
       for await (const batch of batches) {
         for (const line of batch) {
@@ -160,6 +163,7 @@ export default class Encode extends BaseCommand<typeof Encode> {
             );
           }
         }
+        batchLines.push(batch.map((l) => l.number));
         yield flags.tokenized ? batch.map((l) => l.text.trim().split(/\s+/)) : batch.map((l) => l.text);
       }
     })();
@@ -186,11 +190,16 @@ export default class Encode extends BaseCommand<typeof Encode> {
           if (tokens) collected.tokens.push(...tokens);
         }
         rows += n;
+        batchLines.shift();
       }
       await writer?.close();
       await out?.commit();
       progress?.done();
     } catch (err) {
+      const row = (err as { details?: { row?: unknown } }).details?.row;
+      const line = typeof row === 'number' ? batchLines[0]?.[row] : undefined;
+      if (err instanceof Error && line !== undefined && texts.length === 0)
+        err.message += ` (line ${line} of ${flags.file ?? 'stdin'})`;
       progress?.fail(err instanceof Error ? err.message : String(err));
       await out?.abort();
       if (err instanceof Error && flags.output) err.message += ` (${soFar()}; ${flags.output} was not written)`;
