@@ -57,7 +57,7 @@ import { PartJoiner } from './part-joiner.js';
 import { PendingRequest } from './pending.js';
 import { fromNatsHeaders } from '@bertq/nats';
 import { publishAll, publishJob, type PublishContext } from './publish.js';
-import { deliveredSequences, jobsToReask } from './recovery.js';
+import { CONSUMER_INFO_TIMEOUT_MS, deliveredSequences, jobsToReask } from './recovery.js';
 import type {
   ClientStatus,
   Delivery,
@@ -540,8 +540,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     }
     if (this.disconnectedSince !== undefined) return;
     try {
-      this.config = await requestServerConfig(this.nc, this.service, LIVENESS_INTERVAL_MS / 2);
-      this.configReadAt = Date.now();
+      await this.loadConfig(); // the same read (and version check) as a request's, shared if one is running
       this.livenessMisses = 0;
     } catch (err) {
       if (!(err instanceof NoWorkersError)) return;
@@ -580,7 +579,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     const lanes = new Set(requests.map((r) => r.lane));
     let jsm: Awaited<ReturnType<typeof jetstreamManager>> | undefined;
     try {
-      jsm = await jetstreamManager(this.nc, { checkAPI: false });
+      jsm = await jetstreamManager(this.nc, { checkAPI: false, timeout: CONSUMER_INFO_TIMEOUT_MS });
     } catch {
       jsm = undefined;
     }
@@ -709,9 +708,16 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       return;
     }
     const request = frame.id === undefined ? undefined : this.pending.get(frame.id);
+    const own = frame.id !== undefined && this.recentIds.has(frame.id);
+    // A job computed twice (a re-ask after a reconnect, a redelivery) sends its rows twice: they reach
+    // neither the caller nor a listener twice. An own request no longer pending has all it will take.
+    const repeated = request === undefined ? own : request.accept(frame) === 'duplicate';
+    if (repeated) {
+      this.stats.duplicateFrames++;
+      return;
+    }
     if (request === undefined) this.stats.foreignFrames++;
-    else if (request.accept(frame) === 'duplicate') this.stats.duplicateFrames++;
-    if (this.listeners.size > 0) this.deliver(frame, frame.id !== undefined && this.recentIds.has(frame.id));
+    if (this.listeners.size > 0) this.deliver(frame, own);
   }
 
   private deliver(frame: DecodedFrame, own: boolean): void {

@@ -3,15 +3,16 @@
  * exactly once: all rows in, an error frame, the deadline, an abort, or the client closing.
  */
 import {
+  HEADERS,
   InternalError,
   RequestAssembler,
   TimeoutError,
   type AssembledResult,
   type BertqError,
   type DecodedFrame,
+  type Priority,
   type ResultFrame,
 } from '@bertq/protocol';
-import { HEADERS, type Priority } from '@bertq/protocol';
 import type { PreparedJob } from './chunks.js';
 import type { StoredJob } from './recovery.js';
 import type { FrameReport } from './types.js';
@@ -43,8 +44,8 @@ export class PendingRequest {
   readonly deadline: number;
   readonly lane: Priority;
   readonly promise: Promise<AssembledResult>;
-  /** Jobs JetStream acknowledged, for re-asking after a reconnect (recovery.ts). */
-  private readonly stored: StoredJob[] = [];
+  /** Jobs JetStream acknowledged, by offset, for re-asking after a reconnect (recovery.ts). */
+  private readonly stored = new Map<number, StoredJob>();
   private readonly assembler: RequestAssembler;
   private readonly timeoutMs: number;
   private readonly onSettled: PendingOptions['onSettled'];
@@ -87,8 +88,8 @@ export class PendingRequest {
 
   /** Records a job JetStream stored at stream sequence `seq` (or stored again, after a re-ask). */
   recordStored(job: PreparedJob, seq: number): void {
-    const known = this.stored.find((s) => s.job.offset === job.offset);
-    if (known === undefined) this.stored.push({ job, seq, attempts: 0 });
+    const known = this.stored.get(job.offset);
+    if (known === undefined) this.stored.set(job.offset, { job, seq, attempts: 0 });
     else {
       known.seq = seq;
       // A new Nats-Msg-Id was used up; the original id again (a lost job restored) uses none.
@@ -98,7 +99,8 @@ export class PendingRequest {
 
   /** Stored jobs whose rows are not all in. */
   unfinishedJobs(): StoredJob[] {
-    return this.done ? [] : this.stored.filter((s) => !this.assembler.hasRows(s.job.offset, s.job.rows));
+    if (this.done) return [];
+    return [...this.stored.values()].filter((s) => !this.assembler.hasRows(s.job.offset, s.job.rows));
   }
 
   /** Feeds one frame of this request. Error frames fail the whole request, as the protocol says. */

@@ -111,6 +111,14 @@ function matmul(
   return bias ? c.g.op('Add', [product, c.w(`${name}_bias`, bias, [outDim])], undefined, name) : product;
 }
 
+/** Splits a fused [.., 3H] projection into q, k and v, each [.., H]. */
+function splitQkv(c: Ctx, qkv: string, hidden: number, p: string): [string, string, string] {
+  return c.g.node('Split', [qkv, c.g.int64([hidden, hidden, hidden])], {
+    attributes: { axis: -1 },
+    outputs: [`${p}_q`, `${p}_k`, `${p}_v`],
+  }) as [string, string, string];
+}
+
 function linear(c: Ctx, x: string, lw: LinearWeights, name: string): string {
   return matmul(c, x, lw.kernel.data, lw.kernel.shape, name, lw.bias.data);
 }
@@ -178,10 +186,7 @@ function encoderLayerPlain(c: Ctx, x: string, maskAdd: string, weights: BertWeig
   // One [H, 3H] GEMM for q, k, v; the 1/√d score scale is folded into the query weights.
   const qkv = concatKernels([lw.query, lw.key, lw.value], [1 / Math.sqrt(headDim), 1, 1]);
   const fused = matmul(c, x, qkv.kernel, [qkv.inDim, qkv.outDim], `${p}_qkv`, qkv.bias);
-  const [q, k, v] = g.node('Split', [fused, g.int64([config.hiddenSize, config.hiddenSize, config.hiddenSize])], {
-    attributes: { axis: -1 },
-    outputs: [`${p}_q`, `${p}_k`, `${p}_v`],
-  }) as [string, string, string];
+  const [q, k, v] = splitQkv(c, fused, config.hiddenSize, p);
   const heads4 = g.int64([0, 0, heads, headDim]);
   const split = (t: string, perm: number[]) => g.op('Transpose', [g.op('Reshape', [t, heads4])], { perm });
   const scores = g.op(
@@ -232,11 +237,7 @@ function fusedAttention(c: Ctx, x: string, maskIndex: string, weights: BertWeigh
     )[0]!;
   }
   const projected = matmul(c, x, qkv.kernel, [qkv.inDim, qkv.outDim], `${p}_qkv`, qkv.bias);
-  const h = config.hiddenSize;
-  const [q, k, v] = g.node('Split', [projected, g.int64([h, h, h])], {
-    attributes: { axis: -1 },
-    outputs: [`${p}_q`, `${p}_k`, `${p}_v`],
-  }) as [string, string, string];
+  const [q, k, v] = splitQkv(c, projected, config.hiddenSize, p);
   return g.node('MultiHeadAttention', [q, k, v, '', maskIndex], {
     domain: MS_DOMAIN,
     attributes: { num_heads: heads, mask_filter_value: { float: ATTENTION_MASK_VALUE } },
