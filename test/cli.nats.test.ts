@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Encoder } from '@bertq/model';
-import { maxAbsDiff, startNatsServer, tinyModel, waitFor, type TinyModelFixture } from '@bertq/testing';
+import { freePort, maxAbsDiff, startNatsServer, tinyModel, waitFor, type TinyModelFixture } from '@bertq/testing';
 
 const BIN = fileURLToPath(new URL('../../cli/bin/run.js', import.meta.url));
 const START_TIMEOUT_MS = 60_000;
@@ -29,15 +29,6 @@ before(async () => {
 after(async () => {
   await rm(home, { recursive: true, force: true });
 });
-
-/** A TCP port nothing listens on right now. */
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
 
 interface Run {
   code: number | null;

@@ -2,10 +2,9 @@
  * A 3-node nats-server cluster on loopback with JetStream on every node (what a user grows to from
  * one broker), for the chaos harness: its nodes, their URLs, and the node that leads a stream.
  */
-import { createServer } from 'node:net';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
-import { startNatsServer, waitFor, type NatsServer } from '@bertq/testing';
+import { freePort, startNatsServer, waitFor, type NatsServer } from '@bertq/testing';
 
 export interface Cluster {
   nodes: NatsServer[];
@@ -14,14 +13,6 @@ export interface Cluster {
   /** The node whose server_name leads `stream` now. */
   leaderOf(stream: string): Promise<number>;
   stop(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((resolve) => srv.close(resolve));
-  return port;
 }
 
 export async function startCluster(size = 3): Promise<Cluster> {

@@ -9,3 +9,4 @@ export type { NatsServer, NatsServerOptions, NatsConfig, NatsConfigValue } from 
 export { tinyModel, SHARED_MODELS_DIR, SHARED_VOCAB } from './tiny-model.js';
 export type { TinyModelFixture } from './tiny-model.js';
 export { sleep, waitFor, maxAbsDiff, freshService } from './wait.js';
+export { freePort, processAlive } from './processes.js';

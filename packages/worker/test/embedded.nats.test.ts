@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UnauthorizedError } from '@bertq/protocol';
-import { startNatsServer } from '@bertq/testing';
+import { processAlive, startNatsServer } from '@bertq/testing';
 import { ensureNatsServer, parseNatsUrl } from '../src/nats/embedded.js';
 import type { EnsuredNatsServer } from '../src/nats/embedded.js';
 import { NatsConnectError, connectNats } from '@bertq/nats';
@@ -136,20 +136,11 @@ test('ensureNatsServer - the embedded server does not outlive its owner, even on
     owner.stdout.once('data', (d) => resolve(Number(String(d).trim())));
     owner.once('exit', (code) => reject(new Error(`the owner exited (${code}) before starting the server`)));
   });
-  assert.ok(pid > 0 && alive(pid), 'the server runs');
+  assert.ok(pid > 0 && processAlive(pid), 'the server runs');
   owner.kill('SIGKILL');
-  await waitFor('the orphaned server to exit', () => !alive(pid), 10_000, 50);
+  await waitFor('the orphaned server to exit', () => !processAlive(pid), 10_000, 50);
   // And its port is free again: a new server can start there.
   const again = await ensureNatsServer(`nats://127.0.0.1:${port}`, { storeDir: store });
   servers.push(again);
   assert.equal(again.started, true);
 });
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

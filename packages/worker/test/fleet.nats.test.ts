@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { HEADERS, ModelError, controlSubject, serviceNames, validateServerStatus } from '@bertq/protocol';
-import { startNatsServer, tinyModel } from '@bertq/testing';
+import { processAlive, startNatsServer, tinyModel } from '@bertq/testing';
 import type { NatsServer, TinyModelFixture } from '@bertq/testing';
 import { FleetError, startFleet } from '../src/fleet/fleet.js';
 import type { FleetHandle, FleetOptions } from '../src/fleet/fleet.js';
@@ -60,15 +60,6 @@ async function start(overrides: Partial<FleetOptions> = {}): Promise<FleetHandle
   const f = await startFleet(options(overrides));
   fleets.push(f);
   return f;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 test('fleet - starts two worker processes that share the requests', { timeout: TEST_TIMEOUT_MS }, async () => {
@@ -130,7 +121,7 @@ test('fleet - a worker killed with SIGKILL loses no job and is restarted', { tim
   const replaced = fleet.workers.find((w) => w.index === victim.index)!;
   assert.equal(replaced.restarts, 1);
   assert.notEqual(replaced.id, victim.id);
-  assert.ok(!alive(victim.pid));
+  assert.ok(!processAlive(victim.pid));
 
   // The jobs the victim held went back to the queue after ack_wait: a live worker got them again.
   let redelivered = 0;
@@ -155,7 +146,7 @@ test('fleet - stop() drains the workers and ends their processes', { timeout: TE
   await inFlight.result; // drained: finished and published before the worker exited
   assert.equal(await fleet.closed, undefined);
   assert.deepEqual(fleet.workers, []);
-  for (const pid of pids) assert.ok(!alive(pid), `worker ${pid} exited`);
+  for (const pid of pids) assert.ok(!processAlive(pid), `worker ${pid} exited`);
   client.close();
 });
 
@@ -200,5 +191,5 @@ test('fleet - terminate stops the fleet even while a crashed worker is being res
   assert.equal(outcome, undefined, 'the fleet ended cleanly');
   await new Promise((resolve) => setTimeout(resolve, 2_000)); // past the restart backoff
   assert.deepEqual(f.workers, [], 'and nothing came back up');
-  assert.ok(!alive(survivor!.pid));
+  assert.ok(!processAlive(survivor!.pid));
 });

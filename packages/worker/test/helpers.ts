@@ -2,8 +2,7 @@
  * Test helpers: a minimal job publisher/collector built on the protocol package (encodeJob, decodeFrame,
  * RequestAssembler) and a real NATS client, plus engine wrappers. Not a test file itself.
  */
-import { freshService, maxAbsDiff, sleep, waitFor } from '@bertq/testing';
-import { createServer } from 'node:net';
+import { freePort, freshService, maxAbsDiff, sleep, waitFor } from '@bertq/testing';
 import { connect, nuid } from '@nats-io/transport-node';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
@@ -243,13 +242,4 @@ export function sentences(n: number, seed = 1): string[] {
   });
 }
 
-/** A local TCP port nobody listens on (bound, then released). */
-export async function freePort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const port = (probe.address() as { port: number }).port;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
-
-export { freshService, maxAbsDiff, sleep, waitFor };
+export { freePort, freshService, maxAbsDiff, sleep, waitFor };
