@@ -4,7 +4,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Encoder } from '@bertq/model';
 import { freePort, maxAbsDiff, startNatsServer, tinyModel, waitFor, type TinyModelFixture } from '@bertq/testing';
+import { BIN, runBertq, startBertq, type Run, type Started } from './cli-fixtures.js';
 
-const BIN = fileURLToPath(new URL('../../cli/bin/run.js', import.meta.url));
 const START_TIMEOUT_MS = 60_000;
 const COMMAND_TIMEOUT_MS = 30_000;
 const TEST_TIMEOUT_MS = 120_000;
@@ -30,61 +30,18 @@ after(async () => {
   await rm(home, { recursive: true, force: true });
 });
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
 function env(): NodeJS.ProcessEnv {
   return { ...process.env, BERTQ_CACHE: join(home, 'cache'), BERTQ_LOG_LEVEL: 'warn', NO_COLOR: '1' };
 }
 
 /** Runs `bertq …` to completion, with a deadline. */
 function bertq(args: string[], input?: string): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { env: env(), stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`bertq ${args.join(' ')} did not finish within ${COMMAND_TIMEOUT_MS} ms\n${stderr}`));
-    }, COMMAND_TIMEOUT_MS);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(input ?? '');
-  });
-}
-
-interface Started {
-  child: ChildProcess;
-  stderr: () => string;
-  exited: Promise<number | null>;
+  return runBertq(args, { env: env(), timeoutMs: COMMAND_TIMEOUT_MS, ...(input === undefined ? {} : { input }) });
 }
 
 /** Starts `bertq start …` and waits for its ready line. */
-async function startFleet(args: string[]): Promise<Started> {
-  const child = spawn(process.execPath, [BIN, 'start', ...args], { env: env(), stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += d));
-  child.stdout!.resume();
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  let code: number | null | undefined;
-  void exited.then((c) => (code = c));
-  await waitFor(
-    'bertq start to print its ready line',
-    () => {
-      if (code !== undefined) throw new Error(`bertq start exited with ${code}:\n${stderr}`);
-      return stderr.includes('bertq ready');
-    },
-    START_TIMEOUT_MS,
-    100,
-  );
-  return { child, stderr: () => stderr, exited };
+function startFleet(args: string[]): Promise<Started> {
+  return startBertq(args, { env: env(), timeoutMs: START_TIMEOUT_MS });
 }
 
 test('cli - bertq start (embedded nats-server) + bertq encode "hello world" prints the vector Encoder.encode computes', {

@@ -7,7 +7,17 @@
  */
 
 /** Flags whose value is a list: `-pooling_layer -1 -2` (argparse nargs='+') becomes `=-1,-2`. */
-const LIST_FLAGS = new Set(['pooling-layer', 'device-map']);
+const LIST_FLAGS = new Set([
+  'pooling-layer',
+  'device-map',
+  // bert-serving-benchmark's experiment values
+  'test-max-seq-len',
+  'test-client-batch-size',
+  'test-num-client',
+  'test-max-batch-size',
+  'test-pooling-layer',
+  'test-precision',
+]);
 
 /** bert-as-service flags bertq has no use for, and what it does instead. */
 const IGNORED: Record<string, string> = {
@@ -16,6 +26,7 @@ const IGNORED: Record<string, string> = {
   xla: 'XLA is TensorFlow’s compiler; ONNX Runtime optimises the graph itself (--fused picks its fused kernels)',
   port: 'bertq has no ZeroMQ ports: workers and clients meet on one NATS server (--server, default nats://127.0.0.1:4222)',
   'port-out': 'bertq has no ZeroMQ ports: results come back over NATS (--server)',
+  'wait-till-ready': 'bertq benchmark waits for each fleet it starts to report ready, with a deadline of its own',
 };
 
 /** bert-as-service names bertq spells otherwise. */

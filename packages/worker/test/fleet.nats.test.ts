@@ -1,5 +1,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
@@ -157,6 +160,33 @@ test('fleet - a model that cannot be loaded fails the start with MODEL_ERROR bef
     startFleet(options({ encoder: { model: '/nonexistent/model-folder' } })),
     (err: Error) => err instanceof ModelError && /\/nonexistent\/model-folder does not exist/.test(err.message),
   );
+});
+
+test('fleet - a start whose workers fail leaves no stream behind; removeStreamOnStop takes it along on stop', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const jsm = await jetstreamManager(nc);
+  const streams = async () => {
+    const names: string[] = [];
+    for await (const name of jsm.streams.names()) names.push(name);
+    return names;
+  };
+  const dir = await mkdtemp(join(tmpdir(), 'bertq-fleet-'));
+  try {
+    const dying = join(dir, 'dies-at-once.mjs');
+    await writeFile(dying, 'process.exit(4);\n');
+    const failed = options({ numWorker: 1, workerScript: dying });
+    await assert.rejects(startFleet(failed), /worker 0 .*exited|code 4/);
+    assert.ok(!(await streams()).includes(serviceNames(failed.service).stream), 'the failed start removed its stream');
+
+    const once = await startFleet(options({ numWorker: 1, removeStreamOnStop: true }));
+    const stream = serviceNames(once.service).stream;
+    assert.ok((await streams()).includes(stream));
+    await once.stop();
+    assert.ok(!(await streams()).includes(stream), 'stop() removed the stream');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test('fleet - gives up with a clear error when a worker keeps crashing', { timeout: TEST_TIMEOUT_MS }, async () => {

@@ -31,7 +31,7 @@ import { isWorkerMessage } from './ipc.js';
 import type { ReadyInfo, SerializedError, WorkerProcessOptions, WorkerTuning } from './ipc.js';
 import { createLogger } from '@bertq/nats';
 import type { LogLevel } from '@bertq/nats';
-import { ensureStream } from '../nats/stream.js';
+import { ensureStream, openJetStreamManager } from '../nats/stream.js';
 import { assertOneConfiguration } from '../control/one-configuration.js';
 import type { StreamOptions } from '../nats/stream.js';
 import { WORKER_DEFAULTS } from '../worker.js';
@@ -77,6 +77,11 @@ export interface FleetOptions extends WorkerTuning {
   execArgv?: string[];
   /** Environment of the worker processes. Default: the supervisor's. */
   env?: NodeJS.ProcessEnv;
+  /**
+   * A fleet for one run (a benchmark, a test): stop() also deletes the service's stream, with any
+   * job still queued in it. Default false: queued jobs wait for the next fleet.
+   */
+  removeStreamOnStop?: boolean;
 }
 
 export interface RestartPolicy {
@@ -181,6 +186,8 @@ class Fleet implements FleetHandle {
   readonly #restart: Required<RestartPolicy>;
   #stopping = false;
   #stopPromise: Promise<void> | undefined;
+  /** This start created the stream (rather than found it): a failed start removes it again. */
+  #streamCreated = false;
   #resolveClosed!: (reason: Error | undefined) => void;
   #closedSettled = false;
 
@@ -275,6 +282,7 @@ class Fleet implements FleetHandle {
         dims,
       });
       const ensured = await ensureStream(nc, { ...o.stream, service: this.service });
+      this.#streamCreated = ensured.created;
       this.#log.info({ stream: ensured.stream, created: ensured.created, updated: ensured.updated }, 'stream ready');
     } finally {
       await nc.close().catch(() => undefined);
@@ -288,6 +296,8 @@ class Fleet implements FleetHandle {
     } catch (err) {
       this.#stopping = true;
       await Promise.all(this.#slots.map((slot) => this.#terminate(slot, KILL_WAIT_MS)));
+      // A stream this start created and nobody used yet goes too: a failed start leaves nothing.
+      if (this.#streamCreated) await this.#removeStream({ onlyIfEmpty: !o.removeStreamOnStop });
       this.#settle(err as Error);
       throw err;
     }
@@ -476,8 +486,31 @@ class Fleet implements FleetHandle {
     const timeout = this.#options.stopTimeoutMs ?? drain + STOP_GRACE_MS;
     this.#log.info({ timeoutMs: timeout }, 'stopping workers');
     await Promise.all(this.#slots.map((slot) => this.#terminate(slot, timeout)));
+    if (this.#options.removeStreamOnStop) await this.#removeStream({ onlyIfEmpty: false });
     this.#settle(reason);
     this.#log.info('fleet stopped');
+  }
+
+  /** Deletes the service's stream (best effort: a broker that is gone keeps it, and says nothing). */
+  async #removeStream({ onlyIfEmpty }: { onlyIfEmpty: boolean }): Promise<void> {
+    const stream = serviceNames(this.service).stream;
+    try {
+      const nc = await connectNats({
+        ...this.#options.connection,
+        servers: this.#options.servers,
+        name: `bertq-fleet-${this.service}`,
+      });
+      try {
+        const jsm = await openJetStreamManager(nc);
+        if (onlyIfEmpty && (await jsm.streams.info(stream)).state.messages > 0) return;
+        await jsm.streams.delete(stream);
+        this.#log.info({ stream }, 'stream removed');
+      } finally {
+        await nc.close().catch(() => undefined);
+      }
+    } catch (err) {
+      this.#log.warn({ stream, err }, 'could not remove the stream');
+    }
   }
 
   /** SIGTERM (the worker drains), then SIGKILL after `timeoutMs`. */

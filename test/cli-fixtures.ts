@@ -1,0 +1,74 @@
+/**
+ * Running the `bertq` command line in tests as a user does: a real process, with a deadline on
+ * every wait. Shared by the CLI end-to-end tests (test/cli*.nats.test.ts, test/benchmark.nats.test.ts).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { waitFor } from '@bertq/testing';
+
+export const BIN = fileURLToPath(new URL('../../cli/bin/run.js', import.meta.url));
+
+export interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `bertq …` (or another bin of the CLI) to completion; SIGKILL and a rejection past the deadline. */
+export function runBertq(
+  args: string[],
+  options: { env: NodeJS.ProcessEnv; input?: string; timeoutMs: number; bin?: string },
+): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [options.bin ?? BIN, ...args], {
+      env: options.env,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`bertq ${args.join(' ')} did not finish within ${options.timeoutMs} ms\n${stderr}`));
+    }, options.timeoutMs);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+    child.stdin.end(options.input ?? '');
+  });
+}
+
+export interface Started {
+  child: ChildProcess;
+  stderr: () => string;
+  exited: Promise<number | null>;
+}
+
+/** Starts `bertq start …` and waits for its ready line. */
+export async function startBertq(
+  args: string[],
+  options: { env: NodeJS.ProcessEnv; timeoutMs: number },
+): Promise<Started> {
+  const child = spawn(process.execPath, [BIN, 'start', ...args], {
+    env: options.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  child.stdout!.resume();
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  let code: number | null | undefined;
+  void exited.then((c) => (code = c));
+  await waitFor(
+    'bertq start to print its ready line',
+    () => {
+      if (code !== undefined) throw new Error(`bertq start exited with ${code}:\n${stderr}`);
+      return stderr.includes('bertq ready');
+    },
+    options.timeoutMs,
+    100,
+  );
+  return { child, stderr: () => stderr, exited };
+}
