@@ -16,6 +16,15 @@ export type InferredArgs<T extends typeof Command> = Interfaces.InferredArgs<T['
 
 const CONNECTION = 'CONNECTION';
 
+/** The environment variables that are not a flag's fallback, for the help of the commands that read them. */
+export const ENVIRONMENT_HELP = [
+  'Environment:',
+  '- BERTQ_CACHE: where downloaded models, built ONNX graphs and the embedded nats-server store live (default $XDG_CACHE_HOME/bertq, else ~/.cache/bertq).',
+  '- HF_ENDPOINT: the Hugging Face hub or mirror --model ids come from (default https://huggingface.co).',
+  '- HF_TOKEN: token for private or gated hub models.',
+  '- BERTQ_*: every flag reads the variable its help names.',
+].join('\n');
+
 export abstract class BaseCommand<T extends typeof Command> extends Command {
   static override enableJsonFlag = true;
 

@@ -83,3 +83,12 @@ test('cli - a process that does tokenize maps the tokenizers addon (the check ab
     `start --help mapped: ${libraries.join(', ')}`,
   );
 });
+
+test('help - commands that load models name the environment variables that are not a flag (BERTQ_CACHE, HF_*)', () => {
+  for (const command of ['start', 'benchmark']) {
+    const res = spawnSync(process.execPath, [BIN, command, '--help'], { encoding: 'utf8', timeout: RUN_TIMEOUT_MS });
+    assert.equal(res.status, 0, res.stderr);
+    for (const name of ['BERTQ_CACHE', 'HF_ENDPOINT', 'HF_TOKEN'])
+      assert.match(res.stdout, new RegExp(`- ${name}: `), `bertq ${command} --help names ${name}`);
+  }
+});

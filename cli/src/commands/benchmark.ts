@@ -6,7 +6,7 @@ import type { ClientOptions } from '@bertq/client';
 import { createLogger } from '@bertq/nats';
 import { ensureNatsServer, startFleet } from '@bertq/worker';
 import type { FleetHandle } from '@bertq/worker';
-import { BaseCommand } from '../base.js';
+import { BaseCommand, ENVIRONMENT_HELP } from '../base.js';
 import {
   BASE_SETTINGS,
   EXPERIMENTS,
@@ -50,7 +50,8 @@ const testFlag = (name: ExperimentName) =>
 export default class Benchmark extends BaseCommand<typeof Benchmark> {
   static override summary = "Measure speed as bert-as-service's benchmark did: one table and one plot per setting.";
   static override description =
-    `Each experiment varies one setting and keeps the others at the base values (--max-seq-len, --client-batch-size, --num-client, --max-batch-size, --pooling-layer, --precision): max_seq_len, client_batch_size, num_client, max_batch_size, pooling_layer and precision. With --model-dir or --model it starts its own fleet for each server-side setting (on --server, or an embedded nats-server), under a service of its own that it removes afterwards. Given no model, it runs the client-side experiments (client_batch_size, num_client) against the fleet already serving --service. Throughput counts every client's sentences together. Each point runs until every client did --num-repeat requests or --duration seconds passed; tables go to stdout, progress to stderr, and one SVG plot per experiment, results.json and README.md to --output.`;
+    `Each experiment varies one setting and keeps the others at the base values (--max-seq-len, --client-batch-size, --num-client, --max-batch-size, --pooling-layer, --precision): max_seq_len, client_batch_size, num_client, max_batch_size, pooling_layer and precision. With --model-dir or --model it starts its own fleet for each server-side setting (on --server, or an embedded nats-server), under a service of its own that it removes afterwards. Given no model, it runs the client-side experiments (client_batch_size, num_client) against the fleet already serving --service. Throughput counts every client's sentences together. Each point runs until every client did --num-repeat requests or --duration seconds passed; tables go to stdout, progress to stderr, and one SVG plot per experiment, results.json and README.md to --output.` +
+    `\n\n${ENVIRONMENT_HELP}`;
   static override examples = [
     '<%= config.bin %> benchmark --model-dir /tmp/english_L-12_H-768_A-12/ --quick',
     '<%= config.bin %> benchmark --model-dir /models/bert --experiments max_seq_len,pooling_layer --output bench-out',

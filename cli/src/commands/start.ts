@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger, type NatsConnectOptions } from '@bertq/nats';
 import { ensureNatsServer, otherServicesOn, startFleet } from '@bertq/worker';
 import type { FleetReadyInfo } from '@bertq/worker';
-import { BaseCommand } from '../base.js';
+import { BaseCommand, ENVIRONMENT_HELP } from '../base.js';
 import { createProgress } from '../progress.js';
 import type { ProgressReporter } from '../progress.js';
 import { gatewayOptionsFromFlags, httpFlags, httpPortFlag } from '../http-flags.js';
@@ -19,7 +19,8 @@ const FLEET = 'FLEET';
 export default class Start extends BaseCommand<typeof Start> {
   static override summary = 'Start a worker fleet that serves a BERT model on NATS.';
   static override description =
-    `Loads the model once (building its ONNX graph, or taking it from the cache), then starts --num-worker worker processes that pull encode jobs from the service's JetStream queue. When --server is local and no NATS server answers there, an embedded nats-server -js is started. Runs until Ctrl-C / SIGTERM, then drains: jobs in hand are finished, queued jobs stay queued for the next worker.`;
+    `Loads the model once (building its ONNX graph, or taking it from the cache), then starts --num-worker worker processes that pull encode jobs from the service's JetStream queue. When --server is local and no NATS server answers there, an embedded nats-server -js is started. Runs until Ctrl-C / SIGTERM, then drains: jobs in hand are finished, queued jobs stay queued for the next worker.` +
+    `\n\n${ENVIRONMENT_HELP}`;
   static override examples = [
     '<%= config.bin %> start --model-dir /tmp/english_L-12_H-768_A-12/ --num-worker 4',
     '<%= config.bin %> start --model sentence-transformers/all-MiniLM-L6-v2 --pooling-layer=-1 --normalize',

@@ -74,6 +74,8 @@ export interface GatewayHandle {
   /** The gateway's own client of the fleet. */
   readonly client: BertClient<'ndarray'>;
   readonly metrics: GatewayMetrics;
+  /** The routes it serves and their methods (HEAD, answered for every GET, and OPTIONS left out). */
+  readonly routes: ReadonlyArray<{ path: string; methods: readonly string[] }>;
   /** Stops accepting, lets requests in flight finish (up to drainTimeoutMs), closes streams and the client. */
   close(): Promise<void>;
 }
@@ -217,6 +219,10 @@ class Gateway implements GatewayHandle {
     this.app.setErrorHandler((error, request, reply) => this.onError(error, request, reply));
     this.app.setNotFoundHandler((request, reply) => this.notFound(request, reply));
     for (const spec of this.routeSpecs()) this.addRoute(spec);
+  }
+
+  get routes(): Array<{ path: string; methods: string[] }> {
+    return [...this.allowed].map(([path, methods]) => ({ path, methods: methods.filter((m) => m !== 'HEAD') }));
   }
 
   get port(): number {

@@ -251,6 +251,25 @@ test('gateway routing - unknown routes are 404, wrong methods 405 with Allow, re
   assert.equal(v1missing.body.error.type, 'invalid_request_error', "/v1 errors come in OpenAI's shape");
 });
 
+test('gateway routing - every route docs/http.md documents exists with its method, and no other', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const doc = readFileSync(new URL('../../../../docs/http.md', import.meta.url), 'utf8');
+  const documented = new Set([...doc.matchAll(/`(GET|POST) (\/[\w/.]*)`/g)].map((m) => `${m[1]} ${m[2]}`));
+  for (const [, path] of doc.matchAll(/, `(\/[\w.]+)`/g)) documented.add(`GET ${path}`); // "`GET /`, `/dashboard.js`, …"
+  // What the gateway routes: a known path answers a wrong method with 405 and Allow.
+  const served = new Set<string>();
+  for (const route of gateway.routes) for (const method of route.methods) served.add(`${method} ${route.path}`);
+  assert.deepEqual([...documented].sort(), [...served].sort());
+  for (const entry of documented) {
+    const [method, path] = entry.split(' ') as [string, string];
+    if (method !== 'GET' || path === '/events') continue;
+    const res = await fetch(`${gateway.url}${path.slice(1)}`, { signal: AbortSignal.timeout(30_000) });
+    await res.arrayBuffer();
+    assert.ok(res.status !== 404 && res.status !== 405, `${entry} answers (${res.status})`);
+  }
+});
+
 test('gateway CORS and bearer token - preflight, allowed origins, 401 without the token in both error shapes', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {

@@ -37,9 +37,10 @@ export interface PrepareOptions extends ModelSourceOptions {
   /**
    * Longest sequence in tokens, [CLS]/[SEP] included; longer input is truncated on the right.
    * `null` (bert-as-service's NONE) = the longest in each batch, and a sentence longer than the model
-   * allows is a TOO_LONG error. Default 25: cheap and enough for short sentences; raise it for documents.
+   * allows is a TOO_LONG error; the string `'NONE'` (bert-as-service's spelling) means the same.
+   * Default 25: cheap and enough for short sentences; raise it for documents.
    */
-  maxSeqLen?: number | null;
+  maxSeqLen?: number | null | 'NONE';
   /** Keep case and accents (for cased and multilingual-cased models). Default: the tokenizer's own setting. */
   casedTokenization?: boolean;
   /** Exclude [CLS] and [SEP] from attention and pooling (bert-as-service's mask_cls_sep). */
@@ -120,7 +121,7 @@ export async function prepareModel(options: PrepareOptions): Promise<PreparedMod
     normalize: options.normalize ?? false,
     fused: options.fused ?? DEVICE_PROFILES[device].fusedByDefault,
   };
-  const maxSeqLen = options.maxSeqLen === undefined ? DEFAULT_MAX_SEQ_LEN : options.maxSeqLen;
+  const maxSeqLen = resolveMaxSeqLen(options.maxSeqLen);
   const cacheRoot = options.hub?.cacheDir ?? defaultCacheDir();
   const graphDir = options.graphTmpDir ?? join(cacheRoot, 'graphs');
 
@@ -276,4 +277,11 @@ function tokenizerSource(source: ResolvedModelSource, where: string): TokenizerS
   throw new ModelError(`no vocab.txt or tokenizer.json beside ${where}`, {
     details: { file: join(where, 'vocab.txt') },
   });
+}
+
+/** `maxSeqLen` as the tokenizer takes it: the default when left out, null for NONE in any case. */
+function resolveMaxSeqLen(value: number | null | 'NONE' | undefined): number | null {
+  if (value === undefined) return DEFAULT_MAX_SEQ_LEN;
+  if (typeof value === 'string' && value.trim().toUpperCase() === 'NONE') return null;
+  return value as number | null;
 }

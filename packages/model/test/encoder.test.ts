@@ -218,6 +218,8 @@ test('encoder - bad input gets typed errors that name the problem', async () => 
     const long = Array.from({ length: 200 }, () => 'word').join(' ');
     await assert.rejects(enc.encode(['short', long]), (e) => e instanceof TooLongError && /64/.test(e.message));
   });
+  // bert-as-service spells it NONE: the same as null, not "got NONE".
+  await withEncoder({ maxSeqLen: 'NONE' }, async (enc) => assert.equal(enc.config.maxSeqLen, null));
   await assert.rejects(
     withEncoder({ maxSeqLen: 100 }, async () => {}),
     (e) => e instanceof TooLongError,
