@@ -10,7 +10,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { BertClient, CONFIG_MAX_AGE_MS, LIVENESS_INTERVAL_MS, LIVENESS_MISSES } from '@bertq/client';
 import type { Encoder } from '@bertq/model';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { NoWorkersError, TimeoutError, serviceNames } from '@bertq/protocol';
+import { NoWorkersError, OverloadedError, TimeoutError, serviceNames } from '@bertq/protocol';
 import { startNatsServer, waitFor, type NatsServer } from '@bertq/testing';
 import { startWorker } from '@bertq/worker';
 import { freshService, loadEncoder, manySentences } from './client-fixtures.js';
@@ -198,6 +198,57 @@ test('client failures - work nobody waits for is dropped: a client closing with 
     assert.ok(stats.jobsDone < jobs / 4, `computed ${stats.jobsDone} of ${jobs} jobs after the client left`);
   } finally {
     await bc.close();
+    await worker.stop();
+  }
+});
+
+test('client failures - shed early: a bulk request the queue cannot serve by its deadline is OVERLOADED at once, a small one still goes first', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const service = freshService('shed');
+  const worker = await startWorker({
+    nc,
+    service,
+    engine: slowed(encoder),
+    stream: { storage: 'memory' },
+    prefetch: 2,
+    maxBatchSize: 10,
+  });
+  const busy = await BertClient.connect({ servers: server.url, service, timeout: 60_000, maxChunkRows: 10 });
+  const bc = await BertClient.connect({ servers: server.url, service, timeout: 60_000, maxChunkRows: 10 });
+  try {
+    // A backlog of 40 jobs × 10 rows, drained at about 10 rows per SLOW_BATCH_MS: several seconds.
+    const backlog = busy.encode(manySentences(400));
+    backlog.catch(() => {});
+    await waitFor('the backlog to be queued and the worker measured', () => worker.stats().jobsDone >= 2, 10_000);
+    // bc's first request is admitted on no reading, and starts one: it is small, so it goes first.
+    await bc.encode(['a probe'], { timeout: 10_000 });
+    await waitFor('a load reading', () => (bc.status.load?.pending.bulk ?? 0) > 0, 5_000);
+    const chunksBefore = bc.status.numChunks;
+
+    const started = Date.now();
+    const refused = await bc.encode(manySentences(50), { timeout: 2_000 }).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    const tookMs = Date.now() - started;
+    assert.ok(refused instanceof OverloadedError, `OVERLOADED, got ${String(refused)}`);
+    assert.ok(tookMs < FAIL_FAST_MS, `refused at once (${tookMs} ms), not at the 2 s deadline`);
+    assert.match(refused.message, /rows are queued ahead of this request.*nothing was sent/);
+    assert.ok((refused.details?.estimatedWaitMs as number) > 2_000, JSON.stringify(refused.details));
+    assert.equal(bc.status.numChunks, chunksBefore, 'no job of the refused request was published');
+    assert.equal(bc.status.shed, 1);
+
+    // The same backlog does not refuse an interactive request: the high lane is served first.
+    const quick = await bc.encode(['still served'], { timeout: 2_000 });
+    assert.equal(quick.shape[0], 1);
+    // With a deadline the backlog fits in, a bulk request is admitted and served.
+    const patient = await bc.encode(manySentences(20), { timeout: 45_000 });
+    assert.equal(patient.shape[0], 20);
+    assert.equal((await backlog).shape[0], 400);
+  } finally {
+    await bc.close();
+    await busy.close();
     await worker.stop();
   }
 });

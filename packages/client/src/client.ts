@@ -57,6 +57,7 @@ import { PartJoiner } from './part-joiner.js';
 import { PendingRequest } from './pending.js';
 import { fromNatsHeaders } from '@bertq/nats';
 import { publishAll, publishJob, type PublishContext } from './publish.js';
+import { AdmissionGate } from './admission.js';
 import { CONSUMER_INFO_TIMEOUT_MS, deliveredSequences, jobsToReask } from './recovery.js';
 import type {
   ClientStatus,
@@ -100,6 +101,7 @@ interface Stats {
   reaskedJobs: number;
   reconnects: number;
   cancelled: number;
+  shed: number;
 }
 
 export class BertClient<F extends OutputFormat = 'ndarray'> {
@@ -133,7 +135,10 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     reaskedJobs: 0,
     reconnects: 0,
     cancelled: 0,
+    shed: 0,
   };
+  /** Refuses at once what the queue could not serve by its deadline (admission.ts). */
+  private readonly admission = new AdmissionGate(() => this.serverStatus());
   private sub: Subscription | undefined;
   private config: ServerConfig | undefined;
   private configReadAt = 0;
@@ -387,6 +392,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       ...(this.disconnectedSince === undefined
         ? {}
         : { disconnectedSince: new Date(this.disconnectedSince).toISOString() }),
+      ...(this.admission.reading === undefined ? {} : { load: this.admission.reading }),
     };
   }
 
@@ -441,6 +447,12 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       maxPayload: this.nc.info?.max_payload ?? config.max_payload ?? 1024 * 1024,
     });
     const lane = priorityFor(texts.length, config.priority_batch_size);
+    try {
+      this.admission.check({ lane, rows: texts.length, deadline, service: this.service });
+    } catch (err) {
+      this.stats.shed++;
+      throw err;
+    }
 
     const onAbort = (): void => pending.fail(o.signal?.reason);
     const pending: PendingRequest = new PendingRequest({

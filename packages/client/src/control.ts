@@ -111,6 +111,8 @@ export interface FleetStatus {
     num_redelivered: number;
     request_per_second: number;
     seq_per_second: number;
+    /** Rows per second of inference time, summed: what the fleet drains a backlog at. */
+    capacity_seq_per_second: number;
   };
   /**
    * The JetStream queue: the consumers are shared by the fleet, so this is one reading (the most
@@ -133,6 +135,7 @@ const SUMMED = [
   'num_redelivered',
   'request_per_second',
   'seq_per_second',
+  'capacity_seq_per_second',
 ] as const;
 
 /** Sums one fleet status from per-worker statuses (pure: no I/O). */

@@ -3,6 +3,7 @@
  * Python lists (`output_fmt`); here `ndarray` is a flat Float32Array plus its shape (row-major, the
  * layout numpy and ONNX Runtime use), and `list` is nested number arrays.
  */
+import type { LoadReading } from './admission.js';
 import type { BertqError, StageTimings } from '@bertq/protocol';
 
 /** `ndarray`: `{ data: Float32Array, shape }`; `list`: nested `number[][]` (or `number[][][]` token-level). */
@@ -143,6 +144,10 @@ export interface ClientStatus {
   reaskedJobs: number;
   /** Requests given up (failed, aborted, closed) whose queued jobs the workers were told to skip. */
   cancelled: number;
+  /** Requests refused at once with OVERLOADED: the queue ahead could not be served by their deadline. */
+  shed: number;
+  /** The fleet's load as last read for admission (queue ahead, capacity), once a request was sent. */
+  load?: LoadReading;
   /** Reconnects to the NATS server since the client started. */
   reconnects: number;
   closed: boolean;

@@ -466,6 +466,11 @@ export const serverStatusSchema = {
           "type": "number",
           "minimum": 0
         },
+        "capacity_seq_per_second": {
+          "type": "number",
+          "minimum": 0,
+          "description": "Rows per second of inference time over the last batches: how fast this worker drains a backlog, busy or not (0 before its first batch). Clients estimate a queue's wait from it."
+        },
         "num_returned": {
           "type": "integer",
           "description": "Jobs handed back to the queue (draining, or after a failed batch)."

@@ -235,6 +235,10 @@ num_total_client?: number
 request_per_second?: number
 seq_per_second?: number
 /**
+ * Rows per second of inference time over the last batches: how fast this worker drains a backlog, busy or not (0 before its first batch). Clients estimate a queue's wait from it.
+ */
+capacity_seq_per_second?: number
+/**
  * Jobs handed back to the queue (draining, or after a failed batch).
  */
 num_returned?: number

@@ -64,6 +64,40 @@ export class LatencyWindow {
 
 const DEFAULT_RATE_WINDOW_S = 60;
 
+/**
+ * Rows per second while computing, over the last `batches` batches. Unlike RateMeter's rate it does
+ * not fall when the worker idles, so it answers "how long would a queue of N rows take" at once.
+ */
+export class CapacityMeter {
+  readonly #rows: Float64Array;
+  readonly #ms: Float64Array;
+  #next = 0;
+  #count = 0;
+
+  constructor(readonly batches = 32) {
+    this.#rows = new Float64Array(batches);
+    this.#ms = new Float64Array(batches);
+  }
+
+  add(rows: number, ms: number): void {
+    this.#rows[this.#next] = rows;
+    this.#ms[this.#next] = ms;
+    this.#next = (this.#next + 1) % this.batches;
+    this.#count = Math.min(this.#count + 1, this.batches);
+  }
+
+  /** Rows per second; 0 before the first batch. */
+  perSecond(): number {
+    let rows = 0;
+    let ms = 0;
+    for (let i = 0; i < this.#count; i++) {
+      rows += this.#rows[i]!;
+      ms += this.#ms[i]!;
+    }
+    return ms > 0 ? (rows * 1000) / ms : 0;
+  }
+}
+
 /** Events per second over the last `windowSeconds` (or since start, when younger). */
 export class RateMeter {
   readonly #buckets: Float64Array;
@@ -199,6 +233,8 @@ export class WorkerMetrics {
     total: new LatencyWindow(),
   };
   readonly jobRate = new RateMeter();
+  /** Rows per second of inference time: what a backlog drains at, however idle the worker was. */
+  readonly capacity = new CapacityMeter();
   readonly rowRate = new RateMeter();
   readonly clients = new ClientTracker();
 
@@ -323,6 +359,7 @@ export class WorkerMetrics {
   }
 
   batchDone(rows: number, realTokens: number, paddedTokens: number, inferenceMs: number): void {
+    this.capacity.add(rows, inferenceMs);
     const c = this.counters;
     c.batches++;
     c.batchRows += rows;

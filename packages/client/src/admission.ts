@@ -1,0 +1,122 @@
+/**
+ * Shedding early: a request that the fleet could not serve before its deadline is refused with
+ * OVERLOADED before any job is published, instead of waiting in the queue to time out (what TEI's
+ * `--max-concurrent-requests` gives at once, here from a measured estimate rather than a count).
+ *
+ * The estimate comes from the fleet's status: the jobs pending ahead of this request's lane (the
+ * high lane is served first, so a bulk request waits for both), times the rows per job the workers
+ * have seen, plus the rows the workers already hold, drained at the fleet's capacity (rows per second
+ * of inference time, summed over workers). It is only used when there is a backlog: with an empty
+ * queue nothing is refused, whatever the numbers say. Readings are taken in the background, at most
+ * once a READING_MAX_AGE_MS, and a request never waits for one: the first requests of a burst are
+ * admitted on the last reading or none.
+ */
+import { OverloadedError, type Priority } from '@bertq/protocol';
+import type { FleetStatus } from './control.js';
+
+/** A status older than this is read again (in the background) before it is trusted. */
+export const READING_MAX_AGE_MS = 1_000;
+/** A reading older than this is not used at all: the queue may have drained since. */
+export const READING_STALE_MS = 5_000;
+
+/** What the estimate needs from one fleet status. */
+export interface LoadReading {
+  /** When it was taken (ms since the epoch). */
+  at: number;
+  /** Rows per second the fleet drains a backlog at. */
+  capacity: number;
+  /** Average rows per job the workers have computed. */
+  rowsPerJob: number;
+  /** Jobs waiting in each lane of the stream. */
+  pending: Record<Priority, number>;
+  /** Rows already in the workers' hands. */
+  heldRows: number;
+}
+
+export function readingFromStatus(status: FleetStatus, at: number): LoadReading {
+  const s = status.statistic;
+  return {
+    at,
+    capacity: s.capacity_seq_per_second ?? 0,
+    rowsPerJob: s.num_data_request > 0 ? s.num_total_seq / s.num_data_request : 1,
+    pending: { high: status.queue.high.pending ?? 0, bulk: status.queue.bulk.pending ?? 0 },
+    heldRows: status.queue.local_rows,
+  };
+}
+
+export interface WaitEstimate {
+  /** Rows ahead of the request. */
+  rowsAhead: number;
+  /** Until its last row is done, ms. */
+  waitMs: number;
+}
+
+/** How long a request of `rows` rows in `lane` would take; undefined with no backlog or no measure. */
+export function estimateWait(r: LoadReading, lane: Priority, rows: number): WaitEstimate | undefined {
+  const jobsAhead = lane === 'high' ? r.pending.high : r.pending.high + r.pending.bulk;
+  if (jobsAhead === 0 || r.capacity <= 0) return undefined;
+  const rowsAhead = jobsAhead * r.rowsPerJob + r.heldRows;
+  return { rowsAhead, waitMs: ((rowsAhead + rows) / r.capacity) * 1000 };
+}
+
+/** The OVERLOADED a request gets when the estimate says it would miss its deadline; else undefined. */
+export function admissionError(
+  r: LoadReading | undefined,
+  request: { lane: Priority; rows: number; deadline: number; service: string },
+  now: number,
+): OverloadedError | undefined {
+  if (r === undefined || now - r.at > READING_STALE_MS || !Number.isFinite(request.deadline)) return undefined;
+  const estimate = estimateWait(r, request.lane, request.rows);
+  if (estimate === undefined || now + estimate.waitMs <= request.deadline) return undefined;
+  const seconds = (ms: number) => (ms / 1000).toFixed(1);
+  return new OverloadedError(
+    `service "${request.service}" is overloaded: about ${Math.round(estimate.rowsAhead)} rows are queued ahead of this request, ` +
+      `~${seconds(estimate.waitMs)} s at the fleet's ${Math.round(r.capacity)} rows/s, past its deadline in ${seconds(request.deadline - now)} s; ` +
+      'nothing was sent. Retry later, allow a longer timeout, or add workers',
+    {
+      details: {
+        rowsAhead: Math.round(estimate.rowsAhead),
+        estimatedWaitMs: Math.round(estimate.waitMs),
+        deadlineInMs: Math.round(request.deadline - now),
+        capacity: Math.round(r.capacity),
+        lane: request.lane,
+      },
+    },
+  );
+}
+
+/** Keeps the latest reading, refreshing it in the background while requests come. */
+export class AdmissionGate {
+  #reading: LoadReading | undefined;
+  #inFlight: Promise<void> | undefined;
+
+  constructor(
+    private readonly readStatus: () => Promise<FleetStatus>,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  get reading(): LoadReading | undefined {
+    return this.#reading;
+  }
+
+  /** Throws OVERLOADED when the request would miss its deadline; starts a refresh when the reading is old. */
+  check(request: { lane: Priority; rows: number; deadline: number; service: string }): void {
+    const now = this.now();
+    if (this.#reading === undefined || now - this.#reading.at > READING_MAX_AGE_MS) this.refresh();
+    const refusal = admissionError(this.#reading, request, now);
+    if (refusal) throw refusal;
+  }
+
+  /** One status read at a time; a failed read keeps the old reading (it goes stale on its own). */
+  refresh(): Promise<void> {
+    this.#inFlight ??= this.readStatus()
+      .then((status) => {
+        this.#reading = readingFromStatus(status, this.now());
+      })
+      .catch(() => undefined)
+      .finally(() => {
+        this.#inFlight = undefined;
+      });
+    return this.#inFlight;
+  }
+}

@@ -1,0 +1,74 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { OverloadedError } from '@bertq/protocol';
+import { AdmissionGate, READING_STALE_MS, admissionError, estimateWait, readingFromStatus } from '../src/admission.js';
+import type { LoadReading } from '../src/admission.js';
+import type { FleetStatus } from '../src/control.js';
+
+const reading: LoadReading = { at: 0, capacity: 100, rowsPerJob: 10, pending: { high: 2, bulk: 30 }, heldRows: 20 };
+
+test('admission - a bulk request waits for both lanes, a high one only for its own; no backlog, no estimate', () => {
+  // bulk: (2 + 30) jobs × 10 rows + 20 held + its own 50 = 390 rows at 100 rows/s
+  assert.deepEqual(estimateWait(reading, 'bulk', 50), { rowsAhead: 340, waitMs: 3900 });
+  // high: 2 jobs × 10 + 20 held + 1 = 41 rows
+  assert.deepEqual(estimateWait(reading, 'high', 1), { rowsAhead: 40, waitMs: 410 });
+  assert.equal(estimateWait({ ...reading, pending: { high: 0, bulk: 0 } }, 'bulk', 5000), undefined);
+  assert.equal(estimateWait({ ...reading, capacity: 0 }, 'bulk', 1), undefined, 'no batch measured yet');
+});
+
+test('admission - refused with OVERLOADED only when the estimate passes the deadline, and the error says by how much', () => {
+  const request = { lane: 'bulk' as const, rows: 50, service: 'svc' };
+  assert.equal(admissionError(reading, { ...request, deadline: 4000 }, 0), undefined, '3.9 s fits in 4 s');
+  const err = admissionError(reading, { ...request, deadline: 2000 }, 0);
+  assert.ok(err instanceof OverloadedError);
+  assert.match(
+    err.message,
+    /about 340 rows are queued ahead of this request, ~3\.9 s at the fleet's 100 rows\/s, past its deadline in 2\.0 s; nothing was sent/,
+  );
+  assert.deepEqual(err.details, {
+    rowsAhead: 340,
+    estimatedWaitMs: 3900,
+    deadlineInMs: 2000,
+    capacity: 100,
+    lane: 'bulk',
+  });
+  // The same queue does not refuse an interactive request.
+  assert.equal(admissionError(reading, { ...request, lane: 'high', rows: 1, deadline: 2000 }, 0), undefined);
+  // A stale reading (the queue may have drained) or none refuses nothing.
+  assert.equal(
+    admissionError(reading, { ...request, deadline: READING_STALE_MS + 10 }, READING_STALE_MS + 1),
+    undefined,
+  );
+  assert.equal(admissionError(undefined, { ...request, deadline: 1 }, 0), undefined);
+});
+
+function status(pendingBulk: number): FleetStatus {
+  return {
+    statistic: { capacity_seq_per_second: 100, num_data_request: 4, num_total_seq: 40 },
+    queue: { high: { pending: 0, ack_pending: 0 }, bulk: { pending: pendingBulk, ack_pending: 1 }, local_rows: 20 },
+  } as unknown as FleetStatus;
+}
+
+test('admission - the gate reads the status in the background and never makes a request wait for it', async () => {
+  assert.deepEqual(readingFromStatus(status(30), 7), { ...reading, at: 7, pending: { high: 0, bulk: 30 } });
+  let clock = 0;
+  let reads = 0;
+  let release!: () => void;
+  const gate = new AdmissionGate(
+    () => {
+      reads++;
+      return new Promise((resolve) => (release = () => resolve(status(30))));
+    },
+    () => clock,
+  );
+  const request = { lane: 'bulk' as const, rows: 50, service: 'svc', deadline: 2000 };
+  gate.check(request); // no reading yet: admitted, and a read starts
+  gate.check(request); // still none: admitted; the read in flight is shared
+  assert.equal(reads, 1);
+  release();
+  await gate.refresh(); // joins the read in flight: no second read
+  assert.throws(() => gate.check(request), OverloadedError);
+  clock = 1_500; // older than READING_MAX_AGE_MS: refreshed in the background, the old reading still decides
+  assert.throws(() => gate.check({ ...request, deadline: 3_500 }), OverloadedError);
+  assert.equal(reads, 2);
+});
