@@ -119,6 +119,25 @@ test('report - tables and files: a plot per experiment with results, results.jso
   assert.match(text, /^max_seq_len\s+sent\/s \(all clients\)/);
   assert.match(text, /\n20\s+900\.0\s+900\.0\s+10\s+12\s+3/);
   assert.match(text, /\n40\s+failed: OVERLOADED: queue full/);
+  // Fewer than two frames by the cap: a lower bound, said so.
+  results.set(pointKey(p20!), {
+    settings: p20!,
+    sentPerSec: 12.5,
+    rows: 256,
+    seconds: 20,
+    requests: 0,
+    lowerBound: true,
+  });
+  assert.match(experimentTable(plan[0]!, results), /\n20\s+≥ 12\.5\s+≥ 12\.5\s+–/);
+  results.set(pointKey(p20!), {
+    settings: p20!,
+    sentPerSec: 900,
+    rows: 900,
+    seconds: 1,
+    requests: 3,
+    p50Ms: 10,
+    p99Ms: 12,
+  });
 
   const dir = await mkdtemp(join(tmpdir(), 'bertq-report-'));
   try {

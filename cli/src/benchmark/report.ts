@@ -37,8 +37,8 @@ export function experimentRows(e: PlannedExperiment, results: ReadonlyMap<string
     return [
       [
         settingText(p, e.spec.field),
-        r.error ? `failed: ${r.error}` : fmt(r.sentPerSec),
-        r.error ? '' : fmt(r.sentPerSec / p.numClient),
+        r.error ? `failed: ${r.error}` : `${r.lowerBound ? '≥ ' : ''}${fmt(r.sentPerSec)}`,
+        r.error ? '' : `${r.lowerBound ? '≥ ' : ''}${fmt(r.sentPerSec / p.numClient)}`,
         fmt(r.p50Ms, 0),
         fmt(r.p99Ms, 0),
         String(r.requests),

@@ -11,6 +11,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { BertClient } from '@bertq/client';
 import type { PointSettings } from './experiments.js';
 
+/** Frames a window needs before its time budget may end it: two make a rate, three a steadier one. */
+export const MIN_FRAMES = 3;
+
 export interface PointResult {
   settings: PointSettings;
   /** Sentences per second, all clients together. */
@@ -23,6 +26,8 @@ export interface PointResult {
   /** Latency of those requests, ms. */
   p50Ms?: number;
   p99Ms?: number;
+  /** Fewer than two frames came by the cap: sentPerSec is at least this (rows of the window / its length). */
+  lowerBound?: boolean;
   /** Why the point could not be measured (OVERLOADED, NO_WORKERS…); sentPerSec is then 0. */
   error?: string;
 }
@@ -33,8 +38,10 @@ export interface MeasureOptions {
   settings: PointSettings;
   /** Words sentences are made of. */
   words: readonly string[];
-  /** Time budget of the measured window, seconds. */
+  /** Time budget of the measured window, seconds, once MIN_FRAMES frames came in it. */
   seconds: number;
+  /** Longest window, seconds, when frames come slower than that (default `seconds`). */
+  maxSeconds?: number;
   /** Warm-up before the window, seconds (the first batches of a new fleet are slow). */
   warmupSeconds: number;
   /** The window also ends once every client finished this many requests inside it. */
@@ -76,18 +83,27 @@ export async function measurePoint(o: MeasureOptions): Promise<PointResult> {
   setMaxListeners(settings.numClient * 4 + 16, stop.signal);
   const t0 = performance.now();
   const windowStart = t0 + o.warmupSeconds * 1000;
-  const deadline = windowStart + o.seconds * 1000;
+  // The window ends at its time budget once MIN_FRAMES frames came in it; a model too slow for that
+  // (a 256-row batch of BERT-base takes seconds on a CPU) gets up to the longer cap.
+  const softEnd = windowStart + o.seconds * 1000;
+  const hardEnd = windowStart + Math.max(o.seconds, o.maxSeconds ?? o.seconds) * 1000;
   // Rows are counted frame by frame; the rate is taken between the window's first and last frames,
   // so a window that holds a few big frames is not rounded to whole frames per second.
+  let frames = 0;
   let rows = 0;
+  let firstRows = 0;
   let firstFrame: number | undefined;
   let lastFrame = windowStart;
   const latencies: number[] = [];
   const repeats = new Array<number>(settings.numClient).fill(0);
   let failure: string | undefined;
 
-  const budget = setTimeout(() => stop.abort(new Error('time budget')), deadline - t0);
   const enoughRepeats = () => repeats.every((r) => r >= o.numRepeat);
+  const maybeEnd = () => {
+    const now = performance.now();
+    if (now >= hardEnd || (now >= softEnd && frames >= MIN_FRAMES)) stop.abort(new Error('time budget'));
+  };
+  const timers = [setTimeout(maybeEnd, softEnd - t0), setTimeout(maybeEnd, hardEnd - t0 + 1)];
 
   const loop = async (k: number) => {
     const client = o.clients[k]!;
@@ -97,13 +113,17 @@ export async function measurePoint(o: MeasureOptions): Promise<PointResult> {
         await client.encode(batchFor(k, i), {
           signal: stop.signal,
           checkLength: false,
-          timeout: Math.max(1000, deadline - started + 30_000),
+          timeout: Math.max(1000, hardEnd - started + 30_000),
           onFrame: (f) => {
             const now = performance.now();
-            if (now < windowStart || now > deadline) return;
-            if (firstFrame === undefined) firstFrame = now;
-            else rows += f.rows;
+            if (now < windowStart || stop.signal.aborted) return;
+            frames++;
+            if (firstFrame === undefined) {
+              firstFrame = now;
+              firstRows = f.rows;
+            } else rows += f.rows;
             lastFrame = now;
+            maybeEnd();
           },
         });
       } catch (err) {
@@ -120,18 +140,21 @@ export async function measurePoint(o: MeasureOptions): Promise<PointResult> {
     }
   };
   await Promise.all(Array.from({ length: settings.numClient }, (_, k) => loop(k)));
-  clearTimeout(budget);
+  for (const t of timers) clearTimeout(t);
 
-  // Fewer than two frames in the window (a model slower than the budget): no rate, only a bound.
-  const seconds = firstFrame !== undefined && lastFrame > firstFrame ? (lastFrame - firstFrame) / 1000 : o.seconds;
+  // One frame or none by the cap: only a lower bound, from the rows that came in the whole window.
+  const measured = frames >= 2 && lastFrame > firstFrame!;
+  const seconds = measured ? (lastFrame - firstFrame!) / 1000 : (hardEnd - windowStart) / 1000;
+  const counted = measured ? rows : firstRows;
   latencies.sort((a, b) => a - b);
   const result: PointResult = {
     settings,
-    sentPerSec: failure ? 0 : rows / seconds,
-    rows,
+    sentPerSec: failure ? 0 : counted / seconds,
+    rows: counted,
     seconds,
     requests: latencies.length,
   };
+  if (!measured && !failure) result.lowerBound = true;
   const p50 = percentile(latencies, 0.5);
   const p99 = percentile(latencies, 0.99);
   if (p50 !== undefined) result.p50Ms = p50;

@@ -37,6 +37,9 @@ const WORDS =
     ' ',
   );
 
+/** A point on a slow model may run this long (or 4 × --duration) to see the frames a rate needs. */
+const MIN_POINT_CAP_S = 30;
+
 /** How long the fleet may take to let go of an abandoned point's work before the next point. */
 const IDLE_TIMEOUT_MS = 30_000;
 
@@ -50,7 +53,7 @@ const testFlag = (name: ExperimentName) =>
 export default class Benchmark extends BaseCommand<typeof Benchmark> {
   static override summary = "Measure speed as bert-as-service's benchmark did: one table and one plot per setting.";
   static override description =
-    `Each experiment varies one setting and keeps the others at the base values (--max-seq-len, --client-batch-size, --num-client, --max-batch-size, --pooling-layer, --precision): max_seq_len, client_batch_size, num_client, max_batch_size, pooling_layer and precision. With --model-dir or --model it starts its own fleet for each server-side setting (on --server, or an embedded nats-server), under a service of its own that it removes afterwards. Given no model, it runs the client-side experiments (client_batch_size, num_client) against the fleet already serving --service. Throughput counts every client's sentences together. Each point runs until every client did --num-repeat requests or --duration seconds passed; tables go to stdout, progress to stderr, and one SVG plot per experiment, results.json and README.md to --output.` +
+    `Each experiment varies one setting and keeps the others at the base values (--max-seq-len, --client-batch-size, --num-client, --max-batch-size, --pooling-layer, --precision): max_seq_len, client_batch_size, num_client, max_batch_size, pooling_layer and precision. With --model-dir or --model it starts its own fleet for each server-side setting (on --server, or an embedded nats-server), under a service of its own that it removes afterwards. Given no model, it runs the client-side experiments (client_batch_size, num_client) against the fleet already serving --service. Throughput counts every client's sentences together. Each point runs until every client did --num-repeat requests or --duration seconds passed (longer for a model too slow to answer 3 frames by then; a point that still has fewer than 2 is marked ≥, a lower bound); tables go to stdout, progress to stderr, and one SVG plot per experiment, results.json and README.md to --output.` +
     `\n\n${ENVIRONMENT_HELP}`;
   static override examples = [
     '<%= config.bin %> benchmark --model-dir /tmp/english_L-12_H-768_A-12/ --quick',
@@ -82,7 +85,8 @@ export default class Benchmark extends BaseCommand<typeof Benchmark> {
       helpGroup: EXPERIMENT,
     }),
     duration: Flags.string({
-      summary: 'Most seconds measured per point (default 10; --quick 2).',
+      summary:
+        'Seconds measured per point (default 10; --quick 2); a model too slow to return 3 result frames by then gets up to 4× that, at least 30 s.',
       helpGroup: EXPERIMENT,
     }),
     'num-repeat': Flags.integer({
@@ -349,6 +353,7 @@ export default class Benchmark extends BaseCommand<typeof Benchmark> {
           settings: p,
           words: o.words,
           seconds: o.seconds,
+          maxSeconds: Math.max(o.seconds * 4, MIN_POINT_CAP_S),
           warmupSeconds: Math.min(1, o.seconds / 4),
           numRepeat: this.flags['num-repeat'],
         });
