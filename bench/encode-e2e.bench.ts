@@ -5,7 +5,11 @@
  * (6 layers, hidden 384) with random weights, maxSeqLen 25 — a common embedding model, fast enough
  * on a CPU for requests of thousands of rows.
  *
- *   npm run build && node bench/dist/encode-e2e.bench.js [--quick]
+ * Each end-to-end scenario also prints where the CPU time went: CPU seconds of this process (the
+ * client), the worker process and the nats-server, per 1000 rows. `--cpu-prof` also writes V8 CPU
+ * profiles of the worker and the client and prints their hottest functions.
+ *
+ *   npm run build && node bench/dist/encode-e2e.bench.js [--quick] [--cpu-prof]
  */
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -17,9 +21,21 @@ import { Encoder, syntheticBertWeights, syntheticVocab, tinyBertConfig, writeHug
 import type { EncoderOptions } from '@bertq/model';
 import { startNatsServer } from '@bertq/testing';
 import { startFleet } from '@bertq/worker';
+import { CpuMeter, hottestFunctions, profilesIn } from './cpu.js';
 import { measure, systemLine, table } from './system.js';
 
+/** CPU seconds per 1000 rows of each process, and the share of the wall time they add up to. */
+function cpuLine(label: string, used: Record<string, number | undefined>, rows: number, wallSeconds: number): string {
+  const parts = Object.entries(used).map(([name, s]) =>
+    s === undefined
+      ? `${name} –`
+      : `${name} ${((s * 1000) / rows).toFixed(3)} s (${((s / wallSeconds) * 100).toFixed(0)}% of a core)`,
+  );
+  return `CPU per 1000 rows, ${label}: ${parts.join(', ')}`;
+}
+
 const quick = process.argv.includes('--quick');
+const cpuProf = process.argv.includes('--cpu-prof');
 const MIN_SECONDS = quick ? 3 : 10;
 const BIG_REQUEST_ROWS = 4096;
 const CLIENTS = 32;
@@ -75,6 +91,7 @@ async function main(): Promise<void> {
     const bareRate = BIG_REQUEST_ROWS / bare.seconds;
 
     // 2. the fleet: one worker process with every core (the same cached graph file)
+    const profDir = join(root, 'profiles');
     const fleet = await startFleet({
       servers: nats.url,
       service: 'bench',
@@ -82,10 +99,22 @@ async function main(): Promise<void> {
       threadsPerWorker: threads,
       encoder: encoderOptions,
       logLevel: 'silent',
+      ...(cpuProf ? { execArgv: ['--cpu-prof', `--cpu-prof-dir=${profDir}`] } : {}),
     });
+    const cpuLines: string[] = [];
+    const meter = () => new CpuMeter({ client: process.pid, worker: fleet.workers[0]!.pid, 'nats-server': nats.pid });
     try {
       const client = await BertClient.connect({ servers: nats.url, service: 'bench', timeout: 600_000 });
-      const e2e = await measure(() => client.encode(big), MIN_SECONDS);
+      let bigRows = 0;
+      const bigMeter = meter();
+      const bigStart = performance.now();
+      const e2e = await measure(async () => {
+        await client.encode(big);
+        bigRows += BIG_REQUEST_ROWS;
+      }, MIN_SECONDS);
+      cpuLines.push(
+        cpuLine('1 client × 4096-row requests', bigMeter.read(), bigRows, (performance.now() - bigStart) / 1000),
+      );
       const e2eRate = BIG_REQUEST_ROWS / e2e.seconds;
       await client.close();
 
@@ -114,9 +143,12 @@ async function main(): Promise<void> {
       await runFor(1); // warm-up
       done = 0;
       latencies.length = 0;
+      const smallMeter = meter();
       const t0 = performance.now();
       await runFor(MIN_SECONDS);
-      const smallRate = done / ((performance.now() - t0) / 1000);
+      const smallSeconds = (performance.now() - t0) / 1000;
+      const smallRate = done / smallSeconds;
+      cpuLines.push(cpuLine(`${CLIENTS} clients × 1-row requests`, smallMeter.read(), done, smallSeconds));
       await Promise.all(clients.map((c) => c.close()));
       latencies.sort((a, b) => a - b);
       const pct = (p: number) =>
@@ -146,8 +178,15 @@ async function main(): Promise<void> {
       console.log(
         `\n1-row request latency with ${CLIENTS} clients: p50 ${pct(0.5)} ms, p95 ${pct(0.95)} ms, p99 ${pct(0.99)} ms`,
       );
+      console.log(`\n${cpuLines.join('\n')}`);
     } finally {
       await fleet.stop();
+    }
+    if (cpuProf) {
+      for (const file of profilesIn(profDir)) {
+        console.log(`\nworker profile (${file.split('/').pop()}), self time:`);
+        for (const f of hottestFunctions(file)) console.log(`  ${(f.share * 100).toFixed(1).padStart(5)}%  ${f.name}`);
+      }
     }
   } finally {
     await nats.stop();

@@ -154,9 +154,14 @@ export default class Benchmark extends BaseCommand<typeof Benchmark> {
     } catch (err) {
       this.error((err as Error).message, { exit: 2 });
     }
-    const words = flags['client-vocab-file']
-      ? (await readFile(flags['client-vocab-file'], 'utf8')).split(/\s+/).filter(Boolean)
-      : WORDS;
+    let words = WORDS;
+    if (flags['client-vocab-file'] !== undefined) {
+      const file = flags['client-vocab-file'];
+      const text = await readFile(file, 'utf8').catch((err: Error) =>
+        this.error(`cannot read --client-vocab-file ${file}: ${err.message}`, { exit: 2 }),
+      );
+      words = text.split(/\s+/).filter(Boolean);
+    }
     if (words.length === 0) this.error(`--client-vocab-file ${flags['client-vocab-file']} holds no words`, { exit: 2 });
 
     const notes: string[] = [];
@@ -191,7 +196,7 @@ export default class Benchmark extends BaseCommand<typeof Benchmark> {
     const nats = hasModel
       ? await ensureNatsServer(this.servers()[0]!, { logger: log, connection: this.connection() })
       : undefined;
-    const servers = nats ? [nats.url] : this.servers();
+    const servers = nats?.started ? [nats.url] : this.servers();
     const service = hasModel ? `bertq-benchmark-${process.pid}` : flags.service;
     const target = { servers, service, clientOptions, words, seconds };
     const results = new Map<string, PointResult>();
