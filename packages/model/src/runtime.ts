@@ -4,7 +4,9 @@
  * (runtime-thread.ts, the only file that imports onnxruntime-node): the calling thread stays free
  * while a batch computes.
  */
+import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { ModelError } from '@bertq/protocol';
 
@@ -137,8 +139,40 @@ class ThreadRuntime implements Runtime {
 }
 
 /** Opens an ONNX model (bytes or a file path) in ONNX Runtime, in its own thread. */
+/** The fix for CUDA that cannot start: the same words whether the pre-check or ONNX Runtime found it. */
+const CUDA_FIX =
+  'The CUDA build of onnxruntime-node needs CUDA 12 and cuDNN 9 on the host and an install without ONNXRUNTIME_NODE_INSTALL=skip; use --cpu to run on the CPU.';
+
+/**
+ * The CUDA provider library onnxruntime-node would load, when it is missing (an install with
+ * ONNXRUNTIME_NODE_INSTALL=skip has only the CPU build). Checked before ONNX Runtime tries: its own
+ * failure first prints a raw, colored log line of its native logger to stderr.
+ */
+export function missingCudaProvider(bindingDir = onnxruntimeBindingDir()): string | undefined {
+  if (bindingDir === undefined) return undefined;
+  const library = join(bindingDir, 'libonnxruntime_providers_cuda.so');
+  return process.platform === 'linux' && !existsSync(library) ? library : undefined;
+}
+
+/** Where onnxruntime-node keeps its native binding for this platform, if it can be found. */
+function onnxruntimeBindingDir(): string | undefined {
+  try {
+    const root = dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json'));
+    const bin = join(root, 'bin');
+    const napi = readdirSync(bin).find((d) => d.startsWith('napi-v'));
+    return napi === undefined ? undefined : join(bin, napi, process.platform, process.arch);
+  } catch {
+    return undefined;
+  }
+}
+
 export async function createRuntime(model: Uint8Array | string, opts: RuntimeOptions = {}): Promise<Runtime> {
   const device = opts.device ?? 'cpu';
+  const missing = device === 'cuda' ? missingCudaProvider() : undefined;
+  if (missing !== undefined)
+    throw new ModelError(
+      `ONNX Runtime cannot start the CUDA execution provider: ${missing} is not installed. ${CUDA_FIX}`,
+    );
   const thread = new Worker(THREAD_SCRIPT);
   const opened = await new Promise<Extract<ThreadReply, { type: 'opened' }>>((resolve, reject) => {
     const onMessage = (msg: ThreadReply) => {
@@ -167,11 +201,9 @@ export async function createRuntime(model: Uint8Array | string, opts: RuntimeOpt
     await thread.terminate();
     const msg = err.message;
     if (device === 'cuda') {
-      throw new ModelError(
-        `ONNX Runtime could not start the CUDA execution provider (${msg}). The CUDA build of onnxruntime-node ` +
-          'needs CUDA 12 and cuDNN 9 on the host and an install without ONNXRUNTIME_NODE_INSTALL=skip; use --cpu to run on the CPU.',
-        { cause: err },
-      );
+      throw new ModelError(`ONNX Runtime could not start the CUDA execution provider (${msg}). ${CUDA_FIX}`, {
+        cause: err,
+      });
     }
     throw new ModelError(
       `ONNX Runtime could not load the model${typeof model === 'string' ? ` ${model}` : ''}: ${msg}`,
