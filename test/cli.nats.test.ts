@@ -508,3 +508,69 @@ test('cli - bertq terminate --service a leaves the embedded nats-server up while
     b.child.kill('SIGKILL');
   }
 });
+
+/** Pids of the worker processes a `bertq start` forked (its node children running worker-main). */
+async function workerPids(parent: number): Promise<number[]> {
+  const children = (await readFile(`/proc/${parent}/task/${parent}/children`, 'utf8'))
+    .trim()
+    .split(/\s+/)
+    .filter(Boolean);
+  const pids: number[] = [];
+  for (const pid of children.map(Number)) {
+    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.includes('worker-main')) pids.push(pid);
+  }
+  return pids;
+}
+
+test('cli - bertq start --health-port: /healthz while the supervisor runs, /readyz only while every worker is ready', {
+  timeout: TEST_TIMEOUT_MS * 2,
+}, async () => {
+  const nats = await startNatsServer();
+  const port = await freePort();
+  const url = (path: string) => `http://127.0.0.1:${port}${path}`;
+  const probe = async (path: string) => {
+    const res = await fetch(url(path), { signal: AbortSignal.timeout(5_000) });
+    return { status: res.status, body: (await res.json()) as { status: string; detail: string } };
+  };
+  const fleet = await startFleet([
+    '--model',
+    tiny.huggingFaceDir,
+    '--graph-tmp-dir',
+    tiny.graphDir,
+    '--server',
+    nats.url,
+    '--num-worker',
+    '2',
+    '--threads',
+    '1',
+    '--health-port',
+    String(port),
+  ]);
+  try {
+    assert.deepEqual(await probe('/healthz'), { status: 200, body: { status: 'ok', detail: 'running' } });
+    assert.deepEqual(await probe('/readyz'), { status: 200, body: { status: 'ok', detail: '2 of 2 workers ready' } });
+    const other = await fetch(url('/metrics'), { signal: AbortSignal.timeout(5_000) });
+    assert.equal(other.status, 404);
+    await other.text();
+
+    // A killed worker: not ready until the supervisor has restarted it; alive all along.
+    const [victim] = await workerPids(fleet.child.pid!);
+    assert.ok(victim, 'found a worker process');
+    process.kill(victim, 'SIGKILL');
+    await waitFor(
+      '/readyz to say a worker is missing',
+      async () => (await probe('/readyz')).status === 503,
+      10_000,
+      20,
+    );
+    assert.equal((await probe('/healthz')).status, 200, 'the supervisor is alive while it restarts the worker');
+    await waitFor('/readyz to recover', async () => (await probe('/readyz')).status === 200, 30_000, 100);
+  } finally {
+    fleet.child.kill('SIGTERM');
+    await fleet.exited;
+    await nats.stop();
+  }
+  // Gone with the fleet.
+  await assert.rejects(fetch(url('/healthz'), { signal: AbortSignal.timeout(2_000) }));
+});

@@ -3,7 +3,9 @@ import { startGateway } from '@bertq/gateway';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger, type NatsConnectOptions } from '@bertq/nats';
 import { ensureNatsServer, otherServicesOn, startFleet } from '@bertq/worker';
-import type { FleetReadyInfo } from '@bertq/worker';
+import type { FleetHandle, FleetReadyInfo } from '@bertq/worker';
+import { BadRequestError } from '@bertq/protocol';
+import { startHealthServer } from '../health-server.js';
 import { BaseCommand, ENVIRONMENT_HELP } from '../base.js';
 import { createProgress } from '../progress.js';
 import type { ProgressReporter } from '../progress.js';
@@ -85,6 +87,21 @@ export default class Start extends BaseCommand<typeof Start> {
       env: 'BERTQ_THREADS',
       helpGroup: FLEET,
     }),
+    'health-port': Flags.integer({
+      summary:
+        'Serve GET /healthz (supervisor alive) and /readyz (every worker ready) on this port, for Kubernetes probes; answers carry no model or network details.',
+      min: 0,
+      max: 65_535,
+      env: 'BERTQ_HEALTH_PORT',
+      helpGroup: FLEET,
+    }),
+    'health-host': Flags.string({
+      summary:
+        'Interface of --health-port: 127.0.0.1 (default); 0.0.0.0 in a container, where the kubelet probes the pod IP.',
+      default: '127.0.0.1',
+      env: 'BERTQ_HEALTH_HOST',
+      helpGroup: FLEET,
+    }),
     verbose: Flags.boolean({ summary: 'Debug logging (same as --log-level debug).', env: 'BERTQ_VERBOSE' }),
     'http-port': httpPortFlag(false),
     ...httpFlags,
@@ -139,6 +156,29 @@ export default class Start extends BaseCommand<typeof Start> {
 
     // A taken HTTP port fails now, before a model is loaded and workers are forked.
     if (http) await assertPortFree(http.host ?? '127.0.0.1', http.port ?? 0, '--http-port');
+    // The probes answer from now on: loading a model can take longer than a liveness probe waits.
+    let fleet: FleetHandle | undefined;
+    let fleetClosed = false;
+    const health =
+      flags['health-port'] === undefined
+        ? undefined
+        : await startHealthServer({
+            host: flags['health-host'],
+            port: flags['health-port'],
+            live: () => ({ ok: !fleetClosed, detail: fleetClosed ? 'the fleet has stopped' : 'running' }),
+            ready: () => {
+              const want = flags['num-worker'];
+              const have = fleet?.workers.length ?? 0;
+              if (fleet === undefined)
+                return { ok: false, detail: fleetClosed ? 'the fleet has stopped' : 'loading the model' };
+              return { ok: have === want && !fleetClosed, detail: `${have} of ${want} workers ready` };
+            },
+          }).catch((err: unknown) => {
+            throw new BadRequestError(
+              `cannot serve --health-port ${flags['health-port']} on ${flags['health-host']}: ${(err as Error).message}`,
+              { cause: err },
+            );
+          });
 
     // The embedded default: a local URL where nothing answers gets its own nats-server -js.
     const nats = await ensureNatsServer(servers[0]!, { logger: log, connection });
@@ -164,7 +204,6 @@ export default class Start extends BaseCommand<typeof Start> {
 
     const stream: { maxQueuedJobs?: number } = {};
     if (flags['max-queued-jobs'] !== undefined) stream.maxQueuedJobs = flags['max-queued-jobs'];
-    let fleet;
     try {
       fleet = await startFleet({
         servers,
@@ -186,10 +225,15 @@ export default class Start extends BaseCommand<typeof Start> {
       });
     } catch (err) {
       download?.fail(err instanceof Error ? err.message : String(err));
+      fleetClosed = true;
+      await health?.close();
       await nats.stop();
       throw err;
     }
     download?.done();
+    void fleet.closed.then(() => {
+      fleetClosed = true;
+    });
     const r = fleet.ready;
     this.logToStderr(
       `bertq ready: service "${r.service}" on ${nats.url}, model ${r.model}, ${r.dims}-dim vectors, ${r.workers} worker(s) on ${[...new Set(r.devices)].join(', ')}`,
@@ -205,6 +249,7 @@ export default class Start extends BaseCommand<typeof Start> {
         });
       } catch (err) {
         await fleet.stop();
+        await health?.close();
         await nats.stop();
         throw err;
       }
@@ -220,6 +265,7 @@ export default class Start extends BaseCommand<typeof Start> {
       fleet.closed.then((error) => ({ error })),
     ]);
     await gateway?.close();
+    await health?.close();
     if ('signal' in outcome) {
       this.logToStderr(`${outcome.signal}: draining workers…`);
       await fleet.stop();
