@@ -22,7 +22,7 @@ const DEPLOY = new URL('../../../deploy/', import.meta.url);
 const ROOT = new URL('../../../', import.meta.url);
 const read = (path: string, base = DEPLOY) => readFileSync(new URL(path, base), 'utf8');
 
-// biome-ignore lint/suspicious/noExplicitAny: manifests are untyped YAML
+// Manifests are untyped YAML.
 type Doc = any;
 
 const VALIDATORS: Record<string, (doc: Doc) => { validate(): void }> = {
