@@ -149,3 +149,11 @@ test('deploy - the bertq arguments in the manifests are flags the commands take'
       }
     }
 });
+
+test('deploy - the shipped roles file is the password rendering of the one set of permission blocks', async () => {
+  const { renderAuthConf } = await import('../src/auth/roles.js');
+  assert.equal(read('nats/bertq-auth.conf'), renderAuthConf({ kind: 'password' }));
+  const keyed = renderAuthConf({ kind: 'nkey', publicKeys: { client: 'UCLIENT', worker: 'UWORKER', admin: 'UADMIN' } });
+  assert.match(keyed, /\{ nkey: UWORKER, permissions: \$WORKER \}/);
+  assert.doesNotMatch(keyed, /password/);
+});
