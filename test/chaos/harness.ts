@@ -12,6 +12,7 @@ import { sleep, startNatsServer, tinyModel, type NatsServer } from '@bertq/testi
 import { startFleet, type FleetHandle } from '@bertq/worker';
 import { readFileSync } from 'node:fs';
 import { maxAbsDiff } from '../client-fixtures.js';
+import { CliFleet } from './cli-fleet.js';
 import { startCluster, type Cluster } from './cluster.js';
 
 /** A fault, applied once while every client has requests in flight. */
@@ -23,7 +24,11 @@ export type Fault =
   | { kind: 'worker-sigkill' }
   | { kind: 'worker-sigstop'; seconds: number }
   | { kind: 'cluster-leader-sigkill'; downSeconds: number }
+  | { kind: 'supervisor-sigkill'; restartAfterMs: number }
   | { kind: 'none' };
+
+/** What the harness needs of a fleet: the in-process one (startFleet) or `bertq start` (CliFleet). */
+type Fleet = Pick<FleetHandle, 'service' | 'stop'> & { readonly workers: ReadonlyArray<{ pid: number }> };
 
 export interface ScenarioOptions {
   name: string;
@@ -43,6 +48,12 @@ export interface ScenarioOptions {
   cluster?: boolean;
   /** When the fault strikes, after the first request went out. */
   faultAfterMs?: number;
+  /**
+   * How clients send: `closed` (default) each waits for its answer before the next request; `open`
+   * sends at `multiple` × the rate the fleet served in a closed-loop second first, whatever comes
+   * back (overload: requests the queue cannot serve by their deadline must be refused, not lost).
+   */
+  load?: { kind: 'closed' } | { kind: 'open'; multiple: number };
   encoder: Encoder;
   log?: (line: string) => void;
 }
@@ -85,7 +96,7 @@ export function rssMiB(pid: number | undefined): number {
   }
 }
 
-function memory(server: NatsServer, fleet: FleetHandle): Record<string, number> {
+function memory(server: NatsServer, fleet: Fleet): Record<string, number> {
   const out: Record<string, number> = { 'nats-server': rssMiB(server.pid), 'this process': rssMiB(process.pid) };
   fleet.workers.forEach((w, i) => {
     out[`worker ${i}`] = rssMiB(w.pid);
@@ -102,7 +113,7 @@ function textsFor(c: number, n: number, rows: number): string[] {
 async function applyFault(
   fault: Fault,
   server: NatsServer,
-  fleet: FleetHandle,
+  fleet: Fleet,
   log: (l: string) => void,
   cluster: Cluster | undefined,
 ) {
@@ -115,6 +126,16 @@ async function applyFault(
       node.kill('SIGKILL');
       await sleep(fault.downSeconds * 1000);
       await node.restart(20_000);
+      return;
+    }
+    case 'supervisor-sigkill': {
+      if (!(fleet instanceof CliFleet)) throw new Error('supervisor-sigkill needs the fleet in its own process');
+      log(
+        `fault: SIGKILL the supervisor (bertq start, pid ${fleet.pid}); start it again after ${fault.restartAfterMs} ms`,
+      );
+      await fleet.kill();
+      await sleep(fault.restartAfterMs);
+      await fleet.launch();
       return;
     }
     case 'none':
@@ -172,15 +193,24 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
       ? urls
       : [urls[1 + (c % (urls.length - 1))]!, ...urls.filter((_, i) => i !== 1 + (c % (urls.length - 1)))];
   const service = `chaos-${o.fault.kind}-${process.pid}`;
-  const fleet = await startFleet({
-    servers: urls,
-    service,
-    numWorker: o.numWorker ?? 1,
-    threadsPerWorker: 1,
-    encoder: { model: tiny.huggingFaceDir, graphTmpDir: tiny.graphDir },
-    logLevel: 'silent',
-    ...(cluster ? { stream: { replicas: 3 } } : {}),
-  });
+  const fleet: Fleet =
+    o.fault.kind === 'supervisor-sigkill'
+      ? await CliFleet.start({
+          servers: urls,
+          service,
+          numWorker: o.numWorker ?? 1,
+          model: tiny.huggingFaceDir,
+          graphDir: tiny.graphDir,
+        })
+      : await startFleet({
+          servers: urls,
+          service,
+          numWorker: o.numWorker ?? 1,
+          threadsPerWorker: 1,
+          encoder: { model: tiny.huggingFaceDir, graphTmpDir: tiny.graphDir },
+          logLevel: 'silent',
+          ...(cluster ? { stream: { replicas: 3 } } : {}),
+        });
   const clients: BertClient[] = [];
   const report: ScenarioReport = {
     name: o.name,
@@ -203,7 +233,6 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
     const settledIds = new Map<string, number>();
     const one = async (c: number, n: number): Promise<void> => {
       const texts = textsFor(c, n, o.rows);
-      const want = await o.encoder.encode(texts);
       const t0 = Date.now();
       report.sent++;
       const deadline = t0 + o.timeoutMs;
@@ -224,6 +253,8 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
       settledIds.set(key, (settledIds.get(key) ?? 0) + 1);
       if (outcome.ok) {
         report.completed++;
+        // The reference is computed after the answer, so checking does not slow the sending down.
+        const want = await o.encoder.encode(texts);
         if (maxAbsDiff(outcome.v.data, want.data) > 1e-5) report.wrong++;
       } else {
         const code = outcome.error instanceof BertqError ? outcome.error.code : `untyped ${String(outcome.error)}`;
@@ -232,14 +263,63 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
       }
     };
     let stopAt = Number.POSITIVE_INFINITY;
-    const loops = clients.map(async (_, c) => {
-      for (let n = 0; Date.now() < stopAt; n++) await one(c, n);
-    });
+    let loops: Array<Promise<void>>;
+    if (o.load?.kind === 'open') {
+      // Two closed-loop seconds (the first warms up; not counted) to learn the fleet's rate, and its
+      // capacity as the workers measure it; then multiple × the larger, open loop.
+      const warmUntil = Date.now() + 1_000;
+      const probeUntil = warmUntil + 1_000;
+      let served = 0;
+      await Promise.all(
+        clients.map(async (c, k) => {
+          for (let n = 0; Date.now() < probeUntil; n++) {
+            await c.encode(textsFor(k, -1 - n, o.rows));
+            if (Date.now() > warmUntil) served++;
+          }
+        }),
+      );
+      const capacity = (await clients[0]!.serverStatus()).statistic.capacity_seq_per_second / o.rows;
+      const perSecond = Math.max(1, Math.max(served, capacity) * o.load.multiple);
+      log(
+        `open loop: ${served} requests/s closed-loop, capacity ${capacity.toFixed(0)}/s; sending ${perSecond.toFixed(0)}/s`,
+      );
+      const inFlight: Array<Promise<void>> = [];
+      loops = [
+        (async () => {
+          // Sent in ticks of 10 ms (a timer cannot fire every 0.2 ms), the same rate on average.
+          const start = Date.now();
+          let n = 0;
+          while (Date.now() < stopAt) {
+            const due = Math.floor(((Date.now() - start) / 1000) * perSecond);
+            for (; n < due; n++) inFlight.push(one(n % clients.length, n));
+            await sleep(10);
+          }
+          await Promise.all(inFlight);
+        })(),
+      ];
+    } else {
+      loops = clients.map(async (_, c) => {
+        for (let n = 0; Date.now() < stopAt; n++) await one(c, n);
+      });
+    }
+    const debugTimer = process.env.CHAOS_DEBUG
+      ? setInterval(() => {
+          const l = clients[0]!.status.load;
+          log(
+            `t=${Date.now() % 100000} reading age ${l ? Date.now() - l.at : '-'} ms pending ${l?.pending.high}/${l?.pending.bulk} cap ${l?.capacity.toFixed(0)} shed ${clients.reduce((a, c) => a + c.status.shed, 0)}`,
+          );
+        }, 500)
+      : undefined;
     await sleep(o.faultAfterMs ?? 500);
     await applyFault(o.fault, server, fleet, log, cluster);
     stopAt = Date.now() + o.runAfterFaultMs;
     await Promise.all(loops);
+    clearInterval(debugTimer);
     report.duplicated = [...settledIds.values()].filter((n) => n > 1).length;
+    if (process.env.CHAOS_DEBUG)
+      log(
+        `client 0 load reading: ${JSON.stringify(clients[0]!.status.load)}, shed ${clients.reduce((a, c) => a + c.status.shed, 0)}`,
+      );
     for (const c of clients) {
       report.reasked += c.status.reaskedJobs;
       report.reconnects += c.status.reconnects;

@@ -8,11 +8,26 @@
  */
 import { loadavg } from 'node:os';
 import { loadEncoder } from '../client-fixtures.js';
-import { REPORT_HEADERS, reportRow, runScenario, type Fault, type ScenarioReport } from './harness.js';
+import {
+  REPORT_HEADERS,
+  reportRow,
+  runScenario,
+  type Fault,
+  type ScenarioOptions,
+  type ScenarioReport,
+} from './harness.js';
 
 const CLIENTS = 20;
 
-const SCENARIOS: Array<{ name: string; fault: Fault; timeoutMs: number; numWorker?: number; cluster?: boolean }> = [
+const SCENARIOS: Array<{
+  name: string;
+  fault: Fault;
+  timeoutMs: number;
+  numWorker?: number;
+  cluster?: boolean;
+  load?: ScenarioOptions['load'];
+  rows?: number;
+}> = [
   { name: 'no fault (baseline)', fault: { kind: 'none' }, timeoutMs: 30_000 },
   { name: 'broker SIGTERM + restart', fault: { kind: 'broker-sigterm' }, timeoutMs: 30_000 },
   { name: 'broker SIGKILL + restart', fault: { kind: 'broker-sigkill' }, timeoutMs: 30_000 },
@@ -32,6 +47,20 @@ const SCENARIOS: Array<{ name: string; fault: Fault; timeoutMs: number; numWorke
     timeoutMs: 30_000,
     cluster: true,
   },
+  {
+    name: 'supervisor SIGKILL + restart (bertq start, 2 workers)',
+    fault: { kind: 'supervisor-sigkill', restartAfterMs: 1_000 },
+    timeoutMs: 30_000,
+    numWorker: 2,
+  },
+  {
+    name: 'open-loop overload at 5× capacity, 5 s deadlines',
+    fault: { kind: 'none' },
+    timeoutMs: 5_000,
+    load: { kind: 'open', multiple: 5 },
+    // Bigger requests (the bulk lane): the fleet, not this one process of clients, is what overloads.
+    rows: 64,
+  },
 ];
 
 async function main(): Promise<void> {
@@ -49,11 +78,12 @@ async function main(): Promise<void> {
         name: s.name,
         fault: s.fault,
         clients: CLIENTS,
-        rows: 16,
+        rows: s.rows ?? 16,
         timeoutMs: s.timeoutMs,
         runAfterFaultMs: 3_000,
         numWorker: s.numWorker ?? 1,
         cluster: s.cluster ?? false,
+        ...(s.load ? { load: s.load } : {}),
         encoder,
         log: (line) => process.stderr.write(`  ${line}\n`),
       });

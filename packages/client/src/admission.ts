@@ -6,16 +6,26 @@
  * The estimate comes from the fleet's status: the jobs pending ahead of this request's lane (the
  * high lane is served first, so a bulk request waits for both), times the rows per job the workers
  * have seen, plus the rows the workers already hold, drained at the fleet's capacity (rows per second
- * of inference time, summed over workers). It is only used when there is a backlog: with an empty
- * queue nothing is refused, whatever the numbers say. Readings are taken in the background, at most
- * once a READING_MAX_AGE_MS, and a request never waits for one: the first requests of a burst are
- * admitted on the last reading or none.
+ * the workers measure while saturated, summed over workers). It is only used when there is a
+ * backlog: with an empty queue nothing is refused, whatever the numbers say. Two readings, both taken
+ * in the background so a request never waits for one: the queue depth straight from JetStream (one
+ * cheap request to the server, at most every DEPTH_MAX_AGE_MS, so a fast-growing queue is seen while
+ * it grows), and the workers' capacity, rows per job and held rows from their status (a scatter to
+ * every worker, at most every READING_MAX_AGE_MS). The first requests of a burst are admitted on the
+ * last readings or none.
  */
 import { OverloadedError, type Priority } from '@bertq/protocol';
 import type { FleetStatus } from './control.js';
 
-/** A status older than this is read again (in the background) before it is trusted. */
-export const READING_MAX_AGE_MS = 1_000;
+/** A fleet status older than this is read again (in the background). */
+export const READING_MAX_AGE_MS = 2_000;
+/** A queue depth older than this is read again (in the background): a queue under a burst grows fast. */
+export const DEPTH_MAX_AGE_MS = 250;
+/**
+ * Refuse when the estimate passes this share of the time left, not all of it: the reading is up to
+ * READING_MAX_AGE_MS old while the queue may be growing, and the answer still has to reach the caller.
+ */
+export const ADMISSION_MARGIN = 0.8;
 /** A reading older than this is not used at all: the queue may have drained since. */
 export const READING_STALE_MS = 5_000;
 
@@ -67,11 +77,11 @@ export function admissionError(
 ): OverloadedError | undefined {
   if (r === undefined || now - r.at > READING_STALE_MS || !Number.isFinite(request.deadline)) return undefined;
   const estimate = estimateWait(r, request.lane, request.rows);
-  if (estimate === undefined || now + estimate.waitMs <= request.deadline) return undefined;
+  if (estimate === undefined || estimate.waitMs <= ADMISSION_MARGIN * (request.deadline - now)) return undefined;
   const seconds = (ms: number) => (ms / 1000).toFixed(1);
   return new OverloadedError(
     `service "${request.service}" is overloaded: about ${Math.round(estimate.rowsAhead)} rows are queued ahead of this request, ` +
-      `~${seconds(estimate.waitMs)} s at the fleet's ${Math.round(r.capacity)} rows/s, past its deadline in ${seconds(request.deadline - now)} s; ` +
+      `~${seconds(estimate.waitMs)} s at the fleet's ${Math.round(r.capacity)} rows/s, too close to its deadline in ${seconds(request.deadline - now)} s; ` +
       'nothing was sent. Retry later, allow a longer timeout, or add workers',
     {
       details: {
@@ -85,13 +95,17 @@ export function admissionError(
   );
 }
 
-/** Keeps the latest reading, refreshing it in the background while requests come. */
+/** Keeps the latest readings, refreshing them in the background while requests come. */
 export class AdmissionGate {
   #reading: LoadReading | undefined;
-  #inFlight: Promise<void> | undefined;
+  #statusAt = Number.NEGATIVE_INFINITY;
+  #statusInFlight: Promise<void> | undefined;
+  #depthInFlight: Promise<void> | undefined;
 
   constructor(
     private readonly readStatus: () => Promise<FleetStatus>,
+    /** Jobs waiting in each lane, straight from JetStream; undefined when it cannot be read. */
+    private readonly readDepth: () => Promise<Record<Priority, number> | undefined>,
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -99,24 +113,41 @@ export class AdmissionGate {
     return this.#reading;
   }
 
-  /** Throws OVERLOADED when the request would miss its deadline; starts a refresh when the reading is old. */
+  /** Throws OVERLOADED when the request would miss its deadline; starts refreshes when readings are old. */
   check(request: { lane: Priority; rows: number; deadline: number; service: string }): void {
     const now = this.now();
-    if (this.#reading === undefined || now - this.#reading.at > READING_MAX_AGE_MS) this.refresh();
+    if (now - this.#statusAt > READING_MAX_AGE_MS) void this.refreshStatus();
+    else if (this.#reading !== undefined && now - this.#reading.at > DEPTH_MAX_AGE_MS) void this.refreshDepth();
     const refusal = admissionError(this.#reading, request, now);
     if (refusal) throw refusal;
   }
 
   /** One status read at a time; a failed read keeps the old reading (it goes stale on its own). */
-  refresh(): Promise<void> {
-    this.#inFlight ??= this.readStatus()
+  refreshStatus(): Promise<void> {
+    this.#statusInFlight ??= this.readStatus()
       .then((status) => {
-        this.#reading = readingFromStatus(status, this.now());
+        const at = this.now();
+        this.#statusAt = at;
+        this.#reading = readingFromStatus(status, at);
       })
       .catch(() => undefined)
       .finally(() => {
-        this.#inFlight = undefined;
+        this.#statusInFlight = undefined;
       });
-    return this.#inFlight;
+    return this.#statusInFlight;
+  }
+
+  /** One depth read at a time: fresh pending counts on the last status's capacity. */
+  refreshDepth(): Promise<void> {
+    this.#depthInFlight ??= this.readDepth()
+      .then((pending) => {
+        if (pending !== undefined && this.#reading !== undefined)
+          this.#reading = { ...this.#reading, pending, at: this.now() };
+      })
+      .catch(() => undefined)
+      .finally(() => {
+        this.#depthInFlight = undefined;
+      });
+    return this.#depthInFlight;
   }
 }

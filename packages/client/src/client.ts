@@ -15,6 +15,7 @@ import {
   InternalError,
   NoWorkersError,
   OverloadedError,
+  PRIORITIES,
   TimeoutError,
   decodeFrame,
   newRequestId,
@@ -22,6 +23,7 @@ import {
   serviceNames,
   type AssembledResult,
   type DecodedFrame,
+  type Priority,
   type ServerConfig,
   type ServiceNames,
   type TerminateRequest,
@@ -138,8 +140,12 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     shed: 0,
   };
   /** Refuses at once what the queue could not serve by its deadline (admission.ts). */
-  private readonly admission = new AdmissionGate(() => this.serverStatus());
+  private readonly admission = new AdmissionGate(
+    () => this.serverStatus(),
+    () => this.queueDepth(),
+  );
   private sub: Subscription | undefined;
+  private depthJsm: Awaited<ReturnType<typeof jetstreamManager>> | undefined;
   private config: ServerConfig | undefined;
   private configReadAt = 0;
   private configInFlight: Promise<ServerConfig> | undefined;
@@ -580,6 +586,20 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       this.disconnectedSince = undefined;
       this.stats.reconnects++;
       this.recovering = this.recovering.then(() => this.recover()).catch(() => {});
+    }
+  }
+
+  /** Jobs waiting in each lane, from the consumers' info (one JetStream request each); undefined on failure. */
+  private async queueDepth(): Promise<Record<Priority, number> | undefined> {
+    try {
+      this.depthJsm ??= await jetstreamManager(this.nc, { checkAPI: false, timeout: CONSUMER_INFO_TIMEOUT_MS });
+      const jsm = this.depthJsm;
+      const [high, bulk] = await Promise.all(
+        PRIORITIES.map((lane) => jsm.consumers.info(this.names.stream, this.names.consumers[lane])),
+      );
+      return { high: high!.num_pending, bulk: bulk!.num_pending };
+    } catch {
+      return undefined;
     }
   }
 

@@ -18,12 +18,13 @@ test('admission - a bulk request waits for both lanes, a high one only for its o
 
 test('admission - refused with OVERLOADED only when the estimate passes the deadline, and the error says by how much', () => {
   const request = { lane: 'bulk' as const, rows: 50, service: 'svc' };
-  assert.equal(admissionError(reading, { ...request, deadline: 4000 }, 0), undefined, '3.9 s fits in 4 s');
+  assert.equal(admissionError(reading, { ...request, deadline: 5000 }, 0), undefined, '3.9 s fits in 80% of 5 s');
+  assert.ok(admissionError(reading, { ...request, deadline: 4500 }, 0), '3.9 s is past 80% of 4.5 s: too close');
   const err = admissionError(reading, { ...request, deadline: 2000 }, 0);
   assert.ok(err instanceof OverloadedError);
   assert.match(
     err.message,
-    /about 340 rows are queued ahead of this request, ~3\.9 s at the fleet's 100 rows\/s, past its deadline in 2\.0 s; nothing was sent/,
+    /about 340 rows are queued ahead of this request, ~3\.9 s at the fleet's 100 rows\/s, too close to its deadline in 2\.0 s; nothing was sent/,
   );
   assert.deepEqual(err.details, {
     rowsAhead: 340,
@@ -49,26 +50,37 @@ function status(pendingBulk: number): FleetStatus {
   } as unknown as FleetStatus;
 }
 
-test('admission - the gate reads the status in the background and never makes a request wait for it', async () => {
+test('admission - the gate reads status and queue depth in the background and never makes a request wait for them', async () => {
   assert.deepEqual(readingFromStatus(status(30), 7), { ...reading, at: 7, pending: { high: 0, bulk: 30 } });
   let clock = 0;
-  let reads = 0;
+  let statusReads = 0;
+  let depthReads = 0;
   let release!: () => void;
+  let depth = { high: 0, bulk: 30 };
   const gate = new AdmissionGate(
     () => {
-      reads++;
+      statusReads++;
       return new Promise((resolve) => (release = () => resolve(status(30))));
+    },
+    async () => {
+      depthReads++;
+      return depth;
     },
     () => clock,
   );
   const request = { lane: 'bulk' as const, rows: 50, service: 'svc', deadline: 2000 };
-  gate.check(request); // no reading yet: admitted, and a read starts
+  gate.check(request); // no reading yet: admitted, and a status read starts
   gate.check(request); // still none: admitted; the read in flight is shared
-  assert.equal(reads, 1);
+  assert.equal(statusReads, 1);
   release();
-  await gate.refresh(); // joins the read in flight: no second read
+  await gate.refreshStatus(); // joins the read in flight: no second read
   assert.throws(() => gate.check(request), OverloadedError);
-  clock = 1_500; // older than READING_MAX_AGE_MS: refreshed in the background, the old reading still decides
-  assert.throws(() => gate.check({ ...request, deadline: 3_500 }), OverloadedError);
-  assert.equal(reads, 2);
+  // The queue drained: a fresh depth (a cheap JetStream read) admits again, before the next status.
+  depth = { high: 0, bulk: 0 };
+  clock = 300; // older than DEPTH_MAX_AGE_MS
+  assert.throws(() => gate.check({ ...request, deadline: 2_300 }), OverloadedError, 'decided on what it had');
+  await gate.refreshDepth();
+  assert.equal(depthReads, 1);
+  assert.doesNotThrow(() => gate.check({ ...request, deadline: 2_300 }));
+  assert.equal(statusReads, 1, 'the status is read far less often than the depth');
 });

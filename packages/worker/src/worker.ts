@@ -74,6 +74,8 @@ const FLUSH_BYTES = 8 * 1024 * 1024;
 /** Delay before a job handed back after a failed batch is offered again (to any worker). */
 const RETRY_DELAY_MS = 1_000;
 const FLUSH_TIMEOUT_MS = 5_000;
+/** How often the drain rate is sampled: fine enough to see a burst, cheap (one comparison). */
+const DRAIN_SAMPLE_MS = 250;
 /** Pull failures in a row after which the worker checks (and repairs) its stream at once. */
 const PULL_FAILURES_BEFORE_REPAIR = 2;
 
@@ -114,6 +116,8 @@ class Worker implements WorkerHandle, WorkerView {
   #guarding = false;
   #pullLoops: Promise<void>[] = [];
   #progressTimer: NodeJS.Timeout | undefined;
+  /** Samples the drain rate (rows/s while saturated) that clients estimate a queue's wait from. */
+  #drainTimer: NodeJS.Timeout | undefined;
   #stopping = false;
   #stopPromise: Promise<void> | undefined;
   #resolveClosed!: (reason: Error | undefined) => void;
@@ -633,6 +637,11 @@ class Worker implements WorkerHandle, WorkerView {
     const every = Math.max(50, (ackWaitMs * PROGRESS_FRACTION) / 2);
     this.#progressTimer = setInterval(() => this.#ledger.sendProgress(limits, this.#settings.maxHoldMs), every);
     this.#progressTimer.unref();
+    this.#drainTimer = setInterval(
+      () => this.metrics.drain.sample(this.metrics.counters.rows, this.#scheduler.size > 0),
+      DRAIN_SAMPLE_MS,
+    );
+    this.#drainTimer.unref();
   }
 
   // ---- control plane view ----------------------------------------------------------------------
@@ -732,6 +741,7 @@ class Worker implements WorkerHandle, WorkerView {
 
   async #shutdown(): Promise<void> {
     clearInterval(this.#progressTimer);
+    clearInterval(this.#drainTimer);
     clearInterval(this.#streamGuardTimer);
     this.#cancelSubscription?.unsubscribe();
     await this.#registration?.stop().catch(() => undefined);

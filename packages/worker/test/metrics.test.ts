@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ClientTracker, LatencyWindow, RateMeter } from '../src/control/metrics.js';
+import { ClientTracker, DrainRateMeter, LatencyWindow, RateMeter } from '../src/control/metrics.js';
 
 function manualClock(start = 1_700_000_000_000) {
   let t = start;
@@ -52,4 +52,17 @@ test('metrics - the client tracker counts distinct reply subjects seen recently,
   for (const c of ['d', 'e', 'f', 'g']) clients.see(c);
   assert.equal(clients.active(), 3, 'bounded to the 3 most recent');
   assert.equal(clients.total, 7);
+});
+
+test('metrics - the drain rate counts only intervals saturated at both ends, and keeps it through idle time', () => {
+  const drain = new DrainRateMeter(4);
+  assert.equal(drain.perSecond(), undefined, 'never saturated: no measure');
+  drain.sample(0, true, 0);
+  drain.sample(100, true, 250); // 100 rows in 250 ms, saturated throughout
+  drain.sample(150, false, 500); // the queue ran dry: not counted
+  drain.sample(150, false, 60_000); // idle for a minute: not counted, and nothing forgotten
+  assert.equal(drain.perSecond(), 400);
+  drain.sample(150, true, 60_250);
+  drain.sample(350, true, 60_500); // 200 rows in 250 ms
+  assert.equal(drain.perSecond(), 600, '300 rows in 500 ms of saturation');
 });

@@ -235,7 +235,7 @@ num_total_client?: number
 request_per_second?: number
 seq_per_second?: number
 /**
- * Rows per second of inference time over the last batches: how fast this worker drains a backlog, busy or not (0 before its first batch). Clients estimate a queue's wait from it.
+ * How fast this worker drains a backlog, in rows per second: measured while rows waited for the model (every overhead included), or before it was ever saturated, rows per second of inference time over its last batches (0 before its first batch). Clients estimate a queue's wait from it.
  */
 capacity_seq_per_second?: number
 /**

@@ -164,7 +164,7 @@ export async function buildServerStatus(
       num_total_client: m.clients.total,
       request_per_second: m.jobRate.perSecond(),
       seq_per_second: m.rowRate.perSecond(),
-      capacity_seq_per_second: m.capacity.perSecond(),
+      capacity_seq_per_second: m.capacityPerSecond(),
       errors_by_code: { ...c.errors },
     },
     queue: {

@@ -98,6 +98,48 @@ export class CapacityMeter {
   }
 }
 
+/**
+ * Rows per second of wall time while the worker was saturated (rows waiting for the model at both
+ * ends of a sampling interval): its real drain rate, every overhead included (tokenizing, publishing,
+ * a busy event loop), which inference time alone overstates for a small model. Over the last
+ * `samples` saturated intervals, however long ago: an idle worker keeps what it knew.
+ */
+export class DrainRateMeter {
+  readonly #rows: Float64Array;
+  readonly #ms: Float64Array;
+  #next = 0;
+  #count = 0;
+  #last: { at: number; rows: number; saturated: boolean } | undefined;
+
+  constructor(readonly samples = 40) {
+    this.#rows = new Float64Array(samples);
+    this.#ms = new Float64Array(samples);
+  }
+
+  /** One reading: rows done so far, and whether rows are waiting for the model now. */
+  sample(rowsDone: number, saturated: boolean, now = performance.now()): void {
+    const last = this.#last;
+    if (last?.saturated && saturated && now > last.at) {
+      this.#rows[this.#next] = rowsDone - last.rows;
+      this.#ms[this.#next] = now - last.at;
+      this.#next = (this.#next + 1) % this.samples;
+      this.#count = Math.min(this.#count + 1, this.samples);
+    }
+    this.#last = { at: now, rows: rowsDone, saturated };
+  }
+
+  /** Rows per second; undefined before the worker was ever saturated. */
+  perSecond(): number | undefined {
+    let rows = 0;
+    let ms = 0;
+    for (let i = 0; i < this.#count; i++) {
+      rows += this.#rows[i]!;
+      ms += this.#ms[i]!;
+    }
+    return ms > 0 ? (rows * 1000) / ms : undefined;
+  }
+}
+
 /** Events per second over the last `windowSeconds` (or since start, when younger). */
 export class RateMeter {
   readonly #buckets: Float64Array;
@@ -235,6 +277,16 @@ export class WorkerMetrics {
   readonly jobRate = new RateMeter();
   /** Rows per second of inference time: what a backlog drains at, however idle the worker was. */
   readonly capacity = new CapacityMeter();
+  /** Rows per second while saturated: the drain rate with every overhead. */
+  readonly drain = new DrainRateMeter();
+
+  /**
+   * What a backlog drains at: the measured drain rate once the worker has been saturated, else the
+   * inference-time rate (an upper bound, for a worker that never had a backlog yet).
+   */
+  capacityPerSecond(): number {
+    return this.drain.perSecond() ?? this.capacity.perSecond();
+  }
   readonly rowRate = new RateMeter();
   readonly clients = new ClientTracker();
 

@@ -64,11 +64,14 @@ export async function runPullLoop(options: PullLoopOptions): Promise<void> {
       for await (const msg of messages) {
         received++;
         if (options.isStopping()) {
+          // End this pull before handing the job back: JetStream redelivers a nak'd job at once to a
+          // waiting pull, and this one would take it again, and again, until max_deliver gave up on it.
+          messages.stop();
           options.onLateMessage(msg);
           credits.release(jobCost);
-        } else {
-          options.onMessage(msg, priority);
+          break;
         }
+        options.onMessage(msg, priority);
       }
       burst = received === asked;
       if (failures > 0) logger.info({ consumer: priority }, 'pulling works again');
