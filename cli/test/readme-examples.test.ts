@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { Parser } from '@oclif/core';
 import { joinListFlags, translateBertServingArgs } from '../src/compat.js';
 import AuthInit from '../src/commands/auth/init.js';
@@ -92,4 +92,34 @@ test('readme examples - the check itself refuses a flag that does not exist', as
   await assert.rejects(
     Parser.parse(['--model-dri', 'x'], { flags: { ...Start.baseFlags, ...Start.flags }, strict: true }),
   );
+});
+
+const SEED_README = new URL('../../../../shared/reference/bert-as-service-README.txt', import.meta.url);
+
+test("readme examples - every server flag in bert-as-service's README is taken by bert-serving-start (or dropped with a note)", {
+  skip: existsSync(SEED_README) ? false : 'needs ../shared/reference/bert-as-service-README.txt',
+}, async () => {
+  const text = readFileSync(SEED_README, 'utf8');
+  const table = text.split('Argument Type Default Description\n')[1]!.split('\n\n')[0]!;
+  const flags = table
+    .split('\n')
+    .map((l) => /^(\w+) (str|int|bool|list|float) /.exec(l))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .map((m) => ({ name: m[1]!, type: m[2]! }));
+  assert.ok(flags.length >= 20, `read ${flags.length} flags from the seed's table`);
+  const sample: Record<string, string[]> = { str: ['x'], int: ['8'], float: ['0.5'], bool: [], list: ['-1', '-2'] };
+  const values: Record<string, string[]> = { pooling_strategy: ['CLS_TOKEN'], device_map: ['0', '1'] };
+  for (const { name, type } of flags) {
+    const argv = [
+      ...(name === 'model_dir' ? [] : ['-model_dir', '/m']),
+      `-${name}`,
+      ...(values[name] ?? sample[type]!),
+    ];
+    const { args, notes } = translateBertServingArgs(argv);
+    if (notes.some((n) => n.startsWith(`-${name} is ignored`))) continue;
+    await assert.doesNotReject(
+      Parser.parse(args, { flags: { ...Start.baseFlags, ...Start.flags }, args: Start.args ?? {}, strict: true }),
+      `bert-serving-start ${argv.join(' ')} → bertq start ${args.join(' ')}`,
+    );
+  }
 });
