@@ -4,7 +4,7 @@
  * clients with the same identity) and are placed by offset until every row is in.
  */
 import { Empty, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
-import { connectNats, toNatsHeaders } from '@bertq/nats';
+import { NatsConnectError, connectNats, redactUrl, toNatsHeaders } from '@bertq/nats';
 import { jetstream, jetstreamManager, type JetStreamClient } from '@nats-io/jetstream';
 import {
   BadRequestError,
@@ -836,12 +836,23 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
  * deadline, so a broker restart costs the requests in flight at most their deadline, never the client.
  */
 async function openConnection(options: ClientOptions, resolved: ResolvedClientOptions): Promise<NatsConnection> {
-  return connectNats({
-    ...natsPart(options),
-    servers: resolved.servers,
-    name: options.name ?? `bertq-client:${resolved.service}`,
-    connectTimeoutMs: Math.min(resolved.timeoutMs, CONNECT_TIMEOUT_MS),
-  });
+  const connectTimeoutMs = Math.min(resolved.timeoutMs, CONNECT_TIMEOUT_MS);
+  try {
+    return await connectNats({
+      ...natsPart(options),
+      servers: resolved.servers,
+      name: options.name ?? `bertq-client:${resolved.service}`,
+      connectTimeoutMs,
+    });
+  } catch (err) {
+    // Cut short by the client's own timeout, a connect says nothing about whether a server is there.
+    if (err instanceof NatsConnectError && connectTimeoutMs < CONNECT_TIMEOUT_MS && /\btimeout\b/i.test(err.message))
+      throw new TimeoutError(
+        `could not connect to ${resolved.servers.map(redactUrl).join(', ')} within the client's timeout of ${resolved.timeoutMs} ms; the server may well be up: allow a longer timeout`,
+        { cause: err, details: { timeoutMs: resolved.timeoutMs } },
+      );
+    throw err;
+  }
 }
 
 /** `promise`, or the error `onTimeout` makes when `deadline` (epoch ms) passes first. */

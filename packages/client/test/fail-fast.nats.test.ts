@@ -199,6 +199,25 @@ test('client - an unreachable NATS server is NO_WORKERS, within the timeout', as
   assert.ok(performance.now() - started < 2_000 + TIMEOUT_SLACK_MS);
 });
 
+test('client - a timeout too short to connect is TIMEOUT, not "no NATS server", when the server is up', async () => {
+  // A connect can, rarely, beat a 1 ms timer: try a few times; every failure must be TIMEOUT.
+  let failures = 0;
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const outcome = await BertClient.connect({ servers: server.url, timeout: 1 }).then(
+      async (c) => {
+        await c.close();
+        return undefined;
+      },
+      (e: unknown) => e,
+    );
+    if (outcome === undefined) continue;
+    failures++;
+    assert.ok(outcome instanceof TimeoutError && !(outcome instanceof NoWorkersError), String(outcome));
+    assert.match(outcome.message, /within the client's timeout of 1 ms; the server may well be up/);
+  }
+  assert.ok(failures > 0, 'a 1 ms timeout is too short to connect');
+});
+
 test('client - new BertClient(…) says to use BertClient.connect', () => {
   assert.throws(
     () => new (BertClient as unknown as new (o: unknown) => unknown)({ ip: 'localhost' }),
