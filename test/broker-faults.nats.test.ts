@@ -107,3 +107,25 @@ test('overload - open loop at 5× capacity with 5 s deadlines: what cannot be se
   // out depends on how fresh this one busy process's readings are; `npm run chaos` prints both.
   assert.ok((report.errors.OVERLOADED ?? 0) > 0, `the excess is shed: ${JSON.stringify(report)}`);
 });
+
+test('fuzz - 2,000 fuzzed jobs beside 20 clients: the clients lose nothing, no worker crashes, the stream drains', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const report = await runScenario({
+    name: 'fuzz',
+    rows: 16,
+    fault: { kind: 'none' },
+    fuzzJobs: 2_000,
+    clients: CLIENTS,
+    runAfterFaultMs: 2_000,
+    timeoutMs: 30_000,
+    encoder,
+  });
+  assertNothingLost(report);
+  assert.equal(report.completed, report.sent, JSON.stringify(report));
+  assert.ok(report.fuzz, 'the fuzzed jobs were published');
+  assert.equal(report.fuzz.published + report.fuzz.refusedByStream, 2_000);
+  assert.ok(report.fuzz.answered > 0, 'answerable fuzzed jobs got error frames');
+  assert.equal(report.fuzz.workerRestarts, 0, JSON.stringify(report.fuzz));
+  assert.ok(report.fuzz.streamDrained, 'no fuzzed job is stuck in the stream');
+});

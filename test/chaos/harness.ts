@@ -12,7 +12,10 @@ import { sleep, startNatsServer, tinyModel, type NatsServer } from '@bertq/testi
 import { startFleet, type FleetHandle } from '@bertq/worker';
 import { readFileSync } from 'node:fs';
 import { maxAbsDiff } from '../client-fixtures.js';
+import { connect } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
 import { CliFleet } from './cli-fleet.js';
+import { publishFuzzedJobs, type FuzzReport } from './fuzz.js';
 import { startCluster, type Cluster } from './cluster.js';
 
 /** A fault, applied once while every client has requests in flight. */
@@ -54,6 +57,8 @@ export interface ScenarioOptions {
    * back (overload: requests the queue cannot serve by their deadline must be refused, not lost).
    */
   load?: { kind: 'closed' } | { kind: 'open'; multiple: number };
+  /** Also publish this many fuzzed jobs (test/chaos/fuzz.ts) beside the traffic, at the fault's time. */
+  fuzzJobs?: number;
   encoder: Encoder;
   log?: (line: string) => void;
 }
@@ -78,6 +83,8 @@ export interface ScenarioReport {
   reconnects: number;
   rssMiB: { before: Record<string, number>; after: Record<string, number> };
   seconds: number;
+  /** With fuzzJobs: what became of them, whether the stream emptied, and whether a worker crashed. */
+  fuzz?: FuzzReport & { streamDrained: boolean; workerRestarts: number };
 }
 
 /** A request still unsettled this long after its deadline is counted lost. */
@@ -311,9 +318,39 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
         }, 500)
       : undefined;
     await sleep(o.faultAfterMs ?? 500);
+    const fuzzing =
+      o.fuzzJobs === undefined
+        ? undefined
+        : (async () => {
+            const nc = await connect({ servers: urls });
+            try {
+              return await publishFuzzedJobs(nc, service, o.fuzzJobs!);
+            } finally {
+              await nc.drain();
+            }
+          })();
     await applyFault(o.fault, server, fleet, log, cluster);
+    if (fuzzing) log(`fuzz: ${JSON.stringify(await fuzzing)}`);
     stopAt = Date.now() + o.runAfterFaultMs;
     await Promise.all(loops);
+    if (fuzzing) {
+      const fuzz = await fuzzing;
+      const nc = await connect({ servers: urls });
+      try {
+        const jsm = await jetstreamManager(nc);
+        const stream = streamName(service);
+        let drained = false;
+        for (const until = Date.now() + 30_000; !drained && Date.now() < until; await sleep(250))
+          drained = (await jsm.streams.info(stream)).state.messages === 0;
+        const restarts =
+          'restarts' in (fleet.workers[0] ?? {})
+            ? (fleet as FleetHandle).workers.reduce((a, w) => a + w.restarts, 0)
+            : 0;
+        report.fuzz = { ...fuzz, streamDrained: drained, workerRestarts: restarts };
+      } finally {
+        await nc.close();
+      }
+    }
     clearInterval(debugTimer);
     report.duplicated = [...settledIds.values()].filter((n) => n > 1).length;
     if (process.env.CHAOS_DEBUG)

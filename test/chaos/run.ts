@@ -27,6 +27,7 @@ const SCENARIOS: Array<{
   cluster?: boolean;
   load?: ScenarioOptions['load'];
   rows?: number;
+  fuzzJobs?: number;
 }> = [
   { name: 'no fault (baseline)', fault: { kind: 'none' }, timeoutMs: 30_000 },
   { name: 'broker SIGTERM + restart', fault: { kind: 'broker-sigterm' }, timeoutMs: 30_000 },
@@ -61,6 +62,12 @@ const SCENARIOS: Array<{
     // Bigger requests (the bulk lane): the fleet, not this one process of clients, is what overloads.
     rows: 64,
   },
+  {
+    name: '10,000 fuzzed jobs beside the traffic',
+    fault: { kind: 'none' },
+    timeoutMs: 30_000,
+    fuzzJobs: 10_000,
+  },
 ];
 
 async function main(): Promise<void> {
@@ -84,6 +91,7 @@ async function main(): Promise<void> {
         numWorker: s.numWorker ?? 1,
         cluster: s.cluster ?? false,
         ...(s.load ? { load: s.load } : {}),
+        ...(s.fuzzJobs ? { fuzzJobs: s.fuzzJobs } : {}),
         encoder,
         log: (line) => process.stderr.write(`  ${line}\n`),
       });
@@ -97,7 +105,18 @@ async function main(): Promise<void> {
   console.log(`\n${line(REPORT_HEADERS)}\n${line(REPORT_HEADERS.map(() => '---'))}`);
   for (const r of reports) console.log(line(reportRow(r)));
   console.log(`\nload average at end: ${loadavg()[0]!.toFixed(2)}`);
-  const bad = reports.filter((r) => r.lost > 0 || r.duplicated > 0 || r.wrong > 0 || r.late > 0);
+  for (const r of reports.filter((x) => x.fuzz))
+    console.log(
+      `\n${r.name}: ${r.fuzz!.published} fuzzed jobs stored (${r.fuzz!.refusedByStream} refused by the stream), ${r.fuzz!.answered} frames answered to the fuzz subject, stream ${r.fuzz!.streamDrained ? 'drained' : 'NOT drained'}, worker restarts ${r.fuzz!.workerRestarts}`,
+    );
+  const bad = reports.filter(
+    (r) =>
+      r.lost > 0 ||
+      r.duplicated > 0 ||
+      r.wrong > 0 ||
+      r.late > 0 ||
+      (r.fuzz !== undefined && (!r.fuzz.streamDrained || r.fuzz.workerRestarts > 0)),
+  );
   if (bad.length > 0) {
     console.error(
       `\nFAILED: ${bad.map((r) => r.name).join(', ')} lost, duplicated, mixed or kept a request past its deadline`,
