@@ -7,7 +7,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
@@ -156,4 +159,48 @@ test('deploy - the shipped roles file is the password rendering of the one set o
   const keyed = renderAuthConf({ kind: 'nkey', publicKeys: { client: 'UCLIENT', worker: 'UWORKER', admin: 'UADMIN' } });
   assert.match(keyed, /\{ nkey: UWORKER, permissions: \$WORKER \}/);
   assert.doesNotMatch(keyed, /password/);
+});
+
+const NATS_SERVER = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'].find((p) =>
+  existsSync(p),
+);
+
+test('deploy - nats-server accepts every shipped configuration (one node, compose cluster, Kubernetes cluster)', {
+  skip: NATS_SERVER ? false : 'needs nats-server (apt-get install nats-server)',
+}, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bertq-nats-conf-'));
+  try {
+    // Each as it is mounted: beside the roles file it includes.
+    for (const conf of ['nats/nats-server.conf', 'nats/nats-cluster.conf', 'k8s/nats-server.conf']) {
+      const name = conf.replace('/', '-');
+      writeFileSync(join(dir, name), read(conf));
+      writeFileSync(join(dir, 'bertq-auth.conf'), read('nats/bertq-auth.conf'));
+      const check = spawnSync(NATS_SERVER!, ['-c', join(dir, name), '-t'], {
+        encoding: 'utf8',
+        env: {
+          ...process.env,
+          NATS_NAME: 'nats-1',
+          POD_NAME: 'nats-0',
+          BERTQ_CLIENT_PASSWORD: 'c',
+          BERTQ_WORKER_PASSWORD: 'w',
+          BERTQ_ADMIN_PASSWORD: 'a',
+        },
+      });
+      assert.equal(check.status, 0, `${conf}: ${check.stderr}${check.stdout}`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  // The cluster layouts replicate the job stream: three nodes, and the fleet asks for R3.
+  assert.match(read('k8s/worker.yaml'), /BERTQ_STREAM_REPLICAS, value: "3"/);
+  const statefulSet = manifests().find(({ doc }) => doc.kind === 'StatefulSet')!.doc;
+  assert.equal(statefulSet.spec.replicas, 3);
+  const compose = parseAllDocuments(read('compose.cluster.yml'), { merge: true })[0]!.toJS() as Doc;
+  assert.deepEqual(
+    Object.keys(compose.services)
+      .filter((s) => s.startsWith('nats'))
+      .sort(),
+    ['nats', 'nats-2', 'nats-3'],
+  );
+  assert.equal(compose.services.worker.environment.BERTQ_STREAM_REPLICAS, '3');
 });

@@ -64,6 +64,14 @@ export default class Start extends BaseCommand<typeof Start> {
       env: 'BERTQ_PREFETCH_SIZE',
       helpGroup: FLEET,
     }),
+    'stream-replicas': Flags.integer({
+      summary:
+        'Copies of the job stream in a clustered JetStream (1, 3 or 5): with 3, the queue survives the loss of a node. Default 1.',
+      min: 1,
+      max: 5,
+      env: 'BERTQ_STREAM_REPLICAS',
+      helpGroup: FLEET,
+    }),
     'max-queued-jobs': Flags.integer({
       summary:
         'Bound of each lane (high, bulk) of the JetStream queue, in jobs; past it clients get OVERLOADED instead of waiting.',
@@ -202,8 +210,9 @@ export default class Start extends BaseCommand<typeof Start> {
       };
     }
 
-    const stream: { maxQueuedJobs?: number } = {};
+    const stream: { maxQueuedJobs?: number; replicas?: number } = {};
     if (flags['max-queued-jobs'] !== undefined) stream.maxQueuedJobs = flags['max-queued-jobs'];
+    if (flags['stream-replicas'] !== undefined) stream.replicas = flags['stream-replicas'];
     try {
       fleet = await startFleet({
         servers,

@@ -111,6 +111,17 @@ test('ensureStream - refuses a stream of the same name with another retention an
   );
 });
 
+test('ensureStream - 3 replicas on a single server is a BAD_REQUEST that says a cluster is needed', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  await assert.rejects(
+    ensureStream(nc, { service: freshService(), replicas: 3 }),
+    (err: Error) =>
+      err instanceof BadRequestError &&
+      /3 replicas need a NATS cluster of at least 3 JetStream servers.*--stream-replicas 1/.test(err.message),
+  );
+});
+
 test('ensureStream - refuses invalid options with a message naming the option', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {

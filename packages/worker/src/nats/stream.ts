@@ -160,7 +160,16 @@ export async function ensureStream(
       created = true;
     } catch (err) {
       // Another worker may have created it a moment ago; then it is an update like any other.
-      if ((await streamInfo(jsm, names.stream)) === undefined) throw err;
+      if ((await streamInfo(jsm, names.stream)) === undefined) {
+        const replicas =
+          settings.replicas > 1 && /replicas|clustered|insufficient resources/i.test((err as Error).message)
+            ? `: ${settings.replicas} replicas need a NATS cluster of at least ${settings.replicas} JetStream servers; on one server, leave the stream at 1 replica (--stream-replicas 1)`
+            : '';
+        throw new BadRequestError(
+          `JetStream refused to create stream ${names.stream} (${(err as Error).message})${replicas}`,
+          { cause: err, details: { stream: names.stream } },
+        );
+      }
       await updateStream(jsm, wanted, updated);
     }
   } else {
