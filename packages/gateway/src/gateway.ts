@@ -10,6 +10,8 @@
  */
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
 import secureJson from 'secure-json-parse';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { performance } from 'node:perf_hooks';
@@ -63,7 +65,7 @@ export const CONTROL_ROUTE_TIMEOUT_MS = 10_000;
 /** How long the config read behind /v1 checks and /ready is reused. */
 export const CONFIG_CACHE_MS = 2_000;
 /** Time to receive a whole request (headers and body) from a client. */
-export const RECEIVE_TIMEOUT_MS = 60_000;
+export { DEFAULT_RECEIVE_TIMEOUT_MS as RECEIVE_TIMEOUT_MS } from './options.js';
 const TICK_MS = 1_000;
 
 /** A running gateway. */
@@ -180,18 +182,27 @@ class Gateway implements GatewayHandle {
     this.config = new CachedReading(() => client.serverConfig(), CONFIG_CACHE_MS);
     this.history = new History(options.historyPoints);
     this.bearer = options.token === undefined ? undefined : new BearerCheck(options.token);
+    // Node checks its request and header timeouts only every connectionsCheckingInterval (30 s by
+    // default): a slow client would be cut up to 30 s late. Check 4 times per headers timeout.
+    const timeouts = {
+      requestTimeout: options.receiveTimeoutMs,
+      headersTimeout: options.headersTimeoutMs,
+      connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(options.headersTimeoutMs / 4))),
+    };
     this.app = Fastify({
-      ...(https === undefined ? {} : { https }),
       bodyLimit: options.bodyLimit,
-      // The whole request, headers and body, must arrive within this; a slow client is cut off.
-      requestTimeout: RECEIVE_TIMEOUT_MS,
+      // The whole request, headers and body, must arrive within receiveTimeoutMs (fastify's own check).
+      requestTimeout: options.receiveTimeoutMs,
+      serverFactory: (handler) =>
+        https === undefined
+          ? createHttpServer({ ...timeouts }, handler)
+          : createHttpsServer({ ...timeouts, ...https }, handler),
       genReqId: (req) => requestIdOf(req),
       requestIdHeader: false,
       return503OnClosing: true,
       forceCloseConnections: 'idle',
       routerOptions: { ignoreTrailingSlash: true },
     });
-    this.app.server.headersTimeout = Math.min(RECEIVE_TIMEOUT_MS, 20_000);
     this.app.server.maxConnections = options.maxConnections;
     // JSON only: fastify's text/plain parser would let a cross-site page POST without a preflight.
     // The JSON parser is ours: invalid UTF-8 is refused (as on NATS) rather than read as U+FFFD.

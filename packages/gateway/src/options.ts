@@ -29,6 +29,10 @@ export const DEFAULT_MAX_EVENT_STREAMS = 32;
 export const DEFAULT_BODY_LIMIT = 10 * 1024 * 1024;
 /** Deadline of one encode request through the fleet (the client's default). */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 60_000;
+/** Headers of a request must arrive within this. */
+export const DEFAULT_HEADERS_TIMEOUT_MS = 20_000;
+/** The whole request (headers and body) must arrive within this. */
+export const DEFAULT_RECEIVE_TIMEOUT_MS = 60_000;
 /** How long a fleet status (one $SRV.PING round plus a status request per worker) is reused. */
 export const DEFAULT_STATUS_CACHE_MS = 1_000;
 /** How long close() lets requests in flight finish before it cuts their connections. */
@@ -68,6 +72,13 @@ export interface GatewayOptions {
    * drop its queued chunks. Default 60 000.
    */
   requestTimeoutMs?: number;
+  /**
+   * A request's headers must arrive within headersTimeoutMs, and the whole request (headers and
+   * body) within receiveTimeoutMs; a slower client (slowloris) gets 408 and its connection is closed.
+   * Defaults 20 000 and 60 000 ms.
+   */
+  headersTimeoutMs?: number;
+  receiveTimeoutMs?: number;
   /** How long a fleet status is reused by /status/server, /metrics and the dashboard. Default 1 000 ms. */
   statusCacheMs?: number;
   /** Drain budget of `close()`. Default 10 000 ms. */
@@ -92,6 +103,8 @@ export interface ResolvedGatewayOptions {
   token: string | undefined;
   bodyLimit: number;
   requestTimeoutMs: number;
+  headersTimeoutMs: number;
+  receiveTimeoutMs: number;
   statusCacheMs: number;
   drainTimeoutMs: number;
   historyPoints: number;
@@ -125,6 +138,14 @@ export function resolveGatewayOptions(options: GatewayOptions): ResolvedGatewayO
     token,
     bodyLimit: positiveInt(options.bodyLimit ?? DEFAULT_BODY_LIMIT, 'bodyLimit (bytes)'),
     requestTimeoutMs: positiveInt(options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS, 'requestTimeoutMs'),
+    headersTimeoutMs: positiveInt(
+      Math.min(
+        options.headersTimeoutMs ?? DEFAULT_HEADERS_TIMEOUT_MS,
+        options.receiveTimeoutMs ?? DEFAULT_RECEIVE_TIMEOUT_MS,
+      ),
+      'headersTimeoutMs',
+    ),
+    receiveTimeoutMs: positiveInt(options.receiveTimeoutMs ?? DEFAULT_RECEIVE_TIMEOUT_MS, 'receiveTimeoutMs'),
     statusCacheMs: nonNegativeInt(options.statusCacheMs ?? DEFAULT_STATUS_CACHE_MS, 'statusCacheMs'),
     drainTimeoutMs: nonNegativeInt(options.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, 'drainTimeoutMs'),
     historyPoints: positiveInt(options.historyPoints ?? DEFAULT_HISTORY_POINTS, 'historyPoints'),

@@ -2,6 +2,7 @@
  * Every error code through the gateway against a real fleet, with its HTTP status and JSON shape:
  * BAD_REQUEST 400, TOO_LARGE 413, TOO_LONG 422, OVERLOADED 429, NO_WORKERS 503, TIMEOUT 504.
  */
+import { connect as netConnect, type Socket } from 'node:net';
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Encoder } from '@bertq/model';
@@ -172,4 +173,42 @@ test('gateway errors - TOO_LARGE (413): more rows than --max-client-batch-size, 
   const atCap = await postJson(`${capped.url}encode`, { texts: texts.slice(0, 8) });
   assert.equal(atCap.status, 200);
   assert.equal(atCap.body.result.length, 8);
+});
+
+/** Opens a raw TCP connection, runs `talk` on it, and resolves with what came back and when it closed. */
+function rawConnection(
+  url: string,
+  talk: (socket: Socket) => void,
+): Promise<{ answer: string; closedAfterMs: number }> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve, reject) => {
+    const started = Date.now();
+    const socket = netConnect({ host: hostname, port: Number(port) }, () => talk(socket));
+    let answer = '';
+    socket.on('data', (d) => (answer += d));
+    socket.on('error', reject);
+    socket.on('close', () => resolve({ answer, closedAfterMs: Date.now() - started }));
+    setTimeout(() => socket.destroy(new Error('the gateway kept a slow client for 15 s')), 15_000).unref();
+  });
+}
+
+test('attack - slowloris: headers or a body that dribble in are cut off at their timeouts, not 30 s later', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const slow = await fleet.gateway(worker.service, { headersTimeoutMs: 500, receiveTimeoutMs: 1_000 });
+  // Headers that never end.
+  const headers = await rawConnection(slow.url, (s) => s.write('POST /encode HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n'));
+  assert.ok(headers.closedAfterMs < 3_000, `cut after ${headers.closedAfterMs} ms`);
+  assert.match(headers.answer, /^HTTP\/1\.1 408/);
+  // A body announced as 1,000 bytes, sent a byte every 200 ms.
+  const body = await rawConnection(slow.url, (s) => {
+    s.write('POST /encode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{');
+    const drip = setInterval(() => (s.destroyed ? clearInterval(drip) : s.write(' ')), 200);
+    s.on('close', () => clearInterval(drip));
+  });
+  assert.ok(body.closedAfterMs < 4_000, `cut after ${body.closedAfterMs} ms`);
+  assert.match(body.answer, /^HTTP\/1\.1 408/);
+  // The gateway still serves everyone else.
+  const ok = await postJson(`${slow.url}encode`, { texts: ['still here'] });
+  assert.equal(ok.status, 200);
 });
