@@ -19,6 +19,8 @@ import type { FleetStatus } from './control.js';
 
 /** A fleet status older than this is read again (in the background). */
 export const READING_MAX_AGE_MS = 2_000;
+/** While a backlog is seen, the status (the fleet's capacity under that load) is read this often. */
+export const BACKLOG_READING_MAX_AGE_MS = 500;
 /** A queue depth older than this is read again (in the background): a queue under a burst grows fast. */
 export const DEPTH_MAX_AGE_MS = 250;
 /**
@@ -116,7 +118,8 @@ export class AdmissionGate {
   /** Throws OVERLOADED when the request would miss its deadline; starts refreshes when readings are old. */
   check(request: { lane: Priority; rows: number; deadline: number; service: string }): void {
     const now = this.now();
-    if (now - this.#statusAt > READING_MAX_AGE_MS) void this.refreshStatus();
+    const backlog = this.#reading !== undefined && this.#reading.pending.high + this.#reading.pending.bulk > 0;
+    if (now - this.#statusAt > (backlog ? BACKLOG_READING_MAX_AGE_MS : READING_MAX_AGE_MS)) void this.refreshStatus();
     else if (this.#reading !== undefined && now - this.#reading.at > DEPTH_MAX_AGE_MS) void this.refreshDepth();
     const refusal = admissionError(this.#reading, request, now);
     if (refusal) throw refusal;
