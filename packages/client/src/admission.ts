@@ -24,8 +24,8 @@ export const BACKLOG_READING_MAX_AGE_MS = 500;
 /** A queue depth older than this is read again (in the background): a queue under a burst grows fast. */
 export const DEPTH_MAX_AGE_MS = 250;
 /**
- * Refuse when the estimate passes this share of the time left, not all of it: the reading is up to
- * READING_MAX_AGE_MS old while the queue may be growing, and the answer still has to reach the caller.
+ * Refuse when the estimate passes this share of the time left, not all of it: the queue depth is up
+ * to DEPTH_MAX_AGE_MS old while the queue may be growing, and the answer still has to reach the caller.
  */
 export const ADMISSION_MARGIN = 0.8;
 /** A reading older than this is not used at all: the queue may have drained since. */

@@ -111,7 +111,7 @@ export interface FleetStatus {
     num_redelivered: number;
     request_per_second: number;
     seq_per_second: number;
-    /** Rows per second of inference time, summed: what the fleet drains a backlog at. */
+    /** Rows per second the workers drain a backlog at (measured while saturated), summed. */
     capacity_seq_per_second: number;
   };
   /**

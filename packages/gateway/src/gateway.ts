@@ -67,6 +67,8 @@ export const CONFIG_CACHE_MS = 2_000;
 /** Time to receive a whole request (headers and body) from a client. */
 export { DEFAULT_RECEIVE_TIMEOUT_MS as RECEIVE_TIMEOUT_MS } from './options.js';
 const TICK_MS = 1_000;
+/** fastify's default idle keep-alive, which its own server (before the serverFactory) had. */
+const FASTIFY_KEEP_ALIVE_MS = 72_000;
 
 /** A running gateway. */
 export interface GatewayHandle {
@@ -184,15 +186,15 @@ class Gateway implements GatewayHandle {
     this.bearer = options.token === undefined ? undefined : new BearerCheck(options.token);
     // Node checks its request and header timeouts only every connectionsCheckingInterval (30 s by
     // default): a slow client would be cut up to 30 s late. Check 4 times per headers timeout.
+    // With a serverFactory fastify applies none of its server settings, so all of them are here.
     const timeouts = {
       requestTimeout: options.receiveTimeoutMs,
       headersTimeout: options.headersTimeoutMs,
       connectionsCheckingInterval: Math.max(100, Math.min(1_000, Math.floor(options.headersTimeoutMs / 4))),
+      keepAliveTimeout: FASTIFY_KEEP_ALIVE_MS,
     };
     this.app = Fastify({
       bodyLimit: options.bodyLimit,
-      // The whole request, headers and body, must arrive within receiveTimeoutMs (fastify's own check).
-      requestTimeout: options.receiveTimeoutMs,
       serverFactory: (handler) =>
         https === undefined
           ? createHttpServer({ ...timeouts }, handler)

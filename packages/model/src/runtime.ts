@@ -138,7 +138,6 @@ class ThreadRuntime implements Runtime {
   }
 }
 
-/** Opens an ONNX model (bytes or a file path) in ONNX Runtime, in its own thread. */
 /** The fix for CUDA that cannot start: the same words whether the pre-check or ONNX Runtime found it. */
 const CUDA_FIX =
   'The CUDA build of onnxruntime-node needs CUDA 12 and cuDNN 9 on the host and an install without ONNXRUNTIME_NODE_INSTALL=skip; use --cpu to run on the CPU.';
@@ -166,6 +165,7 @@ function onnxruntimeBindingDir(): string | undefined {
   }
 }
 
+/** Opens an ONNX model (bytes or a file path) in ONNX Runtime, in its own thread. */
 export async function createRuntime(model: Uint8Array | string, opts: RuntimeOptions = {}): Promise<Runtime> {
   const device = opts.device ?? 'cpu';
   const missing = device === 'cuda' ? missingCudaProvider() : undefined;
