@@ -145,7 +145,8 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     () => this.queueDepth(),
   );
   private sub: Subscription | undefined;
-  private depthJsm: Awaited<ReturnType<typeof jetstreamManager>> | undefined;
+  /** JetStream's API on this connection, made once (it does no I/O: checkAPI is off). */
+  private jsmHandle: Awaited<ReturnType<typeof jetstreamManager>> | undefined;
   private config: ServerConfig | undefined;
   private configReadAt = 0;
   private configInFlight: Promise<ServerConfig> | undefined;
@@ -439,6 +440,14 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       );
     }
     this.ensureOpen();
+    // Shed before any job is built: a refused 100,000-row request costs no serialisation.
+    const lane = priorityFor(texts.length, config.priority_batch_size);
+    try {
+      this.admission.check({ lane, rows: texts.length, deadline, service: this.service });
+    } catch (err) {
+      this.stats.shed++;
+      throw err;
+    }
     const id = newRequestId();
     const jobs = prepareJobs({
       id,
@@ -452,13 +461,6 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       maxChunkRows: this.chunkRows(config),
       maxPayload: this.nc.info?.max_payload ?? config.max_payload ?? 1024 * 1024,
     });
-    const lane = priorityFor(texts.length, config.priority_batch_size);
-    try {
-      this.admission.check({ lane, rows: texts.length, deadline, service: this.service });
-    } catch (err) {
-      this.stats.shed++;
-      throw err;
-    }
 
     const onAbort = (): void => pending.fail(o.signal?.reason);
     const pending: PendingRequest = new PendingRequest({
@@ -589,11 +591,15 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     }
   }
 
+  private async jsm(): Promise<Awaited<ReturnType<typeof jetstreamManager>>> {
+    this.jsmHandle ??= await jetstreamManager(this.nc, { checkAPI: false, timeout: CONSUMER_INFO_TIMEOUT_MS });
+    return this.jsmHandle;
+  }
+
   /** Jobs waiting in each lane, from the consumers' info (one JetStream request each); undefined on failure. */
   private async queueDepth(): Promise<Record<Priority, number> | undefined> {
     try {
-      this.depthJsm ??= await jetstreamManager(this.nc, { checkAPI: false, timeout: CONSUMER_INFO_TIMEOUT_MS });
-      const jsm = this.depthJsm;
+      const jsm = await this.jsm();
       const [high, bulk] = await Promise.all(
         PRIORITIES.map((lane) => jsm.consumers.info(this.names.stream, this.names.consumers[lane])),
       );
@@ -609,12 +615,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     if (requests.length === 0) return;
     const deadline = Math.max(...requests.map((r) => r.deadline));
     const lanes = new Set(requests.map((r) => r.lane));
-    let jsm: Awaited<ReturnType<typeof jetstreamManager>> | undefined;
-    try {
-      jsm = await jetstreamManager(this.nc, { checkAPI: false, timeout: CONSUMER_INFO_TIMEOUT_MS });
-    } catch {
-      jsm = undefined;
-    }
+    const jsm = await this.jsm().catch(() => undefined);
     const delivered = await deliveredSequences(jsm, this.names.stream, this.names.consumers, lanes, deadline);
     await Promise.all(
       jobsToReask(requests, delivered).map(async ({ request, job }) => {
