@@ -64,37 +64,55 @@ export class LatencyWindow {
 
 const DEFAULT_RATE_WINDOW_S = 60;
 
-/**
- * Rows per second while computing, over the last `batches` batches. Unlike RateMeter's rate it does
- * not fall when the worker idles, so it answers "how long would a queue of N rows take" at once.
- */
-export class CapacityMeter {
+/** The last `size` (rows, ms) pairs and their overall rows per second: the ring both meters keep. */
+class RowsPerSecondRing {
   readonly #rows: Float64Array;
   readonly #ms: Float64Array;
   #next = 0;
   #count = 0;
 
-  constructor(readonly batches = 32) {
-    this.#rows = new Float64Array(batches);
-    this.#ms = new Float64Array(batches);
+  constructor(readonly size: number) {
+    this.#rows = new Float64Array(size);
+    this.#ms = new Float64Array(size);
   }
 
   add(rows: number, ms: number): void {
     this.#rows[this.#next] = rows;
     this.#ms[this.#next] = ms;
-    this.#next = (this.#next + 1) % this.batches;
-    this.#count = Math.min(this.#count + 1, this.batches);
+    this.#next = (this.#next + 1) % this.size;
+    this.#count = Math.min(this.#count + 1, this.size);
   }
 
-  /** Rows per second; 0 before the first batch. */
-  perSecond(): number {
+  /** Rows per second over the ring; undefined while it holds no time. */
+  perSecond(): number | undefined {
     let rows = 0;
     let ms = 0;
     for (let i = 0; i < this.#count; i++) {
       rows += this.#rows[i]!;
       ms += this.#ms[i]!;
     }
-    return ms > 0 ? (rows * 1000) / ms : 0;
+    return ms > 0 ? (rows * 1000) / ms : undefined;
+  }
+}
+
+/**
+ * Rows per second while computing, over the last `batches` batches. Unlike RateMeter's rate it does
+ * not fall when the worker idles, so it answers "how long would a queue of N rows take" at once.
+ */
+export class CapacityMeter {
+  readonly #ring: RowsPerSecondRing;
+
+  constructor(batches = 32) {
+    this.#ring = new RowsPerSecondRing(batches);
+  }
+
+  add(rows: number, ms: number): void {
+    this.#ring.add(rows, ms);
+  }
+
+  /** Rows per second; 0 before the first batch. */
+  perSecond(): number {
+    return this.#ring.perSecond() ?? 0;
   }
 }
 
@@ -105,38 +123,23 @@ export class CapacityMeter {
  * `samples` saturated intervals, however long ago: an idle worker keeps what it knew.
  */
 export class DrainRateMeter {
-  readonly #rows: Float64Array;
-  readonly #ms: Float64Array;
-  #next = 0;
-  #count = 0;
+  readonly #ring: RowsPerSecondRing;
   #last: { at: number; rows: number; saturated: boolean } | undefined;
 
-  constructor(readonly samples = 40) {
-    this.#rows = new Float64Array(samples);
-    this.#ms = new Float64Array(samples);
+  constructor(samples = 40) {
+    this.#ring = new RowsPerSecondRing(samples);
   }
 
   /** One reading: rows done so far, and whether rows are waiting for the model now. */
   sample(rowsDone: number, saturated: boolean, now = performance.now()): void {
     const last = this.#last;
-    if (last?.saturated && saturated && now > last.at) {
-      this.#rows[this.#next] = rowsDone - last.rows;
-      this.#ms[this.#next] = now - last.at;
-      this.#next = (this.#next + 1) % this.samples;
-      this.#count = Math.min(this.#count + 1, this.samples);
-    }
+    if (last?.saturated && saturated && now > last.at) this.#ring.add(rowsDone - last.rows, now - last.at);
     this.#last = { at: now, rows: rowsDone, saturated };
   }
 
   /** Rows per second; undefined before the worker was ever saturated. */
   perSecond(): number | undefined {
-    let rows = 0;
-    let ms = 0;
-    for (let i = 0; i < this.#count; i++) {
-      rows += this.#rows[i]!;
-      ms += this.#ms[i]!;
-    }
-    return ms > 0 ? (rows * 1000) / ms : undefined;
+    return this.#ring.perSecond();
   }
 }
 
