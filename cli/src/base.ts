@@ -156,6 +156,12 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     return o;
   }
 
+  /** natsOptions without the server list: auth and TLS, for code that is handed the servers apart. */
+  protected connectionOptions(name: string): Omit<NatsConnectOptions, 'servers'> {
+    const { servers: _servers, ...rest } = this.natsOptions(name);
+    return rest;
+  }
+
   /** Connection settings in the client library's form: the same options, plus the service. */
   protected clientOptions(): ClientOptions<'ndarray'> {
     return { ...this.natsOptions(`bertq ${this.id ?? 'cli'}`), service: this.flags.service };

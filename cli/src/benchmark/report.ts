@@ -3,8 +3,9 @@
  * SVG plot per experiment, `results.json` (every point, for other tools) and `README.md` (the tables
  * and plots on one page). Every file is written whole or not at all (temporary file, then rename).
  */
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileWhole } from '../files.js';
 import { table } from '../status-table.js';
 import type { PlannedExperiment, PointSettings } from './experiments.js';
 import { pointKey } from './experiments.js';
@@ -89,12 +90,6 @@ export function experimentSvg(
   });
 }
 
-async function writeWhole(path: string, text: string): Promise<void> {
-  const temp = `${path}.${process.pid}.tmp`;
-  await writeFile(temp, text);
-  await rename(temp, path);
-}
-
 /** Writes the plots, results.json and README.md into `dir`; returns the files written. */
 export async function writeReport(
   dir: string,
@@ -120,7 +115,7 @@ export async function writeReport(
   for (const e of plan) {
     if (!e.points.some((p) => results.has(pointKey(p)))) continue;
     const file = `${e.spec.name}.svg`;
-    await writeWhole(join(dir, file), experimentSvg(e, results, run));
+    await writeFileWhole(join(dir, file), experimentSvg(e, results, run));
     written.push(join(dir, file));
     const rows = experimentRows(e, results);
     page.push(
@@ -144,8 +139,8 @@ export async function writeReport(
       points: e.points.flatMap((p) => results.get(pointKey(p)) ?? []),
     })),
   };
-  await writeWhole(join(dir, 'results.json'), `${JSON.stringify(json, null, 2)}\n`);
-  await writeWhole(join(dir, 'README.md'), `${page.join('\n')}\n`);
+  await writeFileWhole(join(dir, 'results.json'), `${JSON.stringify(json, null, 2)}\n`);
+  await writeFileWhole(join(dir, 'README.md'), `${page.join('\n')}\n`);
   written.push(join(dir, 'results.json'), join(dir, 'README.md'));
   return written;
 }

@@ -194,7 +194,10 @@ export default class Benchmark extends BaseCommand<typeof Benchmark> {
     }
 
     const nats = hasModel
-      ? await ensureNatsServer(this.servers()[0]!, { logger: log, connection: this.connection() })
+      ? await ensureNatsServer(this.servers()[0]!, {
+          logger: log,
+          connection: this.connectionOptions('bertq benchmark'),
+        })
       : undefined;
     const servers = nats?.started ? [nats.url] : this.servers();
     const service = hasModel ? `bertq-benchmark-${process.pid}` : flags.service;
@@ -290,13 +293,6 @@ export default class Benchmark extends BaseCommand<typeof Benchmark> {
     return { results: [...results.values()], files };
   }
 
-  /** The NATS connection settings of --server/--user/… without the server list. */
-  private connection() {
-    const c = { ...this.natsOptions('bertq benchmark') };
-    delete (c as { servers?: unknown }).servers;
-    return c;
-  }
-
   private async startOwnFleet(settings: ServerSettings, servers: string[], service: string): Promise<FleetHandle> {
     const { flags } = this;
     let encoder;
@@ -318,7 +314,7 @@ export default class Benchmark extends BaseCommand<typeof Benchmark> {
     }
     return startFleet({
       servers,
-      connection: this.connection(),
+      connection: this.connectionOptions('bertq benchmark'),
       service,
       numWorker: flags['num-worker'],
       encoder,

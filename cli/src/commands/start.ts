@@ -159,8 +159,7 @@ export default class Start extends BaseCommand<typeof Start> {
     const logLevel = flags.verbose ? 'debug' : flags['log-level'];
     const log = createLogger(logLevel, { component: 'cli' });
     const servers = this.servers();
-    const connection = { ...this.natsOptions('bertq start') };
-    delete (connection as { servers?: unknown }).servers;
+    const connection = this.connectionOptions('bertq start');
 
     // A taken HTTP port fails now, before a model is loaded and workers are forked.
     if (http) await assertPortFree(http.host ?? '127.0.0.1', http.port ?? 0, '--http-port');
@@ -188,101 +187,105 @@ export default class Start extends BaseCommand<typeof Start> {
             );
           });
 
-    // The embedded default: a local URL where nothing answers gets its own nats-server -js.
-    const nats = await ensureNatsServer(servers[0]!, { logger: log, connection });
-    if (nats.started)
-      this.logToStderr(`started an embedded nats-server -js at ${nats.url} (pid ${nats.pid}, store ${nats.storeDir})`);
-
-    // A hub download draws its bar here, in the CLI; the model package only reports progress.
-    let download: ProgressReporter | undefined;
-    if (process.stderr.isTTY && !flags.json) {
-      encoder.hub = {
-        ...encoder.hub,
-        onProgress: (p) => {
-          download ??= createProgress({
-            label: `download ${encoder.model ?? ''}`.trim(),
-            unit: 'bytes',
-            total: p.total,
-          });
-          if (p.total !== undefined) download.setTotal(p.total);
-          download.update(p.loaded);
-        },
-      };
-    }
-
-    const stream: { maxQueuedJobs?: number; replicas?: number } = {};
-    if (flags['max-queued-jobs'] !== undefined) stream.maxQueuedJobs = flags['max-queued-jobs'];
-    if (flags['stream-replicas'] !== undefined) stream.replicas = flags['stream-replicas'];
+    // Whatever happens from here, the probes' port is closed last, and the embedded server stopped.
     try {
-      fleet = await startFleet({
-        servers,
-        connection,
-        service: flags.service,
-        numWorker: flags['num-worker'],
-        encoder,
-        cpu: flags.cpu,
-        logLevel,
-        logger: log,
-        stream,
-        maxBatchSize: flags['max-batch-size'],
-        priorityBatchSize: flags['priority-batch-size'],
-        ...(deviceMap ? { deviceMap } : {}),
-        ...(flags.threads ? { threadsPerWorker: flags.threads } : {}),
-        ...(flags['max-batch-tokens'] ? { maxBatchTokens: flags['max-batch-tokens'] } : {}),
-        ...(flags['prefetch-size'] ? { prefetch: flags['prefetch-size'] } : {}),
-        ...(flags['show-tokens-to-client'] ? { showTokensToClient: true } : {}),
-      });
-    } catch (err) {
-      download?.fail(err instanceof Error ? err.message : String(err));
-      fleetClosed = true;
-      await health?.close();
-      await nats.stop();
-      throw err;
-    }
-    download?.done();
-    void fleet.closed.then(() => {
-      fleetClosed = true;
-    });
-    const r = fleet.ready;
-    this.logToStderr(
-      `bertq ready: service "${r.service}" on ${nats.url}, model ${r.model}, ${r.dims}-dim vectors, ${r.workers} worker(s) on ${[...new Set(r.devices)].join(', ')}`,
-    );
-    // The HTTP gateway, in this process, once the fleet answers; a NATS client like any other.
-    let gateway;
-    if (http) {
+      // The embedded default: a local URL where nothing answers gets its own nats-server -js.
+      const nats = await ensureNatsServer(servers[0]!, { logger: log, connection });
+      if (nats.started)
+        this.logToStderr(
+          `started an embedded nats-server -js at ${nats.url} (pid ${nats.pid}, store ${nats.storeDir})`,
+        );
       try {
-        gateway = await startGateway({
-          ...http,
-          client: { ...this.clientOptions(), servers: [nats.url], name: 'bertq start gateway' },
-          logger: log,
-        });
-      } catch (err) {
-        await fleet.stop();
-        await health?.close();
-        await nats.stop();
-        throw err;
-      }
-      this.logToStderr(`bertq http gateway at ${gateway.url} (dashboard on /, OpenAI API on /v1/embeddings)`);
-    }
+        // A hub download draws its bar here, in the CLI; the model package only reports progress.
+        let download: ProgressReporter | undefined;
+        if (process.stderr.isTTY && !flags.json) {
+          encoder.hub = {
+            ...encoder.hub,
+            onProgress: (p) => {
+              download ??= createProgress({
+                label: `download ${encoder.model ?? ''}`.trim(),
+                unit: 'bytes',
+                total: p.total,
+              });
+              if (p.total !== undefined) download.setTotal(p.total);
+              download.update(p.loaded);
+            },
+          };
+        }
 
-    const stopSignal = new Promise<string>((resolve) => {
-      process.once('SIGINT', () => resolve('SIGINT'));
-      process.once('SIGTERM', () => resolve('SIGTERM'));
-    });
-    const outcome = await Promise.race([
-      stopSignal.then((s) => ({ signal: s })),
-      fleet.closed.then((error) => ({ error })),
-    ]);
-    await gateway?.close();
-    await health?.close();
-    if ('signal' in outcome) {
-      this.logToStderr(`${outcome.signal}: draining workers…`);
-      await fleet.stop();
-    } else {
-      await this.keepEmbeddedWhileUsed(nats, flags.service, connection);
+        const stream: { maxQueuedJobs?: number; replicas?: number } = {};
+        if (flags['max-queued-jobs'] !== undefined) stream.maxQueuedJobs = flags['max-queued-jobs'];
+        if (flags['stream-replicas'] !== undefined) stream.replicas = flags['stream-replicas'];
+        try {
+          fleet = await startFleet({
+            servers,
+            connection,
+            service: flags.service,
+            numWorker: flags['num-worker'],
+            encoder,
+            cpu: flags.cpu,
+            logLevel,
+            logger: log,
+            stream,
+            maxBatchSize: flags['max-batch-size'],
+            priorityBatchSize: flags['priority-batch-size'],
+            ...(deviceMap ? { deviceMap } : {}),
+            ...(flags.threads ? { threadsPerWorker: flags.threads } : {}),
+            ...(flags['max-batch-tokens'] ? { maxBatchTokens: flags['max-batch-tokens'] } : {}),
+            ...(flags['prefetch-size'] ? { prefetch: flags['prefetch-size'] } : {}),
+            ...(flags['show-tokens-to-client'] ? { showTokensToClient: true } : {}),
+          });
+        } catch (err) {
+          download?.fail(err instanceof Error ? err.message : String(err));
+          fleetClosed = true;
+          throw err;
+        }
+        download?.done();
+        void fleet.closed.then(() => {
+          fleetClosed = true;
+        });
+        const r = fleet.ready;
+        this.logToStderr(
+          `bertq ready: service "${r.service}" on ${nats.url}, model ${r.model}, ${r.dims}-dim vectors, ${r.workers} worker(s) on ${[...new Set(r.devices)].join(', ')}`,
+        );
+        // The HTTP gateway, in this process, once the fleet answers; a NATS client like any other.
+        let gateway;
+        if (http) {
+          try {
+            gateway = await startGateway({
+              ...http,
+              client: { ...this.clientOptions(), servers: [nats.url], name: 'bertq start gateway' },
+              logger: log,
+            });
+          } catch (err) {
+            await fleet.stop();
+            throw err;
+          }
+          this.logToStderr(`bertq http gateway at ${gateway.url} (dashboard on /, OpenAI API on /v1/embeddings)`);
+        }
+
+        const stopSignal = new Promise<string>((resolve) => {
+          process.once('SIGINT', () => resolve('SIGINT'));
+          process.once('SIGTERM', () => resolve('SIGTERM'));
+        });
+        const outcome = await Promise.race([
+          stopSignal.then((s) => ({ signal: s })),
+          fleet.closed.then((error) => ({ error })),
+        ]);
+        await gateway?.close();
+        if ('signal' in outcome) {
+          this.logToStderr(`${outcome.signal}: draining workers…`);
+          await fleet.stop();
+        } else {
+          await this.keepEmbeddedWhileUsed(nats, flags.service, connection);
+        }
+        if ('error' in outcome && outcome.error) this.error(outcome.error.message, { exit: 1 });
+        return r;
+      } finally {
+        await nats.stop();
+      }
+    } finally {
+      await health?.close();
     }
-    await nats.stop();
-    if ('error' in outcome && outcome.error) this.error(outcome.error.message, { exit: 1 });
-    return r;
   }
 }

@@ -1,9 +1,10 @@
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, open, rename, rm } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createUser } from '@nats-io/nkeys';
 import { Command, Flags } from '@oclif/core';
 import { ROLES, renderAuthConf, type Role } from '../../auth/roles.js';
+import { writeFileWhole } from '../../files.js';
 
 /**
  * `bertq auth init`: an NKey setup of bertq's three roles, ready to run. NKeys rather than
@@ -76,7 +77,7 @@ export default class AuthInit extends Command {
             },
           );
       }
-    for (const [name, text, mode] of files) await writeWhole(join(dir, name), text, mode);
+    for (const [name, text, mode] of files) await writeFileWhole(join(dir, name), text, mode);
 
     this.log(`wrote ${files.map(([n]) => n).join(', ')} to ${dir}`);
     this.log('');
@@ -88,21 +89,4 @@ export default class AuthInit extends Command {
     this.log('Give each process only its own .nk file; the server needs only the two .conf files.');
     return { output: dir, files: files.map(([n]) => join(dir, n)), publicKeys };
   }
-}
-
-/** Writes a file whole or not at all, created with `mode` (a seed is never readable by others, even briefly). */
-async function writeWhole(path: string, text: string, mode: number): Promise<void> {
-  const temp = `${path}.${process.pid}.tmp`;
-  const handle = await open(temp, 'w', mode);
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } catch (err) {
-    await handle.close();
-    await rm(temp, { force: true });
-    throw err;
-  }
-  await handle.close();
-  await chmod(temp, mode); // the umask may have taken bits off
-  await rename(temp, path);
 }
