@@ -3,6 +3,7 @@
  * every wait. Shared by the CLI end-to-end tests (test/cli*.nats.test.ts, test/benchmark.nats.test.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { waitFor } from '@bertq/testing';
 
@@ -71,4 +72,25 @@ export async function startBertq(
     100,
   );
   return { child, stderr: () => stderr, exited };
+}
+
+/** Pids of the worker processes a `bertq start` (pid `supervisor`) forked: its children running worker-main. */
+export function workerPidsOf(supervisor: number): number[] {
+  let children: number[];
+  try {
+    children = readFileSync(`/proc/${supervisor}/task/${supervisor}/children`, 'utf8')
+      .trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number);
+  } catch {
+    return []; // gone
+  }
+  return children.filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('worker-main');
+    } catch {
+      return false;
+    }
+  });
 }

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Encoder } from '@bertq/model';
 import { freePort, maxAbsDiff, startNatsServer, tinyModel, waitFor, type TinyModelFixture } from '@bertq/testing';
-import { BIN, runBertq, startBertq, type Run, type Started } from './cli-fixtures.js';
+import { BIN, runBertq, startBertq, workerPidsOf, type Run, type Started } from './cli-fixtures.js';
 
 const START_TIMEOUT_MS = 60_000;
 const COMMAND_TIMEOUT_MS = 30_000;
@@ -509,20 +509,6 @@ test('cli - bertq terminate --service a leaves the embedded nats-server up while
   }
 });
 
-/** Pids of the worker processes a `bertq start` forked (its node children running worker-main). */
-async function workerPids(parent: number): Promise<number[]> {
-  const children = (await readFile(`/proc/${parent}/task/${parent}/children`, 'utf8'))
-    .trim()
-    .split(/\s+/)
-    .filter(Boolean);
-  const pids: number[] = [];
-  for (const pid of children.map(Number)) {
-    const cmdline = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
-    if (cmdline.includes('worker-main')) pids.push(pid);
-  }
-  return pids;
-}
-
 test('cli - bertq start --health-port: /healthz while the supervisor runs, /readyz only while every worker is ready', {
   timeout: TEST_TIMEOUT_MS * 2,
 }, async () => {
@@ -555,7 +541,7 @@ test('cli - bertq start --health-port: /healthz while the supervisor runs, /read
     await other.text();
 
     // A killed worker: not ready until the supervisor has restarted it; alive all along.
-    const [victim] = await workerPids(fleet.child.pid!);
+    const [victim] = workerPidsOf(fleet.child.pid!);
     assert.ok(victim, 'found a worker process');
     process.kill(victim, 'SIGKILL');
     await waitFor(

@@ -309,14 +309,6 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
         for (let n = 0; Date.now() < stopAt; n++) await one(c, n);
       });
     }
-    const debugTimer = process.env.CHAOS_DEBUG
-      ? setInterval(() => {
-          const l = clients[0]!.status.load;
-          log(
-            `t=${Date.now() % 100000} reading age ${l ? Date.now() - l.at : '-'} ms pending ${l?.pending.high}/${l?.pending.bulk} cap ${l?.capacity.toFixed(0)} shed ${clients.reduce((a, c) => a + c.status.shed, 0)}`,
-          );
-        }, 500)
-      : undefined;
     await sleep(o.faultAfterMs ?? 500);
     const fuzzing =
       o.fuzzJobs === undefined
@@ -351,12 +343,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
         await nc.close();
       }
     }
-    clearInterval(debugTimer);
     report.duplicated = [...settledIds.values()].filter((n) => n > 1).length;
-    if (process.env.CHAOS_DEBUG)
-      log(
-        `client 0 load reading: ${JSON.stringify(clients[0]!.status.load)}, shed ${clients.reduce((a, c) => a + c.status.shed, 0)}`,
-      );
     for (const c of clients) {
       report.reasked += c.status.reaskedJobs;
       report.reconnects += c.status.reconnects;
