@@ -145,6 +145,14 @@ test('fleet - stop() drains the workers and ends their processes', { timeout: TE
   const pids = fleet.workers.map((w) => w.pid);
   const client = new TestClient(nc, fleet.service);
   const inFlight = await client.submit(sentences(4, 99));
+  // In hand, not only in the stream: a job still queued when stop() begins stays queued (by design).
+  const jsm = await jetstreamManager(nc);
+  const stream = serviceNames(fleet.service).stream;
+  await waitFor(
+    'a worker to hold the job',
+    async () => (await jsm.consumers.info(stream, 'bulk')).num_ack_pending > 0,
+    10_000,
+  );
   await fleet.stop();
   await inFlight.result; // drained: finished and published before the worker exited
   assert.equal(await fleet.closed, undefined);
