@@ -98,6 +98,14 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       helpGroup: CONNECTION,
       dependsOn: ['tls-cert'],
     }),
+    tenant: Flags.string({
+      summary:
+        'Tenant this NATS user belongs to (`bertq auth init --tenant`): replies and results use its own subjects.',
+      description:
+        'Results come on bertq.v1.<service>.results.<tenant>.<id> and request replies on _INBOX.<tenant>.…, the only subjects a tenant user may read (docs/security.md, "Tenants").',
+      env: 'BERTQ_TENANT',
+      helpGroup: CONNECTION,
+    }),
     'log-level': Flags.option({
       summary: 'Log verbosity (JSON lines).',
       options: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const,
@@ -152,6 +160,7 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
     if (token) o.token = token;
     if (f.creds) o.credsFile = f.creds;
     if (f.nkey) o.nkeySeedFile = f.nkey;
+    if (f.tenant) o.tenant = f.tenant;
     if (f['tls-ca'] || f['tls-cert']) o.tls = { caFile: f['tls-ca'], certFile: f['tls-cert'], keyFile: f['tls-key'] };
     return o;
   }

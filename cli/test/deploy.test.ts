@@ -159,6 +159,16 @@ test('deploy - the shipped roles file is the password rendering of the one set o
   const keyed = renderAuthConf({ kind: 'nkey', publicKeys: { client: 'UCLIENT', worker: 'UWORKER', admin: 'UADMIN' } });
   assert.match(keyed, /\{ nkey: UWORKER, permissions: \$WORKER \}/);
   assert.doesNotMatch(keyed, /password/);
+  // Tenants replace the shared client, each reading only its own results and inbox.
+  const tenanted = renderAuthConf({ kind: 'password' }, ['acme', 'big-co']);
+  assert.doesNotMatch(tenanted, /user: client/);
+  assert.match(
+    tenanted,
+    /user: big-co, password: \$BERTQ_TENANT_BIG_CO_PASSWORD, .*"_INBOX\.big-co\.>", "bertq\.v1\.\*\.results\.big-co\.\*"/,
+  );
+  assert.throws(() => renderAuthConf({ kind: 'password' }, ['acme', 'acme']), /tenant acme is given twice/);
+  assert.throws(() => renderAuthConf({ kind: 'password' }, ['worker']), /share a name with a role/);
+  assert.throws(() => renderAuthConf({ kind: 'password' }, ['a.b']), /tenant "a\.b" is invalid/);
 });
 
 const NATS_SERVER = ['/usr/sbin/nats-server', '/usr/bin/nats-server', '/usr/local/bin/nats-server'].find((p) =>

@@ -2,7 +2,12 @@
  * bertq's three NATS roles as nats-server configuration: the permission blocks, written once here,
  * and the users that take them, by password (the shipped deploy/nats/bertq-auth.conf, which a test
  * holds to renderAuthConf's output) or by NKey (what `bertq auth init` writes).
+ *
+ * With tenants, the shared `client` user gives way to one client user per tenant, who may read only
+ * `bertq.v1.*.results.<tenant>.*` and `_INBOX.<tenant>.>`: the broker, not the unguessable identity,
+ * then keeps one tenant's texts and vectors from another (docs/security.md, "Tenants").
  */
+import { validateTenant } from '@bertq/protocol';
 
 export const ROLES = ['client', 'worker', 'admin'] as const;
 export type Role = (typeof ROLES)[number];
@@ -10,29 +15,37 @@ export type Role = (typeof ROLES)[number];
 /** How each role's user proves who it is. */
 export type Credentials =
   | { kind: 'password' } // `$BERTQ_<ROLE>_PASSWORD`, substituted by nats-server from its environment
-  | { kind: 'nkey'; publicKeys: Record<Role, string> };
+  | {
+      kind: 'nkey';
+      publicKeys: Record<Role, string>;
+      /** Public key of each tenant's user, by tenant name. */
+      tenantKeys?: Record<string, string>;
+    };
 
 /** Inside `authorization { … }`: one permissions variable per role, with why each line is there. */
-const PERMISSION_BLOCKS = `  # client: publish jobs, read results, read config/status/metrics, discover workers.
+const CLIENT_PUBLISH_BLOCK = `  # client: publish jobs, read results, read config/status/metrics, discover workers.
   # It cannot terminate, cannot read anybody's jobs, cannot publish results, and touches the
   # JetStream API only through publishing jobs (the stream's ack comes back on its inbox) and reading
   # the two work consumers' positions (after a reconnect it re-asks only for jobs already delivered).
-  CLIENT = {
-    publish = {
-      allow = [
-        "bertq.v1.*.jobs.high", "bertq.v1.*.jobs.bulk", "bertq.v1.*.cancel",
-        "$JS.API.CONSUMER.INFO.*.high", "$JS.API.CONSUMER.INFO.*.bulk",
-        "bertq.v1.*.config", "bertq.v1.*.config.*",
-        "bertq.v1.*.status", "bertq.v1.*.status.*",
-        "bertq.v1.*.metrics.*",
-        "$SRV.PING", "$SRV.PING.bertq", "$SRV.INFO.bertq", "$SRV.INFO.bertq.*"
-      ]
-    }
+  # A tenant's users publish the same; they read only their tenant's results and inbox.
+  CLIENT_PUBLISH = [
+    "bertq.v1.*.jobs.high", "bertq.v1.*.jobs.bulk", "bertq.v1.*.cancel",
+    "$JS.API.CONSUMER.INFO.*.high", "$JS.API.CONSUMER.INFO.*.bulk",
+    "bertq.v1.*.config", "bertq.v1.*.config.*",
+    "bertq.v1.*.status", "bertq.v1.*.status.*",
+    "bertq.v1.*.metrics.*",
+    "$SRV.PING", "$SRV.PING.bertq", "$SRV.INFO.bertq", "$SRV.INFO.bertq.*"
+  ]`;
+
+/** The shared client's permissions (left out with tenants: nats-server refuses a variable nobody uses). */
+const CLIENT_BLOCK = `  CLIENT = {
+    publish = { allow = $CLIENT_PUBLISH }
     subscribe = {
       allow = ["_INBOX.>", "bertq.v1.*.results.*"]
     }
-  }
-  # worker: pull jobs from the streams' consumers and ack them, keep the streams and their consumers
+  }`;
+
+const WORKER_ADMIN_BLOCKS = `  # worker: pull jobs from the streams' consumers and ack them, keep the streams and their consumers
   # as bertq needs them (create/update, never delete or purge), publish results, serve the control
   # endpoints (answers go to the requester's inbox: allow_responses). NATS wildcards match whole
   # tokens, so these name every stream of the account, not only BERTQ_*: give bertq an account of
@@ -40,7 +53,7 @@ const PERMISSION_BLOCKS = `  # client: publish jobs, read results, read config/s
   WORKER = {
     publish = {
       allow = [
-        "bertq.v1.*.results.*",
+        "bertq.v1.*.results.*", "bertq.v1.*.results.*.*",
         "$JS.API.INFO",
         "$JS.API.STREAM.INFO.*", "$JS.API.STREAM.CREATE.*", "$JS.API.STREAM.UPDATE.*",
         "$JS.API.CONSUMER.INFO.*.*", "$JS.API.CONSUMER.CREATE.*.>",
@@ -87,14 +100,52 @@ function userLine(role: Role, credentials: Credentials): string {
   return `    { user: ${role},${PAD[role]} password: $BERTQ_${role.toUpperCase()}_PASSWORD,${PAD[role]} ${permissions} }`;
 }
 
-/** The whole roles file: header, permission blocks, and one user per role. */
-export function renderAuthConf(credentials: Credentials): string {
+/** `$BERTQ_TENANT_<NAME>_PASSWORD`: the environment variable of a tenant's password. */
+export function tenantPasswordVariable(tenant: string): string {
+  return `BERTQ_TENANT_${validateTenant(tenant).toUpperCase().replaceAll('-', '_')}_PASSWORD`;
+}
+
+/** A tenant's client user: the client's publish rights, and reads of its own subjects only. */
+function tenantLine(tenant: string, credentials: Credentials): string {
+  const permissions = `permissions: { publish: { allow: $CLIENT_PUBLISH }, subscribe: { allow: ["_INBOX.${tenant}.>", "bertq.v1.*.results.${tenant}.*"] } }`;
+  if (credentials.kind === 'nkey') {
+    const key = credentials.tenantKeys?.[tenant];
+    if (key === undefined) throw new Error(`no public key for tenant ${tenant}`);
+    return `    { nkey: ${key}, ${permissions} }`;
+  }
+  return `    { user: ${tenant}, password: $${tenantPasswordVariable(tenant)}, ${permissions} }`;
+}
+
+/** Tenant names checked (one subject token each) and unique. */
+export function checkTenants(tenants: readonly string[]): string[] {
+  const seen = new Set<string>();
+  for (const t of tenants) {
+    validateTenant(t);
+    if (seen.has(t)) throw new Error(`tenant ${t} is given twice`);
+    if ((ROLES as readonly string[]).includes(t)) throw new Error(`tenant ${t} would share a name with a role`);
+    seen.add(t);
+  }
+  return [...seen];
+}
+
+/**
+ * The whole roles file: header, permission blocks, and one user per role. With tenants, each tenant
+ * gets a client user of its own and the shared `client` user is left out: a shared client may read
+ * every `_INBOX.>`, where tenants' publish acks and status replies travel.
+ */
+export function renderAuthConf(credentials: Credentials, tenants: readonly string[] = []): string {
+  const names = checkTenants(tenants);
+  const roles = names.length > 0 ? ROLES.filter((r) => r !== 'client') : ROLES;
   return [
     credentials.kind === 'nkey' ? NKEY_HEADER : PASSWORD_HEADER,
+    ...(names.length > 0 ? [`# Tenants: ${names.join(', ')}; each reads only its own results and inbox.`] : []),
     'authorization {',
-    PERMISSION_BLOCKS,
+    CLIENT_PUBLISH_BLOCK,
+    ...(names.length > 0 ? [] : [CLIENT_BLOCK]),
+    WORKER_ADMIN_BLOCKS,
     '  users = [',
-    ...ROLES.map((role) => userLine(role, credentials)),
+    ...roles.map((role) => userLine(role, credentials)),
+    ...names.map((tenant) => tenantLine(tenant, credentials)),
     '  ]',
     '}',
     '',

@@ -13,6 +13,7 @@ import {
   BertqError,
   HEADERS,
   InternalError,
+  UnauthorizedError,
   NoWorkersError,
   OverloadedError,
   PRIORITIES,
@@ -152,6 +153,8 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
   private configInFlight: Promise<ServerConfig> | undefined;
   private closing: Promise<void> | undefined;
   private closedReason: string | undefined;
+  /** Set when the server refused or ended the results subscription: no result can arrive any more. */
+  private subscriptionError: BertqError | undefined;
   private versionWarned = false;
   /** Runs while requests wait: see checkLiveness. */
   private livenessTimer: NodeJS.Timeout | undefined;
@@ -176,7 +179,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     this.identity = options.identity;
     this.names = serviceNames(options.service);
     this.service = this.names.service;
-    this.resultsSubject = this.names.results(this.identity);
+    this.resultsSubject = this.names.results(this.identity, options.tenant);
     this.outputFmt = options.outputFmt as F;
     this.js = jetstream(nc);
   }
@@ -203,6 +206,8 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     // Subscribe first and flush, so the server routes frames here before any job is published.
     this.sub = this.nc.subscribe(this.resultsSubject, { callback: (err, msg) => this.onMessage(err, msg) });
     await this.nc.flush();
+    // A refused subscription is answered before the flush's PONG: fail now, not at every deadline.
+    if (this.subscriptionError !== undefined) throw this.subscriptionError;
     void this.nc.closed().then((err) => this.onConnectionClosed(err ?? undefined));
     void this.watchReconnects();
     if (this.options.showServerConfig) {
@@ -724,9 +729,8 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
   private onMessage(err: Error | null, msg: Msg): void {
     if (err !== null) {
       // The subscription itself failed (e.g. a permissions violation): nothing more will arrive.
-      this.failEverything(
-        new InternalError(`results subscription ${this.resultsSubject} failed: ${err.message}`, { cause: err }),
-      );
+      this.subscriptionError = subscriptionFailure(this.resultsSubject, err);
+      this.failEverything(this.subscriptionError);
       return;
     }
     this.stats.framesReceived++;
@@ -828,7 +832,22 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
 
   private ensureOpen(): void {
     if (this.closedReason !== undefined) throw new ClientClosedError(`BertClient is closed (${this.closedReason})`);
+    if (this.subscriptionError !== undefined) throw this.subscriptionError;
   }
+}
+
+/**
+ * Why the results subscription ended. The broker refusing it is UNAUTHORIZED, with the usual cause:
+ * a tenant's user may read only `…results.<tenant>.*`, so it must say which tenant it is.
+ */
+function subscriptionFailure(subject: string, err: Error): BertqError {
+  if (/permissions? violation/i.test(err.message)) {
+    return new UnauthorizedError(
+      `the NATS user may not read this client's results subject ${subject}: ${err.message}. A tenant's user must name its tenant (--tenant, BERTQ_TENANT, or the tenant option)`,
+      { cause: err, details: { subject } },
+    );
+  }
+  return new InternalError(`results subscription ${subject} failed: ${err.message}`, { cause: err });
 }
 
 /**

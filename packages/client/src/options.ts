@@ -11,6 +11,7 @@ import {
   newRequestId,
   normalizeServiceName,
   validateSubjectToken,
+  validateTenant,
   DEFAULT_SERVICE,
   type OutputDtype,
 } from '@bertq/protocol';
@@ -125,6 +126,8 @@ export interface ResolvedClientOptions {
   servers: string[];
   service: string;
   identity: string;
+  /** Results go to `…results.<tenant>.<identity>` when set (docs/security.md, "Tenants"). */
+  tenant: string | undefined;
   timeoutMs: number;
   outputFmt: OutputFormat;
   maxChunkRows: number | undefined;
@@ -144,6 +147,7 @@ export function resolveClientOptions(
   const service = normalizeServiceName(options.service ?? DEFAULT_SERVICE);
   const identity =
     options.identity === undefined ? newRequestId() : validateSubjectToken(options.identity, 'client identity');
+  const tenant = options.tenant === undefined ? undefined : validateTenant(options.tenant);
   const timeoutMs = checkTimeout(options.timeout ?? DEFAULT_TIMEOUT_MS, 'timeout');
   const outputFmt = options.outputFmt ?? 'ndarray';
   if (!OUTPUT_FORMATS.includes(outputFmt)) {
@@ -157,6 +161,7 @@ export function resolveClientOptions(
     servers: resolveServers(options.servers, env),
     service,
     identity,
+    tenant,
     timeoutMs,
     outputFmt,
     maxChunkRows,
@@ -176,6 +181,7 @@ const NATS_OPTION_NAMES = [
   'credsFile',
   'tls',
   'maxReconnectAttempts',
+  'tenant',
 ] as const satisfies ReadonlyArray<keyof ClientOptions>;
 const CLIENT_OPTION_NAMES = new Set<string>([
   'servers',

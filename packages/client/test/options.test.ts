@@ -1,9 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BadRequestError } from '@bertq/protocol';
+import { natsConnectionOptions } from '@bertq/nats';
 import {
   DEFAULT_SERVER,
   DEFAULT_TIMEOUT_MS,
+  natsPart,
   resolveClientOptions,
   resolveEncodeOptions,
   resolveServers,
@@ -52,6 +54,16 @@ test('options - refuses an identity that is not one subject token', () => {
       identity,
     );
   }
+});
+
+test('options - a tenant is one subject token, and goes to the NATS connection as its inbox prefix', async () => {
+  assert.equal(resolveClientOptions({ tenant: 'acme' }, {}).tenant, 'acme');
+  assert.equal(resolveClientOptions({}, {}).tenant, undefined);
+  assert.throws(() => resolveClientOptions({ tenant: 'a.b' }, {}), /tenant "a\.b" is invalid/);
+  assert.equal(natsPart({ tenant: 'acme' }).tenant, 'acme');
+  const nats = await natsConnectionOptions({ servers: 'nats://127.0.0.1:1', tenant: 'acme' });
+  assert.equal(nats.inboxPrefix, '_INBOX.acme');
+  assert.equal((await natsConnectionOptions({ servers: 'nats://127.0.0.1:1' })).inboxPrefix, undefined);
 });
 
 test('options - timeouts are finite and positive, or -1 for as long as it takes (the longest timer)', () => {

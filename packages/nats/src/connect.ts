@@ -9,7 +9,7 @@
 import { readFile } from 'node:fs/promises';
 import { connect, credsAuthenticator, nkeyAuthenticator } from '@nats-io/transport-node';
 import type { NatsConnection, NodeConnectionOptions } from '@nats-io/transport-node';
-import { BadRequestError, NoWorkersError, UnauthorizedError } from '@bertq/protocol';
+import { BadRequestError, NoWorkersError, UnauthorizedError, tenantInboxPrefix } from '@bertq/protocol';
 import type { BertqErrorOptions } from '@bertq/protocol';
 
 /** TLS files; `true` means TLS verified against the system's CAs. */
@@ -46,6 +46,12 @@ export interface NatsConnectOptions {
    * waits on a broker that is down, and everything comes back when it does.
    */
   maxReconnectAttempts?: number;
+  /**
+   * The tenant this connection speaks for (docs/security.md, "Tenants"). Its request replies then
+   * come on `_INBOX.<tenant>.…`, the only inbox a tenant's NATS user may read, and a BertClient on it
+   * takes its results on `bertq.v1.<svc>.results.<tenant>.<identity>`.
+   */
+  tenant?: string;
 }
 
 /** Nobody answered at the given address(es), or TLS with them failed: nothing can serve a request. */
@@ -102,6 +108,7 @@ export async function natsConnectionOptions(options: NatsConnectOptions): Promis
     reconnectTimeWait: RECONNECT_WAIT_MS,
   };
   if (options.name !== undefined) out.name = options.name;
+  if (options.tenant !== undefined) out.inboxPrefix = tenantInboxPrefix(options.tenant);
   if (options.user !== undefined) out.user = options.user;
   if (options.pass !== undefined) out.pass = options.pass;
   if (options.token !== undefined) out.token = options.token;

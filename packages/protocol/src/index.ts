@@ -29,6 +29,8 @@ export {
   jobWildcardSubject,
   resultsSubject,
   isResultsSubject,
+  validateTenant,
+  tenantInboxPrefix,
   controlSubject,
   streamName,
   consumerName,

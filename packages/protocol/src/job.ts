@@ -158,7 +158,7 @@ export function parseJob(headers: HeaderMap, body: Uint8Array, limits: JobLimits
   }
   if (!isResultsSubject(limits.service, reply)) {
     throw badRequest(
-      `header ${HEADERS.reply} must be a results subject of this service (${resultsSubject(limits.service, 'TOKEN')}), got ${JSON.stringify(reply)}`,
+      `header ${HEADERS.reply} must be a results subject of this service (${resultsSubject(limits.service, 'IDENTITY')} or ${resultsSubject(limits.service, 'IDENTITY', 'TENANT')}), got ${JSON.stringify(reply)}`,
     );
   }
   const deadlineText = getHeader(headers, HEADERS.deadline);

@@ -70,23 +70,43 @@ export function jobWildcardSubject(service: string): string {
 }
 
 /**
- * True when `subject` is `bertq.v1.<service>.results.<token>`, the only place a worker of `service`
- * may publish. A job's Bertq-Reply is checked against it: a reply naming any other subject (the
- * fleet's terminate endpoint, another service's results, `$JS.API…`) is refused and never answered.
+ * True when `subject` is `bertq.v1.<service>.results.<identity>` or `…results.<tenant>.<identity>`,
+ * the only places a worker of `service` may publish. A job's Bertq-Reply is checked against it: a
+ * reply naming any other subject (the fleet's terminate endpoint, another service's results, a deeper
+ * subject, `$JS.API…`) is refused and never answered.
  */
 export function isResultsSubject(service: string, subject: string): boolean {
   const prefix = `${SUBJECT_ROOT}.${normalizeServiceName(service)}.results.`;
   if (typeof subject !== 'string' || !subject.startsWith(prefix)) return false;
-  const token = subject.slice(prefix.length);
-  return token.length > 0 && token.length <= MAX_TOKEN_LENGTH && TOKEN.test(token);
+  const tokens = subject.slice(prefix.length).split('.');
+  return tokens.length <= 2 && tokens.every((t) => t.length > 0 && t.length <= MAX_TOKEN_LENGTH && TOKEN.test(t));
 }
 
 /**
  * `bertq.v1.<svc>.results.<identity>`: where workers publish result frames. Every subscriber of it
  * receives them, so clients that share an identity share results (bert-as-service's multicast).
+ *
+ * With a tenant, `bertq.v1.<svc>.results.<tenant>.<identity>`: the tenant is a subject token of its
+ * own because NATS permissions match whole tokens, so a tenant's user can be allowed
+ * `…results.<tenant>.*` and nothing else (docs/security.md, "Tenants").
  */
-export function resultsSubject(service: string, identity: string): string {
-  return `${SUBJECT_ROOT}.${normalizeServiceName(service)}.results.${validateSubjectToken(identity, 'client identity')}`;
+export function resultsSubject(service: string, identity: string, tenant?: string): string {
+  const base = `${SUBJECT_ROOT}.${normalizeServiceName(service)}.results`;
+  const id = validateSubjectToken(identity, 'client identity');
+  return tenant === undefined ? `${base}.${id}` : `${base}.${validateTenant(tenant)}.${id}`;
+}
+
+/**
+ * Checks a tenant name: one subject token, used in results subjects and as the inbox prefix
+ * `_INBOX.<tenant>` of the tenant's connections.
+ */
+export function validateTenant(tenant: string): string {
+  return validateSubjectToken(tenant, 'tenant');
+}
+
+/** `_INBOX.<tenant>`: the inbox prefix of a tenant's connections, the only inbox its user may read. */
+export function tenantInboxPrefix(tenant: string): string {
+  return `_INBOX.${validateTenant(tenant)}`;
 }
 
 /**
@@ -146,8 +166,8 @@ export interface ServiceNames {
   control: { config: string; status: string; terminate: string };
   /** Where clients cancel requests they no longer wait for (cancelSubject). */
   cancel: string;
-  /** Results subject of a client identity. */
-  results(identity: string): string;
+  /** Results subject of a client identity (of a tenant, when given). */
+  results(identity: string, tenant?: string): string;
   /** Direct control subject of one worker. */
   workerControl(op: ControlOperation, workerId: string): string;
 }
@@ -165,7 +185,7 @@ export function serviceNames(service: string): ServiceNames {
       terminate: controlSubject(svc, 'terminate'),
     },
     cancel: cancelSubject(svc),
-    results: (identity) => resultsSubject(svc, identity),
+    results: (identity, tenant) => resultsSubject(svc, identity, tenant),
     workerControl: (op, workerId) => controlSubject(svc, op, workerId),
   };
 }

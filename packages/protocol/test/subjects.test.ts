@@ -12,6 +12,8 @@ import {
   serviceNames,
   normalizeServiceName,
   isPublishSubject,
+  isResultsSubject,
+  tenantInboxPrefix,
   SERVICE_FRAMEWORK_NAME,
 } from '../src/index.js';
 
@@ -81,4 +83,21 @@ test('subjects - recognises subjects one can publish to', () => {
   assert.ok(isPublishSubject('_INBOX.abc123'));
   for (const bad of ['', 'a..b', '.a', 'a.', 'a.*', 'a.>', 'a b', 'a\tb', 'a\r\nb'])
     assert.equal(isPublishSubject(bad), false, bad);
+});
+
+test('subjects - a tenant is a token of its own in results subjects, and the prefix of its inbox', () => {
+  assert.equal(resultsSubject('svc', 'id7', 'acme'), 'bertq.v1.svc.results.acme.id7');
+  assert.equal(serviceNames('svc').results('id7', 'acme'), 'bertq.v1.svc.results.acme.id7');
+  assert.equal(tenantInboxPrefix('acme'), '_INBOX.acme');
+  assert.throws(() => resultsSubject('svc', 'id', 'a.b'), /tenant "a\.b" is invalid/);
+  assert.throws(() => tenantInboxPrefix('>'), /tenant ">" is invalid/);
+  // What a worker may publish to: one or two tokens after results, of its own service only.
+  assert.equal(isResultsSubject('svc', 'bertq.v1.svc.results.id7'), true);
+  assert.equal(isResultsSubject('svc', 'bertq.v1.svc.results.acme.id7'), true);
+  assert.equal(isResultsSubject('svc', 'bertq.v1.svc.results.acme.id7.deeper'), false);
+  assert.equal(isResultsSubject('svc', 'bertq.v1.svc.results.acme.'), false);
+  assert.equal(isResultsSubject('svc', 'bertq.v1.svc.results..id7'), false);
+  assert.equal(isResultsSubject('svc', 'bertq.v1.svc.results.*.id7'), false);
+  assert.equal(isResultsSubject('svc', 'bertq.v1.other.results.acme.id7'), false);
+  assert.equal(isResultsSubject('svc', 'bertq.v1.svc.terminate'), false);
 });

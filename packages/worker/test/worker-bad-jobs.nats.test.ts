@@ -160,7 +160,7 @@ test('attack - a job whose Bertq-Reply names the terminate endpoint or another s
   const targets = [
     names.control.terminate,
     'bertq.v1.other-service.results.victim',
-    `${names.results('x')}.deeper`,
+    `${names.results('x', 'tenant')}.deeper`,
     '$JS.API.STREAM.DELETE.X',
   ];
   const seen: string[] = [];
