@@ -591,6 +591,9 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       if (s.type === 'disconnect') this.disconnectedSince ??= Date.now();
       if (s.type !== 'reconnect') continue;
       this.disconnectedSince = undefined;
+      // A config read sent while the broker was away is never answered (it runs to its 5 s timeout):
+      // let callers from now on read afresh instead of queueing behind it (the gateway's /ready did).
+      this.configInFlight = undefined;
       this.stats.reconnects++;
       this.recovering = this.recovering.then(() => this.recover()).catch(() => {});
     }
@@ -672,7 +675,8 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
 
   /** One config read at a time, shared by every caller waiting for it. */
   private loadConfig(): Promise<ServerConfig> {
-    this.configInFlight ??= requestServerConfig(this.nc, this.service)
+    if (this.configInFlight !== undefined) return this.configInFlight;
+    const read: Promise<ServerConfig> = requestServerConfig(this.nc, this.service)
       .then((config) => {
         this.checkServerVersion(config);
         this.config = config;
@@ -680,9 +684,10 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
         return config;
       })
       .finally(() => {
-        this.configInFlight = undefined;
+        if (this.configInFlight === read) this.configInFlight = undefined;
       });
-    return this.configInFlight;
+    this.configInFlight = read;
+    return read;
   }
 
   /** check_length 'warn': say once per request that rows reached max_seq_len, and what to do. */

@@ -11,6 +11,8 @@ export type Reading<T> = { ok: true; value: T; at: number } | { ok: false; error
 export class CachedReading<T> {
   private last: Reading<T> | undefined;
   private inFlight: Promise<Reading<T>> | undefined;
+  /** Bumped by invalidate(): a read begun before it is answered to its callers but not kept. */
+  private generation = 0;
 
   constructor(
     private readonly read: () => Promise<T>,
@@ -22,17 +24,31 @@ export class CachedReading<T> {
   get(): Promise<Reading<T>> {
     const last = this.last;
     if (last !== undefined && this.now() - last.at < this.maxAgeMs) return Promise.resolve(last);
+    const generation = this.generation;
     this.inFlight ??= this.read()
       .then(
         (value): Reading<T> => ({ ok: true, value, at: this.now() }),
         (err: unknown): Reading<T> => ({ ok: false, error: toBertqError(err), at: this.now() }),
       )
       .then((reading) => {
-        this.last = reading;
-        this.inFlight = undefined;
+        if (generation === this.generation) {
+          this.last = reading;
+          this.inFlight = undefined;
+        }
         return reading;
       });
     return this.inFlight;
+  }
+
+  /**
+   * Forgets the last reading and any read in flight, so the next caller reads afresh. For when the
+   * connection was lost: a read sent just before (or while) it was down may wait for its whole
+   * deadline, and nobody should queue behind it once the broker is back.
+   */
+  invalidate(): void {
+    this.generation++;
+    this.last = undefined;
+    this.inFlight = undefined;
   }
 
   /** The value no older than maxAgeMs, or the error of reading it (thrown). */

@@ -562,18 +562,25 @@ class Gateway implements GatewayHandle {
     return this.bearer !== undefined && !this.bearer.ok(ctx.request.headers.authorization);
   }
 
-  private async health(ctx: Context): Promise<number> {
+  /**
+   * Throws NO_WORKERS, at once, while the gateway's NATS connection is down: /health and /ready say so
+   * instead of waiting on requests that cannot go out. Readings taken around the outage are dropped,
+   * so /ready reads afresh as soon as the broker is back.
+   */
+  private requireConnected(ctx: Context, withheldMessage: string): void {
     const status = this.client.status;
-    if (status.closed) {
-      if (this.withheld(ctx)) throw new NoWorkersError('not ok');
-      throw new NoWorkersError('the gateway has lost its NATS connection');
-    }
-    if (!status.connected) {
-      if (this.withheld(ctx)) throw new NoWorkersError('not ok');
-      throw new NoWorkersError(
-        `the gateway is reconnecting to NATS (disconnected since ${status.disconnectedSince ?? 'just now'}); requests wait for it within their deadlines`,
-      );
-    }
+    if (status.connected) return;
+    this.config.invalidate();
+    this.fleet.invalidate();
+    if (this.withheld(ctx)) throw new NoWorkersError(withheldMessage);
+    if (status.closed) throw new NoWorkersError('the gateway has lost its NATS connection');
+    throw new NoWorkersError(
+      `the gateway is reconnecting to NATS (disconnected since ${status.disconnectedSince ?? 'just now'}); requests wait for it within their deadlines`,
+    );
+  }
+
+  private async health(ctx: Context): Promise<number> {
+    this.requireConnected(ctx, 'not ok');
     if (this.withheld(ctx)) {
       sendJson(ctx.reply, '{"status":"ok"}');
       return 0;
@@ -583,7 +590,7 @@ class Gateway implements GatewayHandle {
       JSON.stringify({
         status: 'ok',
         service: this.client.service,
-        nats: status.server,
+        nats: this.client.status.server,
         uptime_s: (Date.now() - this.startedAt.getTime()) / 1000,
       }),
     );
@@ -591,6 +598,7 @@ class Gateway implements GatewayHandle {
   }
 
   private async ready(ctx: Context): Promise<number> {
+    this.requireConnected(ctx, 'not ready');
     if (this.withheld(ctx)) {
       await this.config.value().catch(() => {
         throw new NoWorkersError('not ready');

@@ -31,3 +31,21 @@ test('fleet cache - a reading is shared, reused while fresh, and served stale wh
   assert.ok(!reading.ok && reading.error instanceof NoWorkersError, 'a failed read is a reading, typed, not a throw');
   await assert.rejects(cache.latest(), NoWorkersError);
 });
+
+test('fleet cache - invalidate() drops the reading and a read in flight: the next caller reads afresh', async () => {
+  let reads = 0;
+  let release: (() => void) | undefined;
+  const cache = new CachedReading(async () => {
+    const n = ++reads;
+    // The first read hangs (a request sent while the broker was down) until released.
+    if (n === 1) await new Promise<void>((resolve) => (release = resolve));
+    return n;
+  }, 60_000);
+  const hanging = cache.value();
+  await new Promise((resolve) => setImmediate(resolve));
+  cache.invalidate();
+  assert.equal(await cache.value(), 2, 'a fresh read, not a wait behind the hanging one');
+  release!();
+  assert.equal(await hanging, 1, 'the old read still answers its own callers');
+  assert.equal(await cache.value(), 2, 'but its late result is not kept over the fresh one');
+});

@@ -122,6 +122,12 @@ test('gateway - through a broker outage /health says so, then /health, /ready an
     );
     const down = await getJson(`${gateway.url}health`);
     assert.match(down.body.error.message, /reconnecting to NATS/);
+    // /ready tells the same truth at once, rather than waiting out a config request that cannot go out.
+    const asked = Date.now();
+    const notReady = await getJson(`${gateway.url}ready`);
+    assert.equal(notReady.status, 503);
+    assert.match(notReady.body.error.message, /reconnecting to NATS/);
+    assert.ok(Date.now() - asked < 2_000, `/ready answered in ${Date.now() - asked} ms`);
     await sleep(3_000);
     await own.server.restart();
 
