@@ -51,6 +51,33 @@ for (const fault of [{ kind: 'broker-sigterm' }, { kind: 'broker-sigkill' }] sat
   });
 }
 
+test('broker fault - down 8 s with clients on the library and on the gateway: /health says so, /ready and serving come back by themselves', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const report = await runScenario({
+    name: 'broker-outage',
+    fault: { kind: 'broker-outage', seconds: 8 },
+    clients: CLIENTS,
+    httpClients: 2,
+    runAfterFaultMs: 2_000,
+    rows: 16,
+    timeoutMs: 30_000,
+    encoder,
+  });
+  assertNothingLost(report);
+  assert.equal(report.completed, report.sent, JSON.stringify(report));
+  assert.equal(report.clientsServedAfterFault, CLIENTS, `every client served again: ${JSON.stringify(report)}`);
+  const g = report.gateway!;
+  assert.ok(g.healthProbesInFault >= 5, JSON.stringify(g));
+  assert.equal(
+    g.health503InFault,
+    g.healthProbesInFault,
+    `/health said 503 all through the outage: ${JSON.stringify(g)}`,
+  );
+  assert.ok(g.readyAgainMs !== undefined && g.readyAgainMs < 15_000, `/ready came back: ${JSON.stringify(g)}`);
+  assert.ok(report.rssMiB.after.gateway! > 0, 'the gateway ran in its own process throughout');
+});
+
 test('broker fault - a 3-node cluster (stream R3) loses the node leading the stream under load: nothing lost, nothing twice', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {

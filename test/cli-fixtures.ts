@@ -48,11 +48,17 @@ export interface Started {
 }
 
 /** Starts `bertq start …` and waits for its ready line. */
-export async function startBertq(
-  args: string[],
+export function startBertq(args: string[], options: { env: NodeJS.ProcessEnv; timeoutMs: number }): Promise<Started> {
+  return startBertqUntil(['start', ...args], 'bertq ready', options);
+}
+
+/** Starts `bertq <argv>` (a long-running command) and waits until its stderr shows `ready`. */
+export async function startBertqUntil(
+  argv: string[],
+  ready: string,
   options: { env: NodeJS.ProcessEnv; timeoutMs: number },
 ): Promise<Started> {
-  const child = spawn(process.execPath, [BIN, 'start', ...args], {
+  const child = spawn(process.execPath, [BIN, ...argv], {
     env: options.env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -63,10 +69,10 @@ export async function startBertq(
   let code: number | null | undefined;
   void exited.then((c) => (code = c));
   await waitFor(
-    'bertq start to print its ready line',
+    `bertq ${argv[0]} to print "${ready}"`,
     () => {
-      if (code !== undefined) throw new Error(`bertq start exited with ${code}:\n${stderr}`);
-      return stderr.includes('bertq ready');
+      if (code !== undefined) throw new Error(`bertq ${argv[0]} exited with ${code}:\n${stderr}`);
+      return stderr.includes(ready);
     },
     options.timeoutMs,
     100,

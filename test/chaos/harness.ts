@@ -17,6 +17,7 @@ import { jetstreamManager } from '@nats-io/jetstream';
 import { CliFleet } from './cli-fleet.js';
 import { publishFuzzedJobs, type FuzzReport } from './fuzz.js';
 import { startCluster, type Cluster } from './cluster.js';
+import { ChaosGateway, type HttpOutcome } from './gateway.js';
 
 /** A fault, applied once while every client has requests in flight. */
 export type Fault =
@@ -59,6 +60,11 @@ export interface ScenarioOptions {
   load?: { kind: 'closed' } | { kind: 'open'; multiple: number };
   /** Also publish this many fuzzed jobs (test/chaos/fuzz.ts) beside the traffic, at the fault's time. */
   fuzzJobs?: number;
+  /**
+   * This many of the clients send through `bertq gateway` (its own process, probed on /health and
+   * /ready) instead of the library. Closed loop only. Default 0: no gateway.
+   */
+  httpClients?: number;
   encoder: Encoder;
   log?: (line: string) => void;
 }
@@ -81,10 +87,25 @@ export interface ScenarioReport {
   /** Jobs the clients published again after reconnecting (work done twice is allowed). */
   reasked: number;
   reconnects: number;
+  /** Requests sent after the fault was over that completed: the fleet serves again. */
+  servedAfterFault: number;
+  /** Clients (library and HTTP) with a request sent after the fault that completed. */
+  clientsServedAfterFault: number;
+  /** With httpClients: what the gateway's probes said during the fault, and when it was ready again. */
+  gateway?: GatewayReport;
   rssMiB: { before: Record<string, number>; after: Record<string, number> };
   seconds: number;
   /** With fuzzJobs: what became of them, whether the stream emptied, and whether a worker crashed. */
   fuzz?: FuzzReport & { streamDrained: boolean; workerRestarts: number };
+}
+
+export interface GatewayReport {
+  /** /health readings from 3 s into the fault to its end (a client needs a moment to notice). */
+  healthProbesInFault: number;
+  /** Of those, how many answered 503 (the truth while the broker is gone). */
+  health503InFault: number;
+  /** From the fault's end to the first /ready 200; undefined when it never came. */
+  readyAgainMs: number | undefined;
 }
 
 /** A request still unsettled this long after its deadline is counted lost. */
@@ -103,8 +124,9 @@ export function rssMiB(pid: number | undefined): number {
   }
 }
 
-function memory(server: NatsServer, fleet: Fleet): Record<string, number> {
+function memory(server: NatsServer, fleet: Fleet, gateway: ChaosGateway | undefined): Record<string, number> {
   const out: Record<string, number> = { 'nats-server': rssMiB(server.pid), 'this process': rssMiB(process.pid) };
+  if (gateway) out.gateway = rssMiB(gateway.pid);
   fleet.workers.forEach((w, i) => {
     out[`worker ${i}`] = rssMiB(w.pid);
   });
@@ -218,6 +240,14 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
           logLevel: 'silent',
           ...(cluster ? { stream: { replicas: 3 } } : {}),
         });
+  const httpClients = o.load?.kind === 'open' ? 0 : (o.httpClients ?? 0);
+  const gateway =
+    httpClients > 0
+      ? await ChaosGateway.start({ servers: urls, service, timeoutMs: o.timeoutMs }).catch(async (err) => {
+          await fleet.stop();
+          throw err;
+        })
+      : undefined;
   const clients: BertClient[] = [];
   const report: ScenarioReport = {
     name: o.name,
@@ -231,26 +261,38 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
     maxLatencyMs: 0,
     reasked: 0,
     reconnects: 0,
-    rssMiB: { before: memory(server, fleet), after: {} },
+    servedAfterFault: 0,
+    clientsServedAfterFault: 0,
+    rssMiB: { before: memory(server, fleet, gateway), after: {} },
     seconds: 0,
   };
   try {
-    for (let c = 0; c < o.clients; c++)
+    for (let c = 0; c < o.clients - httpClients; c++)
       clients.push(await BertClient.connect({ servers: clientServers(c), service, timeout: o.timeoutMs }));
     const settledIds = new Map<string, number>();
+    let faultEnd = Number.POSITIVE_INFINITY;
+    const servedAgain = new Set<number>();
+    /** When each client last sent a request: a closed-loop client goes on until one went out after the fault. */
+    const lastSent: number[] = [];
+    // Clients past the library ones send through the gateway; both answer in the same terms.
+    const send = (c: number, texts: string[]): Promise<HttpOutcome | { ok: false; error: unknown }> =>
+      c >= clients.length
+        ? gateway!.encode(texts, o.timeoutMs + LOST_SLACK_MS)
+        : Promise.race([
+            clients[c]!.encode(texts).then(
+              (v) => ({ ok: true as const, data: v.data }),
+              (error: unknown) => ({ ok: false as const, error }),
+            ),
+            sleep(o.timeoutMs + LOST_SLACK_MS).then(() => ({ ok: 'lost' as const })),
+          ]);
     const one = async (c: number, n: number): Promise<void> => {
       const texts = textsFor(c, n, o.rows);
       const t0 = Date.now();
+      lastSent[c] = t0;
       report.sent++;
       const deadline = t0 + o.timeoutMs;
       const key = `${c}:${n}`;
-      const outcome = await Promise.race([
-        clients[c]!.encode(texts).then(
-          (v) => ({ ok: true as const, v }),
-          (error: unknown) => ({ ok: false as const, error }),
-        ),
-        sleep(o.timeoutMs + LOST_SLACK_MS).then(() => ({ ok: 'lost' as const })),
-      ]);
+      const outcome = await send(c, texts);
       const latency = Date.now() - t0;
       report.maxLatencyMs = Math.max(report.maxLatencyMs, latency);
       if (outcome.ok === 'lost') {
@@ -260,11 +302,20 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
       settledIds.set(key, (settledIds.get(key) ?? 0) + 1);
       if (outcome.ok) {
         report.completed++;
+        if (t0 > faultEnd) {
+          report.servedAfterFault++;
+          servedAgain.add(c);
+        }
         // The reference is computed after the answer, so checking does not slow the sending down.
         const want = await o.encoder.encode(texts);
-        if (maxAbsDiff(outcome.v.data, want.data) > 1e-5) report.wrong++;
+        if (maxAbsDiff(outcome.data, want.data) > 1e-5) report.wrong++;
       } else {
-        const code = outcome.error instanceof BertqError ? outcome.error.code : `untyped ${String(outcome.error)}`;
+        const code =
+          'code' in outcome
+            ? outcome.code
+            : outcome.error instanceof BertqError
+              ? outcome.error.code
+              : `untyped ${String(outcome.error)}`;
         report.errors[code] = (report.errors[code] ?? 0) + 1;
         if (Date.now() > deadline + LATE_SLACK_MS) report.late++;
       }
@@ -305,8 +356,10 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
         })(),
       ];
     } else {
-      loops = clients.map(async (_, c) => {
-        for (let n = 0; Date.now() < stopAt; n++) await one(c, n);
+      loops = Array.from({ length: o.clients }, async (_, c) => {
+        // After a long outage a client may be waiting out a deadline when stopAt passes: it still
+        // sends once more, so every client shows whether it is served again.
+        for (let n = 0; Date.now() < stopAt || (lastSent[c] ?? 0) <= faultEnd; n++) await one(c, n);
       });
     }
     await sleep(o.faultAfterMs ?? 500);
@@ -321,7 +374,9 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
               await nc.drain();
             }
           })();
+    const faultStart = Date.now();
     await applyFault(o.fault, server, fleet, log, cluster);
+    faultEnd = Date.now();
     if (fuzzing) log(`fuzz: ${JSON.stringify(await fuzzing)}`);
     stopAt = Date.now() + o.runAfterFaultMs;
     await Promise.all(loops);
@@ -344,12 +399,23 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
       }
     }
     report.duplicated = [...settledIds.values()].filter((n) => n > 1).length;
+    report.clientsServedAfterFault = servedAgain.size;
     for (const c of clients) {
       report.reasked += c.status.reaskedJobs;
       report.reconnects += c.status.reconnects;
     }
-    report.rssMiB.after = memory(server, fleet);
+    report.rssMiB.after = memory(server, fleet, gateway);
+    if (gateway) {
+      const inFault = gateway.between(faultStart + 3_000, faultEnd);
+      const readyAgain = gateway.samples.find((x) => x.at >= faultEnd && x.ready === 200);
+      report.gateway = {
+        healthProbesInFault: inFault.length,
+        health503InFault: inFault.filter((x) => x.health === 503).length,
+        readyAgainMs: readyAgain === undefined ? undefined : readyAgain.at - faultEnd,
+      };
+    }
   } finally {
+    await gateway?.stop();
     await Promise.all(clients.map((c) => c.close().catch(() => {})));
     await fleet.stop();
     if (cluster) await cluster.stop();
@@ -375,6 +441,12 @@ export function reportRow(r: ScenarioReport): string[] {
     errors || '—',
     `${(r.maxLatencyMs / 1000).toFixed(1)} s`,
     String(r.reasked),
+    `${r.servedAfterFault} (${r.clientsServedAfterFault} clients)`,
+    r.gateway === undefined
+      ? '—'
+      : `${r.gateway.health503InFault}/${r.gateway.healthProbesInFault} · ${
+          r.gateway.readyAgainMs === undefined ? 'never' : `${(r.gateway.readyAgainMs / 1000).toFixed(1)} s`
+        }`,
     `${Object.values(r.rssMiB.before).join('/')} → ${Object.values(r.rssMiB.after).join('/')}`,
     `${r.seconds} s`,
   ];
@@ -391,6 +463,8 @@ export const REPORT_HEADERS = [
   'errors',
   'max latency',
   're-asked jobs',
-  'RSS MiB before → after (broker/this/workers)',
+  'served after the fault',
+  'gateway /health 503 in fault · /ready again after',
+  'RSS MiB before → after (broker/this/gateway/workers)',
   'took',
 ];
