@@ -147,10 +147,18 @@ async function main(): Promise<void> {
       await runFor(1); // warm-up
       done = 0;
       latencies.length = 0;
+      // How the worker batched the 1-row requests: what it could gather while clients wait on results.
+      const batchCount = async () => {
+        const b = (await clients[0]!.serverStatus()).workers[0]?.batches;
+        return { batches: b?.num_batch ?? 0, rows: (b?.avg_rows ?? 0) * (b?.num_batch ?? 0) };
+      };
+      const batchesBefore = await batchCount();
       const smallMeter = meter();
       const t0 = performance.now();
       await runFor(MIN_SECONDS);
       const smallSeconds = (performance.now() - t0) / 1000;
+      const batchesAfter = await batchCount();
+      const batchRuns = batchesAfter.batches - batchesBefore.batches;
       const smallRate = done / smallSeconds;
       cpuLines.push(cpuLine(`${CLIENTS} clients × 1-row requests`, smallMeter.read(), done, smallSeconds));
       await Promise.all(clients.map((c) => c.close()));
@@ -187,6 +195,9 @@ async function main(): Promise<void> {
       );
       console.log(
         `\n1-row request latency with ${CLIENTS} clients: p50 ${pct(0.5)} ms, p95 ${pct(0.95)} ms, p99 ${pct(0.99)} ms`,
+      );
+      console.log(
+        `The worker ran ${batchRuns} batches for them, ${((batchesAfter.rows - batchesBefore.rows) / Math.max(1, batchRuns)).toFixed(1)} rows each on average`,
       );
       console.log(`\n${cpuLines.join('\n')}`);
     } finally {

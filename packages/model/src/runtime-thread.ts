@@ -31,6 +31,7 @@ function sessionOptions(opts: RuntimeOptions): ort.InferenceSession.SessionOptio
     options.intraOpNumThreads = opts.threads;
     options.interOpNumThreads = 1;
   }
+  if (!DEVICE_PROFILES[device].spinWait) options.extra = { session: { intra_op: { allow_spinning: '0' } } };
   return options;
 }
 
