@@ -101,6 +101,30 @@ test('prepareModel - the fingerprint covers weights and what the model computes,
   assert.notEqual(checkpoint.weightsHash, cpu.weightsHash, 'other files, other hash');
 });
 
+test('precision - float16 on a CPU is said, once per process, to be bigger and no faster than float32 there', () => {
+  // In a child of its own: the warning is once per process, and this file prepares float16 elsewhere.
+  const prepareUrl = new URL('../src/prepare.js', import.meta.url).href;
+  const run = (precision: string) =>
+    spawnSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const { prepareModel } = await import(${JSON.stringify(prepareUrl)});` +
+          `const o = { model: ${JSON.stringify(tiny.huggingFaceDir)}, graphTmpDir: ${JSON.stringify(tiny.cacheDir)}, precision: ${JSON.stringify(precision)} };` +
+          'await prepareModel(o); await prepareModel(o);',
+      ],
+      { encoding: 'utf8', timeout: CHILD_TIMEOUT_MS },
+    );
+  const half = run('float16');
+  assert.equal(half.status, 0, half.stderr);
+  assert.equal(half.stderr.match(/BertqPrecisionWarning/g)?.length, 1, half.stderr);
+  assert.match(half.stderr, /computes it in float32 .*use precision int8/);
+  const full = run('float32');
+  assert.equal(full.status, 0, full.stderr);
+  assert.doesNotMatch(full.stderr, /BertqPrecisionWarning/);
+});
+
 test('precision - one enum, fp16 kept as its alias, contradictions refused', () => {
   assert.equal(resolvePrecision({}), 'float32');
   assert.equal(resolvePrecision({ fp16: true }), 'float16');
