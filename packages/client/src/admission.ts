@@ -127,7 +127,8 @@ export class AdmissionGate {
 
   /** One status read at a time; a failed read keeps the old reading (it goes stale on its own). */
   refreshStatus(): Promise<void> {
-    this.#statusInFlight ??= this.readStatus()
+    if (this.#statusInFlight !== undefined) return this.#statusInFlight;
+    const read: Promise<void> = this.readStatus()
       .then((status) => {
         const at = this.now();
         this.#statusAt = at;
@@ -135,22 +136,34 @@ export class AdmissionGate {
       })
       .catch(() => undefined)
       .finally(() => {
-        this.#statusInFlight = undefined;
+        if (this.#statusInFlight === read) this.#statusInFlight = undefined;
       });
-    return this.#statusInFlight;
+    this.#statusInFlight = read;
+    return read;
   }
 
   /** One depth read at a time: fresh pending counts on the last status's capacity. */
   refreshDepth(): Promise<void> {
-    this.#depthInFlight ??= this.readDepth()
+    if (this.#depthInFlight !== undefined) return this.#depthInFlight;
+    const read: Promise<void> = this.readDepth()
       .then((pending) => {
         if (pending !== undefined && this.#reading !== undefined)
           this.#reading = { ...this.#reading, pending, at: this.now() };
       })
       .catch(() => undefined)
       .finally(() => {
-        this.#depthInFlight = undefined;
+        if (this.#depthInFlight === read) this.#depthInFlight = undefined;
       });
-    return this.#depthInFlight;
+    this.#depthInFlight = read;
+    return read;
+  }
+
+  /**
+   * After a reconnect: reads sent while the broker was away are never answered (they run to their
+   * timeout), so the next check starts fresh ones instead of waiting behind them.
+   */
+  forgetReadsInFlight(): void {
+    this.#statusInFlight = undefined;
+    this.#depthInFlight = undefined;
   }
 }

@@ -592,8 +592,10 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       if (s.type !== 'reconnect') continue;
       this.disconnectedSince = undefined;
       // A config read sent while the broker was away is never answered (it runs to its 5 s timeout):
-      // let callers from now on read afresh instead of queueing behind it (the gateway's /ready did).
+      // let callers from now on read afresh instead of queueing behind it (the gateway's /ready did);
+      // the same for the admission gate's background readings.
       this.configInFlight = undefined;
+      this.admission.forgetReadsInFlight();
       this.stats.reconnects++;
       this.recovering = this.recovering.then(() => this.recover()).catch(() => {});
     }

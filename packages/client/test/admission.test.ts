@@ -84,3 +84,23 @@ test('admission - the gate reads status and queue depth in the background and ne
   assert.doesNotThrow(() => gate.check({ ...request, deadline: 2_300 }));
   assert.equal(statusReads, 1, 'the status is read far less often than the depth');
 });
+
+test('admission - after a reconnect a hanging reading is not waited for: the next refresh reads afresh', async () => {
+  let reads = 0;
+  const gate = new AdmissionGate(
+    () => {
+      reads++;
+      // The first read was sent while the broker was away: it is never answered.
+      return reads === 1 ? new Promise(() => {}) : Promise.resolve(status(30));
+    },
+    async () => undefined,
+    () => 0,
+  );
+  void gate.refreshStatus();
+  void gate.refreshStatus();
+  assert.equal(reads, 1, 'one read at a time');
+  gate.forgetReadsInFlight();
+  await gate.refreshStatus();
+  assert.equal(reads, 2);
+  assert.deepEqual(gate.reading?.pending, { high: 0, bulk: 30 }, 'the fresh read gave the reading');
+});
