@@ -1,6 +1,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createServer, type AddressInfo, type Socket } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -111,6 +112,30 @@ test('ensureNatsServer - a server that refuses our credentials is reported, neve
     assert.equal(reused.started, false);
   } finally {
     await guarded.stop();
+  }
+});
+
+test('ensureNatsServer - a program that is not NATS on the port is named, never raced by an embedded server', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  // Accepts connections and says nothing, as an HTTP server does to a client that sends nothing.
+  const sockets = new Set<Socket>();
+  const silent = createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  const port = (silent.address() as AddressInfo).port;
+  try {
+    await assert.rejects(ensureNatsServer(`nats://127.0.0.1:${port}`, { storeDir: tempDir() }), (err: unknown) => {
+      assert.ok(err instanceof NatsConnectError, `got ${String(err)}`);
+      assert.match(err.message, /not a NATS server listens at nats:\/\/127\.0\.0\.1:\d+/);
+      assert.doesNotMatch(err.message, /address already in use/);
+      return true;
+    });
+  } finally {
+    for (const socket of sockets) socket.destroy();
+    await new Promise((resolve) => silent.close(resolve));
   }
 });
 

@@ -4,6 +4,7 @@
  * child process and waits until it answers. A remote address is never started, only reported.
  */
 import { mkdirSync } from 'node:fs';
+import { connect as tcpConnect } from 'node:net';
 import { join } from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import type { NatsConnection } from '@nats-io/transport-node';
@@ -115,9 +116,33 @@ async function probe(
   try {
     return await connect({ ...options, reconnect: false });
   } catch (err) {
-    if (nothingListens(err)) return undefined;
-    throw connectError(err, [url]);
+    if (!nothingListens(err)) throw connectError(err, [url]);
+    // A timeout can also be a program that accepts the connection and never speaks NATS (an HTTP
+    // server, say): starting our server on its port would fail with "address already in use".
+    const { host, port } = parseNatsUrl(url);
+    if (await tcpAccepts(host, port)) {
+      throw new NatsConnectError(
+        `something that is not a NATS server listens at ${url} (it took the connection but did not speak NATS within ${PROBE_TIMEOUT_MS} ms): stop it, or point --server at a NATS server or at a free local port for an embedded one`,
+        [url],
+        { cause: err },
+      );
+    }
+    return undefined;
   }
+}
+
+/** Whether anything accepts a TCP connection at host:port within the probe's time. */
+function tcpAccepts(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = tcpConnect({ host, port });
+    const done = (accepted: boolean) => {
+      socket.destroy();
+      resolve(accepted);
+    };
+    socket.setTimeout(PROBE_TIMEOUT_MS, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
 }
 
 /** nats.js's ways of saying that no server listens at an address. */
