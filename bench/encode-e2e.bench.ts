@@ -38,6 +38,8 @@ const quick = process.argv.includes('--quick');
 const cpuProf = process.argv.includes('--cpu-prof');
 const MIN_SECONDS = quick ? 3 : 10;
 const BIG_REQUEST_ROWS = 4096;
+/** Rounds of bare and end-to-end 4096-row encoding, alternating. */
+const ALTERNATING_ROUNDS = 3;
 const CLIENTS = 32;
 const SHARED_VOCAB = fileURLToPath(new URL('../../../shared/models/bert-base-uncased-vocab.txt', import.meta.url));
 
@@ -83,16 +85,13 @@ async function main(): Promise<void> {
       `Model: all-MiniLM-L6-v2 shape (6 layers, hidden 384), random weights; maxSeqLen 25; sentences of 6-19 words; ${threads} inference threads\n`,
     );
 
-    // 1. the bare model, in this process
+    // 1. the bare model, in this process (kept open: its rounds alternate with the fleet's below)
     const enc = await Encoder.load({ ...encoderOptions, threads });
-    const bare = await measure(() => enc.encode(big), MIN_SECONDS);
     // The most 32 one-row clients can give: the model itself on batches of 32 rows.
     const small = big.slice(0, CLIENTS);
     const bareSmall = await measure(() => enc.encode(small), MIN_SECONDS);
     const bareSmallRate = CLIENTS / bareSmall.seconds;
     const graphPath = enc.config.graphPath;
-    await enc.close();
-    const bareRate = BIG_REQUEST_ROWS / bare.seconds;
 
     // 2. the fleet: one worker process with every core (the same cached graph file)
     const profDir = join(root, 'profiles');
@@ -109,17 +108,33 @@ async function main(): Promise<void> {
     const meter = () => new CpuMeter({ client: process.pid, worker: fleet.workers[0]!.pid, 'nats-server': nats.pid });
     try {
       const client = await BertClient.connect({ servers: nats.url, service: 'bench', timeout: 600_000 });
+      // Bare and end to end in alternating rounds: this shared machine's speed drifts by more than the
+      // gap being measured, so each round's ratio compares neighbours, and the median ratio is shown.
       let bigRows = 0;
-      const bigMeter = meter();
-      const bigStart = performance.now();
-      const e2e = await measure(async () => {
-        await client.encode(big);
-        bigRows += BIG_REQUEST_ROWS;
-      }, MIN_SECONDS);
-      cpuLines.push(
-        cpuLine('1 client × 4096-row requests', bigMeter.read(), bigRows, (performance.now() - bigStart) / 1000),
-      );
-      const e2eRate = BIG_REQUEST_ROWS / e2e.seconds;
+      let bigSeconds = 0;
+      const bigCpu: Record<string, number | undefined> = {};
+      const bareRates: number[] = [];
+      const e2eRates: number[] = [];
+      for (let round = 0; round < ALTERNATING_ROUNDS; round++) {
+        const bare = await measure(() => enc.encode(big), MIN_SECONDS / ALTERNATING_ROUNDS);
+        bareRates.push(BIG_REQUEST_ROWS / bare.seconds);
+        const bigMeter = meter();
+        const bigStart = performance.now();
+        const e2e = await measure(async () => {
+          await client.encode(big);
+          bigRows += BIG_REQUEST_ROWS;
+        }, MIN_SECONDS / ALTERNATING_ROUNDS);
+        bigSeconds += (performance.now() - bigStart) / 1000;
+        for (const [name, used] of Object.entries(bigMeter.read()))
+          bigCpu[name] = used === undefined ? undefined : (bigCpu[name] ?? 0) + used;
+        e2eRates.push(BIG_REQUEST_ROWS / e2e.seconds);
+      }
+      cpuLines.push(cpuLine('1 client × 4096-row requests', bigCpu, bigRows, bigSeconds));
+      await enc.close();
+      const bareRate = Math.max(...bareRates);
+      const e2eRate = Math.max(...e2eRates);
+      const ratios = e2eRates.map((r, i) => r / bareRates[i]!).sort((a, b) => a - b);
+      const medianRatio = ratios[Math.floor(ratios.length / 2)]!;
       await client.close();
 
       // 3. 32 clients, each sending 1-row requests back to back
@@ -175,7 +190,7 @@ async function main(): Promise<void> {
             [
               'bertq end to end, 1 client × 4096-row requests',
               e2eRate.toFixed(0),
-              (e2eRate / bareRate).toFixed(2),
+              medianRatio.toFixed(2),
               '≥ 0.95 × bare',
             ],
             [
@@ -194,7 +209,12 @@ async function main(): Promise<void> {
         ),
       );
       console.log(
-        `\n1-row request latency with ${CLIENTS} clients: p50 ${pct(0.5)} ms, p95 ${pct(0.95)} ms, p99 ${pct(0.99)} ms`,
+        `\nbertq ÷ bare, 4096-row requests, round by round (bare and end to end alternating): ${e2eRates
+          .map((r, i) => (r / bareRates[i]!).toFixed(2))
+          .join(', ')}; the table shows each side's best round and the median ratio`,
+      );
+      console.log(
+        `1-row request latency with ${CLIENTS} clients: p50 ${pct(0.5)} ms, p95 ${pct(0.95)} ms, p99 ${pct(0.99)} ms`,
       );
       console.log(
         `The worker ran ${batchRuns} batches for them, ${((batchesAfter.rows - batchesBefore.rows) / Math.max(1, batchRuns)).toFixed(1)} rows each on average`,
