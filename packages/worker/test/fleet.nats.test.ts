@@ -6,7 +6,14 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { HEADERS, ModelError, controlSubject, serviceNames, validateServerStatus } from '@bertq/protocol';
+import {
+  BadRequestError,
+  HEADERS,
+  ModelError,
+  controlSubject,
+  serviceNames,
+  validateServerStatus,
+} from '@bertq/protocol';
 import { processAlive, startNatsServer, tinyModel } from '@bertq/testing';
 import type { NatsServer, TinyModelFixture } from '@bertq/testing';
 import { FleetError, startFleet } from '../src/fleet/fleet.js';
@@ -167,6 +174,16 @@ test('fleet - a model that cannot be loaded fails the start with MODEL_ERROR bef
   await assert.rejects(
     startFleet(options({ encoder: { model: '/nonexistent/model-folder' } })),
     (err: Error) => err instanceof ModelError && /\/nonexistent\/model-folder does not exist/.test(err.message),
+  );
+});
+
+test('fleet - stream options that can never work fail the start before the model is even looked at', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  // The model folder does not exist either: the stream's error coming first shows the order.
+  await assert.rejects(
+    startFleet(options({ encoder: { model: '/nonexistent/model-folder' }, stream: { replicas: 2 } })),
+    (err: Error) => err instanceof BadRequestError && /replicas must be 1, 3 or 5, got 2/.test(err.message),
   );
 });
 

@@ -31,7 +31,7 @@ import { isWorkerMessage } from './ipc.js';
 import type { ReadyInfo, SerializedError, WorkerProcessOptions, WorkerTuning } from './ipc.js';
 import { createLogger } from '@bertq/nats';
 import type { LogLevel } from '@bertq/nats';
-import { ensureStream, openJetStreamManager } from '../nats/stream.js';
+import { checkStreamOptions, ensureStream, openJetStreamManager } from '../nats/stream.js';
 import { assertOneConfiguration } from '../control/one-configuration.js';
 import type { StreamOptions } from '../nats/stream.js';
 import { WORKER_DEFAULTS } from '../worker.js';
@@ -246,6 +246,8 @@ class Fleet implements FleetHandle {
   async start(): Promise<void> {
     const o = this.#options;
     const connection: NatsConnectOptions = { ...o.connection, servers: o.servers };
+    // 0. Stream options that can never work fail now, not after the model has loaded.
+    checkStreamOptions({ ...o.stream, service: this.service });
     // 1. The model, once per device kind: resolves, downloads and builds (or finds) the graph with
     //    that device's final options, opening no session; the workers only open what it hands them.
     const { prepareModel, outputDim } = await import('@bertq/model');

@@ -229,6 +229,14 @@ export async function readConsumerLimits(
 
 type ResolvedStreamOptions = Required<StreamOptions>;
 
+/**
+ * Refuses stream options that could never work (replicas 2, a job age below the duplicate window…)
+ * without touching NATS: a fleet checks them before it spends minutes loading a model.
+ */
+export function checkStreamOptions(options: StreamOptions): void {
+  resolve(options);
+}
+
 function resolve(options: StreamOptions): ResolvedStreamOptions {
   const out: ResolvedStreamOptions = {
     service: options.service,
