@@ -16,6 +16,7 @@
  */
 import { OverloadedError, type Priority } from '@bertq/protocol';
 import type { FleetStatus } from './control.js';
+import { SingleFlight } from './single-flight.js';
 
 /** A fleet status older than this is read again (in the background). */
 export const READING_MAX_AGE_MS = 2_000;
@@ -101,8 +102,8 @@ export function admissionError(
 export class AdmissionGate {
   #reading: LoadReading | undefined;
   #statusAt = Number.NEGATIVE_INFINITY;
-  #statusInFlight: Promise<void> | undefined;
-  #depthInFlight: Promise<void> | undefined;
+  readonly #statusRead = new SingleFlight<void>();
+  readonly #depthRead = new SingleFlight<void>();
 
   constructor(
     private readonly readStatus: () => Promise<FleetStatus>,
@@ -127,43 +128,32 @@ export class AdmissionGate {
 
   /** One status read at a time; a failed read keeps the old reading (it goes stale on its own). */
   refreshStatus(): Promise<void> {
-    if (this.#statusInFlight !== undefined) return this.#statusInFlight;
-    const read: Promise<void> = this.readStatus()
-      .then((status) => {
-        const at = this.now();
-        this.#statusAt = at;
-        this.#reading = readingFromStatus(status, at);
-      })
-      .catch(() => undefined)
-      .finally(() => {
-        if (this.#statusInFlight === read) this.#statusInFlight = undefined;
-      });
-    this.#statusInFlight = read;
-    return read;
+    return this.#statusRead.run(() =>
+      this.readStatus()
+        .then((status) => {
+          const at = this.now();
+          this.#statusAt = at;
+          this.#reading = readingFromStatus(status, at);
+        })
+        .catch(() => undefined),
+    );
   }
 
   /** One depth read at a time: fresh pending counts on the last status's capacity. */
   refreshDepth(): Promise<void> {
-    if (this.#depthInFlight !== undefined) return this.#depthInFlight;
-    const read: Promise<void> = this.readDepth()
-      .then((pending) => {
-        if (pending !== undefined && this.#reading !== undefined)
-          this.#reading = { ...this.#reading, pending, at: this.now() };
-      })
-      .catch(() => undefined)
-      .finally(() => {
-        if (this.#depthInFlight === read) this.#depthInFlight = undefined;
-      });
-    this.#depthInFlight = read;
-    return read;
+    return this.#depthRead.run(() =>
+      this.readDepth()
+        .then((pending) => {
+          if (pending !== undefined && this.#reading !== undefined)
+            this.#reading = { ...this.#reading, pending, at: this.now() };
+        })
+        .catch(() => undefined),
+    );
   }
 
-  /**
-   * After a reconnect: reads sent while the broker was away are never answered (they run to their
-   * timeout), so the next check starts fresh ones instead of waiting behind them.
-   */
+  /** After a reconnect: the next check starts fresh reads instead of waiting behind unanswered ones. */
   forgetReadsInFlight(): void {
-    this.#statusInFlight = undefined;
-    this.#depthInFlight = undefined;
+    this.#statusRead.forget();
+    this.#depthRead.forget();
   }
 }

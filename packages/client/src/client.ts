@@ -61,6 +61,7 @@ import { PendingRequest } from './pending.js';
 import { fromNatsHeaders } from '@bertq/nats';
 import { publishAll, publishJob, type PublishContext } from './publish.js';
 import { AdmissionGate } from './admission.js';
+import { SingleFlight } from './single-flight.js';
 import { CONSUMER_INFO_TIMEOUT_MS, deliveredSequences, jobsToReask } from './recovery.js';
 import type {
   ClientStatus,
@@ -150,7 +151,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
   private jsmHandle: Awaited<ReturnType<typeof jetstreamManager>> | undefined;
   private config: ServerConfig | undefined;
   private configReadAt = 0;
-  private configInFlight: Promise<ServerConfig> | undefined;
+  private readonly configRead = new SingleFlight<ServerConfig>();
   private closing: Promise<void> | undefined;
   private closedReason: string | undefined;
   /** Set when the server refused or ended the results subscription: no result can arrive any more. */
@@ -594,7 +595,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       // A config read sent while the broker was away is never answered (it runs to its 5 s timeout):
       // let callers from now on read afresh instead of queueing behind it (the gateway's /ready did);
       // the same for the admission gate's background readings.
-      this.configInFlight = undefined;
+      this.configRead.forget();
       this.admission.forgetReadsInFlight();
       this.stats.reconnects++;
       this.recovering = this.recovering.then(() => this.recover()).catch(() => {});
@@ -677,19 +678,14 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
 
   /** One config read at a time, shared by every caller waiting for it. */
   private loadConfig(): Promise<ServerConfig> {
-    if (this.configInFlight !== undefined) return this.configInFlight;
-    const read: Promise<ServerConfig> = requestServerConfig(this.nc, this.service)
-      .then((config) => {
+    return this.configRead.run(() =>
+      requestServerConfig(this.nc, this.service).then((config) => {
         this.checkServerVersion(config);
         this.config = config;
         this.configReadAt = Date.now();
         return config;
-      })
-      .finally(() => {
-        if (this.configInFlight === read) this.configInFlight = undefined;
-      });
-    this.configInFlight = read;
-    return read;
+      }),
+    );
   }
 
   /** check_length 'warn': say once per request that rows reached max_seq_len, and what to do. */
