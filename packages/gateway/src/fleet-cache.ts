@@ -8,47 +8,52 @@ import { toBertqError, type BertqError } from '@bertq/protocol';
 /** One reading: the value, or why there is none, and when it was taken (epoch ms). */
 export type Reading<T> = { ok: true; value: T; at: number } | { ok: false; error: BertqError; at: number };
 
+export interface CachedReadingOptions {
+  now?: () => number;
+  /**
+   * The connection's epoch (its reconnect count). A read begun in an earlier epoch is not waited for
+   * and its result not kept: a request sent while the broker was away is never answered and only
+   * runs out its timeout, so once the connection is back the next caller reads afresh.
+   */
+  epoch?: () => number;
+}
+
 export class CachedReading<T> {
   private last: Reading<T> | undefined;
-  private inFlight: Promise<Reading<T>> | undefined;
-  /** Bumped by invalidate(): a read begun before it is answered to its callers but not kept. */
-  private generation = 0;
+  private inFlight: { epoch: number; reading: Promise<Reading<T>> } | undefined;
+  private readonly now: () => number;
+  private readonly epoch: () => number;
 
   constructor(
     private readonly read: () => Promise<T>,
     private readonly maxAgeMs: number,
-    private readonly now: () => number = Date.now,
-  ) {}
+    options: CachedReadingOptions = {},
+  ) {
+    this.now = options.now ?? Date.now;
+    this.epoch = options.epoch ?? (() => 0);
+  }
 
   /** A reading no older than maxAgeMs; concurrent callers share one read. Never rejects. */
   get(): Promise<Reading<T>> {
     const last = this.last;
     if (last !== undefined && this.now() - last.at < this.maxAgeMs) return Promise.resolve(last);
-    const generation = this.generation;
-    this.inFlight ??= this.read()
-      .then(
-        (value): Reading<T> => ({ ok: true, value, at: this.now() }),
-        (err: unknown): Reading<T> => ({ ok: false, error: toBertqError(err), at: this.now() }),
-      )
-      .then((reading) => {
-        if (generation === this.generation) {
-          this.last = reading;
-          this.inFlight = undefined;
-        }
-        return reading;
-      });
-    return this.inFlight;
-  }
-
-  /**
-   * Forgets the last reading and any read in flight, so the next caller reads afresh. For when the
-   * connection was lost: a read sent just before (or while) it was down may wait for its whole
-   * deadline, and nobody should queue behind it once the broker is back.
-   */
-  invalidate(): void {
-    this.generation++;
-    this.last = undefined;
-    this.inFlight = undefined;
+    const epoch = this.epoch();
+    if (this.inFlight?.epoch === epoch) return this.inFlight.reading;
+    const flight = {
+      epoch,
+      reading: this.read()
+        .then(
+          (value): Reading<T> => ({ ok: true, value, at: this.now() }),
+          (err: unknown): Reading<T> => ({ ok: false, error: toBertqError(err), at: this.now() }),
+        )
+        .then((reading) => {
+          if (this.inFlight === flight) this.inFlight = undefined;
+          if (flight.epoch === this.epoch()) this.last = reading;
+          return reading;
+        }),
+    };
+    this.inFlight = flight;
+    return flight.reading;
   }
 
   /** The value no older than maxAgeMs, or the error of reading it (thrown). */

@@ -180,8 +180,10 @@ class Gateway implements GatewayHandle {
     https: { cert: Buffer; key: Buffer } | undefined,
   ) {
     this.client = client;
-    this.fleet = new CachedReading(() => client.serverStatus(), options.statusCacheMs);
-    this.config = new CachedReading(() => client.serverConfig(), CONFIG_CACHE_MS);
+    // Readings follow the connection: one begun before a reconnect is neither waited for nor kept.
+    const epoch = () => client.status.reconnects;
+    this.fleet = new CachedReading(() => client.serverStatus(), options.statusCacheMs, { epoch });
+    this.config = new CachedReading(() => client.serverConfig(), CONFIG_CACHE_MS, { epoch });
     this.history = new History(options.historyPoints);
     this.bearer = options.token === undefined ? undefined : new BearerCheck(options.token);
     // Node checks its request and header timeouts only every connectionsCheckingInterval (30 s by
@@ -564,14 +566,11 @@ class Gateway implements GatewayHandle {
 
   /**
    * Throws NO_WORKERS, at once, while the gateway's NATS connection is down: /health and /ready say so
-   * instead of waiting on requests that cannot go out. Readings taken around the outage are dropped,
-   * so /ready reads afresh as soon as the broker is back.
+   * instead of waiting on requests that cannot go out.
    */
   private requireConnected(ctx: Context, withheldMessage: string): void {
     const status = this.client.status;
     if (status.connected) return;
-    this.config.invalidate();
-    this.fleet.invalidate();
     if (this.withheld(ctx)) throw new NoWorkersError(withheldMessage);
     if (status.closed) throw new NoWorkersError('the gateway has lost its NATS connection');
     throw new NoWorkersError(

@@ -14,7 +14,7 @@ test('fleet cache - a reading is shared, reused while fresh, and served stale wh
       return reads;
     },
     1_000,
-    () => now,
+    { now: () => now },
   );
   const [a, b] = await Promise.all([cache.value(), cache.value()]);
   assert.deepEqual([a, b, reads], [1, 1, 1], 'concurrent callers share one read');
@@ -32,20 +32,27 @@ test('fleet cache - a reading is shared, reused while fresh, and served stale wh
   await assert.rejects(cache.latest(), NoWorkersError);
 });
 
-test('fleet cache - invalidate() drops the reading and a read in flight: the next caller reads afresh', async () => {
+test('fleet cache - a read begun before a reconnect is neither waited for nor kept: the next caller reads afresh', async () => {
   let reads = 0;
+  let epoch = 0;
   let release: (() => void) | undefined;
-  const cache = new CachedReading(async () => {
-    const n = ++reads;
-    // The first read hangs (a request sent while the broker was down) until released.
-    if (n === 1) await new Promise<void>((resolve) => (release = resolve));
-    return n;
-  }, 60_000);
+  const cache = new CachedReading(
+    async () => {
+      const n = ++reads;
+      // The first read hangs (a request sent while the broker was down) until released.
+      if (n === 1) await new Promise<void>((resolve) => (release = resolve));
+      return n;
+    },
+    60_000,
+    { epoch: () => epoch },
+  );
   const hanging = cache.value();
   await new Promise((resolve) => setImmediate(resolve));
-  cache.invalidate();
+  assert.equal(reads, 1);
+  epoch = 1; // the connection came back
   assert.equal(await cache.value(), 2, 'a fresh read, not a wait behind the hanging one');
   release!();
   assert.equal(await hanging, 1, 'the old read still answers its own callers');
   assert.equal(await cache.value(), 2, 'but its late result is not kept over the fresh one');
+  assert.equal(reads, 2);
 });
