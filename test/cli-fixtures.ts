@@ -47,6 +47,21 @@ export interface Started {
   exited: Promise<number | null>;
 }
 
+/** The process's pid while it runs; undefined once it has exited. */
+export function livePid(started: Started | undefined): number | undefined {
+  const c = started?.child;
+  return c && c.exitCode === null && c.signalCode === null ? c.pid : undefined;
+}
+
+/** SIGTERM (it drains), SIGKILL once `timeoutMs` has passed; resolves when the process is gone. */
+export async function stopStarted(started: Started | undefined, timeoutMs: number): Promise<void> {
+  if (started === undefined || livePid(started) === undefined) return;
+  started.child.kill('SIGTERM');
+  const timer = setTimeout(() => started.child.kill('SIGKILL'), timeoutMs);
+  await started.exited;
+  clearTimeout(timer);
+}
+
 /** Starts `bertq start …` and waits for its ready line. */
 export function startBertq(args: string[], options: { env: NodeJS.ProcessEnv; timeoutMs: number }): Promise<Started> {
   return startBertqUntil(['start', ...args], 'bertq ready', options);

@@ -3,7 +3,7 @@
  * forks the workers), so a chaos scenario can SIGKILL the supervisor itself and start it again, as a
  * restart policy (systemd, Kubernetes) would.
  */
-import { startBertq, workerPidsOf, type Started } from '../cli-fixtures.js';
+import { livePid, startBertq, stopStarted, workerPidsOf, type Started } from '../cli-fixtures.js';
 
 const READY_TIMEOUT_MS = 60_000;
 const STOP_TIMEOUT_MS = 30_000;
@@ -32,8 +32,7 @@ export class CliFleet {
 
   /** The supervisor's pid (undefined once it is gone). */
   get pid(): number | undefined {
-    const c = this.#started?.child;
-    return c && c.exitCode === null && c.signalCode === null ? c.pid : undefined;
+    return livePid(this.#started);
   }
 
   /** The worker processes the supervisor forked, from /proc. */
@@ -72,11 +71,6 @@ export class CliFleet {
 
   /** Drains and stops the fleet (SIGTERM), SIGKILL past the deadline. */
   async stop(): Promise<void> {
-    const started = this.#started;
-    if (started === undefined || this.pid === undefined) return;
-    started.child.kill('SIGTERM');
-    const timer = setTimeout(() => started.child.kill('SIGKILL'), STOP_TIMEOUT_MS);
-    await started.exited;
-    clearTimeout(timer);
+    await stopStarted(this.#started, STOP_TIMEOUT_MS);
   }
 }

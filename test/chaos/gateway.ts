@@ -4,7 +4,7 @@
  * `/health` and `/ready` twice a second, to show what a load balancer or Kubernetes would have seen.
  */
 import { freePort } from '@bertq/testing';
-import { startBertqUntil, type Started } from '../cli-fixtures.js';
+import { livePid, startBertqUntil, stopStarted, type Started } from '../cli-fixtures.js';
 
 const READY_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 15_000;
@@ -55,8 +55,7 @@ export class ChaosGateway {
   }
 
   get pid(): number | undefined {
-    const c = this.started.child;
-    return c.exitCode === null && c.signalCode === null ? c.pid : undefined;
+    return livePid(this.started);
   }
 
   /** POST /encode; `lost` when no answer came by `waitMs` (the deadline plus slack). */
@@ -109,11 +108,6 @@ export class ChaosGateway {
   async stop(): Promise<void> {
     this.#probing = false;
     await this.#probe;
-    const child = this.started.child;
-    if (this.pid === undefined) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
-    await this.started.exited;
-    clearTimeout(timer);
+    await stopStarted(this.started, STOP_TIMEOUT_MS);
   }
 }
