@@ -167,6 +167,10 @@ test('deploy - the shipped roles file is the password rendering of the one set o
     /user: big-co, password: \$BERTQ_TENANT_BIG_CO_PASSWORD, .*"_INBOX\.big-co\.>", "bertq\.v1\.\*\.results\.big-co\.\*"/,
   );
   assert.throws(() => renderAuthConf({ kind: 'password' }, ['acme', 'acme']), /tenant acme is given twice/);
+  assert.throws(
+    () => renderAuthConf({ kind: 'password' }, ['big-co', 'BIG_CO']),
+    /tenants big-co and BIG_CO would share the password variable \$BERTQ_TENANT_BIG_CO_PASSWORD/,
+  );
   assert.throws(() => renderAuthConf({ kind: 'password' }, ['worker']), /share a name with a role/);
   assert.throws(() => renderAuthConf({ kind: 'password' }, ['a.b']), /tenant "a\.b" is invalid/);
 });

@@ -116,16 +116,22 @@ function tenantLine(tenant: string, credentials: Credentials): string {
   return `    { user: ${tenant}, password: $${tenantPasswordVariable(tenant)}, ${permissions} }`;
 }
 
-/** Tenant names checked (one subject token each) and unique. */
+/**
+ * Tenant names checked (one subject token each) and unique, also once folded into their password
+ * variable: `big-co` and `BIG_CO` would otherwise share one password, so either could log in as the other.
+ */
 export function checkTenants(tenants: readonly string[]): string[] {
-  const seen = new Set<string>();
+  const byVariable = new Map<string, string>();
   for (const t of tenants) {
-    validateTenant(t);
-    if (seen.has(t)) throw new Error(`tenant ${t} is given twice`);
+    const variable = tenantPasswordVariable(t);
+    const other = byVariable.get(variable);
+    if (other === t) throw new Error(`tenant ${t} is given twice`);
+    if (other !== undefined)
+      throw new Error(`tenants ${other} and ${t} would share the password variable $${variable}`);
     if ((ROLES as readonly string[]).includes(t)) throw new Error(`tenant ${t} would share a name with a role`);
-    seen.add(t);
+    byVariable.set(variable, t);
   }
-  return [...seen];
+  return [...byVariable.values()];
 }
 
 /**
