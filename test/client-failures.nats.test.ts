@@ -11,7 +11,7 @@ import { BertClient, CONFIG_MAX_AGE_MS, LIVENESS_INTERVAL_MS, LIVENESS_MISSES } 
 import type { Encoder } from '@bertq/model';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { NoWorkersError, OverloadedError, TimeoutError, serviceNames } from '@bertq/protocol';
-import { startNatsServer, waitFor, type NatsServer } from '@bertq/testing';
+import { slowModel, startNatsServer, waitFor, type NatsServer } from '@bertq/testing';
 import { startWorker } from '@bertq/worker';
 import { freshService, loadEncoder, manySentences } from './client-fixtures.js';
 
@@ -45,15 +45,13 @@ type Engine = Parameters<typeof startWorker>[0]['engine'];
 
 /** The real encoder, with every batch held back SLOW_BATCH_MS (a busy GPU, say). */
 function slowed(inner: Encoder): Engine {
+  const slow = slowModel((rows: Parameters<Engine['run']>[0]) => inner.run(rows), SLOW_BATCH_MS);
   return {
     get info() {
       return inner.info;
     },
     tokenize: (texts, options) => inner.tokenize(texts, options),
-    run: async (rows) => {
-      await delay(SLOW_BATCH_MS);
-      return inner.run(rows);
-    },
+    run: (rows) => slow.run(rows),
     tokenLevelLength: (longest) => inner.tokenLevelLength(longest),
     close: async () => {},
   };

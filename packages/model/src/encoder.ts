@@ -53,6 +53,8 @@ export interface EncodeResult {
   /** [rows, dims], or [rows, seqLen, dims] for NONE pooling. */
   shape: number[];
   tokens?: string[][];
+  /** Milliseconds the model computed (summed over its batches), excluding time queued for the model. */
+  computeMs?: number;
 }
 
 /** What the encoder is: shown by `bertq status`, returned by the worker's `config` endpoint. */
@@ -221,10 +223,10 @@ export class Encoder {
     };
     if (this.graph.kind === 'pooled') {
       const out = await this.runtime.run(feeds, GRAPH_OUTPUT);
-      return { data: out.data, shape: out.dims };
+      return { data: out.data, shape: out.dims, computeMs: out.computeMs };
     }
     const hidden = await this.runtime.run(feeds, this.graph.output);
-    return this.poolHidden(hidden.data, batch);
+    return { ...this.poolHidden(hidden.data, batch), computeMs: hidden.computeMs };
   }
 
   private poolHidden(hidden: Float32Array, batch: TokenizedBatch): EncodeResult {

@@ -59,11 +59,13 @@ async function handle(msg: ThreadRequest): Promise<void> {
               ? new ort.Tensor('float32', f.data, f.dims)
               : new ort.Tensor('int64', f.data, f.dims);
         }
+        const started = performance.now();
         const result = await session.run(feeds, [msg.output]);
+        const computeMs = performance.now() - started;
         const t = result[msg.output]!;
         if (t.type !== 'float32') throw new Error(`model output ${msg.output} is ${t.type}, expected float32`);
         const data = t.data as Float32Array;
-        reply({ type: 'result', id: msg.id, data, dims: [...t.dims] }, [data.buffer as ArrayBuffer]);
+        reply({ type: 'result', id: msg.id, data, dims: [...t.dims], computeMs }, [data.buffer as ArrayBuffer]);
       } catch (err) {
         reply({ type: 'error', id: msg.id, message: err instanceof Error ? err.message : String(err) });
       }

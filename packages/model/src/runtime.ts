@@ -27,6 +27,12 @@ export interface RuntimeOptions {
 export interface RuntimeTensor {
   data: Float32Array;
   dims: number[];
+  /**
+   * Milliseconds the session computed this batch, on the runtime thread. Less than the time `run`
+   * took when batches queue for the thread: a caller that keeps the next batch waiting there meters
+   * the model by this, not by its own clock.
+   */
+  computeMs: number;
 }
 
 export interface RuntimeFeeds {
@@ -53,7 +59,7 @@ export type ThreadRequest =
 /** Messages from the runtime thread. */
 export type ThreadReply =
   | { type: 'opened'; inputNames: string[]; outputNames: string[] }
-  | { type: 'result'; id: number; data: Float32Array; dims: number[] }
+  | { type: 'result'; id: number; data: Float32Array; dims: number[]; computeMs: number }
   | { type: 'error'; id: number; message: string }
   | { type: 'closed' };
 
@@ -100,7 +106,7 @@ class ThreadRuntime implements Runtime {
     if (!p) return;
     this.#pending.delete(msg.id);
     if (this.#pending.size === 0) this.thread.unref();
-    if (msg.type === 'result') p.resolve({ data: msg.data, dims: msg.dims });
+    if (msg.type === 'result') p.resolve({ data: msg.data, dims: msg.dims, computeMs: msg.computeMs });
     else p.reject(new ModelError(`ONNX Runtime failed to run the model: ${msg.message}`));
   }
 

@@ -76,6 +76,11 @@ const RETRY_DELAY_MS = 1_000;
 const FLUSH_TIMEOUT_MS = 5_000;
 /** How often the drain rate is sampled: fine enough to see a burst, cheap (one comparison). */
 const DRAIN_SAMPLE_MS = 250;
+/**
+ * Batches handed to the model at once: with a backlog, the next one waits on the model thread while
+ * one computes, so the model never idles while this thread handles results (see Scheduler).
+ */
+const MODEL_BATCHES_IN_FLIGHT = 2;
 /** Pull failures in a row after which the worker checks (and repairs) its stream at once. */
 const PULL_FAILURES_BEFORE_REPAIR = 2;
 
@@ -132,7 +137,11 @@ class Worker implements WorkerHandle, WorkerView {
     this.metrics.watch('bertq_worker_held_jobs', 'Jobs this worker holds (pulled, not yet acknowledged).', () =>
       this.heldJobs(),
     );
-    this.metrics.watch('bertq_worker_queued_rows', 'Rows tokenized and waiting for a batch.', () => this.localRows());
+    this.metrics.watch(
+      'bertq_worker_queued_rows',
+      'Rows tokenized and not encoded yet: waiting for a batch, or in one the model has not returned.',
+      () => this.localRows(),
+    );
     const s = resolveSettings(options);
     this.#settings = s;
     // Every held job has at most maxBatchSize rows (parseJob refuses more), so the scheduler's bound
@@ -150,6 +159,7 @@ class Worker implements WorkerHandle, WorkerView {
       isFinished: (held) => held.finished,
       onExpired: (held) => this.#expire(held),
       run: (batch) => this.#runBatch(batch),
+      maxInFlight: MODEL_BATCHES_IN_FLIGHT,
       onRunError: (err) => this.#log.error({ err }, 'batch bookkeeping failed'),
     });
     this.closed = new Promise((resolve) => {
@@ -551,7 +561,8 @@ class Worker implements WorkerHandle, WorkerView {
       this.#batchFailed(jobs.keys(), err);
       return;
     }
-    const inferenceMs = performance.now() - start;
+    // With a batch ahead queued for the model, the wall time since `start` includes waiting for it.
+    const inferenceMs = output.computeMs ?? performance.now() - start;
     this.#scheduler.batchDone(entries.length, inferenceMs);
     this.metrics.batchDone(entries.length, batch.realTokens, batch.paddedTokens, inferenceMs);
 
@@ -638,7 +649,7 @@ class Worker implements WorkerHandle, WorkerView {
     this.#progressTimer = setInterval(() => this.#ledger.sendProgress(limits, this.#settings.maxHoldMs), every);
     this.#progressTimer.unref();
     this.#drainTimer = setInterval(
-      () => this.metrics.drain.sample(this.metrics.counters.rows, this.#scheduler.size > 0),
+      () => this.metrics.drain.sample(this.metrics.counters.rows, this.#scheduler.backlogged),
       DRAIN_SAMPLE_MS,
     );
     this.#drainTimer.unref();
@@ -647,7 +658,7 @@ class Worker implements WorkerHandle, WorkerView {
   // ---- control plane view ----------------------------------------------------------------------
 
   localRows(): number {
-    return this.#scheduler.size;
+    return this.#scheduler.unencodedRows;
   }
 
   heldJobs(): number {

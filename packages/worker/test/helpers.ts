@@ -2,7 +2,7 @@
  * Test helpers: a minimal job publisher/collector built on the protocol package (encodeJob, decodeFrame,
  * RequestAssembler) and a real NATS client, plus engine wrappers. Not a test file itself.
  */
-import { freePort, freshService, maxAbsDiff, sleep, waitFor } from '@bertq/testing';
+import { freePort, freshService, maxAbsDiff, sleep, slowModel, waitFor } from '@bertq/testing';
 import { connect, nuid } from '@nats-io/transport-node';
 import type { NatsConnection, Subscription } from '@nats-io/transport-node';
 import { jetstream } from '@nats-io/jetstream';
@@ -12,7 +12,7 @@ import type { AssembledResult, BertqError, DecodedFrame, HeaderMap, OutputDtype,
 import { Encoder } from '@bertq/model';
 import type { EncoderOptions } from '@bertq/model';
 import { tinyModel } from '@bertq/testing';
-import type { EmbeddingEngine, EngineRunResult } from '../src/core/engine.js';
+import type { EmbeddingEngine } from '../src/core/engine.js';
 import { fromNatsHeaders, toNatsHeaders } from '@bertq/nats';
 
 /** Loads the tiny model fixture as an Encoder (one thread: the machine is shared). */
@@ -25,29 +25,23 @@ export async function tinyEncoder(options: Partial<EncoderOptions> = {}): Promis
 export function slowEngine(
   engine: EmbeddingEngine,
   delayMs: number,
-): EmbeddingEngine & { batches: number; running: number } {
-  const wrapped = {
-    batches: 0,
-    /** Batches inside run() right now (sleeping or computing). */
-    running: 0,
+): EmbeddingEngine & { readonly batches: number; readonly running: number } {
+  const slow = slowModel((rows: Parameters<EmbeddingEngine['run']>[0]) => engine.run(rows), delayMs);
+  return {
+    get batches() {
+      return slow.batches;
+    },
+    get running() {
+      return slow.running;
+    },
     get info() {
       return engine.info;
     },
     tokenize: engine.tokenize.bind(engine),
     tokenLevelLength: engine.tokenLevelLength.bind(engine),
     close: () => Promise.resolve(), // the test closes the real engine itself
-    async run(rows: Parameters<EmbeddingEngine['run']>[0]): Promise<EngineRunResult> {
-      wrapped.batches++;
-      wrapped.running++;
-      try {
-        await new Promise((resolve) => setTimeout(resolve, delayMs));
-        return await engine.run(rows);
-      } finally {
-        wrapped.running--;
-      }
-    },
+    run: (rows) => slow.run(rows),
   };
-  return wrapped;
 }
 
 export interface RequestOptions {

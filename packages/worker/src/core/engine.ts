@@ -13,6 +13,12 @@ export interface EngineRunResult {
   data: Float32Array;
   /** [rows, dims] for pooled output; [rows, seqLen, dims] for token-level output (NONE pooling). */
   shape: number[];
+  /**
+   * Milliseconds the model itself computed this batch. The worker may hand the model its next batch
+   * before this one returns, so the time `run` took can include waiting behind another batch; the
+   * worker's capacity is metered by this when the engine reports it.
+   */
+  computeMs?: number;
 }
 
 export interface EmbeddingEngine {

@@ -5,6 +5,12 @@
  * thread while the model computes on its own (the runtime thread), and picking rows and padding them
  * takes well under a millisecond.
  *
+ * With a backlog, one batch ahead is handed over while the model computes (`maxInFlight` 2): the
+ * model thread then starts the next batch the moment it finishes one, instead of idling while this
+ * thread takes the results, writes them out and forms the next batch (11% of the model thread's time
+ * with 4096-row requests, profiled). Only a full batch goes ahead: without a backlog, rows that
+ * arrive while the model computes would miss a batch formed early, and batches would shrink.
+ *
  * It also keeps the aging threshold right: a row waits out of length order only once it has waited
  * longer than the worker needs to work through everything it may hold. A fixed threshold would turn
  * shortest-first batching back into FIFO under load, and padding back up.
@@ -30,13 +36,20 @@ export interface SchedulerOptions<J> {
   onExpired: (job: J) => void;
   /** Runs one batch on the model; the next batch is formed when it settles. */
   run: (batch: Batch<J>) => Promise<void>;
+  /**
+   * Batches handed to `run` and not settled yet, at most (default 1). Above 1, the batches after the
+   * first are formed only from a backlog that fills them (see above); `run` must keep their order.
+   */
+  maxInFlight?: number;
   /** A failure of `run` itself (its own errors are its business): logged by the caller. */
   onRunError: (err: unknown) => void;
 }
 
 export class Scheduler<J> {
   readonly #batcher: Batcher<J>;
-  #running = false;
+  #inFlight = 0;
+  #inFlightRows = 0;
+  readonly #maxInFlight: number;
   /** Moving averages of the model's batch time (ms) and batch size (rows). */
   #batchMs: number | undefined;
   #batchRows: number | undefined;
@@ -48,6 +61,7 @@ export class Scheduler<J> {
       maxWaitMs: options.maxWaitMs,
       maxQueuedRows: options.maxQueuedRows,
     });
+    this.#maxInFlight = Math.max(1, options.maxInFlight ?? 1);
   }
 
   /** Rows waiting for a batch. */
@@ -55,10 +69,25 @@ export class Scheduler<J> {
     return this.#batcher.size;
   }
 
-  /** Queues rows and starts a batch if the model is idle. */
+  /** Batches handed to the model and not settled yet. */
+  get inFlight(): number {
+    return this.#inFlight;
+  }
+
+  /** Rows not encoded yet: waiting for a batch, or in a batch the model has not returned. */
+  get unencodedRows(): number {
+    return this.#batcher.size + this.#inFlightRows;
+  }
+
+  /** Whether the model has more work than the batch it computes: rows wait, or a batch waits ahead. */
+  get backlogged(): boolean {
+    return this.#batcher.size > 0 || this.#inFlight > 1;
+  }
+
+  /** Queues rows, and starts a batch if the model is idle (or one ahead, if they fill it). */
   push(entries: readonly BatcherInput<J>[]): void {
     this.#batcher.push(entries);
-    if (!this.#running) this.#runNext();
+    this.#fill();
   }
 
   clear(): void {
@@ -76,17 +105,23 @@ export class Scheduler<J> {
     );
   }
 
-  #runNext(): void {
-    const batch = this.#formBatch();
-    if (batch === undefined) {
-      this.#running = false;
-      return;
+  /** Hands the model batches while it may take more: one when idle, more only from a full backlog. */
+  #fill(): void {
+    while (this.#inFlight < this.#maxInFlight && (this.#inFlight === 0 || this.#batcher.hasFullBatch())) {
+      const batch = this.#formBatch();
+      if (batch === undefined) return;
+      const rows = batch.entries.length;
+      this.#inFlight++;
+      this.#inFlightRows += rows;
+      void this.options
+        .run(batch)
+        .catch((err: unknown) => this.options.onRunError(err))
+        .finally(() => {
+          this.#inFlight--;
+          this.#inFlightRows -= rows;
+          this.#fill();
+        });
     }
-    this.#running = true;
-    void this.options
-      .run(batch)
-      .catch((err: unknown) => this.options.onRunError(err))
-      .finally(() => this.#runNext());
   }
 
   /** The next batch of live rows: expired rows go to onExpired, rows of finished jobs are skipped. */
