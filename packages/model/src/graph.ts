@@ -14,8 +14,8 @@
  * (ONNX Runtime's u8·s8 kernels; measured in bench/model.bench.ts against the float graph and PyTorch).
  */
 import { ModelError, float32ArrayToFloat16 } from '@bertq/protocol';
-import { GraphBuilder, MS_DOMAIN } from './onnx/builder.js';
-import { DataType } from './onnx/proto.js';
+import { GraphBuilder, MS_DOMAIN, type ModelMeta } from './onnx/builder.js';
+import { DataType, type ModelFiles } from './onnx/proto.js';
 import { quantizePerColumn } from './onnx/quantize.js';
 import { bertConfigJson } from './config-json.js';
 import { resolvePoolingLayers } from './pooling-layers.js';
@@ -353,6 +353,30 @@ export interface BuildGraphExtras {
 }
 
 export function buildBertGraph(weights: BertWeights, options: GraphOptions, extras: BuildGraphExtras = {}): Uint8Array {
+  const { g, meta } = composeBertGraph(weights, options, extras);
+  return g.build(meta);
+}
+
+/**
+ * The same graph with its weights in a data file named `dataLocation`, to be written beside the model
+ * file: ONNX Runtime can then map them from the file instead of copying them into each process (the
+ * graph cache stores graphs so; see docs/benchmarks.md, "Memory").
+ */
+export function buildBertGraphFiles(
+  weights: BertWeights,
+  options: GraphOptions,
+  dataLocation: string,
+  extras: BuildGraphExtras = {},
+): ModelFiles {
+  const { g, meta } = composeBertGraph(weights, options, extras);
+  return g.buildWithExternalData(meta, dataLocation);
+}
+
+function composeBertGraph(
+  weights: BertWeights,
+  options: GraphOptions,
+  extras: BuildGraphExtras,
+): { g: GraphBuilder; meta: ModelMeta } {
   const { config } = weights;
   const absLayers = resolvePoolingLayers(options.poolingLayer, config.numHiddenLayers);
   const needed = Math.max(...absLayers) + 1;
@@ -444,7 +468,7 @@ export function buildBertGraph(weights: BertWeights, options: GraphOptions, extr
   const shape = isTokenLevel(options.poolingStrategy) ? ['batch', 'sequence', dim] : ['batch', dim];
   g.expose(pooled, extras.outputName ?? GRAPH_OUTPUT, DataType.FLOAT, shape);
 
-  return g.build({
+  const meta: ModelMeta = {
     graphName: 'bertq_encoder',
     opsets:
       options.fused || int8
@@ -462,5 +486,6 @@ export function buildBertGraph(weights: BertWeights, options: GraphOptions, extr
           'bertq.config': JSON.stringify(bertConfigJson(config, 'huggingface')),
           'bertq.output_dim': String(dim),
         },
-  });
+  };
+  return { g, meta };
 }

@@ -15,7 +15,7 @@ import { DEVICE_PROFILES, PRECISIONS } from './devices.js';
 import type { Device, Precision } from './devices.js';
 import { resolveModelSource } from './folder.js';
 import type { ModelSourceOptions, ResolvedModelSource, SentenceTransformersHint } from './folder.js';
-import { buildBertGraph, layersNeeded } from './graph.js';
+import { buildBertGraphFiles, layersNeeded } from './graph.js';
 import { GraphCache, canonicalHash, fileContentHash, graphCacheKey } from './graph-cache.js';
 import { defaultCacheDir, downloadModel, isHubModelId } from './hub/index.js';
 import type { DownloadModelOptions } from './hub/index.js';
@@ -190,7 +190,7 @@ export async function prepareModel(options: PrepareOptions): Promise<PreparedMod
         numLayers: layersNeeded(graphOptions, config.numHiddenLayers),
         includePooler: graphOptions.poolingStrategy === 'CLS_POOLED',
       });
-      graphPath = await cache.put(key, buildBertGraph(weights, graphOptions));
+      graphPath = await cache.put(key, buildBertGraphFiles(weights, graphOptions, cache.dataLocationFor(key)));
     }
   }
 

@@ -2,10 +2,13 @@
  * A small graph-building layer over proto.ts: unique value names, typed constants, op helpers that
  * return their output names. Keeps graph.ts readable as the BERT computation it describes.
  */
-import { DataType, serializeModel } from './proto.js';
-import type { AttributeValue, DataTypeCode, ModelDef, NodeDef, TensorValue, ValueInfo } from './proto.js';
+import { DataType, serializeModel, serializeModelWithExternalData } from './proto.js';
+import type { AttributeValue, DataTypeCode, ModelDef, ModelFiles, NodeDef, TensorValue, ValueInfo } from './proto.js';
 
 export const MS_DOMAIN = 'com.microsoft';
+
+/** What a model carries besides its graph. */
+export type ModelMeta = Omit<ModelDef, 'nodes' | 'initializers' | 'inputs' | 'outputs'>;
 
 function bytesOf(view: ArrayBufferView): Uint8Array {
   return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
@@ -119,13 +122,16 @@ export class GraphBuilder {
     this.output(name, dataType, shape);
   }
 
-  build(meta: Omit<ModelDef, 'nodes' | 'initializers' | 'inputs' | 'outputs'>): Uint8Array {
-    return serializeModel({
-      ...meta,
-      nodes: this.nodes,
-      initializers: this.initializers,
-      inputs: this.inputs,
-      outputs: this.outputs,
-    });
+  build(meta: ModelMeta): Uint8Array {
+    return serializeModel(this.#model(meta));
+  }
+
+  /** The model with its large initializers in a data file `location`, to be written beside it. */
+  buildWithExternalData(meta: ModelMeta, location: string): ModelFiles {
+    return serializeModelWithExternalData(this.#model(meta), location);
+  }
+
+  #model(meta: ModelMeta): ModelDef {
+    return { ...meta, nodes: this.nodes, initializers: this.initializers, inputs: this.inputs, outputs: this.outputs };
   }
 }

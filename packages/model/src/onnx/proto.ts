@@ -67,13 +67,26 @@ const ATTR_STRING = 3;
 const ATTR_TENSOR = 4;
 const ATTR_INTS = 7;
 
-function tensorProto(t: TensorValue): ProtoWriter {
+// TensorProto.DataLocation
+const DATA_LOCATION_EXTERNAL = 1;
+
+/** Where a tensor's bytes are when they are kept outside the model file (ONNX external data). */
+interface ExternalPlace {
+  location: string;
+  offset: number;
+}
+
+function tensorProto(t: TensorValue, external?: ExternalPlace): ProtoWriter {
   const w = new ProtoWriter();
   if (t.dims.length > 0) w.packedVarints(1, t.dims);
   w.varint(2, t.dataType);
   if (t.name !== undefined) w.string(8, t.name);
-  w.bytes(9, t.raw);
-  return w;
+  if (external === undefined) return w.bytes(9, t.raw);
+  const entry = (key: string, value: string) => new ProtoWriter().string(1, key).string(2, value);
+  w.message(13, entry('location', external.location));
+  w.message(13, entry('offset', String(external.offset)));
+  w.message(13, entry('length', String(t.raw.length)));
+  return w.varint(14, DATA_LOCATION_EXTERNAL);
 }
 
 function attributeProto(name: string, value: AttributeValue): ProtoWriter {
@@ -119,12 +132,53 @@ function valueInfoProto(v: ValueInfo): ProtoWriter {
   return new ProtoWriter().string(1, v.name).message(2, type);
 }
 
+/**
+ * External data is aligned to this (64 KiB, a multiple of every page size in use): ONNX Runtime maps
+ * a tensor from the data file in place only when its offset is aligned to the allocation granularity;
+ * otherwise it reads it into memory of its own.
+ */
+export const EXTERNAL_DATA_ALIGNMENT = 65_536;
+/** Tensors smaller than this stay inside the model file: mapping a few bytes saves nothing. */
+const EXTERNAL_DATA_MIN_BYTES = 4_096;
+
+/** A model whose large initializers live in a data file beside it (ONNX external data). */
+export interface ModelFiles {
+  /** The model file: graph, small tensors, and where each large one is in the data file. */
+  model: Uint8Array;
+  /** The data file's contents, in order (tensors and the padding that aligns them): write them as they come. */
+  data: Uint8Array[];
+}
+
 /** Serialises a model; initializer payloads are referenced, not copied, until the final concat. */
 export function serializeModel(m: ModelDef): Uint8Array {
+  return serialize(m, () => undefined);
+}
+
+/**
+ * Serialises a model with its large initializers in a data file named `location` (which must sit
+ * beside the model file). Such weights can be mapped from the file instead of copied into each
+ * process: see docs/benchmarks.md, "Memory".
+ */
+export function serializeModelWithExternalData(m: ModelDef, location: string): ModelFiles {
+  const data: Uint8Array[] = [];
+  let offset = 0;
+  const model = serialize(m, (t) => {
+    if (t.raw.length < EXTERNAL_DATA_MIN_BYTES) return undefined;
+    const pad = (EXTERNAL_DATA_ALIGNMENT - (offset % EXTERNAL_DATA_ALIGNMENT)) % EXTERNAL_DATA_ALIGNMENT;
+    if (pad > 0) data.push(new Uint8Array(pad));
+    const place = { location, offset: offset + pad };
+    data.push(t.raw);
+    offset += pad + t.raw.length;
+    return place;
+  });
+  return { model, data };
+}
+
+function serialize(m: ModelDef, placeOf: (t: TensorValue) => ExternalPlace | undefined): Uint8Array {
   const graph = new ProtoWriter();
   for (const n of m.nodes) graph.message(1, nodeProto(n));
   graph.string(2, m.graphName);
-  for (const t of m.initializers) graph.message(5, tensorProto(t));
+  for (const t of m.initializers) graph.message(5, tensorProto(t, placeOf(t)));
   for (const v of m.inputs) graph.message(11, valueInfoProto(v));
   for (const v of m.outputs) graph.message(12, valueInfoProto(v));
 
