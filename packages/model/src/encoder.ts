@@ -34,6 +34,12 @@ export interface OpenOptions {
   maxBatchSize?: number;
   /** Padded tokens (rows × longest) per inference batch inside encode(). Default: the device's (DEVICE_PROFILES). */
   maxBatchTokens?: number;
+  /**
+   * Compute from the weights mapped from the cached graph's data file, which every worker on the
+   * machine then shares, instead of a private copy repacked for speed (see RuntimeOptions). CPU only;
+   * a foreign .onnx file without external data is opened as it is.
+   */
+  sharedWeights?: boolean;
 }
 
 export interface EncoderOptions extends PrepareOptions, OpenOptions {}
@@ -82,6 +88,8 @@ export interface EncoderInfo {
   fp16: boolean;
   normalize: boolean;
   fused: boolean;
+  /** Weights mapped from the graph's data file and shared by every worker on the machine (see OpenOptions). */
+  sharedWeights: boolean;
   device: Device;
   /** What the model computes (weights, graph options, tokenization): see PreparedModel.fingerprint. */
   fingerprint: string;
@@ -144,7 +152,12 @@ export class Encoder {
     if (!(limits.rows >= 1) || !(limits.tokens >= 1))
       throw new BadRequestError('maxBatchSize and maxBatchTokens must be at least 1');
 
-    const runtime = await createRuntime(graphPath, { device, deviceId: options.deviceId, threads: options.threads });
+    const runtime = await createRuntime(graphPath, {
+      device,
+      deviceId: options.deviceId,
+      threads: options.threads,
+      sharedWeights: options.sharedWeights === true && device === 'cpu',
+    });
     let graph: GraphKind = { kind: 'pooled' };
     try {
       graph = graphKind(runtime, prepared);
@@ -174,6 +187,7 @@ export class Encoder {
       fp16: graphOptions.precision === 'float16',
       normalize: graphOptions.normalize,
       fused: graphOptions.fused,
+      sharedWeights: options.sharedWeights === true && device === 'cpu',
       device: runtime.device,
       fingerprint: prepared.fingerprint,
       graphPath,

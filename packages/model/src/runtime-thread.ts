@@ -31,7 +31,12 @@ function sessionOptions(opts: RuntimeOptions): ort.InferenceSession.SessionOptio
     options.intraOpNumThreads = opts.threads;
     options.interOpNumThreads = 1;
   }
-  if (!DEVICE_PROFILES[device].spinWait) options.extra = { session: { intra_op: { allow_spinning: '0' } } };
+  const session: Record<string, unknown> = {};
+  if (!DEVICE_PROFILES[device].spinWait) session.intra_op = { allow_spinning: '0' };
+  // Prepacking copies each weight matrix into the GEMM's own layout, privately: off, the kernels read
+  // the mapped weights themselves.
+  if (opts.sharedWeights) session.disable_prepacking = '1';
+  if (Object.keys(session).length > 0) options.extra = { session };
   return options;
 }
 

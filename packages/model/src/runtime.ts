@@ -22,6 +22,12 @@ export interface RuntimeOptions {
   threads?: number;
   /** ONNX Runtime graph optimisation level; 'all' fuses what our plain graph leaves unfused. */
   optimization?: 'disabled' | 'basic' | 'extended' | 'all';
+  /**
+   * Compute from the weights where they lie in the graph's data file (mapped, so every process on
+   * the machine shares one copy through the page cache) instead of repacking a private copy for
+   * faster GEMMs. Needs a graph with external data (the graph cache writes them so).
+   */
+  sharedWeights?: boolean;
 }
 
 export interface RuntimeTensor {

@@ -1,5 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,6 +89,41 @@ test('fleet - starts two worker processes that share the requests', { timeout: T
   const servedBy = new Set(client.frames.map((f) => f.headers[HEADERS.worker]));
   assert.deepEqual([...servedBy].sort(), fleet.workers.map((w) => w.id).sort(), 'both workers served');
   client.close();
+});
+
+/** The weight file's regions mapped by a process and the KiB of them it shares with other processes. */
+function weightsMappedBy(pid: number): { regions: number; sharedKiB: number } {
+  let regions = 0;
+  let sharedKiB = 0;
+  let inWeights = false;
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    if (/^[0-9a-f]+-[0-9a-f]+ /.test(line)) {
+      inWeights = line.endsWith('.onnx.data');
+      if (inWeights) regions++;
+    } else if (inWeights && /^Shared_(Clean|Dirty):/.test(line)) {
+      // Dirty too: pages of a graph file written moments ago may not have reached the disk yet.
+      sharedKiB += Number(line.split(/\s+/)[1]);
+    }
+  }
+  return { regions, sharedKiB };
+}
+
+test('fleet - with sharedWeights, the workers compute from one copy of the weights, mapped from the graph cache', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  fleet = await start({ sharedWeights: true });
+  const client = new TestClient(nc, fleet.service);
+  const requests = [];
+  for (let i = 0; i < 6; i++) requests.push(await client.submit(sentences(3, i)));
+  await Promise.all(requests.map((r) => r.result));
+  client.close();
+  const layers = 4; // the tiny model's
+  for (const { pid } of fleet.workers) {
+    const mapped = weightsMappedBy(pid);
+    // Each layer's weight matrices come from the file; a worker with its own copy maps only the lookups.
+    assert.ok(mapped.regions >= 3 * layers, `worker ${pid} maps ${mapped.regions} regions of the weight file`);
+    assert.ok(mapped.sharedKiB > 0, `worker ${pid} shares none of the weight file's pages`);
+  }
 });
 
 test('fleet - a worker killed with SIGKILL loses no job and is restarted', { timeout: TEST_TIMEOUT_MS }, async () => {

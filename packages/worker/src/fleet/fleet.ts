@@ -59,6 +59,12 @@ export interface FleetOptions extends WorkerTuning {
    * machine instead of each assuming it has every core.
    */
   threadsPerWorker?: number;
+  /**
+   * CPU workers compute from the weights mapped from the cached graph's data file, one copy in memory
+   * for all of them, instead of each repacking a private copy for faster GEMMs: on BERT-base, ~150 MB
+   * (int8) or ~390 MB (float32) less per extra worker, ~15% slower. Off by default.
+   */
+  sharedWeights?: boolean;
   /** Stream and consumer settings (queue bound, ack_wait, max_deliver…), ensured once at start. */
   stream?: Omit<StreamOptions, 'service'>;
   /** Log level of the supervisor and its workers (JSON lines on stdout). Default 'info'. */
@@ -358,7 +364,12 @@ class Fleet implements FleetHandle {
       connection: { ...o.connection, servers: o.servers },
       service: this.service,
       prepared: this.#prepared.get(slot.device)!,
-      open: { device: slot.device, deviceId: slot.deviceId, threads: this.#threads },
+      open: {
+        device: slot.device,
+        deviceId: slot.deviceId,
+        threads: this.#threads,
+        ...(o.sharedWeights ? { sharedWeights: true } : {}),
+      },
       deviceLabel: slot.label,
       tuning,
       guardStream: o.stream ?? {},
