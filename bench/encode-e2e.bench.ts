@@ -9,7 +9,7 @@
  * client), the worker process and the nats-server, per 1000 rows. `--cpu-prof` also writes V8 CPU
  * profiles of the worker and the client and prints their hottest functions.
  *
- *   npm run build && node bench/dist/encode-e2e.bench.js [--quick] [--cpu-prof]
+ *   npm run build && node bench/dist/encode-e2e.bench.js [--quick] [--cpu-prof] [--threads N]
  */
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
@@ -53,7 +53,11 @@ function sentences(n: number, vocab: string[], seed: number): string[] {
 }
 
 async function main(): Promise<void> {
-  const threads = cpus().length;
+  // `--threads N` (default: every core): with fewer inference threads than cores, the client, the
+  // broker and the worker's own thread get a core the model does not use.
+  const threadsArg = process.argv.indexOf('--threads');
+  const threads = threadsArg > 0 ? Number(process.argv[threadsArg + 1]) : cpus().length;
+  if (!Number.isSafeInteger(threads) || threads < 1) throw new Error('--threads takes a positive integer');
   const root = await mkdtemp(join(tmpdir(), 'bertq-e2e-bench-'));
   const nats = await startNatsServer();
   try {

@@ -88,7 +88,7 @@ async function main(): Promise<void> {
     const cores = cpus().length;
     console.log(systemLine());
     console.log(
-      `Model: BERT-base shape (12 layers, hidden 768), random weights, REDUCE_MEAN of layer -1, maxSeqLen 25; one client sends ${ROWS}-row requests for ${SECONDS} s; workers share the ${cores} cores; load average ${loadavg()[0]!.toFixed(2)} at start\n`,
+      `Model: BERT-base shape (12 layers, hidden 768), random weights, REDUCE_MEAN of layer -1, maxSeqLen 25; a client sends ${ROWS}-row requests, two in flight per worker, for ${SECONDS} s; workers share the ${cores} cores; load average ${loadavg()[0]!.toFixed(2)} at start\n`,
     );
 
     const setups: Setup[] = [];
