@@ -36,8 +36,9 @@ export interface OpenOptions {
   maxBatchTokens?: number;
   /**
    * Compute from the weights mapped from the cached graph's data file, which every worker on the
-   * machine then shares, instead of a private copy repacked for speed (see RuntimeOptions). CPU only;
-   * a foreign .onnx file without external data is opened as it is.
+   * machine then shares, instead of a private copy repacked for speed (see RuntimeOptions). CPU only.
+   * A foreign .onnx file shares only if its weights are in an external data file; with the weights
+   * inside the .onnx it gains nothing and still loses the repacking's speed.
    */
   sharedWeights?: boolean;
 }
