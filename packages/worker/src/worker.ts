@@ -76,11 +76,6 @@ const RETRY_DELAY_MS = 1_000;
 const FLUSH_TIMEOUT_MS = 5_000;
 /** How often the drain rate is sampled: fine enough to see a burst, cheap (one comparison). */
 const DRAIN_SAMPLE_MS = 250;
-/**
- * Batches handed to the model at once: with a backlog, the next one waits on the model thread while
- * one computes, so the model never idles while this thread handles results (see Scheduler).
- */
-const MODEL_BATCHES_IN_FLIGHT = 2;
 /** Pull failures in a row after which the worker checks (and repairs) its stream at once. */
 const PULL_FAILURES_BEFORE_REPAIR = 2;
 
@@ -158,8 +153,7 @@ class Worker implements WorkerHandle, WorkerView {
       maxQueuedRows: this.localBound,
       isFinished: (held) => held.finished,
       onExpired: (held) => this.#expire(held),
-      run: (batch) => this.#runBatch(batch),
-      maxInFlight: MODEL_BATCHES_IN_FLIGHT,
+      run: (batch, modelDone) => this.#runBatch(batch, modelDone),
       onRunError: (err) => this.#log.error({ err }, 'batch bookkeeping failed'),
     });
     this.closed = new Promise((resolve) => {
@@ -538,7 +532,7 @@ class Worker implements WorkerHandle, WorkerView {
   // ---- inference -------------------------------------------------------------------------------
 
   /** Runs a batch the scheduler formed this instant (its rows are live and within their deadlines). */
-  async #runBatch(batch: Batch<HeldJob>): Promise<void> {
+  async #runBatch(batch: Batch<HeldJob>, modelDone: () => void): Promise<void> {
     const { entries } = batch;
     const start = performance.now();
     // One pass over the batch: each job's stage, and where its rows sit in the batch.
@@ -561,7 +555,9 @@ class Worker implements WorkerHandle, WorkerView {
       this.#batchFailed(jobs.keys(), err);
       return;
     }
-    // With a batch ahead queued for the model, the wall time since `start` includes waiting for it.
+    // The model is free: the next batch goes to it now, while this one's rows are written out.
+    modelDone();
+    // The model's own time: the wall time since `start` also holds passing rows and vectors between threads.
     const inferenceMs = output.computeMs ?? performance.now() - start;
     this.#scheduler.batchDone(entries.length, inferenceMs);
     this.metrics.batchDone(entries.length, batch.realTokens, batch.paddedTokens, inferenceMs);
@@ -649,7 +645,7 @@ class Worker implements WorkerHandle, WorkerView {
     this.#progressTimer = setInterval(() => this.#ledger.sendProgress(limits, this.#settings.maxHoldMs), every);
     this.#progressTimer.unref();
     this.#drainTimer = setInterval(
-      () => this.metrics.drain.sample(this.metrics.counters.rows, this.#scheduler.backlogged),
+      () => this.metrics.drain.sample(this.metrics.counters.rows, this.#scheduler.size > 0),
       DRAIN_SAMPLE_MS,
     );
     this.#drainTimer.unref();

@@ -8,12 +8,20 @@ function rows(job: string, n: number, tokens = 10): BatcherInput<string>[] {
   return Array.from({ length: n }, (_, row) => ({ job, row, tokens, priority: 'bulk', deadline: Infinity }));
 }
 
+interface Handed {
+  batch: Batch<string>;
+  /** The model returned the batch's output. */
+  modelDone: () => void;
+  /** `run` finished writing the output out. */
+  finish: () => void;
+}
+
 /**
- * A scheduler whose model is a list of batches handed over and not yet finished: the test settles them
- * by hand, so what the scheduler hands over while the model is busy is exact.
+ * A scheduler whose model is a list of batches handed over: the test says by hand when the model is
+ * done with one and when its output is written out, so what the scheduler does in between is exact.
  */
 function make(opts: Partial<SchedulerOptions<string>> = {}) {
-  const handed: Array<{ batch: Batch<string>; finish: () => void }> = [];
+  const handed: Handed[] = [];
   const scheduler = new Scheduler<string>({
     maxBatchTokens: 10_000,
     maxBatchSize: 4,
@@ -22,95 +30,66 @@ function make(opts: Partial<SchedulerOptions<string>> = {}) {
     isFinished: () => false,
     onExpired: () => undefined,
     onRunError: (err) => assert.fail(String(err)),
-    run: (batch) =>
-      new Promise<void>((resolve) => {
-        handed.push({ batch, finish: resolve });
-      }),
+    run: (batch, modelDone) => new Promise<void>((finish) => handed.push({ batch, modelDone, finish })),
     ...opts,
   });
-  /** Finishes the oldest batch the model holds and lets the scheduler react. */
-  const finishOldest = async () => {
-    const first = handed.shift();
-    assert.ok(first, 'no batch to finish');
-    first.finish();
-    await new Promise((r) => setImmediate(r));
-  };
-  return { scheduler, handed, finishOldest };
+  return { scheduler, handed };
 }
 
-test('scheduler - one batch at a time by default: rows wait while the model computes', async () => {
-  const { scheduler, handed, finishOldest } = make();
-  scheduler.push(rows('a', 12));
-  assert.equal(handed.length, 1);
-  assert.equal(scheduler.inFlight, 1);
-  assert.equal(scheduler.size, 8);
-  await finishOldest();
-  assert.equal(handed.length, 1, 'the next batch starts when the first settles');
-  assert.equal(scheduler.size, 4);
-});
+const settle = () => new Promise((r) => setImmediate(r));
 
-test('scheduler - with maxInFlight 2, a backlog that fills a batch goes to the model ahead', async () => {
-  const { scheduler, handed, finishOldest } = make({ maxInFlight: 2 });
-  scheduler.push(rows('a', 12));
-  assert.equal(handed.length, 2, 'a full second batch is handed over while the first computes');
-  assert.deepEqual(
-    handed.map((h) => h.batch.entries.length),
-    [4, 4],
-  );
-  assert.equal(scheduler.inFlight, 2);
-  await finishOldest();
-  assert.equal(handed.length, 2, 'the third batch follows as soon as one settles');
-  assert.equal(scheduler.size, 0);
-  await finishOldest();
-  await finishOldest();
-  assert.equal(scheduler.inFlight, 0);
-});
-
-test('scheduler - a batch ahead is formed only from a full backlog, so small arrivals keep batching', async () => {
-  const { scheduler, handed, finishOldest } = make({ maxInFlight: 2 });
+test('scheduler - one batch at a time: rows that arrive while the model computes wait and batch together', async () => {
+  const { scheduler, handed } = make();
   scheduler.push(rows('a', 1));
   assert.equal(handed.length, 1, 'an idle model takes whatever is there');
-  // One-row jobs arrive while the model computes: none goes ahead until they would fill a batch.
   for (const job of ['b', 'c', 'd']) scheduler.push(rows(job, 1));
-  assert.equal(handed.length, 1);
+  assert.equal(handed.length, 1, 'nothing more goes to a busy model');
   assert.equal(scheduler.size, 3);
-  await finishOldest();
+  handed[0]!.finish();
+  await settle();
+  assert.equal(handed.length, 2);
+  assert.equal(handed[1]!.batch.entries.length, 3, 'the rows that waited run as one batch');
+});
+
+test('scheduler - the next batch goes to the model as soon as it returns one, before that one is written out', async () => {
+  const { scheduler, handed } = make();
+  scheduler.push(rows('a', 8));
   assert.equal(handed.length, 1);
-  assert.equal(handed[0]!.batch.entries.length, 3, 'the rows that waited run as one batch');
-  // Enough rows to fill a batch: it goes ahead at once.
-  scheduler.push(rows('e', 4));
+  assert.equal(scheduler.unencodedRows, 8, 'four rows wait, four are with the model');
+  handed[0]!.modelDone();
+  assert.equal(handed.length, 2, 'handed over while the first batch is still being written out');
+  assert.equal(scheduler.unencodedRows, 4, 'the first batch is encoded');
+  handed[0]!.modelDone(); // a second call, and the settling, change nothing
+  handed[0]!.finish();
+  await settle();
   assert.equal(handed.length, 2);
-  assert.equal(handed[1]!.batch.entries.length, 4);
+  assert.ok(scheduler.computing);
+  handed[1]!.finish();
+  await settle();
+  assert.equal(scheduler.computing, false);
+  assert.equal(scheduler.unencodedRows, 0);
 });
 
-test('scheduler - the token budget counts as a full batch too', () => {
-  const { scheduler, handed } = make({ maxInFlight: 2, maxBatchTokens: 100, maxBatchSize: 64 });
-  scheduler.push(rows('a', 1, 50));
-  scheduler.push(rows('b', 1, 50));
-  assert.equal(handed.length, 1, '50 tokens queued do not fill a 100-token batch');
-  scheduler.push(rows('c', 1, 50));
-  assert.equal(handed.length, 2, '100 tokens queued do');
-  assert.equal(handed[1]!.batch.entries.length, 2);
-});
-
-test('scheduler - never more than maxInFlight batches, whatever the backlog', () => {
-  const { scheduler, handed } = make({ maxInFlight: 2 });
-  scheduler.push(rows('a', 40));
-  assert.equal(handed.length, 2);
-  assert.equal(scheduler.size, 32);
-});
-
-test('scheduler - rows in batches the model has not returned still count as not encoded', async () => {
-  const { scheduler, finishOldest } = make({ maxInFlight: 2 });
-  scheduler.push(rows('a', 10));
-  assert.equal(scheduler.size, 2, 'two rows wait for a batch');
-  assert.equal(scheduler.unencodedRows, 10, 'and eight are with the model');
-  assert.ok(scheduler.backlogged);
-  await finishOldest();
-  assert.equal(scheduler.unencodedRows, 6);
-  await finishOldest();
-  assert.equal(scheduler.unencodedRows, 2);
-  assert.equal(scheduler.backlogged, false, 'one batch computing and nothing behind it');
-  await finishOldest();
+test('scheduler - a run that fails frees the model for the next batch', async () => {
+  const failures: unknown[] = [];
+  let calls = 0;
+  const scheduler = new Scheduler<string>({
+    maxBatchTokens: 10_000,
+    maxBatchSize: 2,
+    maxWaitMs: 1_000,
+    maxQueuedRows: 1_000,
+    isFinished: () => false,
+    onExpired: () => undefined,
+    onRunError: (err) => failures.push(err),
+    run: async () => {
+      calls++;
+      if (calls === 1) throw new Error('bookkeeping failed');
+    },
+  });
+  scheduler.push(rows('a', 4));
+  await settle();
+  await settle();
+  assert.equal(calls, 2);
+  assert.equal(failures.length, 1);
   assert.equal(scheduler.unencodedRows, 0);
 });

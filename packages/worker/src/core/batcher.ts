@@ -146,14 +146,6 @@ export class Batcher<J> {
   }
 
   /**
-   * Whether the rows queued fill a whole batch (its row cap, or its token budget even unpadded): a
-   * batch formed now would be as large as one formed later, so forming it early costs no batching.
-   */
-  hasFullBatch(): boolean {
-    return this.size >= this.#opts.maxBatchSize || this.#queuedTokens() >= this.#opts.maxBatchTokens;
-  }
-
-  /**
    * How many more rows a push may bring: the pull loop asks JetStream for no more than this. 0 also
    * when the token bound is already reached (a row count cannot promise tokens).
    */

@@ -5,11 +5,11 @@
  * thread while the model computes on its own (the runtime thread), and picking rows and padding them
  * takes well under a millisecond.
  *
- * With a backlog, one batch ahead is handed over while the model computes (`maxInFlight` 2): the
- * model thread then starts the next batch the moment it finishes one, instead of idling while this
- * thread takes the results, writes them out and forms the next batch (11% of the model thread's time
- * with 4096-row requests, profiled). Only a full batch goes ahead: without a backlog, rows that
- * arrive while the model computes would miss a batch formed early, and batches would shrink.
+ * "Frees up" means the model has returned a batch's output (`modelDone`), not that the output has been
+ * written out and published: the model thread idled 11% of the time with 4096-row requests
+ * (profiled) while this thread did that before forming the next batch. Handing the model a second
+ * batch to queue while it computes one was measured too: no faster than this (encode-e2e.bench,
+ * alternating runs), and it would make a high-priority row that arrives meanwhile wait a batch more.
  *
  * It also keeps the aging threshold right: a row waits out of length order only once it has waited
  * longer than the worker needs to work through everything it may hold. A fixed threshold would turn
@@ -34,22 +34,21 @@ export interface SchedulerOptions<J> {
   isFinished: (job: J) => boolean;
   /** Rows whose deadline passed before a batch took them: their job gets TIMEOUT. */
   onExpired: (job: J) => void;
-  /** Runs one batch on the model; the next batch is formed when it settles. */
-  run: (batch: Batch<J>) => Promise<void>;
   /**
-   * Batches handed to `run` and not settled yet, at most (default 1). Above 1, the batches after the
-   * first are formed only from a backlog that fills them (see above); `run` must keep their order.
+   * Runs one batch on the model. The next batch is formed when `modelDone` is called (the model has
+   * returned this batch's output, which `run` may still be writing out) or when the promise settles,
+   * whichever comes first.
    */
-  maxInFlight?: number;
+  run: (batch: Batch<J>, modelDone: () => void) => Promise<void>;
   /** A failure of `run` itself (its own errors are its business): logged by the caller. */
   onRunError: (err: unknown) => void;
 }
 
 export class Scheduler<J> {
   readonly #batcher: Batcher<J>;
-  #inFlight = 0;
-  #inFlightRows = 0;
-  readonly #maxInFlight: number;
+  /** Rows of the batch the model is computing (0 when it is idle). */
+  #computingRows = 0;
+  #computing = false;
   /** Moving averages of the model's batch time (ms) and batch size (rows). */
   #batchMs: number | undefined;
   #batchRows: number | undefined;
@@ -61,7 +60,6 @@ export class Scheduler<J> {
       maxWaitMs: options.maxWaitMs,
       maxQueuedRows: options.maxQueuedRows,
     });
-    this.#maxInFlight = Math.max(1, options.maxInFlight ?? 1);
   }
 
   /** Rows waiting for a batch. */
@@ -69,25 +67,20 @@ export class Scheduler<J> {
     return this.#batcher.size;
   }
 
-  /** Batches handed to the model and not settled yet. */
-  get inFlight(): number {
-    return this.#inFlight;
+  /** Whether the model is computing a batch. */
+  get computing(): boolean {
+    return this.#computing;
   }
 
-  /** Rows not encoded yet: waiting for a batch, or in a batch the model has not returned. */
+  /** Rows not encoded yet: waiting for a batch, or in the batch the model is computing. */
   get unencodedRows(): number {
-    return this.#batcher.size + this.#inFlightRows;
+    return this.#batcher.size + this.#computingRows;
   }
 
-  /** Whether the model has more work than the batch it computes: rows wait, or a batch waits ahead. */
-  get backlogged(): boolean {
-    return this.#batcher.size > 0 || this.#inFlight > 1;
-  }
-
-  /** Queues rows, and starts a batch if the model is idle (or one ahead, if they fill it). */
+  /** Queues rows and starts a batch if the model is idle. */
   push(entries: readonly BatcherInput<J>[]): void {
     this.#batcher.push(entries);
-    this.#fill();
+    if (!this.#computing) this.#runNext();
   }
 
   clear(): void {
@@ -105,23 +98,23 @@ export class Scheduler<J> {
     );
   }
 
-  /** Hands the model batches while it may take more: one when idle, more only from a full backlog. */
-  #fill(): void {
-    while (this.#inFlight < this.#maxInFlight && (this.#inFlight === 0 || this.#batcher.hasFullBatch())) {
-      const batch = this.#formBatch();
-      if (batch === undefined) return;
-      const rows = batch.entries.length;
-      this.#inFlight++;
-      this.#inFlightRows += rows;
-      void this.options
-        .run(batch)
-        .catch((err: unknown) => this.options.onRunError(err))
-        .finally(() => {
-          this.#inFlight--;
-          this.#inFlightRows -= rows;
-          this.#fill();
-        });
-    }
+  #runNext(): void {
+    const batch = this.#formBatch();
+    if (batch === undefined) return;
+    this.#computing = true;
+    this.#computingRows = batch.entries.length;
+    let done = false;
+    const modelDone = () => {
+      if (done) return;
+      done = true;
+      this.#computing = false;
+      this.#computingRows = 0;
+      this.#runNext();
+    };
+    void this.options
+      .run(batch, modelDone)
+      .catch((err: unknown) => this.options.onRunError(err))
+      .finally(modelDone);
   }
 
   /** The next batch of live rows: expired rows go to onExpired, rows of finished jobs are skipped. */
