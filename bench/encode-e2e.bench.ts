@@ -1,28 +1,13 @@
-/**
- * bertq end to end vs the bare model, on one graph: `Encoder.encode` in-process; one client sending
- * 4096-row requests through NATS to a worker fleet; and 32 clients each sending 1-row requests (the
- * interactive case, where the worker must batch across clients). Model: all-MiniLM-L6-v2's shape
- * (6 layers, hidden 384) with random weights, maxSeqLen 25 — a common embedding model, fast enough
- * on a CPU for requests of thousands of rows.
- *
- * Each end-to-end scenario also prints where the CPU time went: CPU seconds of this process (the
- * client), the worker process and the nats-server, per 1000 rows. `--cpu-prof` also writes V8 CPU
- * profiles of the worker and the client and prints their hottest functions.
- *
- *   npm run build && node bench/dist/encode-e2e.bench.js [--quick] [--cpu-prof] [--threads N]
- */
-import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { BertClient } from '@bertq/client';
-import { Encoder, syntheticBertWeights, syntheticVocab, tinyBertConfig, writeHuggingFaceFolder } from '@bertq/model';
+import { Encoder, syntheticBertWeights, tinyBertConfig, writeHuggingFaceFolder } from '@bertq/model';
 import type { EncoderOptions } from '@bertq/model';
 import { startNatsServer } from '@bertq/testing';
 import { startFleet } from '@bertq/worker';
 import { CpuMeter, hottestFunctions, profilesIn } from './cpu.js';
-import { measure, systemLine, table } from './system.js';
+import { benchVocab, measure, randomSentences, systemLine, table } from './system.js';
 
 /** CPU seconds per 1000 rows of each process, and the share of the wall time they add up to. */
 function cpuLine(label: string, used: Record<string, number | undefined>, rows: number, wallSeconds: number): string {
@@ -41,16 +26,6 @@ const BIG_REQUEST_ROWS = 4096;
 /** Rounds of bare and end-to-end 4096-row encoding, alternating. */
 const ALTERNATING_ROUNDS = 3;
 const CLIENTS = 32;
-const SHARED_VOCAB = fileURLToPath(new URL('../../../shared/models/bert-base-uncased-vocab.txt', import.meta.url));
-
-function sentences(n: number, vocab: string[], seed: number): string[] {
-  const words = vocab.filter((w) => /^[a-z]{3,}$/.test(w));
-  let s = seed;
-  const next = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0), s);
-  return Array.from({ length: n }, () =>
-    Array.from({ length: 6 + (next() % 14) }, () => words[next() % words.length]).join(' '),
-  );
-}
 
 async function main(): Promise<void> {
   // `--threads N` (default: every core): with fewer inference threads than cores, the client, the
@@ -61,28 +36,23 @@ async function main(): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'bertq-e2e-bench-'));
   const nats = await startNatsServer();
   try {
-    const synthetic = existsSync(SHARED_VOCAB) ? undefined : syntheticVocab();
-    const vocab = synthetic ?? (await readFile(SHARED_VOCAB, 'utf8')).split('\n');
+    const vocab = await benchVocab();
     const config = tinyBertConfig({
-      vocabSize: vocab.length,
+      vocabSize: vocab.tokens.length,
       hiddenSize: 384,
       numHiddenLayers: 6,
       numAttentionHeads: 12,
       intermediateSize: 1536,
       maxPositionEmbeddings: 512,
     });
-    const dir = await writeHuggingFaceFolder(
-      join(root, 'minilm'),
-      syntheticBertWeights(config, 3),
-      synthetic ? { tokens: synthetic } : { file: SHARED_VOCAB },
-    );
+    const dir = await writeHuggingFaceFolder(join(root, 'minilm'), syntheticBertWeights(config, 3), vocab.source);
     const encoderOptions: EncoderOptions = {
       model: dir,
       graphTmpDir: join(root, 'graphs'),
       poolingLayer: -1,
       maxSeqLen: 25,
     };
-    const big = sentences(BIG_REQUEST_ROWS, vocab, 7);
+    const big = randomSentences(BIG_REQUEST_ROWS, vocab.tokens, 7);
 
     console.log(systemLine());
     console.log(
@@ -147,7 +117,7 @@ async function main(): Promise<void> {
           BertClient.connect({ servers: nats.url, service: 'bench', timeout: 60_000 }),
         ),
       );
-      const one = sentences(CLIENTS * 64, vocab, 11);
+      const one = randomSentences(CLIENTS * 64, vocab.tokens, 11);
       let done = 0;
       const latencies: number[] = [];
       const runFor = async (seconds: number) => {

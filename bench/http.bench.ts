@@ -20,7 +20,7 @@ import { syntheticBertWeights, syntheticVocab, tinyBertConfig, writeHuggingFaceF
 import type { BertConfig } from '@bertq/model';
 import { startNatsServer } from '@bertq/testing';
 import { startFleet } from '@bertq/worker';
-import { systemLine, table } from './system.js';
+import { randomSentences, systemLine, table } from './system.js';
 
 const ROWS_PER_REQUEST = 256;
 /** Requests in flight at once, on every path. */
@@ -55,16 +55,6 @@ const SCENARIOS: Scenario[] = [
     }),
   },
 ];
-
-/** Sentences of 6-20 real words (the max_seq_len of 25 cuts the longest). */
-function sentences(n: number, vocab: string[]): string[] {
-  const words = vocab.filter((w) => /^[a-z]{3,}$/.test(w));
-  let s = 4242;
-  const next = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0), s);
-  return Array.from({ length: n }, () =>
-    Array.from({ length: 6 + (next() % 15) }, () => words[next() % words.length]).join(' '),
-  );
-}
 
 /** Starts `startGateway` in a child process and resolves with its URL. */
 async function startGatewayProcess(servers: string, service: string): Promise<{ url: string; child: ChildProcess }> {
@@ -164,7 +154,8 @@ async function runScenario(
   });
   const gateway = await startGatewayProcess(natsUrl, service);
   const client = await BertClient.connect({ servers: natsUrl, service, timeout: 300_000 });
-  const texts = sentences(ROWS_PER_REQUEST * 8, vocabTokens ?? vocab!);
+  // Sentences of 6-20 real words (the max_seq_len of 25 cuts the longest).
+  const texts = randomSentences(ROWS_PER_REQUEST * 8, vocabTokens ?? vocab!, 4242, 6, 20);
   const batches = Array.from({ length: 8 }, (_, i) => texts.slice(i * ROWS_PER_REQUEST, (i + 1) * ROWS_PER_REQUEST));
   const v1 = `${gateway.url}v1/embeddings`;
   const base64 = (url: string) => async (t: string[]) => {

@@ -13,17 +13,15 @@
  *
  *   npm run build && node bench/dist/memory.bench.js [--quick]
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { BertClient } from '@bertq/client';
 import {
   bertBaseConfig,
   buildBertGraph,
   syntheticBertWeights,
-  syntheticVocab,
   prepareModel,
   writeHuggingFaceFolder,
   type EncoderOptions,
@@ -31,27 +29,17 @@ import {
 } from '@bertq/model';
 import { startNatsServer } from '@bertq/testing';
 import { startFleet } from '@bertq/worker';
-import { systemLine, table } from './system.js';
+import { benchVocab, randomSentences, systemLine, table } from './system.js';
 
 const quick = process.argv.includes('--quick');
 const SECONDS = quick ? 3 : 8;
 const ROWS = 64;
-const VOCAB = fileURLToPath(new URL('../../../shared/models/bert-base-uncased-vocab.txt', import.meta.url));
 
 /** Resident and proportional set size of a process, MiB (Linux /proc). */
 function memoryOf(pid: number): { rss: number; pss: number } {
   const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
   const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, 'm').exec(rollup)?.[1] ?? Number.NaN);
   return { rss: kib('Rss') / 1024, pss: kib('Pss') / 1024 };
-}
-
-function sentences(n: number, vocab: string[]): string[] {
-  const words = vocab.filter((w) => /^[a-z]{3,}$/.test(w));
-  let s = 17;
-  const next = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0), s);
-  return Array.from({ length: n }, () =>
-    Array.from({ length: 6 + (next() % 14) }, () => words[next() % words.length]).join(' '),
-  );
 }
 
 interface Setup {
@@ -68,16 +56,11 @@ async function main(): Promise<void> {
   const root = await mkdtemp(join(tmpdir(), 'bertq-memory-bench-'));
   const nats = await startNatsServer();
   try {
-    const sharedVocab = existsSync(VOCAB);
-    const vocab = sharedVocab ? (await readFile(VOCAB, 'utf8')).split('\n').filter(Boolean) : syntheticVocab();
-    const config = { ...bertBaseConfig(), vocabSize: vocab.length };
+    const vocab = await benchVocab();
+    const config = { ...bertBaseConfig(), vocabSize: vocab.tokens.length };
     const weights = syntheticBertWeights(config, 1);
-    const dir = await writeHuggingFaceFolder(
-      join(root, 'bert-base'),
-      weights,
-      sharedVocab ? { file: VOCAB } : { tokens: vocab },
-    );
-    const texts = sentences(ROWS, vocab);
+    const dir = await writeHuggingFaceFolder(join(root, 'bert-base'), weights, vocab.source);
+    const texts = randomSentences(ROWS, vocab.tokens, 17);
     const encoderOptions: EncoderOptions = {
       model: dir,
       graphTmpDir: join(root, 'graphs'),

@@ -1,6 +1,9 @@
 /** Shared bits of the benchmarks: the System line, timing loops, table printing. */
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
-import { runtimeVersions } from '@bertq/model';
+import { runtimeVersions, syntheticVocab, type VocabSource } from '@bertq/model';
+import { SHARED_VOCAB } from '@bertq/testing';
 
 export function systemLine(): string {
   const cpu = cpus();
@@ -46,4 +49,37 @@ export function table(headers: string[], rows: Array<Array<string | number>>): s
     `|${widths.map((w, i) => (i === 0 ? `${'-'.repeat(w + 1)}-` : `${'-'.repeat(w + 1)}:`)).join('|')}|`,
     ...cells.map(line),
   ].join('\n');
+}
+
+/**
+ * The vocabulary the benchmarks tokenize with: BERT-base's own from ../shared when it is there (real
+ * wordpieces), else a synthetic one. `source` is how to write it into a model folder.
+ */
+export async function benchVocab(): Promise<{ tokens: string[]; source: VocabSource }> {
+  if (!existsSync(SHARED_VOCAB)) {
+    const tokens = syntheticVocab();
+    return { tokens, source: { tokens } };
+  }
+  return { tokens: (await readFile(SHARED_VOCAB, 'utf8')).split('\n').filter(Boolean), source: { file: SHARED_VOCAB } };
+}
+
+/**
+ * `n` sentences of `minWords`-`maxWords` whole words of the vocabulary, the same for the same seed: a
+ * benchmark's rows are reproducible from run to run.
+ */
+export function randomSentences(
+  n: number,
+  vocab: readonly string[],
+  seed: number,
+  minWords = 6,
+  maxWords = 19,
+): string[] {
+  const words = vocab.filter((w) => /^[a-z]{3,}$/.test(w));
+  let s = seed;
+  const next = () => ((s = (Math.imul(s, 1103515245) + 12345) >>> 0), s);
+  return Array.from({ length: n }, () =>
+    Array.from({ length: minWords + (next() % (maxWords - minWords + 1)) }, () => words[next() % words.length]).join(
+      ' ',
+    ),
+  );
 }
