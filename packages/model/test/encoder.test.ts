@@ -8,7 +8,7 @@ import { Encoder } from '../src/encoder.js';
 import type { EncoderOptions } from '../src/encoder.js';
 import { referenceEncode } from '../src/reference.js';
 import { POOLING_STRATEGIES } from '../src/types.js';
-import { SHARED_MODELS, hasShared, tinyModel } from './fixtures.js';
+import { SHARED_MODELS, hasShared, maxAbsDiff, tinyModel } from './fixtures.js';
 import type { TinyModel } from './fixtures.js';
 
 const FP32_TOLERANCE = 1e-4;
@@ -34,13 +34,6 @@ before(async () => {
 after(async () => {
   await tiny.cleanup();
 });
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length, 'lengths differ');
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
-  return m;
-}
 
 async function withEncoder<T>(opts: Partial<EncoderOptions>, fn: (enc: Encoder) => Promise<T>): Promise<T> {
   const enc = await Encoder.load({ model: tiny.huggingFaceDir, graphTmpDir: tiny.cacheDir, threads: 1, ...opts });

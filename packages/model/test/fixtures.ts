@@ -3,6 +3,7 @@
  * format bertq reads, with the real bert-base-uncased vocab when ../shared is present (else a
  * synthetic WordPiece vocab, said once on stderr).
  */
+import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -90,4 +91,12 @@ export function tinyModel(): Promise<TinyModel> {
     };
   })();
   return pending;
+}
+
+/** Largest absolute difference between two arrays of the same length. */
+export function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length, 'lengths differ');
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
 }

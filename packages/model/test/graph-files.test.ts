@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, readdir, rm, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { maxAbsDiff } from './fixtures.js';
 import { GraphCache } from '../src/graph-cache.js';
 import { buildBertGraph, buildBertGraphFiles } from '../src/graph.js';
 import { EXTERNAL_DATA_ALIGNMENT } from '../src/onnx/proto.js';
@@ -35,13 +36,6 @@ function feeds(rows = 3, seq = 7): RuntimeFeeds {
     attention_mask: { data: mask, dims },
     token_type_ids: { data: new BigInt64Array(rows * seq), dims },
   };
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let max = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i]! - b[i]!));
-  return max;
 }
 
 /** Regions of this process's address space mapped from `file`. */
