@@ -97,7 +97,7 @@ export default class Start extends BaseCommand<typeof Start> {
     }),
     'shared-weights': Flags.boolean({
       summary:
-        'CPU workers share one copy of the weights, mapped from the graph cache, instead of each holding its own: less memory per worker, ~15% slower.',
+        'CPU workers share one copy of the weights, mapped from the graph cache, instead of each holding its own: less memory per worker, 13-35% slower (int8 most).',
       env: 'BERTQ_SHARED_WEIGHTS',
       helpGroup: FLEET,
     }),

@@ -60,7 +60,7 @@ export interface EncodeResult {
   /** [rows, dims], or [rows, seqLen, dims] for NONE pooling. */
   shape: number[];
   tokens?: string[][];
-  /** Milliseconds the model computed (summed over its batches), excluding time queued for the model. */
+  /** Set by run(): milliseconds the model computed the batch (the runtime thread's own time). */
   computeMs?: number;
 }
 
@@ -153,11 +153,12 @@ export class Encoder {
     if (!(limits.rows >= 1) || !(limits.tokens >= 1))
       throw new BadRequestError('maxBatchSize and maxBatchTokens must be at least 1');
 
+    const sharedWeights = options.sharedWeights === true && device === 'cpu';
     const runtime = await createRuntime(graphPath, {
       device,
       deviceId: options.deviceId,
       threads: options.threads,
-      sharedWeights: options.sharedWeights === true && device === 'cpu',
+      sharedWeights,
     });
     let graph: GraphKind = { kind: 'pooled' };
     try {
@@ -188,7 +189,7 @@ export class Encoder {
       fp16: graphOptions.precision === 'float16',
       normalize: graphOptions.normalize,
       fused: graphOptions.fused,
-      sharedWeights: options.sharedWeights === true && device === 'cpu',
+      sharedWeights,
       device: runtime.device,
       fingerprint: prepared.fingerprint,
       graphPath,

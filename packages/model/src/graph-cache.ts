@@ -67,7 +67,7 @@ function canonicalJson(value: unknown): string {
 /**
  * Graphs are stored as a small model file and a data file of weights beside it (ONNX external data),
  * so ONNX Runtime maps the weights instead of reading the whole graph into memory and copying each
- * tensor out of it: 130–165 MB less per worker on BERT-base, and with shared weights
+ * tensor out of it: 130–175 MB less per worker on BERT-base, and with shared weights
  * (`Encoder.load({ sharedWeights: true })`) one copy in memory for every worker on the machine.
  */
 export class GraphCache {

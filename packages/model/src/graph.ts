@@ -360,7 +360,7 @@ export function buildBertGraph(weights: BertWeights, options: GraphOptions, extr
 /**
  * The same graph with its weights in a data file named `dataLocation`, to be written beside the model
  * file: ONNX Runtime can then map them from the file instead of copying them into each process (the
- * graph cache stores graphs so; see docs/benchmarks.md, "Memory").
+ * graph cache stores graphs so; see docs/benchmarks.md, memory.bench).
  */
 export function buildBertGraphFiles(
   weights: BertWeights,

@@ -34,9 +34,8 @@ export interface RuntimeTensor {
   data: Float32Array;
   dims: number[];
   /**
-   * Milliseconds the session computed this batch, on the runtime thread. Less than the time `run`
-   * took when batches queue for the thread: a caller that keeps the next batch waiting there meters
-   * the model by this, not by its own clock.
+   * Milliseconds the session computed this batch, on the runtime thread: the time `run` took also
+   * holds copying the feeds to the thread and the result back, and any batch queued before it.
    */
   computeMs: number;
 }

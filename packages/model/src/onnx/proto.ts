@@ -133,9 +133,9 @@ function valueInfoProto(v: ValueInfo): ProtoWriter {
 }
 
 /**
- * External data is aligned to this (64 KiB, a multiple of every page size in use): ONNX Runtime maps
- * a tensor from the data file in place only when its offset is aligned to the allocation granularity;
- * otherwise it reads it into memory of its own.
+ * Each tensor in the data file starts at a multiple of this (64 KiB, a multiple of every page size
+ * in use), so a tensor ONNX Runtime maps from the file begins on a page of its own: mmap offsets must
+ * be page-aligned, and no page holds the end of one tensor and the start of the next.
  */
 export const EXTERNAL_DATA_ALIGNMENT = 65_536;
 /** Tensors smaller than this stay inside the model file: mapping a few bytes saves nothing. */
@@ -157,7 +157,7 @@ export function serializeModel(m: ModelDef): Uint8Array {
 /**
  * Serialises a model with its large initializers in a data file named `location` (which must sit
  * beside the model file). Such weights can be mapped from the file instead of copied into each
- * process: see docs/benchmarks.md, "Memory".
+ * process: see docs/benchmarks.md, memory.bench.
  */
 export function serializeModelWithExternalData(m: ModelDef, location: string): ModelFiles {
   const data: Uint8Array[] = [];

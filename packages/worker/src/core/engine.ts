@@ -14,9 +14,8 @@ export interface EngineRunResult {
   /** [rows, dims] for pooled output; [rows, seqLen, dims] for token-level output (NONE pooling). */
   shape: number[];
   /**
-   * Milliseconds the model itself computed this batch. The worker may hand the model its next batch
-   * before this one returns, so the time `run` took can include waiting behind another batch; the
-   * worker's capacity is metered by this when the engine reports it.
+   * Milliseconds the model itself computed this batch: the time `run` took also holds passing rows
+   * and vectors between threads. The worker's capacity is metered by this when the engine reports it.
    */
   computeMs?: number;
 }

@@ -46,9 +46,8 @@ export interface SchedulerOptions<J> {
 
 export class Scheduler<J> {
   readonly #batcher: Batcher<J>;
-  /** Rows of the batch the model is computing (0 when it is idle). */
+  /** Rows of the batch the model is computing; 0 when it is idle (a batch has at least one row). */
   #computingRows = 0;
-  #computing = false;
   /** Moving averages of the model's batch time (ms) and batch size (rows). */
   #batchMs: number | undefined;
   #batchRows: number | undefined;
@@ -69,7 +68,7 @@ export class Scheduler<J> {
 
   /** Whether the model is computing a batch. */
   get computing(): boolean {
-    return this.#computing;
+    return this.#computingRows > 0;
   }
 
   /** Rows not encoded yet: waiting for a batch, or in the batch the model is computing. */
@@ -80,7 +79,7 @@ export class Scheduler<J> {
   /** Queues rows and starts a batch if the model is idle. */
   push(entries: readonly BatcherInput<J>[]): void {
     this.#batcher.push(entries);
-    if (!this.#computing) this.#runNext();
+    if (!this.computing) this.#runNext();
   }
 
   clear(): void {
@@ -101,13 +100,11 @@ export class Scheduler<J> {
   #runNext(): void {
     const batch = this.#formBatch();
     if (batch === undefined) return;
-    this.#computing = true;
     this.#computingRows = batch.entries.length;
     let done = false;
     const modelDone = () => {
       if (done) return;
       done = true;
-      this.#computing = false;
       this.#computingRows = 0;
       this.#runNext();
     };

@@ -61,8 +61,9 @@ export interface FleetOptions extends WorkerTuning {
   threadsPerWorker?: number;
   /**
    * CPU workers compute from the weights mapped from the cached graph's data file, one copy in memory
-   * for all of them, instead of each repacking a private copy for faster GEMMs: on BERT-base, ~150 MB
-   * (int8) or ~390 MB (float32) less per extra worker, ~15% slower. Off by default.
+   * for all of them, instead of each repacking a private copy for faster GEMMs. Two BERT-base workers
+   * (memory.bench): float32 1,215 → 905 MiB, int8 673 → 570 MiB, at 13-35% of the speed (int8 most).
+   * Off by default.
    */
   sharedWeights?: boolean;
   /** Stream and consumer settings (queue bound, ack_wait, max_deliver…), ensured once at start. */
