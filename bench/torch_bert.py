@@ -7,8 +7,17 @@ layer as Hugging Face's BertModel (post-LayerNorm, exact-erf gelu, additive -100
 vectors it returns are checked against bertq's by the caller (cosine), so a wrong model cannot pass
 as a fast one.
 
-stdin: {"model": folder, "threads": n, "min_seconds": s, "cases": [{"name", "ids": [[...]], "batch"}]}
-stdout: {"torch": version, "results": [{"name", "precision", "sent_per_s", "vectors": [[...]]}]}
+It serves the caller one JSON line per request on stdin, one JSON line per answer on stdout, so the
+caller can interleave its measurements with bertq's and every contender sees the same machine load:
+  {"model": folder, "threads": n, "precisions": [p]} -> {"torch": version, "backend": engine}
+                                                        (or {"skipped": why} when torch is missing)
+  {"case": name, "ids": [[...]], "batch": b}          -> {"ok": true}
+  {"vectors": precision, "case": name}                -> {"vectors": [[...], ...]} (first 4 rows)
+  {"measure": precision, "case": name, "seconds": s}  -> {"sent_per_s": x}
+precision is float32 (the BLAS torch was built with), float32-onednn or int8 (quantize_dynamic).
+The caller runs one process per precision: in one process, which precisions ran before changes how
+fast the next one runs (Debian's torch 1.13 here: int8 152-171 sent/s alone, 42-44 after float32-onednn
+had run), so each gets a process of its own, as a user running only that one would have.
 """
 import copy
 import json
@@ -99,49 +108,61 @@ class Bert(torch.nn.Module):
         return (x * m).sum(1) / (m.sum(1) + 1e-10)  # REDUCE_MEAN of the last layer
 
 
-def measure(fn, min_seconds):
-    fn()  # warm-up
-    best = math.inf
-    for _ in range(2):  # best of 2 runs of at least min_seconds each
-        n, t0 = 0, time.perf_counter()
-        while True:
-            fn()
-            n += 1
-            if time.perf_counter() - t0 >= min_seconds:
-                break
-        best = min(best, (time.perf_counter() - t0) / n)
-    return best
+def rate(fn, sentences, min_seconds):
+    """Sentences per second over one window of at least min_seconds (and at least one run)."""
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        if time.perf_counter() - t0 >= min_seconds:
+            break
+    return sentences * n / (time.perf_counter() - t0)
+
+
+def send(obj):
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
 
 
 def main():
-    req = json.load(sys.stdin)
+    req = json.loads(sys.stdin.readline())
     torch.set_num_threads(req["threads"])
     cfg = json.load(open(f"{req['model']}/config.json"))
     fp32 = Bert(cfg, read_safetensors(f"{req['model']}/model.safetensors")).eval()
-    int8 = torch.quantization.quantize_dynamic(fp32, {torch.nn.Linear}, dtype=torch.qint8)
-    # fp32 Linear through oneDNN (MKL-DNN) kernels instead of the BLAS torch was built with.
-    onednn = torch.utils.mkldnn.to_mkldnn(copy.deepcopy(fp32))
-    results = []
+    builders = {
+        "float32": lambda: fp32,
+        # fp32 Linear through oneDNN (MKL-DNN) kernels instead of the BLAS torch was built with.
+        "float32-onednn": lambda: torch.utils.mkldnn.to_mkldnn(copy.deepcopy(fp32)),
+        "int8": lambda: torch.quantization.quantize_dynamic(fp32, {torch.nn.Linear}, dtype=torch.qint8),
+    }
+    models = {p: builders[p]() for p in req.get("precisions", list(builders))}
+    send({"torch": torch.__version__, "backend": torch.backends.quantized.engine})
+    cases, warm = {}, set()
     with torch.inference_mode():
-        for precision, model in (("float32", fp32), ("float32-onednn", onednn), ("int8", int8)):
-            for case in req["cases"]:
-                ids = torch.tensor(case["ids"], dtype=torch.long)
+        for line in sys.stdin:
+            req = json.loads(line)
+            if "case" in req and "ids" in req:
+                ids = torch.tensor(req["ids"], dtype=torch.long)
                 mask = torch.ones_like(ids)
-                b = case["batch"]
-                chunks = [(ids[i : i + b], mask[i : i + b]) for i in range(0, len(ids), b)]
-                vectors = torch.cat([model(i, m) for i, m in chunks])
+                b = req["batch"]
+                cases[req["case"]] = [(ids[i : i + b], mask[i : i + b]) for i in range(0, len(ids), b)]
+                send({"ok": True})
+            elif "vectors" in req:
+                model, chunks = models[req["vectors"]], cases[req["case"]]
+                send({"vectors": torch.cat([model(i, m) for i, m in chunks])[:4].tolist()})
+            elif "measure" in req:
+                model, chunks = models[req["measure"]], cases[req["case"]]
 
                 def run_all():
                     for i, m in chunks:
                         model(i, m)
 
-                seconds = measure(run_all, req["min_seconds"])
-                results.append({
-                    "name": case["name"], "precision": precision, "sent_per_s": len(ids) / seconds,
-                    "vectors": vectors[:4].tolist(),
-                })
-                print(f"torch {precision} {case['name']}: {len(ids) / seconds:.1f} sent/s", file=sys.stderr)
-    print(json.dumps({"torch": torch.__version__, "backend": torch.backends.quantized.engine, "results": results}))
+                if (req["measure"], req["case"]) not in warm:
+                    run_all()
+                    warm.add((req["measure"], req["case"]))
+                send({"sent_per_s": rate(run_all, sum(len(i) for i, _ in chunks), req["seconds"])})
+            else:
+                send({"error": f"unknown request {sorted(req)}"})
 
 
 main()
