@@ -12,8 +12,9 @@
  * int8 keeps everything in float32 except the weight GEMMs, which become com.microsoft
  * DynamicQuantizeMatMul: int8 weights per output column, activations quantized per batch at run time
  * (ONNX Runtime's u8·s8 kernels; measured in bench/model.bench.ts against the float graph and PyTorch).
- * The plain float32 and int8 graphs run their encoder layers sequence-first ([S, B, H]), so that the
- * attention reads its heads in place instead of transposing copies of them (see attentionSeqFirst).
+ * The plain int8 graph runs its encoder layers sequence-first ([S, B, H]), so that the attention reads
+ * its heads in place instead of transposing copies of them (attentionSeqFirst, with com.microsoft
+ * FusedMatMul); the plain float graphs keep standard ONNX ops only.
  */
 import { ModelError, float32ArrayToFloat16 } from '@bertq/protocol';
 import { GraphBuilder, MS_DOMAIN, type ModelMeta } from './onnx/builder.js';
@@ -53,7 +54,7 @@ export function isTokenLevel(strategy: PoolingStrategy): boolean {
 interface Ctx {
   g: GraphBuilder;
   half: boolean;
-  /** Weight GEMMs are DynamicQuantizeMatMul over int8 weights. */
+  /** Weight GEMMs run on int8 weights (DynamicQuantizeMatMul, MatMulIntegerToFloat). */
   int8: boolean;
   /** The plain encoder layers take and give [S, B, H] rather than [B, S, H]. */
   seqFirst: boolean;
@@ -251,7 +252,7 @@ function attentionBatchFirst(
  * read as [B, heads, S, d] by com.microsoft FusedMatMul's transBatch, which only changes the strides
  * its GEMMs read with. The context comes out [B, heads, S, d] and is transposed once, back to
  * [S, B, H]. With projectQkv's int8 split, measured at seq 25, batch 64 on BERT-base against the
- * batch-first graph, alternating in one process: int8 1.21×, float32 1.06× (batch 1: int8 0.98×).
+ * batch-first graph, alternating in one process: int8 1.21× (batch 1: 0.98×; float32 would gain 1.06×).
  */
 function attentionSeqFirst(c: Ctx, q: string, k: string, v: string, maskAdd: string, heads: number, p: string): string {
   const g = c.g;
@@ -470,8 +471,9 @@ function composeBertGraph(
   const g = new GraphBuilder();
   const half = options.precision === 'float16';
   const int8 = options.precision === 'int8';
-  // float16 keeps the batch-first layout: FusedMatMul's transBatch was measured for float32 and int8 only.
-  const seqFirst = !options.fused && !half;
+  // Only int8, which needs ONNX Runtime's own ops anyway: the plain float graphs stay standard ONNX
+  // (sequence-first would make float32 1.06× faster at the price of a com.microsoft op).
+  const seqFirst = int8 && !options.fused;
   const c: Ctx = {
     g,
     half,
