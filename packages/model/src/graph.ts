@@ -102,11 +102,11 @@ function matmul(
 ): string {
   const [inDim, outDim] = dims as [number, number];
   if (c.int8) {
-    const q = quantizePerColumn(kernel, inDim, outDim);
+    const quantized = quantizePerColumn(kernel, inDim, outDim);
     const inputs = [
       x,
-      c.g.initializer(`${name}_kernel_int8`, q.values, [inDim, outDim]),
-      c.g.initializer(`${name}_kernel_scale`, q.scales, [outDim]),
+      c.g.initializer(`${name}_kernel_int8`, quantized.values, [inDim, outDim]),
+      c.g.initializer(`${name}_kernel_scale`, quantized.scales, [outDim]),
       '', // zero point: the quantization is symmetric
     ];
     if (bias) inputs.push(c.w(`${name}_bias`, bias, [outDim]));
@@ -201,15 +201,15 @@ function projectQkv(c: Ctx, x: string, lw: BertWeights['layers'][number], headDi
     const name = `${p}_${'qkv'[k]}`;
     const [inDim, outDim] = lin.kernel.shape as [number, number];
     const s = scales[k]!;
-    const q = quantizePerColumn(s === 1 ? lin.kernel.data : lin.kernel.data.map((v) => v * s), inDim, outDim);
+    const quantized = quantizePerColumn(s === 1 ? lin.kernel.data : lin.kernel.data.map((v) => v * s), inDim, outDim);
     const bias = s === 1 ? lin.bias.data : lin.bias.data.map((v) => v * s);
     return c.g.node(
       'MatMulIntegerToFloat',
       [
         xq!,
-        c.g.initializer(`${name}_kernel_int8`, q.values, [inDim, outDim]),
+        c.g.initializer(`${name}_kernel_int8`, quantized.values, [inDim, outDim]),
         xScale!,
-        c.g.initializer(`${name}_kernel_scale`, q.scales, [outDim]),
+        c.g.initializer(`${name}_kernel_scale`, quantized.scales, [outDim]),
         xZero!,
         '', // weight zero point: the quantization is symmetric
         c.w(`${name}_bias`, bias, [outDim]),
