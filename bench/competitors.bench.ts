@@ -359,8 +359,8 @@ function findTorchPython(): string | undefined {
 
 /**
  * torch's CPU tensors come from glibc malloc, which maps each large block afresh and unmaps it on
- * free; the page faults that follow took up to 60% of torch's time here (sys time; int8 72-164 sent/s
- * from run to run, oneDNN float32 27-35). PyTorch's CPU tuning guides answer this with a caching
+ * free; the page faults that follow made torch up to 2.3× slower here, a quarter of its CPU time in
+ * the kernel (int8 72-164 sent/s from run to run, oneDNN float32 27-35). PyTorch's CPU tuning guides answer this with a caching
  * allocator (jemalloc, tcmalloc); glibc keeps its blocks too when told so, which gives torch its best
  * and steadiest figures (int8 145-168, oneDNN float32 51-60). bertq measured the same either way
  * (ONNX Runtime reuses its own arena).
