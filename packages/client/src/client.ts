@@ -62,7 +62,13 @@ import { fromNatsHeaders } from '@bertq/nats';
 import { publishAll, publishJob, type PublishContext } from './publish.js';
 import { AdmissionGate } from './admission.js';
 import { SingleFlight } from './single-flight.js';
-import { CONSUMER_INFO_TIMEOUT_MS, deliveredSequences, jobsToReask } from './recovery.js';
+import {
+  ALL_DELIVERED,
+  CONSUMER_INFO_TIMEOUT_MS,
+  deliveredSequences,
+  jobsToReask,
+  stalledRequests,
+} from './recovery.js';
 import type {
   ClientStatus,
   Delivery,
@@ -162,6 +168,10 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
   private livenessMisses = 0;
   /** Epoch ms the connection dropped, while it is down (reconnecting). */
   private disconnectedSince: number | undefined;
+  /** When the connection last came back (0: never lost); the stall check looks at requests older than it. */
+  private lastReconnectAt = 0;
+  /** A stall check is running (they are not stacked). */
+  private checkingStalls = false;
   /** The recovery running after the last reconnect; the next one waits for it. */
   private recovering: Promise<void> = Promise.resolve();
 
@@ -565,6 +575,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       return;
     }
     if (this.disconnectedSince !== undefined) return;
+    void this.recoverStalled();
     try {
       await this.loadConfig(); // the same read (and version check) as a request's, shared if one is running
       this.livenessMisses = 0;
@@ -592,6 +603,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       if (s.type === 'disconnect') this.disconnectedSince ??= Date.now();
       if (s.type !== 'reconnect') continue;
       this.disconnectedSince = undefined;
+      this.lastReconnectAt = Date.now();
       // A config read sent while the broker was away is never answered (it runs to its 5 s timeout):
       // let callers from now on read afresh instead of queueing behind it (the gateway's /ready did);
       // the same for the admission gate's background readings.
@@ -628,6 +640,37 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     const lanes = new Set(requests.map((r) => r.lane));
     const jsm = await this.jsm().catch(() => undefined);
     const delivered = await deliveredSequences(jsm, this.names.stream, this.names.consumers, lanes, deadline);
+    await this.reask(requests, delivered);
+  }
+
+  /**
+   * The second look of recovery.ts: requests that lived through a reconnect and have had no rows for
+   * STALL_MS, in a lane whose consumer has nothing queued and nothing awaiting an ack, ask for their
+   * missing jobs again. Runs with the liveness checks, so only while requests wait.
+   */
+  private async recoverStalled(): Promise<void> {
+    if (this.checkingStalls) return;
+    this.checkingStalls = true;
+    try {
+      const stalled = stalledRequests(this.pending.values(), this.lastReconnectAt, Date.now());
+      if (stalled.length === 0) return;
+      const jsm = await this.jsm();
+      for (const lane of new Set(stalled.map((r) => r.lane))) {
+        const info = await jsm.consumers.info(this.names.stream, this.names.consumers[lane]);
+        if (info.num_pending > 0 || info.num_ack_pending > 0) continue; // they may still come
+        const inLane = stalled.filter((r) => r.lane === lane);
+        for (const r of inLane) r.lastProgressAt = Date.now();
+        await this.reask(inLane, ALL_DELIVERED);
+      }
+    } catch {
+      // JetStream unreadable just now: the next liveness tick looks again
+    } finally {
+      this.checkingStalls = false;
+    }
+  }
+
+  /** Publishes again what jobsToReask picks for `requests`; a failure fails its request. */
+  private async reask(requests: PendingRequest[], delivered: Record<Priority, number>): Promise<void> {
     await Promise.all(
       jobsToReask(requests, delivered).map(async ({ request, job }) => {
         const pending = request as PendingRequest;

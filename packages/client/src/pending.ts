@@ -57,6 +57,11 @@ export class PendingRequest {
   private readonly lengthLimit: number | undefined;
   /** Rows whose token count reached lengthLimit: probably cut by max_seq_len. */
   rowsAtLimit = 0;
+  /** When the request began. */
+  readonly createdAt: number;
+  /** When rows last arrived, or its jobs were last asked for again (recovery's stall check). */
+  lastProgressAt: number;
+  private readonly now: () => number;
 
   constructor(options: PendingOptions) {
     this.id = options.id;
@@ -74,8 +79,10 @@ export class PendingRequest {
     });
     // The caller may not await until publishing is done; a rejection before then is still handled.
     this.promise.catch(() => {});
-    const now = options.now ?? Date.now;
-    this.timer = setTimeout(() => this.expire(), Math.max(0, this.deadline - now()));
+    this.now = options.now ?? Date.now;
+    this.createdAt = this.now();
+    this.lastProgressAt = this.createdAt;
+    this.timer = setTimeout(() => this.expire(), Math.max(0, this.deadline - this.now()));
   }
 
   get settled(): boolean {
@@ -118,6 +125,7 @@ export class PendingRequest {
       return 'failed';
     }
     if (!added) return 'duplicate';
+    this.lastProgressAt = this.now();
     if (
       this.lengthLimit !== undefined &&
       frame.tokenCounts !== undefined &&

@@ -14,6 +14,15 @@
  *
  * When the consumer cannot be read (JetStream still recovering after the restart, or a broker that
  * forbids it), every stored unfinished job is re-asked: more duplicate work, nothing lost.
+ *
+ * The consumers' positions are as the restarted broker reports them, and a SIGKILLed nats-server can
+ * restore one from before its last deliveries. A job delivered then, computed while this client was
+ * away and acknowledged afterwards, looks undelivered: its copy is dropped as a duplicate and nothing
+ * would ever send its rows again (CI saw it once: in the broker-SIGKILL test, 1 request of 667 ran to
+ * its TIMEOUT).
+ * So a request that lived through a reconnect and has had no rows for STALL_MS is looked at again
+ * (stalledRequests): when its lane's consumer has nothing queued and nothing awaiting an ack, none of
+ * its missing jobs can still arrive, and every one is re-asked under a new Nats-Msg-Id.
  */
 import type { JetStreamManager } from '@nats-io/jetstream';
 import { dedupId, HEADERS, type Priority } from '@bertq/protocol';
@@ -61,6 +70,40 @@ export async function deliveredSequences(
         await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** attempt, Math.max(0, deadline - Date.now()))));
       }
     }
+  }
+  return out;
+}
+
+/** How long a request that lived through a reconnect may go without rows before it is looked at again. */
+export const STALL_MS = 3_000;
+
+/** Every lane taken as delivered: jobsToReask then re-asks every unfinished job under a new Nats-Msg-Id. */
+export const ALL_DELIVERED: Record<Priority, number> = {
+  high: Number.POSITIVE_INFINITY,
+  bulk: Number.POSITIVE_INFINITY,
+};
+
+/** What the stall check needs of a request, beyond what recovery needs. */
+export interface StallableRequest extends RecoverableRequest {
+  readonly createdAt: number;
+  readonly lastProgressAt: number;
+}
+
+/**
+ * Requests that began before the last reconnect (`lastReconnectAt`, 0 for none), still miss stored
+ * jobs, and have had no rows (nor a re-ask) for STALL_MS since then.
+ */
+export function stalledRequests<R extends StallableRequest>(
+  requests: Iterable<R>,
+  lastReconnectAt: number,
+  now: number,
+): R[] {
+  if (lastReconnectAt === 0) return [];
+  const out: R[] = [];
+  for (const r of requests) {
+    if (r.settled || r.createdAt > lastReconnectAt) continue;
+    if (now - Math.max(r.lastProgressAt, lastReconnectAt) < STALL_MS) continue;
+    if (r.unfinishedJobs().length > 0) out.push(r);
   }
   return out;
 }

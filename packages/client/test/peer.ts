@@ -35,7 +35,7 @@ import { sampleConfig } from './documents.js';
 export async function createJobStream(
   nc: NatsConnection,
   service: string,
-  options: { maxMsgs?: number } = {},
+  options: { maxMsgs?: number; storage?: 'memory' | 'file' } = {},
 ): Promise<void> {
   const names = serviceNames(service);
   const jsm = await jetstreamManager(nc);
@@ -45,7 +45,7 @@ export async function createJobStream(
     retention: RetentionPolicy.Workqueue,
     discard: DiscardPolicy.New,
     max_msgs: options.maxMsgs ?? 10_000,
-    storage: StorageType.Memory,
+    storage: options.storage === 'file' ? StorageType.File : StorageType.Memory,
     duplicate_window: 120_000_000_000,
   });
   for (const priority of PRIORITIES) {
