@@ -81,6 +81,8 @@ export interface ScenarioReport {
   duplicated: number;
   /** Failed with a typed error, by code. */
   errors: Record<string, number>;
+  /** The first message seen for each error code, to tell what went wrong without a rerun. */
+  errorMessages: Record<string, string>;
   /** Failed later than their deadline + LATE_SLACK_MS. */
   late: number;
   maxLatencyMs: number;
@@ -257,6 +259,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
     lost: 0,
     duplicated: 0,
     errors: {},
+    errorMessages: {},
     late: 0,
     maxLatencyMs: 0,
     reasked: 0,
@@ -317,6 +320,8 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioReport> {
               ? outcome.error.code
               : `untyped ${String(outcome.error)}`;
         report.errors[code] = (report.errors[code] ?? 0) + 1;
+        report.errorMessages[code] ??=
+          'error' in outcome ? String((outcome.error as Error)?.message ?? outcome.error) : code;
         if (Date.now() > deadline + LATE_SLACK_MS) report.late++;
       }
     };
