@@ -102,18 +102,25 @@ function matmul(
 ): string {
   const [inDim, outDim] = dims as [number, number];
   if (c.int8) {
-    const quantized = quantizePerColumn(kernel, inDim, outDim);
-    const inputs = [
-      x,
-      c.g.initializer(`${name}_kernel_int8`, quantized.values, [inDim, outDim]),
-      c.g.initializer(`${name}_kernel_scale`, quantized.scales, [outDim]),
-      '', // zero point: the quantization is symmetric
-    ];
+    const inputs = [x, ...int8Kernel(c, kernel, inDim, outDim, name)];
     if (bias) inputs.push(c.w(`${name}_bias`, bias, [outDim]));
     return c.g.node('DynamicQuantizeMatMul', inputs, { domain: MS_DOMAIN, outputs: [name] })[0]!;
   }
   const product = c.g.op('MatMul', [x, c.w(`${name}_kernel`, kernel, [inDim, outDim])], undefined, `${name}_matmul`);
   return bias ? c.g.op('Add', [product, c.w(`${name}_bias`, bias, [outDim])], undefined, name) : product;
+}
+
+/**
+ * A weight matrix as the int8 GEMMs take it: its int8 values, one scale per output column, and no
+ * zero point (the quantization is symmetric).
+ */
+function int8Kernel(c: Ctx, kernel: Float32Array, inDim: number, outDim: number, name: string): string[] {
+  const quantized = quantizePerColumn(kernel, inDim, outDim);
+  return [
+    c.g.initializer(`${name}_kernel_int8`, quantized.values, [inDim, outDim]),
+    c.g.initializer(`${name}_kernel_scale`, quantized.scales, [outDim]),
+    '',
+  ];
 }
 
 /** Splits a fused [.., 3H] projection into q, k and v, each [.., H]. */
@@ -201,19 +208,12 @@ function projectQkv(c: Ctx, x: string, lw: BertWeights['layers'][number], headDi
     const name = `${p}_${'qkv'[k]}`;
     const [inDim, outDim] = lin.kernel.shape as [number, number];
     const s = scales[k]!;
-    const quantized = quantizePerColumn(s === 1 ? lin.kernel.data : lin.kernel.data.map((v) => v * s), inDim, outDim);
+    const kernel = s === 1 ? lin.kernel.data : lin.kernel.data.map((v) => v * s);
     const bias = s === 1 ? lin.bias.data : lin.bias.data.map((v) => v * s);
+    const [values, scale, zero] = int8Kernel(c, kernel, inDim, outDim, name);
     return c.g.node(
       'MatMulIntegerToFloat',
-      [
-        xq!,
-        c.g.initializer(`${name}_kernel_int8`, quantized.values, [inDim, outDim]),
-        xScale!,
-        c.g.initializer(`${name}_kernel_scale`, quantized.scales, [outDim]),
-        xZero!,
-        '', // weight zero point: the quantization is symmetric
-        c.w(`${name}_bias`, bias, [outDim]),
-      ],
+      [xq!, values!, xScale!, scale!, xZero!, zero!, c.w(`${name}_bias`, bias, [outDim])],
       { domain: MS_DOMAIN, outputs: [name] },
     )[0]!;
   });
