@@ -57,8 +57,6 @@ export class PendingRequest {
   private readonly lengthLimit: number | undefined;
   /** Rows whose token count reached lengthLimit: probably cut by max_seq_len. */
   rowsAtLimit = 0;
-  /** When the request began. */
-  readonly createdAt: number;
   /** When rows last arrived, or its jobs were last asked for again (recovery's stall check). */
   lastProgressAt: number;
   private readonly now: () => number;
@@ -80,9 +78,13 @@ export class PendingRequest {
     // The caller may not await until publishing is done; a rejection before then is still handled.
     this.promise.catch(() => {});
     this.now = options.now ?? Date.now;
-    this.createdAt = this.now();
-    this.lastProgressAt = this.createdAt;
+    this.lastProgressAt = this.now();
     this.timer = setTimeout(() => this.expire(), Math.max(0, this.deadline - this.now()));
+  }
+
+  /** When the request began: its deadline less its timeout. */
+  get createdAt(): number {
+    return this.deadline - this.timeoutMs;
   }
 
   get settled(): boolean {
