@@ -18,29 +18,21 @@
  */
 import { type ChildProcessByStdio, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import {
-  Encoder,
-  bertBaseConfig,
-  buildBertGraph,
-  syntheticBertWeights,
-  syntheticVocab,
-  writeHuggingFaceFolder,
-} from '@bertq/model';
+import { Encoder, bertBaseConfig, buildBertGraph, syntheticBertWeights, writeHuggingFaceFolder } from '@bertq/model';
 import type { BertWeights, EncoderOptions } from '@bertq/model';
-import { systemLine, table } from './system.js';
+import { benchVocab, systemLine, table } from './system.js';
 
 const quick = process.argv.includes('--quick');
 /** Rounds per case, and each contender's window in a round. */
 const ROUNDS = quick ? 2 : 3;
 const WINDOW_SECONDS = quick ? 0.5 : 1;
 const SHARED = fileURLToPath(new URL('../../../shared/models/', import.meta.url));
-const VOCAB = join(SHARED, 'bert-base-uncased-vocab.txt');
 /** bert-base-uncased's tokenizer in Hugging Face's format (all-MiniLM-L6-v2 ships that very vocab). */
 const TOKENIZER_JSON = join(SHARED, 'all-MiniLM-L6-v2-tokenizer');
 const TORCH_SCRIPT = fileURLToPath(new URL('../torch_bert.py', import.meta.url));
@@ -177,14 +169,9 @@ async function main(): Promise<void> {
   const load0 = loadavg()[0]!;
   const contenders: Contender[] = [];
   try {
-    const sharedVocab = existsSync(VOCAB);
-    const vocab = sharedVocab ? (await readFile(VOCAB, 'utf8')).split('\n').filter(Boolean) : syntheticVocab();
+    const { tokens: vocab, source } = await benchVocab();
     const weights = syntheticBertWeights({ ...config, vocabSize: vocab.length }, 1);
-    const dir = await writeHuggingFaceFolder(
-      join(root, 'bert-base'),
-      weights,
-      sharedVocab ? { file: VOCAB } : { tokens: vocab },
-    );
+    const dir = await writeHuggingFaceFolder(join(root, 'bert-base'), weights, source);
     const base: EncoderOptions = {
       model: dir,
       graphTmpDir: join(root, 'graphs'),
@@ -360,10 +347,10 @@ function findTorchPython(): string | undefined {
 /**
  * torch's CPU tensors come from glibc malloc, which maps each large block afresh and unmaps it on
  * free; the page faults that follow made torch up to 2.3× slower here, a quarter of its CPU time in
- * the kernel (int8 72-164 sent/s from run to run, oneDNN float32 27-35). PyTorch's CPU tuning guides answer this with a caching
- * allocator (jemalloc, tcmalloc); glibc keeps its blocks too when told so, which gives torch its best
- * and steadiest figures (int8 145-168, oneDNN float32 51-60). bertq measured the same either way
- * (ONNX Runtime reuses its own arena).
+ * the kernel (int8 72-164 sent/s from run to run, oneDNN float32 27-35). PyTorch's CPU tuning guides
+ * answer this with a caching allocator (jemalloc, tcmalloc); glibc keeps its blocks too when told so,
+ * which gives torch its best and steadiest figures (int8 145-168, oneDNN float32 51-60). bertq
+ * measured the same either way (ONNX Runtime reuses its own arena).
  */
 const TORCH_MALLOC = { MALLOC_MMAP_THRESHOLD_: String(32 * 2 ** 20), MALLOC_TRIM_THRESHOLD_: String(2 ** 32) };
 
