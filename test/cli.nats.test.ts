@@ -10,7 +10,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Encoder } from '@bertq/model';
+import { Encoder, detectInt8Kernel } from '@bertq/model';
 import { freePort, maxAbsDiff, startNatsServer, tinyModel, waitFor, type TinyModelFixture } from '@bertq/testing';
 import { BIN, runBertq, startBertq, workerPidsOf, type Run, type Started } from './cli-fixtures.js';
 
@@ -269,11 +269,21 @@ test('cli - bertq start --precision int8 serves int8 vectors within cosine 0.99 
     } finally {
       await enc.close();
     }
+    // The int8 kernel path: logged once at start, shown by status, in the config endpoint.
+    const kernel = await detectInt8Kernel();
+    assert.ok(fleet.stderr().includes(`int8 on ${kernel.path}`), fleet.stderr());
     const status = await bertq(['status', '--server', server]);
     assert.match(status.stdout, /· int8/);
+    assert.ok(status.stdout.includes(`int8 kernel: ${kernel.path}`), status.stdout);
     const config = await bertq(['status', '--json', '--server', server]);
-    const doc = JSON.parse(config.stdout) as { workers: Array<{ config: { precision: string } }> };
+    const doc = JSON.parse(config.stdout) as {
+      workers: Array<{ config: { precision: string; int8_kernel?: { weight_bits: number; exact: boolean } } }>;
+    };
     assert.equal(doc.workers[0]!.config.precision, 'int8');
+    assert.deepEqual(
+      { bits: doc.workers[0]!.config.int8_kernel?.weight_bits, exact: doc.workers[0]!.config.int8_kernel?.exact },
+      { bits: kernel.weightBits, exact: kernel.exact },
+    );
   } finally {
     fleet.child.kill('SIGKILL');
     await fleet.exited;

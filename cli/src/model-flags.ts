@@ -3,8 +3,8 @@
  * translation into the model package's EncoderOptions.
  */
 import { Flags } from '@oclif/core';
-import { POOLING_STRATEGIES, PRECISIONS } from '@bertq/model';
-import type { EncoderOptions, PoolingStrategy, Precision } from '@bertq/model';
+import { INT8_WEIGHT_BITS, POOLING_STRATEGIES, PRECISIONS } from '@bertq/model';
+import type { EncoderOptions, Int8WeightBits, PoolingStrategy, Precision } from '@bertq/model';
 
 const MODEL = 'MODEL';
 
@@ -101,6 +101,13 @@ export const modelFlags = {
     env: 'BERTQ_PRECISION',
     helpGroup: MODEL,
   }),
+  'int8-weight-bits': Flags.string({
+    summary:
+      "With --precision int8: 8-bit weights where the CPU's int8 kernel sums exactly (VNNI, ARM), 7-bit where it saturates (AVX2, AVX-512BW without VNNI). Default: measured on this CPU. Give 7 on every host of a fleet that mixes both kinds, so they compute the same vectors.",
+    options: INT8_WEIGHT_BITS.map(String),
+    env: 'BERTQ_INT8_WEIGHT_BITS',
+    helpGroup: MODEL,
+  }),
   fp16: Flags.boolean({
     summary: "Alias of --precision float16 (bert-as-service's -fp16).",
     env: 'BERTQ_FP16',
@@ -131,6 +138,7 @@ type ModelFlagValues = {
   'pooling-layer': string;
   normalize: boolean;
   precision?: string | undefined;
+  'int8-weight-bits'?: string | undefined;
   fp16: boolean;
   fused?: boolean | undefined;
 };
@@ -183,6 +191,10 @@ export function encoderOptionsFromFlags(f: ModelFlagValues): EncoderOptions {
     if (f.fp16 && f.precision !== 'float16')
       throw new FlagError(`--fp16 contradicts --precision ${f.precision}: give one of them`);
     opts.precision = f.precision as Precision;
+  }
+  if (f['int8-weight-bits'] !== undefined) {
+    if (opts.precision !== 'int8') throw new FlagError('--int8-weight-bits needs --precision int8');
+    opts.int8WeightBits = Number(f['int8-weight-bits']) as Int8WeightBits;
   }
   return opts;
 }

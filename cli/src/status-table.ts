@@ -22,6 +22,9 @@ export function renderStatus(s: FleetStatus): string {
     out.push(
       `model ${cfg.model_dir ?? '?'} · ${cfg.pooling_strategy} layer ${cfg.pooling_layer.join(',')} · max_seq_len ${cfg.max_seq_len ?? 'NONE'} · output ${(cfg.output_shape ?? []).map((d) => d ?? 'T').join('×')}${cfg.precision && cfg.precision !== 'float32' ? ` · ${cfg.precision}` : cfg.fp16 ? ' · fp16' : ''}`,
     );
+    // Workers on other hosts may run other int8 kernels: each path once.
+    const int8Paths = [...new Set(s.workers.flatMap((w) => (w.config.int8_kernel ? [w.config.int8_kernel.path] : [])))];
+    if (int8Paths.length > 0) out.push(`int8 kernel: ${int8Paths.join('; ')}`);
   }
   out.push(
     `queue: high ${num(s.queue.high.pending)} waiting / ${num(s.queue.high.ack_pending)} in flight · bulk ${num(s.queue.bulk.pending)} waiting / ${num(s.queue.bulk.ack_pending)} in flight · ${s.queue.local_rows} rows held by workers`,

@@ -253,7 +253,7 @@ export default class Start extends BaseCommand<typeof Start> {
         });
         const r = fleet.ready;
         this.logToStderr(
-          `bertq ready: service "${r.service}" on ${nats.url}, model ${r.model}, ${r.dims}-dim vectors, ${r.workers} worker(s) on ${[...new Set(r.devices)].join(', ')}`,
+          `bertq ready: service "${r.service}" on ${nats.url}, model ${r.model}, ${r.dims}-dim vectors, ${r.workers} worker(s) on ${[...new Set(r.devices)].join(', ')}${r.int8Kernel ? `, int8 on ${r.int8Kernel}` : ''}`,
         );
         // The HTTP gateway, in this process, once the fleet answers; a NATS client like any other.
         let gateway;

@@ -10,6 +10,7 @@
  * row). A fleet prepares once and has each worker only open. Encoding tokenizes, groups rows of
  * similar length into batches under a token budget, runs them, and puts rows back in order.
  */
+import type { Int8Kernel } from './int8-kernel.js';
 import { BadRequestError, ModelError } from '@bertq/protocol';
 import { DEVICE_PROFILES } from './devices.js';
 import type { Device, Precision } from './devices.js';
@@ -87,6 +88,8 @@ export interface EncoderInfo {
   precision: Precision;
   /** precision === 'float16' (bert-as-service's fp16, as the `config` endpoint reports it). */
   fp16: boolean;
+  /** precision int8: the CPU's int8 kernel and the weight width chosen for it (int8-kernel.ts). */
+  int8Kernel?: Int8Kernel;
   normalize: boolean;
   fused: boolean;
   /** Weights mapped from the graph's data file and shared by every worker on the machine (see OpenOptions). */
@@ -196,6 +199,7 @@ export class Encoder {
       graphCacheHit: prepared.graphCacheHit,
     };
     if (prepared.sentenceTransformers) info.sentenceTransformers = prepared.sentenceTransformers;
+    if (prepared.int8Kernel) info.int8Kernel = prepared.int8Kernel;
     const encoder = new Encoder(info, tokenizer, runtime, graph, config, limits);
     try {
       await encoder.encode(['warm up']); // fails fast on a broken graph, and takes the first-run cost now

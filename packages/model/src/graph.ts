@@ -19,7 +19,7 @@
 import { ModelError, float32ArrayToFloat16 } from '@bertq/protocol';
 import { GraphBuilder, MS_DOMAIN, type ModelMeta } from './onnx/builder.js';
 import { type AttributeValue, DataType, type ModelFiles } from './onnx/proto.js';
-import { quantizePerColumn } from './onnx/quantize.js';
+import { int8WeightMax, quantizePerColumn } from './onnx/quantize.js';
 import { bertConfigJson } from './config-json.js';
 import { resolvePoolingLayers } from './pooling-layers.js';
 import type { BertConfig, BertWeights, GraphOptions, LinearWeights, PoolingStrategy } from './types.js';
@@ -56,6 +56,8 @@ interface Ctx {
   half: boolean;
   /** Weight GEMMs run on int8 weights (DynamicQuantizeMatMul, MatMulIntegerToFloat). */
   int8: boolean;
+  /** The largest |int8 weight|: 127, or 64 where the CPU's int8 kernel saturates (int8-kernel.ts). */
+  int8Max: number;
   /** The plain encoder layers take and give [S, B, H] rather than [B, S, H]. */
   seqFirst: boolean;
   /** Converts weight data to the graph's float type. */
@@ -115,7 +117,7 @@ function matmul(
  * zero point (the quantization is symmetric).
  */
 function int8Kernel(c: Ctx, kernel: Float32Array, inDim: number, outDim: number, name: string): string[] {
-  const quantized = quantizePerColumn(kernel, inDim, outDim);
+  const quantized = quantizePerColumn(kernel, inDim, outDim, c.int8Max);
   return [
     c.g.initializer(`${name}_kernel_int8`, quantized.values, [inDim, outDim]),
     c.g.initializer(`${name}_kernel_scale`, quantized.scales, [outDim]),
@@ -478,6 +480,7 @@ function composeBertGraph(
     g,
     half,
     int8,
+    int8Max: int8WeightMax(options.int8WeightBits ?? 8),
     seqFirst,
     w: (prefix, data, dims) => g.initializer(prefix, half ? float32ArrayToFloat16(data) : data, dims),
     scalar: (v) => g.scalar(v, half, float32ArrayToFloat16),

@@ -1,6 +1,8 @@
 export { Encoder, defaultMaxBatchTokens } from './encoder.js';
 export { prepareModel, resolvePrecision } from './prepare.js';
 export { DEVICES, DEVICE_PROFILES, PRECISIONS } from './devices.js';
+export { describeInt8Kernel, detectInt8Kernel, int8Isa, int8SumsExact } from './int8-kernel.js';
+export { INT8_WEIGHT_BITS } from './onnx/quantize.js';
 export { POOLING_STRATEGIES } from './types.js';
 export { BertTokenizer, DEFAULT_MAX_SEQ_LEN, MIN_MAX_SEQ_LEN } from './tokenizer.js';
 export { syntheticBertWeights, syntheticVocab, tinyBertConfig, bertBaseConfig } from './synthetic.js';
@@ -56,6 +58,8 @@ export { downloadModel, isHubModelId, defaultCacheDir } from './hub/index.js';
 export type { EncoderOptions, EncodeOptions, EncodeResult, EncoderInfo, OpenOptions } from './encoder.js';
 export type { PrepareOptions, PreparedModel, TokenizerSource } from './prepare.js';
 export type { DeviceProfile, Precision } from './devices.js';
+export type { Int8Kernel } from './int8-kernel.js';
+export type { Int8WeightBits } from './onnx/quantize.js';
 export type {
   BertConfig,
   BertWeights,

@@ -19,7 +19,11 @@ import { buildBertGraphFiles, layersNeeded } from './graph.js';
 import { GraphCache, canonicalHash, fileContentHash, graphCacheKey } from './graph-cache.js';
 import { defaultCacheDir, downloadModel, isHubModelId } from './hub/index.js';
 import type { DownloadModelOptions } from './hub/index.js';
+import { detectInt8Kernel } from './int8-kernel.js';
+import type { Int8Kernel } from './int8-kernel.js';
 import { readOnnxMetadata } from './onnx/metadata.js';
+import { INT8_WEIGHT_BITS } from './onnx/quantize.js';
+import type { Int8WeightBits } from './onnx/quantize.js';
 import { DEFAULT_MAX_SEQ_LEN } from './tokenizer.js';
 import { POOLING_STRATEGIES } from './types.js';
 import type { BertConfig, GraphOptions, PoolingStrategy } from './types.js';
@@ -57,6 +61,13 @@ export interface PrepareOptions extends ModelSourceOptions {
   precision?: Precision;
   /** Alias of `precision: 'float16'` (bert-as-service's -fp16). */
   fp16?: boolean;
+  /**
+   * precision int8: the width of the int8 weights. Default: 8 where this CPU's int8 kernel sums
+   * exactly (VNNI, ARM), 7 where it saturates (AVX2, AVX-512BW without VNNI): measured, not guessed
+   * (int8-kernel.ts). Set 7 on every host of a fleet that mixes both kinds of CPU, so all of them
+   * compute the same vectors (one fingerprint); 8 is refused where the kernel saturates.
+   */
+  int8WeightBits?: Int8WeightBits;
   /** L2-normalise each vector (what sentence-transformers models with a Normalize module expect). */
   normalize?: boolean;
   /** Use ONNX Runtime's fused transformer kernels. Default: the device's (DEVICE_PROFILES). */
@@ -100,6 +111,8 @@ export interface PreparedModel {
    */
   fingerprint: string;
   sentenceTransformers?: SentenceTransformersHint;
+  /** precision int8: the int8 kernel this CPU runs, as probed when the model was prepared. */
+  int8Kernel?: Int8Kernel;
 }
 
 const DEFAULT_POOLING: PoolingStrategy = 'REDUCE_MEAN';
@@ -138,6 +151,8 @@ export async function prepareModel(options: PrepareOptions): Promise<PreparedMod
     normalize: options.normalize ?? false,
     fused: options.fused ?? DEVICE_PROFILES[device].fusedByDefault,
   };
+  let int8Kernel = precision === 'int8' ? await detectInt8Kernel() : undefined;
+  if (int8Kernel) graphOptions.int8WeightBits = int8WeightBits(options.int8WeightBits, int8Kernel);
   const maxSeqLen = resolveMaxSeqLen(options.maxSeqLen);
   const cacheRoot = options.hub?.cacheDir ?? defaultCacheDir();
   const graphDir = options.graphTmpDir ?? join(cacheRoot, 'graphs');
@@ -166,6 +181,14 @@ export async function prepareModel(options: PrepareOptions): Promise<PreparedMod
         options,
         JSON.parse(meta['bertq.options'] ?? '{}') as BuiltOptions,
       );
+      if (graphOptions.precision === 'int8') {
+        int8Kernel ??= await detectInt8Kernel();
+        checkBuiltInt8Weights(source.onnxPath, graphOptions, options, int8Kernel);
+      } else {
+        int8Kernel = undefined;
+        delete graphOptions.int8WeightBits;
+        onlyForInt8(options, graphOptions);
+      }
     } else if (source.configPath) {
       config = await readBertConfig(source.configPath);
     } else {
@@ -178,6 +201,7 @@ export async function prepareModel(options: PrepareOptions): Promise<PreparedMod
     }
     graphPath = source.onnxPath;
   } else {
+    onlyForInt8(options, graphOptions);
     config = await readBertConfig(source.configPath);
     const cache = new GraphCache(graphDir);
     const key = graphCacheKey(weightsHash, graphOptions);
@@ -218,7 +242,28 @@ export async function prepareModel(options: PrepareOptions): Promise<PreparedMod
   };
   if ('sentenceTransformers' in source && source.sentenceTransformers)
     prepared.sentenceTransformers = source.sentenceTransformers;
+  if (int8Kernel) prepared.int8Kernel = int8Kernel;
   return prepared;
+}
+
+/** The int8 weight width: as asked, or what the kernel sums exactly; never 8 where it saturates. */
+function int8WeightBits(asked: Int8WeightBits | undefined, kernel: Int8Kernel): Int8WeightBits {
+  if (asked !== undefined && !INT8_WEIGHT_BITS.includes(asked))
+    throw new BadRequestError(`int8WeightBits must be 7 or 8, got ${JSON.stringify(asked)}`);
+  if (asked === 8 && !kernel.exact) throw saturatingKernelError('8-bit int8 weights were asked for', kernel);
+  return asked ?? kernel.weightBits;
+}
+
+function onlyForInt8(asked: PrepareOptions, graphOptions: GraphOptions): void {
+  if (asked.int8WeightBits !== undefined && graphOptions.precision !== 'int8')
+    throw new BadRequestError(`int8WeightBits is for precision int8, not ${graphOptions.precision}`);
+}
+
+function saturatingKernelError(what: string, kernel: Int8Kernel): BadRequestError {
+  return new BadRequestError(
+    `${what}, but this CPU's int8 kernel (${kernel.isa}) sums pairs of products in 16 bits, which saturate: vectors would fall to cosine ~0.96 of float32. Use 7-bit weights (int8WeightBits 7, the default here) or precision float32`,
+    { details: { int8_kernel: kernel.path } },
+  );
 }
 
 export function resolvePrecision(options: { precision?: Precision; fp16?: boolean }): Precision {
@@ -282,6 +327,23 @@ function adoptBuiltOptions(path: string, graphOptions: GraphOptions, asked: Prep
     }
     (graphOptions as unknown as Record<string, unknown>)[key] = have[key];
   }
+  // int8 graphs built before int8WeightBits existed hold 8-bit weights.
+  if (builtPrecision === 'int8') graphOptions.int8WeightBits = built.int8WeightBits ?? 8;
+}
+
+/** A bertq-built int8 `.onnx` file: its weight width as asked, and one this CPU sums exactly. */
+function checkBuiltInt8Weights(
+  path: string,
+  graphOptions: GraphOptions,
+  asked: PrepareOptions,
+  kernel: Int8Kernel,
+): void {
+  const bits = graphOptions.int8WeightBits ?? 8;
+  if (asked.int8WeightBits !== undefined && asked.int8WeightBits !== bits)
+    throw new BadRequestError(
+      `${path} was built with ${bits}-bit int8 weights, but ${asked.int8WeightBits} were asked for: rebuild it from the weights, or drop the option`,
+    );
+  if (bits === 8 && !kernel.exact) throw saturatingKernelError(`${path} holds 8-bit int8 weights`, kernel);
 }
 
 /** A Hugging Face tokenizer.json carries the model's own normaliser (cased or not): prefer it there. */

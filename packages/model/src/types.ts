@@ -3,6 +3,7 @@
  * reference forward pass consume them; the Encoder ties them to a tokenizer.
  */
 import type { Precision } from './devices.js';
+import type { Int8WeightBits } from './onnx/quantize.js';
 
 /** BERT hyper-parameters, normalised from Google's bert_config.json or Hugging Face's config.json. */
 export interface BertConfig {
@@ -92,6 +93,12 @@ export interface GraphOptions {
   normalize: boolean;
   /** Use ONNX Runtime's fused transformer operators (com.microsoft domain). */
   fused: boolean;
+  /**
+   * int8 only: 8-bit weights where the CPU's int8 kernel sums exactly (VNNI, ARM), 7-bit where it
+   * saturates (AVX2, AVX-512BW without VNNI): see int8-kernel.ts. Absent for float graphs, and in
+   * int8 graphs built before it existed (8-bit).
+   */
+  int8WeightBits?: Int8WeightBits;
 }
 
 /** One tokenized batch, padded to a common length. Row-major [rows, seqLen]. */

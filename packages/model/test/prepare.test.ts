@@ -2,12 +2,17 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { BadRequestError } from '@bertq/protocol';
 import { Encoder } from '../src/encoder.js';
 import { graphCacheKey } from '../src/graph-cache.js';
+import { detectInt8Kernel } from '../src/int8-kernel.js';
+import { readOnnxMetadata } from '../src/onnx/metadata.js';
 import { prepareModel, resolvePrecision } from '../src/prepare.js';
 import type { GraphOptions } from '../src/types.js';
-import { tinyModel } from './fixtures.js';
+import { join } from 'node:path';
+import { writeOnnxFolder } from '../src/export.js';
+import { ONNX_OPTIONS, tinyModel } from './fixtures.js';
 import type { TinyModel } from './fixtures.js';
 
 const SAME_TOLERANCE = 1e-6;
@@ -151,5 +156,39 @@ test('precision int8 - its own cached graph and fingerprint; refused on a GPU wi
   await assert.rejects(
     prepareModel({ ...base, precision: 'int8', device: 'cuda' }),
     (e: Error) => e instanceof BadRequestError && /int8 runs on CPUs only.*use precision float16/.test(e.message),
+  );
+});
+
+test('precision int8 - the weight width this CPU sums exactly by default; 7 and 8 are cached and fingerprinted apart', async () => {
+  const base = { model: tiny.huggingFaceDir, graphTmpDir: tiny.cacheDir, precision: 'int8' as const };
+  const kernel = await detectInt8Kernel();
+  const auto = await prepareModel(base);
+  assert.equal(auto.graphOptions.int8WeightBits, kernel.weightBits);
+  assert.deepEqual(auto.int8Kernel, kernel, 'the kernel is reported with the prepared model');
+  const seven = await prepareModel({ ...base, int8WeightBits: 7 });
+  assert.equal(seven.graphOptions.int8WeightBits, 7);
+  assert.equal(JSON.parse(readOnnxMetadata(await readFile(seven.graphPath))['bertq.options']!).int8WeightBits, 7);
+  if (kernel.exact) {
+    assert.notEqual(seven.graphPath, auto.graphPath, 'a graph cached on one CPU kind is never taken for another');
+    assert.notEqual(seven.fingerprint, auto.fingerprint, '7- and 8-bit weights compute different vectors');
+  } else {
+    await assert.rejects(prepareModel({ ...base, int8WeightBits: 8 }), /saturate/);
+  }
+  // A built int8 .onnx keeps its width: asking for the other one is refused, as any contradiction.
+  const onnx = await writeOnnxFolder(join(tiny.root, 'int8-7bit'), tiny.weights, tiny.vocab, {
+    ...ONNX_OPTIONS,
+    precision: 'int8',
+    int8WeightBits: 7,
+  });
+  await assert.rejects(
+    prepareModel({ model: onnx, graphTmpDir: tiny.cacheDir, int8WeightBits: 8 }),
+    (e: Error) => e instanceof BadRequestError && /built with 7-bit int8 weights, but 8/.test(e.message),
+  );
+  const reopened = await prepareModel({ model: onnx, graphTmpDir: tiny.cacheDir });
+  assert.equal(reopened.graphOptions.int8WeightBits, 7);
+  assert.equal(reopened.int8Kernel?.weightBits, kernel.weightBits);
+  await assert.rejects(
+    prepareModel({ model: tiny.huggingFaceDir, graphTmpDir: tiny.cacheDir, int8WeightBits: 7 }),
+    (e: Error) => e instanceof BadRequestError && /int8WeightBits is for precision int8, not float32/.test(e.message),
   );
 });

@@ -307,6 +307,36 @@ export const serverConfigSchema = {
         "int8"
       ]
     },
+    "int8_kernel": {
+      "description": "precision int8 only: the int8 GEMM this worker's CPU runs. `exact` is false where ONNX Runtime sums pairs of int8 products in saturating 16-bit lanes (AVX2 or AVX-512BW without VNNI); there the weights are 7-bit (`weight_bits` 7) so no sum saturates.",
+      "type": "object",
+      "required": [
+        "exact",
+        "weight_bits",
+        "isa",
+        "path"
+      ],
+      "additionalProperties": false,
+      "properties": {
+        "exact": {
+          "type": "boolean"
+        },
+        "weight_bits": {
+          "enum": [
+            7,
+            8
+          ]
+        },
+        "isa": {
+          "description": "The instruction set named by the CPU's flags, e.g. AVX-512 VNNI, AVX2 without VNNI.",
+          "type": "string"
+        },
+        "path": {
+          "description": "One line for people, e.g. 'AVX2 without VNNI: int8 pair sums saturate at 16 bits, 7-bit weights'.",
+          "type": "string"
+        }
+      }
+    },
     "device": {
       "description": "Where the model runs: cpu, cuda:0, ...",
       "type": "string"

@@ -143,6 +143,21 @@ fp16?: boolean
  */
 precision?: ("float32" | "float16" | "int8")
 /**
+ * precision int8 only: the int8 GEMM this worker's CPU runs. `exact` is false where ONNX Runtime sums pairs of int8 products in saturating 16-bit lanes (AVX2 or AVX-512BW without VNNI); there the weights are 7-bit (`weight_bits` 7) so no sum saturates.
+ */
+int8_kernel?: {
+exact: boolean
+weight_bits: (7 | 8)
+/**
+ * The instruction set named by the CPU's flags, e.g. AVX-512 VNNI, AVX2 without VNNI.
+ */
+isa: string
+/**
+ * One line for people, e.g. 'AVX2 without VNNI: int8 pair sums saturate at 16 bits, 7-bit weights'.
+ */
+path: string
+}
+/**
  * Where the model runs: cpu, cuda:0, ...
  */
 device: string

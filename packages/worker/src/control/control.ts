@@ -117,6 +117,14 @@ export function buildServerConfig(d: WorkerDescription, now = new Date()): Serve
     normalize: info.normalize,
     fp16: info.fp16,
     precision: info.precision,
+    ...(info.int8Kernel && {
+      int8_kernel: {
+        exact: info.int8Kernel.exact,
+        weight_bits: info.int8Kernel.weightBits,
+        isa: info.int8Kernel.isa,
+        path: info.int8Kernel.path,
+      },
+    }),
     device: d.device,
     show_tokens_to_client: d.showTokensToClient,
     max_payload: d.maxPayload,

@@ -118,6 +118,8 @@ export interface FleetReadyInfo {
   dims: number;
   workers: number;
   devices: string[];
+  /** precision int8: the CPU's int8 kernel path, e.g. 'AVX2 without VNNI: …, 7-bit weights'. */
+  int8Kernel?: string;
 }
 
 export interface FleetHandle {
@@ -272,6 +274,7 @@ class Fleet implements FleetHandle {
           device,
           graph: prepared.graphPath,
           cacheHit: prepared.graphCacheHit,
+          ...(prepared.int8Kernel && { int8Kernel: prepared.int8Kernel.path }),
           ms: Date.now() - started,
         },
         'model prepared',
@@ -316,6 +319,7 @@ class Fleet implements FleetHandle {
       dims,
       workers: this.#numWorker,
       devices: this.#slots.map((s) => s.label),
+      ...(info.int8Kernel && { int8Kernel: info.int8Kernel.path }),
     };
     this.#log.info({ workers: this.workers.map((w) => ({ pid: w.pid, id: w.id, device: w.device })) }, 'fleet ready');
   }
