@@ -114,6 +114,11 @@ export default class Benchmark extends BaseCommand<typeof Benchmark> {
       default: BASE_SETTINGS.precision,
     }),
     'num-worker': Flags.integer({ summary: 'Workers of each fleet it starts.', default: 1, min: 1 }),
+    'null-model': Flags.boolean({
+      summary:
+        'Workers run a model that costs nothing (the real tokenizer, zero vectors): the figures are what the serving path (client, NATS, worker) can feed a model with on this machine, the ceiling for an accelerator. Needs --model-dir or --model (for the tokenizer and the vector size).',
+      helpGroup: EXPERIMENT,
+    }),
     threads: Flags.integer({ summary: 'Inference threads per worker (default: cores / num-worker).', min: 1 }),
     'test-max-seq-len': testFlag('max_seq_len'),
     'test-client-batch-size': testFlag('client_batch_size'),
@@ -178,6 +183,13 @@ export default class Benchmark extends BaseCommand<typeof Benchmark> {
     const startedAt = new Date().toISOString();
     const log = createLogger('silent', { component: 'benchmark' });
 
+    if (flags['null-model']) {
+      if (!hasModel)
+        this.error('--null-model needs --model-dir or --model (its tokenizer and vector size)', { exit: 2 });
+      notes.push(
+        'null model: the workers ran the real tokenizer and returned zero vectors without computing; the figures are the serving path alone',
+      );
+    }
     // Without a model: the client-side experiments, against the fleet already running.
     if (!hasModel) {
       const skipped = names.filter((n) => EXPERIMENTS[n].side === 'server');
@@ -322,6 +334,7 @@ export default class Benchmark extends BaseCommand<typeof Benchmark> {
       logLevel: 'silent',
       removeStreamOnStop: true,
       ...(flags.threads ? { threadsPerWorker: flags.threads } : {}),
+      ...(flags['null-model'] ? { nullModel: true } : {}),
     });
   }
 

@@ -2,6 +2,7 @@ export { Batcher } from './core/batcher.js';
 export { startWorker, WORKER_DEFAULTS } from './worker.js';
 export { startFleet, FleetError } from './fleet/fleet.js';
 export { runWorkerProcess } from './fleet/worker-process.js';
+export { nullEngine } from './core/null-engine.js';
 export {
   ensureStream,
   readConsumerLimits,

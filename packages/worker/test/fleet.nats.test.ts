@@ -91,6 +91,26 @@ test('fleet - starts two worker processes that share the requests', { timeout: T
   client.close();
 });
 
+test("fleet - nullModel: the workers tokenize for real and answer zero vectors of the model's shape, saying so", {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const f = await start({ numWorker: 1, nullModel: true, workerScript: undefined, env: process.env });
+  const client = new TestClient(nc, f.service);
+  const texts = sentences(5, 3);
+  const request = await client.submit(texts);
+  const got = await request.result;
+  assert.deepEqual(got.shape, [5, 32]);
+  assert.ok(
+    got.data.every((v) => v === 0),
+    'every vector is zero: nothing was computed',
+  );
+  const status = (await nc.request(controlSubject(f.service, 'config'), undefined, { timeout: 5_000 })).json<{
+    versions: Record<string, string>;
+  }>();
+  assert.match(status.versions.model ?? '', /^null/);
+  client.close();
+});
+
 /** The weight file's regions mapped by a process and the KiB of them it shares with other processes. */
 function weightsMappedBy(pid: number): { regions: number; sharedKiB: number } {
   let regions = 0;

@@ -80,6 +80,11 @@ export interface FleetOptions extends WorkerTuning {
   restart?: RestartPolicy;
   /** Script forked for each worker. Default: this package's worker-main.js (a custom entry may wrap the engine). */
   workerScript?: string;
+  /**
+   * Workers run a model that costs nothing (core/null-engine.ts: the real tokenizer, zero vectors), to
+   * measure the serving path by itself. Benchmarks only: every vector is zero.
+   */
+  nullModel?: boolean;
   /** Node options for the worker processes (e.g. ['--max-old-space-size=4096']). Default none. */
   execArgv?: string[];
   /** Environment of the worker processes. Default: the supervisor's. */
@@ -376,6 +381,7 @@ class Fleet implements FleetHandle {
         ...(o.sharedWeights ? { sharedWeights: true } : {}),
       },
       deviceLabel: slot.label,
+      ...(o.nullModel ? { nullModel: true } : {}),
       tuning,
       guardStream: o.stream ?? {},
       model: {

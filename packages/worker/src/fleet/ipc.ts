@@ -35,6 +35,8 @@ export interface WorkerProcessOptions {
   open: OpenOptions;
   /** Device label for the control plane (`cpu`, `cuda:1`). */
   deviceLabel: string;
+  /** Run the null engine (zero vectors, no compute) in place of the model: benchmarks only. */
+  nullModel?: boolean;
   tuning: WorkerTuning;
   /** The stream settings the worker restores when they are deleted or changed from outside. */
   guardStream: Omit<StreamOptions, 'service'>;

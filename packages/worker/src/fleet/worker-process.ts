@@ -8,6 +8,7 @@
  */
 import type { Encoder } from '@bertq/model';
 import type { EmbeddingEngine, EngineRunResult } from '../core/engine.js';
+import { nullEngine } from '../core/null-engine.js';
 import { isSupervisorMessage, serializeError } from './ipc.js';
 import type { WorkerMessage, WorkerProcessOptions } from './ipc.js';
 import { createLogger } from '@bertq/nats';
@@ -69,6 +70,7 @@ async function run(options: WorkerProcessOptions, hooks: WorkerProcessHooks): Pr
     const model = await import('@bertq/model');
     encoder = await model.Encoder.open(options.prepared, options.open);
     let engine: EmbeddingEngine = encoderEngine(encoder, model.runtimeVersions());
+    if (options.nullModel) engine = nullEngine(engine);
     if (hooks.wrapEngine) engine = hooks.wrapEngine(engine);
     handle = await startWorker({
       servers: options.connection.servers,
