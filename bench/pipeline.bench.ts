@@ -21,7 +21,6 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { jetstream, jetstreamManager, RetentionPolicy, StorageType, AckPolicy } from '@nats-io/jetstream';
 import { connect, createInbox, headers } from '@nats-io/transport-node';
-import type { NatsConnection } from '@nats-io/transport-node';
 import { BertClient } from '@bertq/client';
 import { Encoder, syntheticBertWeights, tinyBertConfig, writeHuggingFaceFolder } from '@bertq/model';
 import type { EncoderOptions } from '@bertq/model';
@@ -57,7 +56,9 @@ async function windowOf(loops: number, once: (loop: number) => Promise<number>):
   await Promise.all(
     Array.from({ length: loops }, async (_, i) => {
       while (performance.now() < end) {
-        units += await once(i);
+        // Not `units += await …`: that reads `units` before the await and loses the other loops' counts.
+        const done = await once(i);
+        units += done;
         requests++;
       }
     }),

@@ -7,7 +7,15 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setTimeout as delay } from 'node:timers/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { BertClient, CONFIG_MAX_AGE_MS, LIVENESS_INTERVAL_MS, LIVENESS_MISSES } from '@bertq/client';
+import {
+  BertClient,
+  CONFIG_MAX_AGE_MS,
+  LIVENESS_INTERVAL_MS,
+  LIVENESS_MISSES,
+  admissionError,
+  batchRowsOf,
+  readingFromStatus,
+} from '@bertq/client';
 import type { Encoder } from '@bertq/model';
 import { jetstreamManager } from '@nats-io/jetstream';
 import { NoWorkersError, OverloadedError, TimeoutError, serviceNames } from '@bertq/protocol';
@@ -198,6 +206,74 @@ test('client failures - work nobody waits for is dropped: a client closing with 
     await bc.close();
     await worker.stop();
   }
+});
+
+test('client failures - admission judges a big request at big-batch speed: behind 8 clients of 1-row queries it is admitted and served in time', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const service = freshService('mixed');
+  // Every batch costs SLOW_BATCH_MS whatever its rows: 64-row batches drain 64× faster per row than
+  // the batches of at most 8 rows that 8 one-at-a-time query clients make.
+  const worker = await startWorker({
+    nc,
+    service,
+    engine: slowed(encoder),
+    stream: { storage: 'memory' },
+    prefetch: 2,
+    maxBatchSize: 64,
+  });
+  const clients = await Promise.all(
+    Array.from({ length: 8 }, () => BertClient.connect({ servers: server.url, service, timeout: 30_000 })),
+  );
+  const bc = await BertClient.connect({ servers: server.url, service, timeout: 30_000 });
+  let querying = true;
+  const queries = { sent: 0, done: 0, failed: 0 };
+  const loops: Promise<void>[] = [];
+  try {
+    // The workers have run big batches before (an occasional batch job among the queries).
+    await bc.encode(manySentences(128));
+    for (const c of clients) {
+      loops.push(
+        (async () => {
+          while (querying) {
+            queries.sent++;
+            await c.encode(['a query'], { timeout: 20_000 }).then(
+              () => queries.done++,
+              () => queries.failed++,
+            );
+          }
+        })(),
+      );
+    }
+    await waitFor('the worker measured under the queries', () => queries.done >= 80, 20_000);
+    // The fleet as admission reads it, with the "2 rows queued" that refused such a request before.
+    const now = Date.now();
+    const reading = { ...readingFromStatus(await bc.serverStatus(), now), pending: { high: 2, bulk: 0 } };
+    const rows = 2_000;
+    const timeoutMs = 15_000;
+    const batchRows = batchRowsOf(await bc.serverConfig(), rows);
+    assert.equal(batchRows, 64);
+    const asBefore = ((2 * reading.rowsPerJob + reading.heldRows + rows) / reading.capacity) * 1000;
+    assert.ok(
+      asBefore > 0.8 * timeoutMs,
+      `at the queries' ${reading.capacity.toFixed(0)} rows/s the old estimate refuses it (${asBefore.toFixed(0)} ms)`,
+    );
+    const request = { lane: 'bulk' as const, rows, batchRows, deadline: now + timeoutMs, service };
+    assert.equal(admissionError(reading, request, now), undefined, JSON.stringify(reading));
+    // And the fleet does serve it in time, the queries still running.
+    const started = Date.now();
+    const big = await bc.encode(manySentences(rows), { timeout: timeoutMs });
+    assert.equal(big.shape[0], rows);
+    assert.ok(Date.now() - started < timeoutMs);
+    assert.equal(bc.status.shed, 0, 'nothing was shed');
+  } finally {
+    querying = false;
+    await Promise.all(loops);
+    await Promise.all(clients.map((c) => c.close()));
+    await bc.close();
+    await worker.stop();
+  }
+  assert.equal(queries.failed, 0, `queries: ${JSON.stringify(queries)}`);
 });
 
 test('client failures - shed early: a bulk request the queue cannot serve by its deadline is OVERLOADED at once, a small one still goes first', {

@@ -6,7 +6,10 @@
  * The estimate comes from the fleet's status: the jobs pending ahead of this request's lane (the
  * high lane is served first, so a bulk request waits for both), times the rows per job the workers
  * have seen, plus the rows the workers already hold, drained at the fleet's capacity (rows per second
- * the workers measure while saturated, summed over workers). It is only used when there is a
+ * the workers measure while saturated, summed over workers); then the request's own rows, at the rate
+ * of the batches they will run in (a 4,096-row request is batched max_batch_size rows at a time, and
+ * a model computes those far faster per row than the 1-row batches of a backlog of queries: judged
+ * at the backlog's rate, such a request was refused with 2 rows queued). It is only used when there is a
  * backlog: with an empty queue nothing is refused, whatever the numbers say. Two readings, both taken
  * in the background so a request never waits for one: the queue depth straight from JetStream (one
  * cheap request to the server, at most every DEPTH_MAX_AGE_MS, so a fast-growing queue is seen while
@@ -31,6 +34,14 @@ export const DEPTH_MAX_AGE_MS = 250;
 export const ADMISSION_MARGIN = 0.8;
 /** A reading older than this is not used at all: the queue may have drained since. */
 export const READING_STALE_MS = 5_000;
+/**
+ * The queue depth is read again (every DEPTH_MAX_AGE_MS) only while the rows known to be ahead reach
+ * this share of what would refuse the request: a depth read is a JetStream API request to the broker,
+ * and 64 clients of 1-row requests, each reading it every 250 ms, made 512 of them a second for
+ * answers that could not change (a 1-row request with seconds to go is refused only behind a queue of
+ * thousands of rows). The status read every READING_MAX_AGE_MS still sees any queue that grows.
+ */
+export const DEPTH_WATCH_SHARE = 0.25;
 
 /** What the estimate needs from one fleet status. */
 export interface LoadReading {
@@ -44,6 +55,17 @@ export interface LoadReading {
   pending: Record<Priority, number>;
   /** Rows already in the workers' hands. */
   heldRows: number;
+  /** Rows per second by batch size (its power of two), as the workers measured them; may be empty. */
+  capacityByBatch: Record<string, number>;
+}
+
+/** A request as admission judges it. */
+export interface AdmissionRequest {
+  lane: Priority;
+  rows: number;
+  deadline: number;
+  /** The most rows one batch of this request holds (max_batch_size, and the token budget). Default: rows. */
+  batchRows?: number;
 }
 
 export function readingFromStatus(status: FleetStatus, at: number): LoadReading {
@@ -54,7 +76,22 @@ export function readingFromStatus(status: FleetStatus, at: number): LoadReading 
     rowsPerJob: s.num_data_request > 0 ? s.num_total_seq / s.num_data_request : 1,
     pending: { high: status.queue.high.pending ?? 0, bulk: status.queue.bulk.pending ?? 0 },
     heldRows: status.queue.local_rows,
+    capacityByBatch: { ...(s.capacity_by_batch_rows ?? {}) },
   };
+}
+
+/**
+ * Rows per second for a request batched `batchRows` at a time: the rate measured for the largest
+ * batch size run that is not bigger (bigger batches are never slower per row, so this errs on the
+ * slow side), else the backlog's drain rate.
+ */
+export function ownRate(r: LoadReading, batchRows: number): number {
+  let best: { size: number; rate: number } | undefined;
+  for (const [key, rate] of Object.entries(r.capacityByBatch)) {
+    const size = Number(key);
+    if (size <= Math.max(1, batchRows) && rate > 0 && (best === undefined || size > best.size)) best = { size, rate };
+  }
+  return best === undefined ? r.capacity : Math.max(best.rate, r.capacity);
 }
 
 export interface WaitEstimate {
@@ -65,26 +102,27 @@ export interface WaitEstimate {
 }
 
 /** How long a request of `rows` rows in `lane` would take; undefined with no backlog or no measure. */
-export function estimateWait(r: LoadReading, lane: Priority, rows: number): WaitEstimate | undefined {
+export function estimateWait(r: LoadReading, lane: Priority, rows: number, batchRows = rows): WaitEstimate | undefined {
   const jobsAhead = lane === 'high' ? r.pending.high : r.pending.high + r.pending.bulk;
   if (jobsAhead === 0 || r.capacity <= 0) return undefined;
   const rowsAhead = jobsAhead * r.rowsPerJob + r.heldRows;
-  return { rowsAhead, waitMs: ((rowsAhead + rows) / r.capacity) * 1000 };
+  const seconds = rowsAhead / r.capacity + rows / ownRate(r, Math.min(rows, batchRows));
+  return { rowsAhead, waitMs: Math.round(seconds * 1e6) / 1e3 };
 }
 
 /** The OVERLOADED a request gets when the estimate says it would miss its deadline; else undefined. */
 export function admissionError(
   r: LoadReading | undefined,
-  request: { lane: Priority; rows: number; deadline: number; service: string },
+  request: AdmissionRequest & { service: string },
   now: number,
 ): OverloadedError | undefined {
   if (r === undefined || now - r.at > READING_STALE_MS || !Number.isFinite(request.deadline)) return undefined;
-  const estimate = estimateWait(r, request.lane, request.rows);
+  const estimate = estimateWait(r, request.lane, request.rows, request.batchRows);
   if (estimate === undefined || estimate.waitMs <= ADMISSION_MARGIN * (request.deadline - now)) return undefined;
   const seconds = (ms: number) => (ms / 1000).toFixed(1);
   return new OverloadedError(
     `service "${request.service}" is overloaded: about ${Math.round(estimate.rowsAhead)} rows are queued ahead of this request, ` +
-      `~${seconds(estimate.waitMs)} s at the fleet's ${Math.round(r.capacity)} rows/s, too close to its deadline in ${seconds(request.deadline - now)} s; ` +
+      `~${seconds(estimate.waitMs)} s at the fleet's ${Math.round(r.capacity)} rows/s (${Math.round(ownRate(r, Math.min(request.rows, request.batchRows ?? request.rows)))} rows/s for this request's batches), too close to its deadline in ${seconds(request.deadline - now)} s; ` +
       'nothing was sent. Retry later, allow a longer timeout, or add workers',
     {
       details: {
@@ -92,10 +130,24 @@ export function admissionError(
         estimatedWaitMs: Math.round(estimate.waitMs),
         deadlineInMs: Math.round(request.deadline - now),
         capacity: Math.round(r.capacity),
+        batchRate: Math.round(ownRate(r, Math.min(request.rows, request.batchRows ?? request.rows))),
         lane: request.lane,
       },
     },
   );
+}
+
+/**
+ * Whether a fresh queue depth could change this request's answer: the rows known to be ahead reach
+ * DEPTH_WATCH_SHARE of the backlog that would refuse it. Without a measured capacity nothing is
+ * refused, so nothing needs reading.
+ */
+export function depthMatters(r: LoadReading, request: AdmissionRequest, now: number): boolean {
+  if (r.capacity <= 0 || !Number.isFinite(request.deadline)) return false;
+  const jobsAhead = request.lane === 'high' ? r.pending.high : r.pending.high + r.pending.bulk;
+  const rowsAhead = jobsAhead * r.rowsPerJob + r.heldRows + request.rows;
+  const refusingRows = (ADMISSION_MARGIN * Math.max(0, request.deadline - now) * r.capacity) / 1000;
+  return rowsAhead >= DEPTH_WATCH_SHARE * refusingRows;
 }
 
 /** Keeps the latest readings, refreshing them in the background while requests come. */
@@ -117,11 +169,16 @@ export class AdmissionGate {
   }
 
   /** Throws OVERLOADED when the request would miss its deadline; starts refreshes when readings are old. */
-  check(request: { lane: Priority; rows: number; deadline: number; service: string }): void {
+  check(request: AdmissionRequest & { service: string }): void {
     const now = this.now();
     const backlog = this.#reading !== undefined && this.#reading.pending.high + this.#reading.pending.bulk > 0;
     if (now - this.#statusAt > (backlog ? BACKLOG_READING_MAX_AGE_MS : READING_MAX_AGE_MS)) void this.refreshStatus();
-    else if (this.#reading !== undefined && now - this.#reading.at > DEPTH_MAX_AGE_MS) void this.refreshDepth();
+    else if (
+      this.#reading !== undefined &&
+      now - this.#reading.at > DEPTH_MAX_AGE_MS &&
+      depthMatters(this.#reading, request, now)
+    )
+      void this.refreshDepth();
     const refusal = admissionError(this.#reading, request, now);
     if (refusal) throw refusal;
   }

@@ -109,6 +109,7 @@ interface Stats {
   malformedFrames: number;
   publishRetries: number;
   reaskedJobs: number;
+  recoveries: number;
   reconnects: number;
   cancelled: number;
   shed: number;
@@ -143,6 +144,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     malformedFrames: 0,
     publishRetries: 0,
     reaskedJobs: 0,
+    recoveries: 0,
     reconnects: 0,
     cancelled: 0,
     shed: 0,
@@ -459,7 +461,13 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     // Shed before any job is built: a refused 100,000-row request costs no serialisation.
     const lane = priorityFor(texts.length, config.priority_batch_size);
     try {
-      this.admission.check({ lane, rows: texts.length, deadline, service: this.service });
+      this.admission.check({
+        lane,
+        rows: texts.length,
+        batchRows: batchRowsOf(config, texts.length),
+        deadline,
+        service: this.service,
+      });
     } catch (err) {
       this.stats.shed++;
       throw err;
@@ -610,7 +618,10 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       this.configRead.forget();
       this.admission.forgetReadsInFlight();
       this.stats.reconnects++;
-      this.recovering = this.recovering.then(() => this.recover()).catch(() => {});
+      this.recovering = this.recovering
+        .then(() => this.recover())
+        .catch(() => {})
+        .finally(() => this.stats.recoveries++);
     }
   }
 
@@ -952,4 +963,18 @@ function concatVectors<F extends OutputFormat>(parts: readonly Vectors<F>[], for
   }
   const rows = arrays.reduce((n, a) => n + (a.shape[0] ?? 0), 0);
   return { data, shape: [rows, ...rowShape] } as unknown as Vectors<F>;
+}
+
+/**
+ * The most rows one batch of a request of `rows` rows holds on the workers: max_batch_size, and as
+ * many rows of max_seq_len tokens as the token budget takes (with max_seq_len NONE, the row count only).
+ */
+export function batchRowsOf(
+  config: Pick<ServerConfig, 'max_batch_size' | 'max_batch_tokens' | 'max_seq_len'>,
+  rows: number,
+): number {
+  let most = Math.min(rows, config.max_batch_size ?? rows);
+  if (config.max_batch_tokens !== undefined && config.max_seq_len !== null && config.max_seq_len !== undefined)
+    most = Math.min(most, Math.max(1, Math.floor(config.max_batch_tokens / config.max_seq_len)));
+  return Math.max(1, most);
 }

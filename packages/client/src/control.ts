@@ -113,6 +113,8 @@ export interface FleetStatus {
     seq_per_second: number;
     /** Rows per second the workers drain a backlog at (measured while saturated), summed. */
     capacity_seq_per_second: number;
+    /** The same by batch size (the power of two a batch rounds up to), summed over the workers that ran it. */
+    capacity_by_batch_rows: Record<string, number>;
   };
   /**
    * The JetStream queue: the consumers are shared by the fleet, so this is one reading (the most
@@ -146,13 +148,20 @@ export function aggregateStatus(
   now: Date = new Date(),
 ): FleetStatus {
   const workers = [...statuses].sort((a, b) => a.worker_id.localeCompare(b.worker_id));
-  const statistic = Object.fromEntries(SUMMED.map((k) => [k, 0])) as FleetStatus['statistic'];
+  const statistic = {
+    ...Object.fromEntries(SUMMED.map((k) => [k, 0])),
+    capacity_by_batch_rows: {},
+  } as FleetStatus['statistic'];
   const states = { starting: 0, ready: 0, draining: 0 };
   let localRows = 0;
   for (const w of workers) {
     for (const k of SUMMED) {
       const v = w.statistic[k];
       if (typeof v === 'number' && Number.isFinite(v)) statistic[k] += v;
+    }
+    const bySize = statistic.capacity_by_batch_rows;
+    for (const [size, rate] of Object.entries(w.statistic.capacity_by_batch_rows ?? {})) {
+      if (typeof rate === 'number' && Number.isFinite(rate)) bySize[size] = (bySize[size] ?? 0) + rate;
     }
     states[w.state] += 1;
     localRows += w.queue.local_rows;

@@ -14,8 +14,17 @@ export { planChunks, prepareJobs, PUBLISH_HEADER_SLACK } from './chunks.js';
 export { toNestedList } from './output.js';
 export { PUBLISH_ACK_TIMEOUT_MS, PUBLISH_WINDOW } from './publish.js';
 export { CLIENT_VERSION } from './version.js';
-export { admissionError, estimateWait, readingFromStatus, READING_MAX_AGE_MS, READING_STALE_MS } from './admission.js';
-export type { LoadReading, WaitEstimate } from './admission.js';
+export {
+  admissionError,
+  depthMatters,
+  estimateWait,
+  ownRate,
+  readingFromStatus,
+  READING_MAX_AGE_MS,
+  READING_STALE_MS,
+} from './admission.js';
+export { batchRowsOf } from './client.js';
+export type { AdmissionRequest, LoadReading, WaitEstimate } from './admission.js';
 
 export type {
   ClientOptions,

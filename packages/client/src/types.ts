@@ -142,6 +142,8 @@ export interface ClientStatus {
   publishRetries: number;
   /** Jobs published again after a reconnect, because their frames may have been lost meanwhile. */
   reaskedJobs: number;
+  /** Recoveries after a reconnect that have run to their end (one per reconnect). */
+  recoveries: number;
   /** Requests given up (failed, aborted, closed) whose queued jobs the workers were told to skip. */
   cancelled: number;
   /** Requests refused at once with OVERLOADED: the queue ahead could not be served by their deadline. */

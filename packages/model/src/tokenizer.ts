@@ -17,6 +17,7 @@ import { constants as fsConstants } from 'node:fs';
 import type { Encoding, Tokenizer as NativeTokenizer } from 'tokenizers';
 import { BadRequestError, InternalError, ModelError, PY_SPACE, TooLongError, validateTexts } from '@bertq/protocol';
 import type { Texts } from '@bertq/protocol';
+import { Coalescer } from './coalescer.js';
 import type { TokenizedBatch } from './types.js';
 
 /** bert-as-service's default max_seq_len. */
@@ -132,6 +133,8 @@ export class BertTokenizer {
   readonly defaultMaxSeqLen: number | null;
 
   private readonly native: NativeTokenizer;
+  /** The native batch call, with concurrent tokenize() calls merged into one (coalescer.ts). */
+  private readonly encodeNative: Coalescer<string, Encoding>;
   private readonly specialTokens: Readonly<SpecialTokens>;
   /** Token → id, for pre-tokenized input (one JS map lookup beats a native call per token). */
   private readonly vocab: ReadonlyMap<string, number>;
@@ -143,6 +146,7 @@ export class BertTokenizer {
     opts: BertTokenizerOptions,
   ) {
     this.native = native;
+    this.encodeNative = new Coalescer((texts) => native.encodeBatch(texts, { addSpecialTokens: false }));
     this.vocab = new Map(Object.entries(native.getVocab(true)));
     this.vocabSize = native.getVocabSize(true);
     if (this.vocabSize === 0) throw new ModelError(`${source} has an empty vocabulary`, { details: { path: source } });
@@ -324,7 +328,7 @@ export class BertTokenizer {
     }
     let encodings: Encoding[];
     try {
-      encodings = await this.native.encodeBatch(flat, { addSpecialTokens: false });
+      encodings = await this.encodeNative.call(flat);
     } catch (err) {
       throw new InternalError(`the tokenizer failed on a batch of ${rows.length} rows: ${errorMessage(err)}`, {
         cause: err,

@@ -106,6 +106,10 @@ export async function natsConnectionOptions(options: NatsConnectOptions): Promis
     timeout: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
     maxReconnectAttempts: options.maxReconnectAttempts ?? DEFAULT_MAX_RECONNECT_ATTEMPTS,
     reconnectTimeWait: RECONNECT_WAIT_MS,
+    // nats.js builds two Error objects (stack traces) for every request and JetStream publish, only to
+    // name the caller when one fails: 8% of a client's CPU with 1-row requests (profiled). bertq turns
+    // every failure into a typed error of its own, which says what failed.
+    noAsyncTraces: true,
   };
   if (options.name !== undefined) out.name = options.name;
   if (options.tenant !== undefined) out.inboxPrefix = tenantInboxPrefix(options.tenant);

@@ -501,6 +501,14 @@ export const serverStatusSchema = {
           "minimum": 0,
           "description": "How fast this worker drains a backlog, in rows per second: measured while rows waited for the model (every overhead included), or before it was ever saturated, rows per second of inference time over its last batches (0 before its first batch). Clients estimate a queue's wait from it."
         },
+        "capacity_by_batch_rows": {
+          "type": "object",
+          "description": "How fast this worker drains a backlog batched N rows at a time, for each batch size it has run, keyed by the largest power of two it holds (\"1\", \"2\", \"4\", …): rows per second of inference time. Clients judge a request at the rate of the batches it would get.",
+          "additionalProperties": {
+            "type": "number",
+            "minimum": 0
+          }
+        },
         "num_returned": {
           "type": "integer",
           "description": "Jobs handed back to the queue (draining, or after a failed batch)."

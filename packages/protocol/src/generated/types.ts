@@ -254,6 +254,12 @@ seq_per_second?: number
  */
 capacity_seq_per_second?: number
 /**
+ * How fast this worker drains a backlog batched N rows at a time, for each batch size it has run, keyed by the largest power of two it holds ("1", "2", "4", …): rows per second of inference time. Clients judge a request at the rate of the batches it would get.
+ */
+capacity_by_batch_rows?: {
+[k: string]: number | undefined
+}
+/**
  * Jobs handed back to the queue (draining, or after a failed batch).
  */
 num_returned?: number

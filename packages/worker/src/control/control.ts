@@ -173,6 +173,7 @@ export async function buildServerStatus(
       request_per_second: m.jobRate.perSecond(),
       seq_per_second: m.rowRate.perSecond(),
       capacity_seq_per_second: m.capacityPerSecond(),
+      capacity_by_batch_rows: m.capacityByBatch.perSecond(),
       errors_by_code: { ...c.errors },
     },
     queue: {

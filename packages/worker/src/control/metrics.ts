@@ -117,6 +117,43 @@ export class CapacityMeter {
 }
 
 /**
+ * Rows per second of inference time by batch size, in powers of two (a batch of 10 rows counts under
+ * 8, the largest power of two it holds, so a request batched 10 at a time finds it): a model computes big batches faster per row, so a backlog of 1-row jobs drains slower than one
+ * request of 4,096 rows would. Clients judge a request at the rate of the batches it would get
+ * (admission.ts), not at whatever batch sizes recent traffic had.
+ */
+export class BatchSizeCapacity {
+  readonly #rings = new Map<number, RowsPerSecondRing>();
+
+  constructor(private readonly batchesPerSize = 16) {}
+
+  /** The power of two a batch of `rows` rows is counted under. */
+  static bucket(rows: number): number {
+    return 2 ** Math.floor(Math.log2(Math.max(1, rows)));
+  }
+
+  add(rows: number, ms: number): void {
+    const key = BatchSizeCapacity.bucket(rows);
+    let ring = this.#rings.get(key);
+    if (ring === undefined) {
+      ring = new RowsPerSecondRing(this.batchesPerSize);
+      this.#rings.set(key, ring);
+    }
+    ring.add(rows, ms);
+  }
+
+  /** Rows per second of inference time for each batch size seen, keyed by its power of two. */
+  perSecond(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [key, ring] of [...this.#rings].sort((a, b) => a[0] - b[0])) {
+      const rate = ring.perSecond();
+      if (rate !== undefined) out[String(key)] = round3(rate);
+    }
+    return out;
+  }
+}
+
+/**
  * Rows per second of wall time while the worker was saturated (rows waiting for the model at both
  * ends of a sampling interval): its real drain rate, every overhead included (tokenizing, publishing,
  * a busy event loop), which inference time alone overstates for a small model. Over the last
@@ -290,6 +327,12 @@ export class WorkerMetrics {
   capacityPerSecond(): number {
     return this.drain.perSecond() ?? this.capacity.perSecond();
   }
+  /**
+   * Inference-time rows per second by batch size (see BatchSizeCapacity): what a request batched that
+   * many rows at a time drains at. Inference time, not wall time: the per-job overheads that slow a
+   * backlog of 1-row jobs (tokenizing, frames, acks per job) are small next to a big job's compute.
+   */
+  readonly capacityByBatch = new BatchSizeCapacity();
   readonly rowRate = new RateMeter();
   readonly clients = new ClientTracker();
 
@@ -415,6 +458,7 @@ export class WorkerMetrics {
 
   batchDone(rows: number, realTokens: number, paddedTokens: number, inferenceMs: number): void {
     this.capacity.add(rows, inferenceMs);
+    this.capacityByBatch.add(rows, inferenceMs);
     const c = this.counters;
     c.batches++;
     c.batchRows += rows;

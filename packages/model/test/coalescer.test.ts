@@ -1,0 +1,43 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Coalescer } from '../src/coalescer.js';
+
+test('coalescer - the first call runs at once; calls made meanwhile ride together in the next, each getting its own slice', async () => {
+  const runs: number[][] = [];
+  let release!: () => void;
+  const coalescer = new Coalescer<number, string>(async (items) => {
+    runs.push(items);
+    if (runs.length === 1) await new Promise<void>((r) => (release = r));
+    return items.map((i) => `#${i}`);
+  });
+  const first = coalescer.call([1]);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(runs, [[1]], 'no waiting for company while idle');
+  const second = coalescer.call([2, 3]);
+  const third = coalescer.call([4]);
+  const empty = coalescer.call([]);
+  release();
+  assert.deepEqual(await first, ['#1']);
+  assert.deepEqual(await second, ['#2', '#3']);
+  assert.deepEqual(await third, ['#4']);
+  assert.deepEqual(await empty, []);
+  assert.deepEqual(runs, [[1], [2, 3, 4]], 'one run for everything that waited');
+});
+
+test('coalescer - a failed run fails every call in it, and the next calls run again', async () => {
+  let fail = true;
+  const coalescer = new Coalescer<number, number>(async (items) => {
+    if (fail) throw new Error('native failure');
+    return items;
+  });
+  const [a, b] = [coalescer.call([1]), coalescer.call([2])];
+  await assert.rejects(a, /native failure/);
+  await assert.rejects(b, /native failure/);
+  fail = false;
+  assert.deepEqual(await coalescer.call([5, 6]), [5, 6]);
+});
+
+test('coalescer - a run that answers the wrong number of outputs is an error, not a misaligned slice', async () => {
+  const coalescer = new Coalescer<number, number>(async (items) => items.slice(1));
+  await assert.rejects(coalescer.call([1, 2]), /1 answers for 2 inputs/);
+});
