@@ -33,6 +33,7 @@ if (mode === 'reply') {
 } else {
   throw new Error(`unknown mode ${mode}`);
 }
+await nc.flush(); // the server has the subscription before anyone is told to send
 process.stdout.write('ready\n');
 // Ends when the bench closes its stdin (or exits).
 process.stdin.resume();

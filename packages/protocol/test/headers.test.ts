@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { utf8Length } from '../src/utf8.js';
 import {
   HEADERS,
   getHeader,
@@ -50,4 +51,26 @@ test('headers - wire size counts the NATS/1.0 header block and the body', () => 
   assert.equal(headerWireSize(headers), block.length);
   assert.equal(messageWireSize(headers, new Uint8Array(10)), block.length + 10);
   assert.equal(headerWireSize({ 'Bertq-Worker': '\u00e9' }), 'NATS/1.0\r\nBertq-Worker: \r\n\r\n'.length + 2);
+});
+
+test('headers - utf8Length counts what TextEncoder writes, surrogate pairs and lone surrogates included', () => {
+  const encoder = new TextEncoder();
+  const samples = [
+    '',
+    'Bertq-Id',
+    'ascii only',
+    'é',
+    '中文',
+    '😀',
+    'a😀b',
+    '\ud83d',
+    '\ude00x',
+    'x\ud83d',
+    '\u07ff\u0800\uffff',
+  ];
+  for (let i = 0; i < 200; i++) {
+    const codes = Array.from({ length: i % 17 }, (_, j) => (i * 7919 + j * 104729) % 0x10000);
+    samples.push(String.fromCharCode(...codes));
+  }
+  for (const s of samples) assert.equal(utf8Length(s), encoder.encode(s).length, JSON.stringify(s));
 });
