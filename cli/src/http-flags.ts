@@ -46,6 +46,12 @@ export const httpFlags = {
     env: 'BERTQ_HTTP_TOKEN_FILE',
     helpGroup: HTTP,
   }),
+  'allowed-hosts': Flags.string({
+    summary:
+      'Host names the HTTP API answers to without --http-token, comma-separated, besides localhost, 127.0.0.1, ::1 and --http-host (a guard against DNS rebinding); * for any (behind a proxy that checks Host). Needed when serving the network by name without a token.',
+    env: 'BERTQ_ALLOWED_HOSTS',
+    helpGroup: HTTP,
+  }),
   'http-body-limit': Flags.string({
     summary:
       'Largest HTTP request body (bytes, or e.g. 512kb, 10mb); larger ones get 413. Higher admits bigger batches at the cost of gateway memory.',
@@ -107,6 +113,7 @@ export interface HttpFlagValues {
   cors: string;
   'http-token'?: string | undefined;
   'http-token-file'?: string | undefined;
+  'allowed-hosts'?: string | undefined;
   'http-body-limit': string;
   'http-timeout': number;
   'http-max-connections': number;
@@ -131,5 +138,6 @@ export function gatewayOptionsFromFlags(port: number, flags: HttpFlagValues): Om
         ? { certFile: flags['http-tls-cert'], keyFile: flags['http-tls-key'] }
         : undefined,
     ...(token ? { token } : {}),
+    ...(flags['allowed-hosts'] ? { allowedHosts: flags['allowed-hosts'] } : {}),
   };
 }

@@ -55,7 +55,13 @@ import {
   requestIdOf,
 } from './http.js';
 import { GatewayMetrics } from './metrics.js';
-import { resolveGatewayOptions, type GatewayOptions, type ResolvedGatewayOptions } from './options.js';
+import {
+  hostAllowed,
+  hostName,
+  resolveGatewayOptions,
+  type GatewayOptions,
+  type ResolvedGatewayOptions,
+} from './options.js';
 import { GATEWAY_VERSION } from './version.js';
 
 /** Extra time a handler gets past the request deadline before the gateway answers TIMEOUT itself. */
@@ -158,6 +164,8 @@ class Gateway implements GatewayHandle {
   private readonly config: CachedReading<ServerConfig>;
   private readonly history: History;
   private readonly events = new EventHub();
+  /** /events streams past the cap check and not yet open (waiting for the fleet reading). */
+  private eventsOpening = 0;
   private readonly bearer: BearerCheck | undefined;
   private readonly startedAt = new Date();
   /** Methods of each route path, for 405 answers and CORS preflights. */
@@ -376,6 +384,18 @@ class Gateway implements GatewayHandle {
     });
     if (config?.auth === true && this.bearer !== undefined && request.method !== 'OPTIONS') {
       this.bearer.check(request.headers.authorization);
+    }
+    // Without a token, what the token would guard answers only requests that name this gateway: a
+    // page re-pointed at 127.0.0.1 by DNS rebinding names its own host.
+    if (
+      config?.auth === true &&
+      this.bearer === undefined &&
+      !hostAllowed(this.options.allowedHosts, request.headers.host)
+    ) {
+      throw new GatewayHttpError(
+        'MISDIRECTED_REQUEST',
+        `Host ${JSON.stringify(request.headers.host)} is not a name this gateway answers to without a token (a guard against DNS rebinding): call it as localhost or 127.0.0.1, or start it with --allowed-hosts ${hostName(request.headers.host ?? '')} (or --http-token)`,
+      );
     }
   }
 
@@ -659,12 +679,19 @@ class Gateway implements GatewayHandle {
   }
 
   private async eventStream(ctx: Context): Promise<number> {
-    if (this.events.size >= this.options.maxEventStreams) {
+    // The slot is taken before the first await: counting only open streams let 378 of 500 parallel
+    // opens past a cap of 32, each passing the check while the others waited for the fleet.
+    if (this.events.size + this.eventsOpening >= this.options.maxEventStreams) {
       throw new OverloadedError(
-        `${this.events.size} dashboards are connected, the most this gateway serves; close one, or raise maxEventStreams`,
+        `${this.events.size + this.eventsOpening} dashboards are connected, the most this gateway serves; close one, or raise maxEventStreams`,
       );
     }
-    await this.fleet.get();
+    this.eventsOpening++;
+    try {
+      await this.fleet.get();
+    } finally {
+      this.eventsOpening--;
+    }
     this.metrics.dashboardClients(1);
     // A stream outlives the handler: fastify hands the raw response over.
     ctx.reply.hijack();

@@ -13,6 +13,8 @@ export const GATEWAY_ERROR_CODES = {
   NOT_FOUND: 404,
   METHOD_NOT_ALLOWED: 405,
   UNSUPPORTED_MEDIA_TYPE: 415,
+  /** A `Host` the gateway does not answer to without a token (DNS rebinding guard). */
+  MISDIRECTED_REQUEST: 421,
 } as const;
 export type GatewayErrorCode = keyof typeof GATEWAY_ERROR_CODES;
 

@@ -65,6 +65,13 @@ export interface GatewayOptions {
    * and the login prompt work. Default: none (open API — put it behind a private network).
    */
   token?: string;
+  /**
+   * Host names a request's `Host` header may name when there is no token (DNS rebinding: a web page
+   * whose name is re-pointed at 127.0.0.1 is same-origin with the gateway, and CORS no longer stands
+   * in its way). Always allowed: localhost, 127.0.0.1, ::1 and the address it listens on. A comma
+   * list or an array; `*` allows any (behind a proxy that checks Host itself).
+   */
+  allowedHosts?: string | readonly string[];
   /** Largest request body in bytes; larger ones get 413 TOO_LARGE before they are read. Default 10 MiB. */
   bodyLimit?: number;
   /**
@@ -101,6 +108,8 @@ export interface ResolvedGatewayOptions {
   host: string;
   cors: CorsPolicy;
   token: string | undefined;
+  /** Host names requests may name without a token; 'any' when `*` was given. */
+  allowedHosts: ReadonlySet<string> | 'any';
   bodyLimit: number;
   requestTimeoutMs: number;
   headersTimeoutMs: number;
@@ -156,7 +165,42 @@ export function resolveGatewayOptions(options: GatewayOptions): ResolvedGatewayO
     ),
     maxEventStreams: positiveInt(options.maxEventStreams ?? DEFAULT_MAX_EVENT_STREAMS, 'maxEventStreams'),
     tls: options.tls,
+    allowedHosts: parseAllowedHosts(options.allowedHosts, host.trim()),
   };
+}
+
+/** Loopback names, always allowed in `Host`. */
+const LOOPBACK_HOSTS = ['localhost', '127.0.0.1', '::1'];
+
+/** The allowed `Host` names: the loopback names, the bind address (unless a wildcard) and `extra`. */
+export function parseAllowedHosts(
+  extra: string | readonly string[] | undefined,
+  bindHost: string,
+): ReadonlySet<string> | 'any' {
+  const given = (typeof extra === 'string' ? extra.split(',') : (extra ?? []))
+    .map((h) => h.trim().toLowerCase())
+    .filter(Boolean);
+  if (given.includes('*')) return 'any';
+  for (const h of given) {
+    if (!/^[a-z0-9.:[\]-]+$/.test(h))
+      throw new BadRequestError(`allowed host ${JSON.stringify(h)} is not a host name or address`);
+  }
+  const wildcard = bindHost === '0.0.0.0' || bindHost === '::';
+  return new Set([...LOOPBACK_HOSTS, ...(wildcard ? [] : [bindHost.toLowerCase()]), ...given.map(hostName)]);
+}
+
+/** The name in a `Host` header or allowed-host entry: lowercase, without its port or IPv6 brackets. */
+export function hostName(host: string): string {
+  const h = host.trim().toLowerCase();
+  if (h.startsWith('[')) return h.slice(1, h.indexOf(']') > 0 ? h.indexOf(']') : undefined);
+  const colons = h.split(':').length - 1;
+  return colons === 1 ? h.slice(0, h.indexOf(':')) : h; // name:port; a bare IPv6 address keeps its colons
+}
+
+/** Whether a request naming `host` (its Host header; undefined when absent) may be answered. */
+export function hostAllowed(allowed: ReadonlySet<string> | 'any', host: string | undefined): boolean {
+  // No Host header: not a browser (every browser sends one), so not a rebinding attack.
+  return allowed === 'any' || host === undefined || allowed.has(hostName(host));
 }
 
 /** `*`, `none`, or a comma-separated list of origins like `https://app.example.com`. */

@@ -192,17 +192,54 @@ function rawConnection(
   });
 }
 
+test('attack - DNS rebinding: without a token, a request naming another host gets 421 and no vectors; --allowed-hosts admits a name', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const body = JSON.stringify({ texts: ['rebound'] });
+  // fetch() will not set Host: a raw request, as a browser re-pointed by DNS sends it.
+  const ask = async (url: string, host: string, path = '/encode') => {
+    const { answer } = await rawConnection(url, (s) =>
+      s.write(
+        `POST ${path} HTTP/1.1\r\nHost: ${host}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+      ),
+    );
+    return answer;
+  };
+  const port = new URL(gateway.url).port;
+  const rebound = await ask(gateway.url, `attacker.example:${port}`);
+  assert.match(rebound, /^HTTP\/1\.1 421/);
+  assert.match(rebound, /MISDIRECTED_REQUEST/);
+  assert.doesNotMatch(rebound, /"vectors"|\[\[/, 'no vectors went to the page');
+  assert.match(await ask(gateway.url, `attacker.example:${port}`, '/v1/embeddings'), /^HTTP\/1\.1 421/);
+  for (const host of [`localhost:${port}`, `127.0.0.1:${port}`, `[::1]:${port}`])
+    assert.match(await ask(gateway.url, host), /^HTTP\/1\.1 200/, host);
+  // /health stays open (probes name the pod's address); only what a token would guard is checked.
+  const health = await rawConnection(gateway.url, (s) =>
+    s.write(`GET /health HTTP/1.1\r\nHost: attacker.example\r\nConnection: close\r\n\r\n`),
+  );
+  assert.match(health.answer, /^HTTP\/1\.1 200/);
+  // A name the operator allows is answered; a token replaces the check.
+  const named = await fleet.gateway(worker.service, { allowedHosts: 'embeddings.internal' });
+  assert.match(await ask(named.url, `embeddings.internal:${new URL(named.url).port}`), /^HTTP\/1\.1 200/);
+  const withToken = await fleet.gateway(worker.service, { token: 'secret-token' });
+  assert.match(await ask(withToken.url, 'attacker.example'), /^HTTP\/1\.1 401/, 'the token is asked for instead');
+});
+
 test('attack - slowloris: headers or a body that dribble in are cut off at their timeouts, not 30 s later', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
   const slow = await fleet.gateway(worker.service, { headersTimeoutMs: 500, receiveTimeoutMs: 1_000 });
   // Headers that never end.
-  const headers = await rawConnection(slow.url, (s) => s.write('POST /encode HTTP/1.1\r\nHost: x\r\nX-Slow: 1\r\n'));
+  const headers = await rawConnection(slow.url, (s) =>
+    s.write('POST /encode HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1\r\n'),
+  );
   assert.ok(headers.closedAfterMs < 3_000, `cut after ${headers.closedAfterMs} ms`);
   assert.match(headers.answer, /^HTTP\/1\.1 408/);
   // A body announced as 1,000 bytes, sent a byte every 200 ms.
   const body = await rawConnection(slow.url, (s) => {
-    s.write('POST /encode HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{');
+    s.write(
+      'POST /encode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{',
+    );
     const drip = setInterval(() => (s.destroyed ? clearInterval(drip) : s.write(' ')), 200);
     s.on('close', () => clearInterval(drip));
   });

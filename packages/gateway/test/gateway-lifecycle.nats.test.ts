@@ -68,6 +68,35 @@ test('gateway /events - a snapshot, then one tick per second, as server-sent eve
   );
 });
 
+test('gateway /events - the cap on open streams holds under 500 parallel opens', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const cap = 8;
+  const gateway = await fleet.gateway(slow.service, { maxEventStreams: cap });
+  const controller = new AbortController();
+  try {
+    // 500 opens at once, on 127.0.0.1, each with a deadline; the accepted ones stay open.
+    const statuses = await Promise.all(
+      Array.from({ length: 500 }, () =>
+        fetch(`${gateway.url}events`, {
+          signal: AbortSignal.any([controller.signal, AbortSignal.timeout(20_000)]),
+        }).then(
+          (res) => {
+            if (res.status !== 200) void res.body?.cancel();
+            return res.status;
+          },
+          () => 0,
+        ),
+      ),
+    );
+    const accepted = statuses.filter((s) => s === 200).length;
+    assert.equal(accepted, cap, `accepted ${accepted} of 500 with a cap of ${cap}`);
+    assert.equal(statuses.filter((s) => s === 429).length, 500 - cap, 'the others are refused as OVERLOADED (429)');
+  } finally {
+    controller.abort();
+  }
+});
+
 test('gateway shutdown - a request in flight finishes, then the port is closed', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {

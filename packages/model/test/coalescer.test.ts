@@ -5,11 +5,14 @@ import { Coalescer } from '../src/coalescer.js';
 test('coalescer - the first call runs at once; calls made meanwhile ride together in the next, each getting its own slice', async () => {
   const runs: number[][] = [];
   let release!: () => void;
-  const coalescer = new Coalescer<number, string>(async (items) => {
-    runs.push(items);
-    if (runs.length === 1) await new Promise<void>((r) => (release = r));
-    return items.map((i) => `#${i}`);
-  });
+  const coalescer = new Coalescer<number, string>(
+    async (items) => {
+      runs.push(items);
+      if (runs.length === 1) await new Promise<void>((r) => (release = r));
+      return items.map((i) => `#${i}`);
+    },
+    { maxInFlight: 1 },
+  );
   const first = coalescer.call([1]);
   await new Promise((r) => setImmediate(r));
   assert.deepEqual(runs, [[1]], 'no waiting for company while idle');
@@ -26,10 +29,13 @@ test('coalescer - the first call runs at once; calls made meanwhile ride togethe
 
 test('coalescer - a failed run fails every call in it, and the next calls run again', async () => {
   let fail = true;
-  const coalescer = new Coalescer<number, number>(async (items) => {
-    if (fail) throw new Error('native failure');
-    return items;
-  });
+  const coalescer = new Coalescer<number, number>(
+    async (items) => {
+      if (fail) throw new Error('native failure');
+      return items;
+    },
+    { maxInFlight: 1 },
+  );
   const [a, b] = [coalescer.call([1]), coalescer.call([2])];
   await assert.rejects(a, /native failure/);
   await assert.rejects(b, /native failure/);
@@ -40,4 +46,33 @@ test('coalescer - a failed run fails every call in it, and the next calls run ag
 test('coalescer - a run that answers the wrong number of outputs is an error, not a misaligned slice', async () => {
   const coalescer = new Coalescer<number, number>(async (items) => items.slice(1));
   await assert.rejects(coalescer.call([1, 2]), /1 answers for 2 inputs/);
+});
+
+test('coalescer - several calls run side by side; merged calls stop at maxItems, a bigger one goes whole', async () => {
+  const runs: number[][] = [];
+  const releases: Array<() => void> = [];
+  const coalescer = new Coalescer<number, number>(
+    async (items) => {
+      runs.push(items);
+      await new Promise<void>((r) => releases.push(r));
+      return items;
+    },
+    { maxInFlight: 2, maxItems: 3 },
+  );
+  const calls = [[1], [2], [3], [4], [5], [6], [7, 8, 9, 10], [11]].map((c) => coalescer.call(c));
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(runs, [[1], [2]], 'two slots, each taken at once');
+  releases.shift()!();
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(runs.at(-1), [3, 4, 5], 'the waiting calls merged up to maxItems');
+  while (runs.length < 5) {
+    releases.shift()?.();
+    await new Promise((r) => setImmediate(r));
+  }
+  assert.deepEqual(runs.slice(3), [[6], [7, 8, 9, 10]], 'a call bigger than maxItems goes whole, alone');
+  while (releases.length > 0 || runs.length < 6) {
+    releases.shift()?.();
+    await new Promise((r) => setImmediate(r));
+  }
+  assert.deepEqual(await Promise.all(calls), [[1], [2], [3], [4], [5], [6], [7, 8, 9, 10], [11]]);
 });
