@@ -74,6 +74,9 @@ test('gateway /events - the cap on open streams holds under 500 parallel opens',
   const cap = 8;
   const gateway = await fleet.gateway(slow.service, { maxEventStreams: cap });
   const controller = new AbortController();
+  // The accepted streams are held until the end: a Response nobody references is collected, and
+  // undici then cancels its body, which closes the stream and frees its slot (seen under load).
+  const open: Response[] = [];
   try {
     // 500 opens at once, on 127.0.0.1, each with a deadline; the accepted ones stay open.
     const statuses = await Promise.all(
@@ -82,7 +85,8 @@ test('gateway /events - the cap on open streams holds under 500 parallel opens',
           signal: AbortSignal.any([controller.signal, AbortSignal.timeout(20_000)]),
         }).then(
           (res) => {
-            if (res.status !== 200) void res.body?.cancel();
+            if (res.status === 200) open.push(res);
+            else void res.body?.cancel();
             return res.status;
           },
           () => 0,
@@ -94,6 +98,7 @@ test('gateway /events - the cap on open streams holds under 500 parallel opens',
     assert.equal(statuses.filter((s) => s === 429).length, 500 - cap, 'the others are refused as OVERLOADED (429)');
   } finally {
     controller.abort();
+    await Promise.all(open.map((res) => res.body?.cancel().catch(() => undefined)));
   }
 });
 
