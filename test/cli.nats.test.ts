@@ -230,6 +230,33 @@ test('cli - bertq start without a model, or with a bad flag, says what is wrong'
   }
 });
 
+test('cli - bertq start fails closed: with a user and password and nothing answering, it starts no open nats-server', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const port = await freePort();
+  const passwordFile = join(home, 'worker-password');
+  await writeFile(passwordFile, 'not-started-in-the-open\n', { mode: 0o600 });
+  const run = await bertq([
+    'start',
+    '--model',
+    tiny.huggingFaceDir,
+    '--server',
+    `nats://127.0.0.1:${port}`,
+    '--user',
+    'worker',
+    '--password-file',
+    passwordFile,
+  ]);
+  assert.notEqual(run.code, 0);
+  const said = run.stderr.replace(/\s*›\s*/g, ' ').replace(/\s+/g, ' '); // oclif wraps its error lines
+  assert.match(said, /will not start an open one there because a user, a password were given/);
+  assert.doesNotMatch(run.stderr, /started an embedded nats-server|not-started-in-the-open/);
+  // Nothing listens on the port.
+  const probe = createServer();
+  await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(port, '127.0.0.1', resolve));
+  await new Promise((resolve) => probe.close(resolve));
+});
+
 test('cli - bertq start --precision int8 serves int8 vectors within cosine 0.99 of float32, and says so', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {

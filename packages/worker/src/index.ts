@@ -11,7 +11,7 @@ export {
   JetStreamNotEnabledError,
   STREAM_DEFAULTS,
 } from './nats/stream.js';
-export { ensureNatsServer, otherServicesOn, parseNatsUrl, isLocalHost } from './nats/embedded.js';
+export { credentialsGiven, ensureNatsServer, otherServicesOn, parseNatsUrl, isLocalHost } from './nats/embedded.js';
 export {
   buildServerConfig,
   buildServerStatus,

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UnauthorizedError } from '@bertq/protocol';
 import { processAlive, startNatsServer } from '@bertq/testing';
-import { ensureNatsServer, parseNatsUrl } from '../src/nats/embedded.js';
+import { credentialsGiven, ensureNatsServer, parseNatsUrl } from '../src/nats/embedded.js';
 import type { EnsuredNatsServer } from '../src/nats/embedded.js';
 import { NatsConnectError, connectNats } from '@bertq/nats';
 import { JetStreamNotEnabledError, ensureStream } from '../src/nats/stream.js';
@@ -113,6 +113,31 @@ test('ensureNatsServer - a server that refuses our credentials is reported, neve
   } finally {
     await guarded.stop();
   }
+});
+
+test('ensureNatsServer - fails closed: given credentials and nothing answering, it starts no open server', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  for (const connection of [{ user: 'worker', pass: 'secret' }, { token: 't0ken' }, { tls: true as const }]) {
+    const port = await freePort();
+    await assert.rejects(
+      ensureNatsServer(`nats://127.0.0.1:${port}`, { connection }),
+      (err: Error) =>
+        err instanceof NatsConnectError &&
+        /will not start an open one there because/.test(err.message) &&
+        !/secret|t0ken/.test(err.message),
+    );
+    // Nothing was started on the port: it is still free.
+    const probe = createServer();
+    await new Promise<void>((resolve, reject) => probe.once('error', reject).listen(port, '127.0.0.1', resolve));
+    await new Promise((resolve) => probe.close(resolve));
+  }
+  assert.deepEqual(credentialsGiven({ user: 'u', pass: 'p', credsFile: '/x' }), [
+    'a user',
+    'a password',
+    'a credentials file',
+  ]);
+  assert.deepEqual(credentialsGiven({ name: 'no secrets' }), []);
 });
 
 test('ensureNatsServer - a program that is not NATS on the port is named, never raced by an embedded server', {

@@ -95,7 +95,31 @@ export async function ensureNatsServer(url: string, options: EnsureNatsServerOpt
       [target.url],
     );
   }
+  // Fail closed: credentials say a secured server was meant to be there. An embedded server would
+  // check none of them, and any local user could then read, forge or terminate everything on it.
+  const given = credentialsGiven(options.connection);
+  if (given.length > 0) {
+    throw new NatsConnectError(
+      `no NATS server answers at ${target.url}, and bertq will not start an open one there because ${given.join(', ')} ${given.length > 1 ? 'were' : 'was'} given: ` +
+        'start the secured nats-server those credentials are for (deploy/nats/nats-server.conf, or the server `bertq auth init` wrote a config for), or leave the credentials out to get an embedded server for this machine',
+      [target.url],
+    );
+  }
   return startServer(target, options, log);
+}
+
+/** The kinds of credential (or TLS) in connection options, by their flag names. */
+export function credentialsGiven(connection: EnsureNatsServerOptions['connection']): string[] {
+  if (connection === undefined) return [];
+  const kinds: Array<[string, boolean]> = [
+    ['a user', connection.user !== undefined],
+    ['a password', connection.pass !== undefined],
+    ['a token', connection.token !== undefined],
+    ['an NKey seed', connection.nkeySeed !== undefined || connection.nkeySeedFile !== undefined],
+    ['a credentials file', connection.credsFile !== undefined],
+    ['TLS options', connection.tls !== undefined && connection.tls !== false],
+  ];
+  return kinds.filter(([, given]) => given).map(([name]) => name);
 }
 
 /**
