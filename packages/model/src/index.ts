@@ -58,7 +58,7 @@ export { downloadModel, isHubModelId, defaultCacheDir } from './hub/index.js';
 export type { EncoderOptions, EncodeOptions, EncodeResult, EncoderInfo, OpenOptions } from './encoder.js';
 export type { PrepareOptions, PreparedModel, TokenizerSource } from './prepare.js';
 export type { DeviceProfile, Precision } from './devices.js';
-export type { Int8Kernel } from './int8-kernel.js';
+export type { Int8Isa, Int8Kernel } from './int8-kernel.js';
 export type { Int8WeightBits } from './onnx/quantize.js';
 export type {
   BertConfig,

@@ -33,19 +33,30 @@ export interface Int8Kernel {
   path: string;
 }
 
+/** The instruction set named by the CPU's flags, and whether its int8 sums are exact by those flags. */
+export interface Int8Isa {
+  name: string;
+  /** What the flags promise; undefined where they say nothing (not Linux, an unknown x86). */
+  exact: boolean | undefined;
+}
+
 /**
  * The instruction set ONNX Runtime's MLAS picks its U8S8 kernel by, named from Linux's CPU flags. On
  * other systems 'unknown': the probe still decides the weights.
  */
-export function int8Isa(cpuinfo: string | undefined = readCpuinfo()): string {
-  if (arch() === 'arm64') return 'ARM64';
-  if (cpuinfo === undefined) return 'unknown';
-  const line = cpuinfo.split('\n').find((l) => l.startsWith('flags'));
-  const flags = new Set((line ?? '').split(':')[1]?.trim().split(/\s+/) ?? []);
+export function int8Isa(cpuinfo: string | undefined = readCpuinfo()): Int8Isa {
+  if (arch() === 'arm64') return { name: 'ARM64', exact: true };
+  const line = cpuinfo?.split('\n').find((l) => l.startsWith('flags'));
+  if (line === undefined) return { name: 'unknown', exact: undefined };
+  const flags = new Set(line.split(':')[1]?.trim().split(/\s+/) ?? []);
   // MLAS: AVX-512BW kernels replace the AVX2 ones, and VNNI replaces either.
-  if (flags.has('avx512bw')) return flags.has('avx512_vnni') ? 'AVX-512 VNNI' : 'AVX-512BW without VNNI';
-  if (flags.has('avx2')) return flags.has('avx_vnni') ? 'AVX-VNNI' : 'AVX2 without VNNI';
-  return flags.size > 0 ? 'SSE4.1' : 'unknown';
+  if (flags.has('avx512bw'))
+    return flags.has('avx512_vnni')
+      ? { name: 'AVX-512 VNNI', exact: true }
+      : { name: 'AVX-512BW without VNNI', exact: false };
+  if (flags.has('avx2'))
+    return flags.has('avx_vnni') ? { name: 'AVX-VNNI', exact: true } : { name: 'AVX2 without VNNI', exact: false };
+  return { name: 'unknown', exact: undefined };
 }
 
 function readCpuinfo(): string | undefined {
@@ -97,18 +108,18 @@ export async function int8SumsExact(): Promise<boolean> {
 
 let detected: Promise<Int8Kernel> | undefined;
 
-/** This process's int8 kernel, probed once (a few milliseconds). */
+/** This process's int8 kernel, probed once (~80 ms: a runtime thread, a session, one run). */
 export function detectInt8Kernel(): Promise<Int8Kernel> {
   detected ??= int8SumsExact().then((exact) => describeInt8Kernel(exact, int8Isa()));
   return detected;
 }
 
-export function describeInt8Kernel(exact: boolean, isa: string): Int8Kernel {
+export function describeInt8Kernel(exact: boolean, isa: Int8Isa): Int8Kernel {
   const weightBits: Int8WeightBits = exact ? 8 : 7;
   // The flags say what the CPU has; the probe what ONNX Runtime runs. They disagree under an emulator
   // or a hypervisor that hides features: name both rather than claim VNNI for a saturating kernel.
-  const flagsExact = /VNNI$|ARM64/.test(isa) && !isa.includes('without');
-  const named = isa === 'unknown' || flagsExact === exact ? isa : `${isa} in the CPU flags, not in the kernel run`;
+  const named =
+    isa.exact === undefined || isa.exact === exact ? isa.name : `${isa.name} in the CPU flags, not in the kernel run`;
   const sums = exact ? 'exact int8 sums' : 'int8 pair sums saturate at 16 bits';
   return { exact, weightBits, isa: named, path: `${named}: ${sums}, ${weightBits}-bit weights` };
 }

@@ -1,7 +1,8 @@
 /**
  * Model preparation, done once: resolve the model (download a hub id, find the files of a folder),
  * read its config, pick its tokenizer files, and build the ONNX graph (or take it from the cache),
- * all without opening an ONNX Runtime session. The result is plain JSON, so a fleet supervisor can
+ * all without opening the model's ONNX Runtime session (precision int8 runs one tiny probe graph to
+ * learn this CPU's int8 kernel: int8-kernel.ts). The result is plain JSON, so a fleet supervisor can
  * prepare once per device configuration and hand it to every worker, which only opens it.
  *
  *   const prepared = await prepareModel({ model: '/models/bert', device: 'cuda' });
@@ -338,7 +339,7 @@ function checkBuiltInt8Weights(
   asked: PrepareOptions,
   kernel: Int8Kernel,
 ): void {
-  const bits = graphOptions.int8WeightBits ?? 8;
+  const bits = graphOptions.int8WeightBits!; // adoptBuiltOptions set it (8 for graphs older than the option)
   if (asked.int8WeightBits !== undefined && asked.int8WeightBits !== bits)
     throw new BadRequestError(
       `${path} was built with ${bits}-bit int8 weights, but ${asked.int8WeightBits} were asked for: rebuild it from the weights, or drop the option`,

@@ -49,13 +49,6 @@ test('int8 - 7-bit quantization: every weight within ±64, each column using its
   }
 });
 
-test('int8 - the kernel probe picks 8-bit weights exactly where the int8 sums are exact', async () => {
-  const kernel = await detectInt8Kernel();
-  assert.equal(kernel.weightBits, kernel.exact ? 8 : 7);
-  assert.match(kernel.path, new RegExp(`${kernel.weightBits}-bit weights`));
-  console.log(`# int8 kernel here: ${kernel.path}`);
-});
-
 /** The weight widths to hold to the bar here: this CPU's own, and 7-bit (what AVX2 CPUs get). */
 async function weightWidths(): Promise<Int8WeightBits[]> {
   const own = (await detectInt8Kernel()).weightBits;
@@ -65,6 +58,27 @@ async function weightWidths(): Promise<Int8WeightBits[]> {
 const tiny = tinyBertConfig();
 const tinyWeights = syntheticBertWeights(tiny, 7);
 const tinyBatch = batchOf(6, 20, tiny.vocabSize);
+
+test('int8 - the kernel probe picks 8-bit weights exactly where the int8 sums are exact', async () => {
+  const kernel = await detectInt8Kernel();
+  assert.equal(kernel.weightBits, kernel.exact ? 8 : 7);
+  assert.match(kernel.path, new RegExp(`${kernel.weightBits}-bit weights`));
+  console.log(`# int8 kernel here: ${kernel.path}`);
+  // The probe against what the kernel does to a model: 8-bit weights keep the bar exactly where the
+  // probe says the sums are exact (they fall to ~0.96 where it says they saturate).
+  const options: GraphOptions = {
+    poolingStrategy: 'NONE',
+    poolingLayer: [-1],
+    precision: 'int8',
+    normalize: false,
+    fused: false,
+    int8WeightBits: 8,
+  };
+  const got = await runGraph(tinyWeights, options, tinyBatch);
+  const want = referenceEncode(tinyWeights, tinyBatch, { poolingStrategy: 'NONE', poolingLayer: [-1] });
+  const cos = minCosine(got.data, want.data, got.dims.at(-1)!);
+  assert.equal(cos >= MIN_COSINE, kernel.exact, `8-bit weights: min cosine ${cos}, probe says exact: ${kernel.exact}`);
+});
 
 for (const fused of [false, true]) {
   test(`int8 - tiny model${fused ? ' (fused ops)' : ''}: every pooling strategy within cosine 0.99 of the float32 reference`, async () => {
