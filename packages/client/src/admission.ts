@@ -17,7 +17,7 @@
  * every worker, at most every READING_MAX_AGE_MS). The first requests of a burst are admitted on the
  * last readings or none.
  */
-import { OverloadedError, type Priority } from '@bertq/protocol';
+import { OverloadedError, type Priority, type ServerConfig } from '@bertq/protocol';
 import type { FleetStatus } from './control.js';
 import { SingleFlight } from './single-flight.js';
 
@@ -94,6 +94,26 @@ export function ownRate(r: LoadReading, batchRows: number): number {
   return best === undefined ? r.capacity : Math.max(best.rate, r.capacity);
 }
 
+/**
+ * The most rows one batch of a request of `rows` rows holds on the workers: max_batch_size, and as
+ * many rows of max_seq_len tokens as the token budget takes (with max_seq_len NONE, the row count only).
+ */
+export function batchRowsOf(
+  config: Pick<ServerConfig, 'max_batch_size' | 'max_batch_tokens' | 'max_seq_len'>,
+  rows: number,
+): number {
+  let most = Math.min(rows, config.max_batch_size ?? rows);
+  if (config.max_batch_tokens !== undefined && config.max_seq_len !== null && config.max_seq_len !== undefined)
+    most = Math.min(most, Math.floor(config.max_batch_tokens / config.max_seq_len));
+  return Math.max(1, most);
+}
+
+/** What waits ahead of a request in `lane`: the high lane is served first, so bulk waits for both. */
+function queuedAhead(r: LoadReading, lane: Priority): { jobs: number; rows: number } {
+  const jobs = lane === 'high' ? r.pending.high : r.pending.high + r.pending.bulk;
+  return { jobs, rows: jobs * r.rowsPerJob + r.heldRows };
+}
+
 export interface WaitEstimate {
   /** Rows ahead of the request. */
   rowsAhead: number;
@@ -103,11 +123,22 @@ export interface WaitEstimate {
 
 /** How long a request of `rows` rows in `lane` would take; undefined with no backlog or no measure. */
 export function estimateWait(r: LoadReading, lane: Priority, rows: number, batchRows = rows): WaitEstimate | undefined {
-  const jobsAhead = lane === 'high' ? r.pending.high : r.pending.high + r.pending.bulk;
-  if (jobsAhead === 0 || r.capacity <= 0) return undefined;
-  const rowsAhead = jobsAhead * r.rowsPerJob + r.heldRows;
-  const seconds = rowsAhead / r.capacity + rows / ownRate(r, Math.min(rows, batchRows));
-  return { rowsAhead, waitMs: Math.round(seconds * 1e6) / 1e3 };
+  const e = estimate(r, lane, rows, batchRows);
+  return e && { rowsAhead: e.rowsAhead, waitMs: e.waitMs };
+}
+
+/** estimateWait, with the rate the request's own batches were judged at. */
+function estimate(
+  r: LoadReading,
+  lane: Priority,
+  rows: number,
+  batchRows: number,
+): (WaitEstimate & { batchRate: number }) | undefined {
+  const ahead = queuedAhead(r, lane);
+  if (ahead.jobs === 0 || r.capacity <= 0) return undefined;
+  const batchRate = ownRate(r, Math.min(rows, batchRows));
+  const seconds = ahead.rows / r.capacity + rows / batchRate;
+  return { rowsAhead: ahead.rows, batchRate, waitMs: Math.round(seconds * 1e6) / 1e3 };
 }
 
 /** The OVERLOADED a request gets when the estimate says it would miss its deadline; else undefined. */
@@ -117,20 +148,20 @@ export function admissionError(
   now: number,
 ): OverloadedError | undefined {
   if (r === undefined || now - r.at > READING_STALE_MS || !Number.isFinite(request.deadline)) return undefined;
-  const estimate = estimateWait(r, request.lane, request.rows, request.batchRows);
-  if (estimate === undefined || estimate.waitMs <= ADMISSION_MARGIN * (request.deadline - now)) return undefined;
+  const e = estimate(r, request.lane, request.rows, request.batchRows ?? request.rows);
+  if (e === undefined || e.waitMs <= ADMISSION_MARGIN * (request.deadline - now)) return undefined;
   const seconds = (ms: number) => (ms / 1000).toFixed(1);
   return new OverloadedError(
-    `service "${request.service}" is overloaded: about ${Math.round(estimate.rowsAhead)} rows are queued ahead of this request, ` +
-      `~${seconds(estimate.waitMs)} s at the fleet's ${Math.round(r.capacity)} rows/s (${Math.round(ownRate(r, Math.min(request.rows, request.batchRows ?? request.rows)))} rows/s for this request's batches), too close to its deadline in ${seconds(request.deadline - now)} s; ` +
+    `service "${request.service}" is overloaded: about ${Math.round(e.rowsAhead)} rows are queued ahead of this request, ` +
+      `~${seconds(e.waitMs)} s at the fleet's ${Math.round(r.capacity)} rows/s (${Math.round(e.batchRate)} rows/s for this request's batches), too close to its deadline in ${seconds(request.deadline - now)} s; ` +
       'nothing was sent. Retry later, allow a longer timeout, or add workers',
     {
       details: {
-        rowsAhead: Math.round(estimate.rowsAhead),
-        estimatedWaitMs: Math.round(estimate.waitMs),
+        rowsAhead: Math.round(e.rowsAhead),
+        estimatedWaitMs: Math.round(e.waitMs),
         deadlineInMs: Math.round(request.deadline - now),
         capacity: Math.round(r.capacity),
-        batchRate: Math.round(ownRate(r, Math.min(request.rows, request.batchRows ?? request.rows))),
+        batchRate: Math.round(e.batchRate),
         lane: request.lane,
       },
     },
@@ -144,10 +175,9 @@ export function admissionError(
  */
 export function depthMatters(r: LoadReading, request: AdmissionRequest, now: number): boolean {
   if (r.capacity <= 0 || !Number.isFinite(request.deadline)) return false;
-  const jobsAhead = request.lane === 'high' ? r.pending.high : r.pending.high + r.pending.bulk;
-  const rowsAhead = jobsAhead * r.rowsPerJob + r.heldRows + request.rows;
+  const toDrain = queuedAhead(r, request.lane).rows + request.rows;
   const refusingRows = (ADMISSION_MARGIN * Math.max(0, request.deadline - now) * r.capacity) / 1000;
-  return rowsAhead >= DEPTH_WATCH_SHARE * refusingRows;
+  return toDrain >= DEPTH_WATCH_SHARE * refusingRows;
 }
 
 /** Keeps the latest readings, refreshing them in the background while requests come. */

@@ -60,7 +60,7 @@ import { PartJoiner } from './part-joiner.js';
 import { PendingRequest } from './pending.js';
 import { fromNatsHeaders } from '@bertq/nats';
 import { publishAll, publishJob, type PublishContext } from './publish.js';
-import { AdmissionGate } from './admission.js';
+import { AdmissionGate, batchRowsOf } from './admission.js';
 import { SingleFlight } from './single-flight.js';
 import {
   ALL_DELIVERED,
@@ -963,18 +963,4 @@ function concatVectors<F extends OutputFormat>(parts: readonly Vectors<F>[], for
   }
   const rows = arrays.reduce((n, a) => n + (a.shape[0] ?? 0), 0);
   return { data, shape: [rows, ...rowShape] } as unknown as Vectors<F>;
-}
-
-/**
- * The most rows one batch of a request of `rows` rows holds on the workers: max_batch_size, and as
- * many rows of max_seq_len tokens as the token budget takes (with max_seq_len NONE, the row count only).
- */
-export function batchRowsOf(
-  config: Pick<ServerConfig, 'max_batch_size' | 'max_batch_tokens' | 'max_seq_len'>,
-  rows: number,
-): number {
-  let most = Math.min(rows, config.max_batch_size ?? rows);
-  if (config.max_batch_tokens !== undefined && config.max_seq_len !== null && config.max_seq_len !== undefined)
-    most = Math.min(most, Math.max(1, Math.floor(config.max_batch_tokens / config.max_seq_len)));
-  return Math.max(1, most);
 }

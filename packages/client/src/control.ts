@@ -113,7 +113,7 @@ export interface FleetStatus {
     seq_per_second: number;
     /** Rows per second the workers drain a backlog at (measured while saturated), summed. */
     capacity_seq_per_second: number;
-    /** The same by batch size (the power of two a batch rounds up to), summed over the workers that ran it. */
+    /** The same by batch size (keyed by the largest power of two a batch holds), summed over the workers that ran it. */
     capacity_by_batch_rows: Record<string, number>;
   };
   /**

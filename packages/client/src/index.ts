@@ -16,6 +16,7 @@ export { PUBLISH_ACK_TIMEOUT_MS, PUBLISH_WINDOW } from './publish.js';
 export { CLIENT_VERSION } from './version.js';
 export {
   admissionError,
+  batchRowsOf,
   depthMatters,
   estimateWait,
   ownRate,
@@ -23,7 +24,6 @@ export {
   READING_MAX_AGE_MS,
   READING_STALE_MS,
 } from './admission.js';
-export { batchRowsOf } from './client.js';
 export type { AdmissionRequest, LoadReading, WaitEstimate } from './admission.js';
 
 export type {

@@ -4,6 +4,7 @@
  */
 import type { ClientOptions } from '@bertq/client';
 import { BadRequestError } from '@bertq/protocol';
+import { LOOPBACK_HOSTS } from '@bertq/nats';
 import type { Logger } from 'pino';
 
 /** bert-as-service's HTTP example port. */
@@ -169,10 +170,7 @@ export function resolveGatewayOptions(options: GatewayOptions): ResolvedGatewayO
   };
 }
 
-/** Loopback names, always allowed in `Host`. */
-const LOOPBACK_HOSTS = ['localhost', '127.0.0.1', '::1'];
-
-/** The allowed `Host` names: the loopback names, the bind address (unless a wildcard) and `extra`. */
+/** The allowed `Host` names: the loopback names (@bertq/nats), the bind address (unless a wildcard) and `extra`. */
 export function parseAllowedHosts(
   extra: string | readonly string[] | undefined,
   bindHost: string,

@@ -30,7 +30,7 @@ export class Coalescer<I, O> {
 
   /** `run` answers one output per input, in order. */
   constructor(
-    private readonly run: (items: I[]) => Promise<O[]>,
+    private readonly run: (items: readonly I[]) => Promise<readonly O[]>,
     options: CoalescerOptions = {},
   ) {
     this.#maxInFlight = Math.max(1, options.maxInFlight ?? 4);
@@ -63,8 +63,9 @@ export class Coalescer<I, O> {
   }
 
   async #runMerged(calls: Array<Waiting<I, O>>): Promise<void> {
-    const merged = calls.length === 1 ? [...calls[0]!.items] : calls.flatMap((c) => c.items);
-    let out: O[];
+    // One call goes as it is (no copy of its inputs on the hot path); several are joined.
+    const merged = calls.length === 1 ? calls[0]!.items : calls.flatMap((c) => c.items);
+    let out: readonly O[];
     try {
       out = await this.run(merged);
       if (out.length !== merged.length) throw new Error(`${out.length} answers for ${merged.length} inputs`);

@@ -146,7 +146,8 @@ export class BertTokenizer {
     opts: BertTokenizerOptions,
   ) {
     this.native = native;
-    this.encodeNative = new Coalescer((texts) => native.encodeBatch(texts, { addSpecialTokens: false }));
+    // encodeBatch only reads its input; its type just does not say so.
+    this.encodeNative = new Coalescer((texts) => native.encodeBatch(texts as string[], { addSpecialTokens: false }));
     this.vocab = new Map(Object.entries(native.getVocab(true)));
     this.vocabSize = native.getVocabSize(true);
     if (this.vocabSize === 0) throw new ModelError(`${source} has an empty vocabulary`, { details: { path: source } });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Coalescer } from '../src/coalescer.js';
 
 test('coalescer - the first call runs at once; calls made meanwhile ride together in the next, each getting its own slice', async () => {
-  const runs: number[][] = [];
+  const runs: Array<readonly number[]> = [];
   let release!: () => void;
   const coalescer = new Coalescer<number, string>(
     async (items) => {
@@ -49,7 +49,7 @@ test('coalescer - a run that answers the wrong number of outputs is an error, no
 });
 
 test('coalescer - several calls run side by side; merged calls stop at maxItems, a bigger one goes whole', async () => {
-  const runs: number[][] = [];
+  const runs: Array<readonly number[]> = [];
   const releases: Array<() => void> = [];
   const coalescer = new Coalescer<number, number>(
     async (items) => {

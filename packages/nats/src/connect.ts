@@ -142,6 +142,23 @@ export async function natsConnectionOptions(options: NatsConnectOptions): Promis
   return out;
 }
 
+/**
+ * The kinds of credential (or TLS) in connection options, named for people (never their values): what
+ * makes an open, embedded nats-server the wrong thing to start in their place.
+ */
+export function credentialsGiven(connection: Omit<NatsConnectOptions, 'servers'> | undefined): string[] {
+  if (connection === undefined) return [];
+  const kinds: Array<[string, boolean]> = [
+    ['a user', connection.user !== undefined],
+    ['a password', connection.pass !== undefined],
+    ['a token', connection.token !== undefined],
+    ['an NKey seed', connection.nkeySeed !== undefined || connection.nkeySeedFile !== undefined],
+    ['a credentials file', connection.credsFile !== undefined],
+    ['TLS options', connection.tls !== undefined && connection.tls !== false],
+  ];
+  return kinds.filter(([, given]) => given).map(([name]) => name);
+}
+
 async function readSecretFile(path: string, what: string, servers: string[]): Promise<Buffer> {
   try {
     return await readFile(path);

@@ -2,6 +2,7 @@ export {
   connectNats,
   connectError,
   natsConnectionOptions,
+  credentialsGiven,
   serverList,
   redactUrl,
   isAuthFailure,
@@ -11,6 +12,7 @@ export {
   RECONNECT_WAIT_MS,
 } from './connect.js';
 export { toNatsHeaders, fromNatsHeaders } from './headers.js';
+export { LOOPBACK_HOSTS, isLoopbackHost } from './loopback.js';
 export { startNatsServer, findNatsServer, toNatsConfig, START_TIMEOUT_MS, STOP_TIMEOUT_MS } from './server.js';
 export {
   registerService,

@@ -11,7 +11,8 @@ export {
   JetStreamNotEnabledError,
   STREAM_DEFAULTS,
 } from './nats/stream.js';
-export { credentialsGiven, ensureNatsServer, otherServicesOn, parseNatsUrl, isLocalHost } from './nats/embedded.js';
+export { ensureNatsServer, otherServicesOn, parseNatsUrl } from './nats/embedded.js';
+export { isLoopbackHost as isLocalHost } from '@bertq/nats';
 export {
   buildServerConfig,
   buildServerStatus,

@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UnauthorizedError } from '@bertq/protocol';
 import { processAlive, startNatsServer } from '@bertq/testing';
-import { credentialsGiven, ensureNatsServer, parseNatsUrl } from '../src/nats/embedded.js';
+import { ensureNatsServer, parseNatsUrl } from '../src/nats/embedded.js';
 import type { EnsuredNatsServer } from '../src/nats/embedded.js';
-import { NatsConnectError, connectNats } from '@bertq/nats';
+import { NatsConnectError, connectNats, credentialsGiven } from '@bertq/nats';
 import { JetStreamNotEnabledError, ensureStream } from '../src/nats/stream.js';
 import { freePort, freshService, waitFor } from './helpers.js';
 

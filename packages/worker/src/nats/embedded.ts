@@ -15,6 +15,8 @@ import {
   NatsConnectError,
   START_TIMEOUT_MS,
   connectError,
+  credentialsGiven,
+  isLoopbackHost,
   natsConnectionOptions,
   pingServices,
   silentLogger,
@@ -51,7 +53,6 @@ export interface EnsuredNatsServer {
 
 const DEFAULT_PORT = 4222;
 const PROBE_TIMEOUT_MS = 1_000;
-const LOCAL_HOSTS = new Set(['localhost', '127.0.0.1', '::1', '[::1]']);
 
 /** Host and port of a NATS URL (`nats://h:p`, `h:p`, `h`); the port defaults to 4222. */
 export function parseNatsUrl(url: string): { host: string; port: number; url: string } {
@@ -66,10 +67,6 @@ export function parseNatsUrl(url: string): { host: string; port: number; url: st
   const port = parsed.port === '' ? DEFAULT_PORT : Number(parsed.port);
   const shown = host.includes(':') ? `[${host}]` : host;
   return { host, port, url: `${parsed.protocol}//${shown}:${port}` };
-}
-
-export function isLocalHost(host: string): boolean {
-  return LOCAL_HOSTS.has(host);
 }
 
 /** Reuses the NATS server at `url`, or starts one there when it is local and nothing answers. */
@@ -89,7 +86,7 @@ export async function ensureNatsServer(url: string, options: EnsureNatsServerOpt
     log.info({ url: target.url }, 'using the NATS server that answers there');
     return { url: target.url, started: false, stop: () => Promise.resolve(), log: () => '' };
   }
-  if (!isLocalHost(target.host)) {
+  if (!isLoopbackHost(target.host)) {
     throw new NatsConnectError(
       `no NATS server at ${target.url}; bertq only starts one on this machine (localhost), so start it there`,
       [target.url],
@@ -106,20 +103,6 @@ export async function ensureNatsServer(url: string, options: EnsureNatsServerOpt
     );
   }
   return startServer(target, options, log);
-}
-
-/** The kinds of credential (or TLS) in connection options, by their flag names. */
-export function credentialsGiven(connection: EnsureNatsServerOptions['connection']): string[] {
-  if (connection === undefined) return [];
-  const kinds: Array<[string, boolean]> = [
-    ['a user', connection.user !== undefined],
-    ['a password', connection.pass !== undefined],
-    ['a token', connection.token !== undefined],
-    ['an NKey seed', connection.nkeySeed !== undefined || connection.nkeySeedFile !== undefined],
-    ['a credentials file', connection.credsFile !== undefined],
-    ['TLS options', connection.tls !== undefined && connection.tls !== false],
-  ];
-  return kinds.filter(([, given]) => given).map(([name]) => name);
 }
 
 /**
