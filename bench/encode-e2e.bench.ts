@@ -7,7 +7,7 @@ import type { EncoderOptions } from '@bertq/model';
 import { startNatsServer } from '@bertq/testing';
 import { startFleet } from '@bertq/worker';
 import { CpuMeter, hottestFunctions, profilesIn } from './cpu.js';
-import { benchVocab, measure, randomSentences, systemLine, table } from './system.js';
+import { benchVocab, measure, quantile, randomSentences, systemLine, table } from './system.js';
 
 /** CPU seconds per 1000 rows of each process, and the share of the wall time they add up to. */
 function cpuLine(label: string, used: Record<string, number | undefined>, rows: number, wallSeconds: number): string {
@@ -152,8 +152,7 @@ async function main(): Promise<void> {
       cpuLines.push(cpuLine(`${CLIENTS} clients × 1-row requests`, smallMeter.read(), done, smallSeconds));
       await Promise.all(clients.map((c) => c.close()));
       latencies.sort((a, b) => a - b);
-      const pct = (p: number) =>
-        latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]!.toFixed(1);
+      const pct = (p: number) => quantile(latencies, p).toFixed(1);
 
       console.log(`bare and fleet run the same cached graph file (${graphPath.split('/').pop()})`);
       console.log(

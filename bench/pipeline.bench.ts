@@ -30,7 +30,7 @@ import type { NatsServer } from '@bertq/testing';
 import { startFleet } from '@bertq/worker';
 import type { FleetHandle } from '@bertq/worker';
 import { CpuMeter, hottestFunctions, profilesIn } from './cpu.js';
-import { benchVocab, randomSentences, systemLine, table } from './system.js';
+import { benchVocab, quantile, randomSentences, systemLine, table } from './system.js';
 
 const quick = process.argv.includes('--quick');
 const cpuProf = process.argv.includes('--cpu-prof');
@@ -240,10 +240,6 @@ async function serve(
   } finally {
     await Promise.all(clients.map((c) => c.close()));
   }
-}
-
-function quantile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
 /** Sequential 1-row requests through the fleet against the bare Encoder on the same rows, taking turns. */

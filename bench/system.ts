@@ -39,6 +39,11 @@ export async function measure(fn: () => Promise<unknown>, minSeconds: number, mi
   return best!;
 }
 
+/** The value at quantile `q` (0-1) of ascending `sorted` values (nearest rank, the last for q = 1). */
+export function quantile(sorted: readonly number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+}
+
 export function table(headers: string[], rows: Array<Array<string | number>>): string {
   const cells = rows.map((r) => r.map((c) => String(c)));
   const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((r) => r[i]!.length)));

@@ -29,7 +29,7 @@ if (suites.length === 0 || suites.some((s) => !SUITES.includes(s))) {
 
 /** What .ci/run installs or lays beside the checkout, and how a skip reason names it. */
 const CI_PROVIDES = [
-  { what: 'the shared model files (../shared)', pattern: /shared/ },
+  { what: 'the shared model files (../shared)', pattern: /\/shared\/|shared model files/ },
   { what: 'nats-server', pattern: /nats-server/ },
   { what: 'Chromium', pattern: /chromium/i },
   { what: 'qemu-x86_64', pattern: /qemu/ },

@@ -6,7 +6,7 @@
 //   node scripts/avx2-only/run.mjs node bench/dist/competitors.bench.js
 //   node scripts/avx2-only/run.mjs --check      # exit 0 when usable here, 3 with the reason when not
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,7 +42,7 @@ export function buildShim() {
     const tmp = `${out}.${process.pid}.tmp`;
     const r = spawnSync('cc', ['-O2', '-shared', '-fPIC', '-o', tmp, SOURCE, '-ldl'], { encoding: 'utf8' });
     if (r.status !== 0) throw new Error(`cc failed to build ${SOURCE}:\n${r.stderr}`);
-    spawnSync('mv', [tmp, out]);
+    renameSync(tmp, out); // whole or not at all: a parallel build may race to the same name
   }
   return out;
 }
