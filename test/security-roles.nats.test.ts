@@ -12,10 +12,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connect, Empty, type NatsConnection } from '@nats-io/transport-node';
-import { HEADERS, newRequestId, serviceNames, UnauthorizedError } from '@bertq/protocol';
+import { HEADERS, newRequestId, serviceNames, UnauthorizedError, WORKER_INBOX_PREFIX } from '@bertq/protocol';
+import { BertClient } from '@bertq/client';
 import { connectNats, toNatsHeaders } from '@bertq/nats';
 import {
   freshService,
+  sleep,
   startNatsServer,
   tinyModel,
   waitFor,
@@ -110,22 +112,36 @@ async function as(role: Role): Promise<{ nc: NatsConnection; violations: string[
   return { nc, violations };
 }
 
+/** oclif wraps long messages: the lines joined. */
+function oneLine(text: string): string {
+  return text.replace(/\s*\n\s*›?\s*/g, ' ');
+}
+
 async function fleetAnswers(): Promise<boolean> {
   const run = await bertq('client', ['encode', 'still serving?']);
   return run.code === 0 && run.stdout.trim().startsWith('[');
 }
 
-test('roles - bertq start as worker, bertq encode as client: the fleet serves', {
+test('roles - bertq start as worker finds no stream it may create; bertq setup as admin makes it; then the fleet serves', {
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
-  const child = spawn(
-    process.execPath,
-    [BIN, 'start', '--model', tiny.huggingFaceDir, '--threads', '1', '--graph-tmp-dir', tiny.graphDir],
-    {
-      env: env('worker'),
-      stdio: ['ignore', 'ignore', 'pipe'],
-    },
+  const args = ['start', '--model', tiny.huggingFaceDir, '--threads', '1', '--graph-tmp-dir', tiny.graphDir];
+  // The worker role may not create (or change) streams: a fresh server has none, so start says so.
+  const refused = await bertq('worker', args);
+  assert.equal(refused.code, 1, refused.stderr);
+  assert.match(
+    oneLine(refused.stderr),
+    /UNAUTHORIZED: stream BERTQ_\S+ does not exist, and this NATS credential may not create/,
   );
+  assert.match(oneLine(refused.stderr), /run `bertq setup` once with the admin credential/);
+  // The worker cannot do what setup does either.
+  const workerSetup = await bertq('worker', ['setup']);
+  assert.equal(workerSetup.code, 1, workerSetup.stdout);
+  const setup = await bertq('admin', ['setup']);
+  assert.equal(setup.code, 0, setup.stderr);
+  assert.match(setup.stdout, /created stream BERTQ_/);
+
+  const child = spawn(process.execPath, [BIN, ...args], { env: env('worker'), stdio: ['ignore', 'ignore', 'pipe'] });
   fleet = child;
   let stderr = '';
   child.stderr!.on('data', (d) => (stderr += d));
@@ -139,6 +155,145 @@ test('roles - bertq start as worker, bertq encode as client: the fleet serves', 
     100,
   );
   assert.equal(await fleetAnswers(), true);
+});
+
+test("attack - a client on _INBOX.> sees no job a worker pulls, and may not read the workers' inbox", {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const { nc, violations } = await as('client');
+  const heard: string[] = [];
+  try {
+    nc.subscribe('_INBOX.>', { callback: (_err, msg) => void heard.push(new TextDecoder().decode(msg.data)) });
+    nc.subscribe(`${WORKER_INBOX_PREFIX}.>`);
+    await nc.flush();
+    await waitFor("the broker to refuse the workers' inbox", () => violations.length > 0, VIOLATION_WAIT_MS, 50);
+    assert.match(violations.join('\n'), /subscription to "_BERTQ_WORKER_INBOX\.>"/i);
+    const secret = `victim text ${newRequestId()}`;
+    const run = await bertq('client', ['encode', secret]);
+    assert.equal(run.code, 0, run.stderr);
+    await nc.flush();
+    assert.deepEqual(
+      heard.filter((m) => m.includes(secret)),
+      [],
+      'the job crossed a subject the client could read',
+    );
+  } finally {
+    await nc.close();
+  }
+});
+
+test("attack - jobs published under another client's request id are computed but never reach it", {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const names = serviceNames(service);
+  const victim = await BertClient.connect({ servers: server.url, user: 'client', pass: PASSWORDS.client, service });
+  const attacker = await as('client');
+  const texts = Array.from({ length: 4096 }, (_, i) => `victim sentence ${i} about rivers`);
+  const forged = new Set<string>();
+  let attacked = 0;
+  try {
+    // The attacker reads every results subject (the shared role may) and learns the victim's id.
+    attacker.nc.subscribe(names.results('x').replace(/x$/, '*'), {
+      callback: (_err, msg) => {
+        const id = msg.headers?.get(HEADERS.id);
+        if (!id || forged.has(id) || msg.subject !== victim.resultsSubject) return;
+        forged.add(id);
+        const job = (offset: number, body: string, lane: 'high' | 'bulk') =>
+          attacker.nc.publish(names.jobs[lane], new TextEncoder().encode(body), {
+            headers: toNatsHeaders({
+              [HEADERS.id]: id,
+              [HEADERS.offset]: String(offset),
+              [HEADERS.reply]: victim.resultsSubject,
+            }),
+          });
+        // Sabotage: a bad job whose error frame would fail the whole request…
+        job(0, '{"texts":[""]}', 'high');
+        // …and forgery: the attacker's rows, computed first, at the victim's later offsets.
+        for (const offset of [1024, 2048, 3072]) {
+          job(offset, JSON.stringify({ texts: Array.from({ length: 16 }, () => 'attacker text') }), 'high');
+        }
+        job(256, JSON.stringify({ texts: Array.from({ length: 256 }, () => 'attacker text') }), 'bulk');
+        attacked++;
+      },
+    });
+    await attacker.nc.flush();
+    const attackedRun = await victim.encode(texts, { timeout: 60_000 });
+    assert.equal(attacked, 1, 'the attack ran');
+    const clean = await victim.encode(texts, { timeout: 60_000 });
+    const rows = attackedRun as unknown as { data: Float32Array; shape: number[] };
+    const reference = clean as unknown as { data: Float32Array; shape: number[] };
+    assert.deepEqual(rows.shape, reference.shape);
+    let worst = 0;
+    for (let i = 0; i < rows.data.length; i++) worst = Math.max(worst, Math.abs(rows.data[i]! - reference.data[i]!));
+    assert.ok(worst < 1e-4, `every row is the victim's own (largest difference ${worst})`);
+    await waitFor('the forged frames to arrive', () => victim.status.forgedFrames >= 2, 10_000, 50);
+  } finally {
+    await attacker.nc.close();
+    await victim.close();
+  }
+});
+
+test('attack - a big job on the high lane is refused, not run ahead of everyone', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const names = serviceNames(service);
+  const { nc } = await as('client');
+  try {
+    const reply = names.results(`lane${newRequestId()}`);
+    const answer = new Promise<string>((resolve) =>
+      nc.subscribe(reply, { max: 1, callback: (_err, msg) => resolve(msg.headers?.get(HEADERS.errorCode) ?? 'rows') }),
+    );
+    nc.publish(names.jobs.high, new TextEncoder().encode(JSON.stringify({ texts: Array(200).fill('flood') })), {
+      headers: toNatsHeaders({ [HEADERS.id]: newRequestId(), [HEADERS.offset]: '0', [HEADERS.reply]: reply }),
+    });
+    const code = await Promise.race([answer, sleep(20_000).then(() => 'no answer')]);
+    assert.equal(code, 'BAD_REQUEST');
+  } finally {
+    await nc.close();
+  }
+});
+
+test('attack - a worker cannot change, purge, delete or redirect the stream or its consumers', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const names = serviceNames(service);
+  const { nc, violations } = await as('worker');
+  const attempts = [
+    `$JS.API.STREAM.UPDATE.${names.stream}`,
+    `$JS.API.STREAM.PURGE.${names.stream}`,
+    `$JS.API.STREAM.DELETE.${names.stream}`,
+    `$JS.API.STREAM.CREATE.${names.stream}`,
+    `$JS.API.CONSUMER.CREATE.${names.stream}.${names.consumers.high}`,
+    `$JS.API.CONSUMER.DURABLE.CREATE.${names.stream}.${names.consumers.bulk}`,
+    `$JS.API.CONSUMER.DELETE.${names.stream}.${names.consumers.high}`,
+  ];
+  try {
+    const config = {
+      name: names.stream,
+      subjects: ['jobs.nowhere'],
+      max_msgs: 1,
+      discard: 'old',
+      retention: 'workqueue',
+      storage: 'file',
+    };
+    for (const subject of attempts) nc.publish(subject, new TextEncoder().encode(JSON.stringify(config)));
+    await nc.flush();
+    await waitFor('every call refused', () => violations.length >= attempts.length, VIOLATION_WAIT_MS, 50);
+  } finally {
+    await nc.close();
+  }
+  const admin = await as('admin');
+  try {
+    const info = await admin.nc.request(`$JS.API.STREAM.INFO.${names.stream}`, Empty, { timeout: 5_000 });
+    const stream = JSON.parse(new TextDecoder().decode(info.data)) as {
+      config: { subjects: string[]; max_msgs: number };
+    };
+    assert.deepEqual(stream.config.subjects, [names.jobs.high, names.jobs.bulk]);
+    assert.equal(stream.config.max_msgs, 20_000);
+  } finally {
+    await admin.nc.close();
+  }
+  assert.equal(await fleetAnswers(), true, 'and the queue still works');
 });
 
 test('attack - a client cannot terminate the fleet, directly or through a job reply subject', {

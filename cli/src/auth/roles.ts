@@ -45,19 +45,19 @@ const CLIENT_BLOCK = `  CLIENT = {
     }
   }`;
 
-const WORKER_ADMIN_BLOCKS = `  # worker: pull jobs from the streams' consumers and ack them, keep the streams and their consumers
-  # as bertq needs them (create/update, never delete or purge), publish results, serve the control
-  # endpoints (answers go to the requester's inbox: allow_responses). NATS wildcards match whole
-  # tokens, so these name every stream of the account, not only BERTQ_*: give bertq an account of
-  # its own when the server serves others too.
+const WORKER_ADMIN_BLOCKS = `  # worker: pull jobs from the streams' consumers and ack them, read (never create, change, purge
+  # or delete) the streams and consumers, publish results, serve the control endpoints (answers go to
+  # the requester's inbox: allow_responses). Its own replies and pulled jobs come on
+  # _BERTQ_WORKER_INBOX, which no client may read. \`bertq setup\`, run by the admin, creates the
+  # streams. NATS wildcards match whole tokens, so these name every stream of the account, not only
+  # BERTQ_*: give bertq an account of its own when the server serves others too.
   WORKER = {
     publish = {
       allow = [
         "bertq.v1.*.results.*", "bertq.v1.*.results.*.*",
         "$JS.API.INFO",
-        "$JS.API.STREAM.INFO.*", "$JS.API.STREAM.CREATE.*", "$JS.API.STREAM.UPDATE.*",
-        "$JS.API.CONSUMER.INFO.*.*", "$JS.API.CONSUMER.CREATE.*.>",
-        "$JS.API.CONSUMER.DURABLE.CREATE.*.*",
+        "$JS.API.STREAM.INFO.*",
+        "$JS.API.CONSUMER.INFO.*.*",
         "$JS.API.CONSUMER.MSG.NEXT.*.*",
         "$JS.ACK.>",
         "$SRV.PING", "$SRV.PING.bertq"
@@ -65,7 +65,7 @@ const WORKER_ADMIN_BLOCKS = `  # worker: pull jobs from the streams' consumers a
     }
     subscribe = {
       allow = [
-        "_INBOX.>",
+        "_BERTQ_WORKER_INBOX.>",
         "bertq.v1.*.config", "bertq.v1.*.config.*",
         "bertq.v1.*.status", "bertq.v1.*.status.*",
         "bertq.v1.*.terminate", "bertq.v1.*.terminate.*",
@@ -76,7 +76,7 @@ const WORKER_ADMIN_BLOCKS = `  # worker: pull jobs from the streams' consumers a
     }
     allow_responses = true
   }
-  # admin: everything, including terminate and managing (deleting, purging) the streams.
+  # admin: everything, including terminate, \`bertq setup\` and managing (deleting, purging) the streams.
   ADMIN = {
     publish = ">"
     subscribe = ">"

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger, type NatsConnectOptions } from '@bertq/nats';
 import { ensureNatsServer, otherServicesOn, startFleet } from '@bertq/worker';
 import type { FleetHandle, FleetReadyInfo } from '@bertq/worker';
-import { BadRequestError } from '@bertq/protocol';
+import { BadRequestError, WORKER_INBOX_PREFIX } from '@bertq/protocol';
 import { startHealthServer } from '../health-server.js';
 import { BaseCommand, ENVIRONMENT_HELP } from '../base.js';
 import { createProgress } from '../progress.js';
@@ -13,6 +13,7 @@ import { gatewayOptionsFromFlags, httpFlags, httpPortFlag } from '../http-flags.
 import { FlagError, encoderOptionsFromFlags, modelFlags, parseIntList } from '../model-flags.js';
 import { assertPortFree } from '../port-check.js';
 import { warnIfOnCommandLine } from '../secrets.js';
+import { streamFlags, streamOptionsFromFlags } from '../stream-flags.js';
 
 /** How often a terminated `bertq start` checks whether others still use its embedded server. */
 const EMBEDDED_CHECK_MS = 2_000;
@@ -64,21 +65,7 @@ export default class Start extends BaseCommand<typeof Start> {
       env: 'BERTQ_PREFETCH_SIZE',
       helpGroup: FLEET,
     }),
-    'stream-replicas': Flags.integer({
-      summary:
-        'Copies of the job stream in a clustered JetStream (1, 3 or 5): with 3, the queue survives the loss of a node. Default 1.',
-      min: 1,
-      max: 5,
-      env: 'BERTQ_STREAM_REPLICAS',
-      helpGroup: FLEET,
-    }),
-    'max-queued-jobs': Flags.integer({
-      summary:
-        'Bound of each lane (high, bulk) of the JetStream queue, in jobs; past it clients get OVERLOADED instead of waiting.',
-      min: 1,
-      env: 'BERTQ_MAX_QUEUED_JOBS',
-      helpGroup: FLEET,
-    }),
+    ...streamFlags,
     cpu: Flags.boolean({
       summary: 'Run on CPU even when --device-map names GPUs.',
       env: 'BERTQ_CPU',
@@ -165,7 +152,8 @@ export default class Start extends BaseCommand<typeof Start> {
     const logLevel = flags.verbose ? 'debug' : flags['log-level'];
     const log = createLogger(logLevel, { component: 'cli' });
     const servers = this.servers();
-    const connection = this.connectionOptions('bertq start');
+    // Every connection of the fleet reads replies on the workers' inbox, which no client may read.
+    const connection = { ...this.connectionOptions('bertq start'), inboxPrefix: WORKER_INBOX_PREFIX };
 
     // A taken HTTP port fails now, before a model is loaded and workers are forked.
     if (http) await assertPortFree(http.host ?? '127.0.0.1', http.port ?? 0, '--http-port');
@@ -219,9 +207,7 @@ export default class Start extends BaseCommand<typeof Start> {
           };
         }
 
-        const stream: { maxQueuedJobs?: number; replicas?: number } = {};
-        if (flags['max-queued-jobs'] !== undefined) stream.maxQueuedJobs = flags['max-queued-jobs'];
-        if (flags['stream-replicas'] !== undefined) stream.replicas = flags['stream-replicas'];
+        const stream = streamOptionsFromFlags(flags);
         try {
           fleet = await startFleet({
             servers,

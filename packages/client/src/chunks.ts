@@ -27,6 +27,8 @@ export interface PreparedJob {
 
 export interface PrepareInput {
   id: string;
+  /** The request's secret key (Bertq-Key), sent in every job; workers seal every frame with it. */
+  key?: string;
   reply: string;
   /** Epoch ms, sent as Bertq-Deadline. */
   deadline: number;
@@ -64,6 +66,7 @@ export function prepareJobs(input: PrepareInput): PreparedJob[] {
       offset,
       reply: input.reply,
       deadline: input.deadline,
+      ...(input.key === undefined ? {} : { key: input.key }),
       texts: input.texts.slice(offset, offset + rows) as Texts,
       isTokenized: input.isTokenized,
       showTokens: input.showTokens,

@@ -20,6 +20,8 @@ import {
   TimeoutError,
   decodeFrame,
   newRequestId,
+  newRequestKey,
+  sealOf,
   priorityFor,
   serviceNames,
   type AssembledResult,
@@ -107,6 +109,7 @@ interface Stats {
   duplicateFrames: number;
   foreignFrames: number;
   malformedFrames: number;
+  forgedFrames: number;
   publishRetries: number;
   reaskedJobs: number;
   recoveries: number;
@@ -142,6 +145,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     duplicateFrames: 0,
     foreignFrames: 0,
     malformedFrames: 0,
+    forgedFrames: 0,
     publishRetries: 0,
     reaskedJobs: 0,
     recoveries: 0,
@@ -473,8 +477,10 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       throw err;
     }
     const id = newRequestId();
+    const key = newRequestKey();
     const jobs = prepareJobs({
       id,
+      key,
       reply: this.resultsSubject,
       deadline,
       texts,
@@ -495,6 +501,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       timeoutMs: o.timeoutMs,
       lengthLimit: o.checkLength === 'warn' && config.max_seq_len !== null ? config.max_seq_len : undefined,
       onFrame: o.onFrame,
+      seal: sealOf(key),
       onSettled: (request, error) => {
         this.pending.delete(request.id);
         o.signal?.removeEventListener('abort', onAbort);
@@ -805,7 +812,12 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
     const own = frame.id !== undefined && this.recentIds.has(frame.id);
     // A job computed twice (a re-ask after a reconnect, a redelivery) sends its rows twice: they reach
     // neither the caller nor a listener twice. An own request no longer pending has all it will take.
-    const repeated = request === undefined ? own : request.accept(frame) === 'duplicate';
+    const outcome = request?.accept(frame);
+    if (outcome === 'forged') {
+      this.stats.forgedFrames++;
+      return;
+    }
+    const repeated = request === undefined ? own : outcome === 'duplicate';
     if (repeated) {
       this.stats.duplicateFrames++;
       return;

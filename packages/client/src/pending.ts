@@ -32,11 +32,16 @@ export interface PendingOptions {
   lengthLimit?: number | undefined;
   /** Told about every frame that brings new rows (see EncodeOptions.onFrame). */
   onFrame?: ((report: FrameReport) => void) | undefined;
+  /**
+   * The seal of the key the request's jobs carry (sealOf): a frame without it was computed from a job
+   * somebody else published under this request's id, and is dropped ('forged').
+   */
+  seal?: string | undefined;
   now?: () => number;
 }
 
 /** What `accept` did with a frame. */
-export type AcceptOutcome = 'rows' | 'duplicate' | 'failed' | 'ignored';
+export type AcceptOutcome = 'rows' | 'duplicate' | 'failed' | 'ignored' | 'forged';
 
 export class PendingRequest {
   readonly id: string;
@@ -55,6 +60,7 @@ export class PendingRequest {
   private timer: NodeJS.Timeout | undefined;
   private done = false;
   private readonly lengthLimit: number | undefined;
+  private readonly seal: string | undefined;
   /** Rows whose token count reached lengthLimit: probably cut by max_seq_len. */
   rowsAtLimit = 0;
   /** When rows last arrived, or its jobs were last asked for again (recovery's stall check). */
@@ -70,6 +76,7 @@ export class PendingRequest {
     this.onSettled = options.onSettled;
     this.onFrame = options.onFrame;
     this.lengthLimit = options.lengthLimit;
+    this.seal = options.seal;
     this.assembler = new RequestAssembler({ id: options.id, rows: options.rows });
     this.promise = new Promise<AssembledResult>((resolve, reject) => {
       this.resolvePromise = resolve;
@@ -115,6 +122,8 @@ export class PendingRequest {
   /** Feeds one frame of this request. Error frames fail the whole request, as the protocol says. */
   accept(frame: DecodedFrame): AcceptOutcome {
     if (this.done) return 'ignored';
+    // Before anything else, error frames too: a forged error must not fail the request either.
+    if (this.seal !== undefined && frame.seal !== this.seal) return 'forged';
     if (frame.kind === 'error') {
       this.fail(frame.error);
       return 'failed';

@@ -138,6 +138,11 @@ export interface ClientStatus {
   foreignFrames: number;
   /** Frames that broke the protocol. */
   malformedFrames: number;
+  /**
+   * Frames of this client's requests without the request's seal: computed from jobs somebody else
+   * published under its ids (an attack, or a worker from before seals). Dropped.
+   */
+  forgedFrames: number;
   /** Publishes repeated after a lost ack. */
   publishRetries: number;
   /** Jobs published again after a reconnect, because their frames may have been lost meanwhile. */

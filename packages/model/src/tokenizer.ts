@@ -18,6 +18,7 @@ import type { Encoding, Tokenizer as NativeTokenizer } from 'tokenizers';
 import { BadRequestError, InternalError, ModelError, PY_SPACE, TooLongError, validateTexts } from '@bertq/protocol';
 import type { Texts } from '@bertq/protocol';
 import { Coalescer } from './coalescer.js';
+import { cutText, type CutRule } from './text-cut.js';
 import type { TokenizedBatch } from './types.js';
 
 /** bert-as-service's default max_seq_len. */
@@ -138,14 +139,18 @@ export class BertTokenizer {
   private readonly specialTokens: Readonly<SpecialTokens>;
   /** Token → id, for pre-tokenized input (one JS map lookup beats a native call per token). */
   private readonly vocab: ReadonlyMap<string, number>;
+  /** How long texts may be cut before tokenizing (text-cut.ts); undefined: never (an unknown tokenizer). */
+  private readonly cutRule: CutRule | undefined;
 
   private constructor(
     native: NativeTokenizer,
     source: string,
     specialTokens: SpecialTokens,
     opts: BertTokenizerOptions,
+    cutRule: CutRule | undefined,
   ) {
     this.native = native;
+    this.cutRule = cutRule;
     // encodeBatch only reads its input; its type just does not say so.
     this.encodeNative = new Coalescer((texts) => native.encodeBatch(texts as string[], { addSpecialTokens: false }));
     this.vocab = new Map(Object.entries(native.getVocab(true)));
@@ -189,7 +194,10 @@ export class BertTokenizer {
       bertNormalizer({ cleanText: true, handleChineseChars: true, lowercase: uncased, stripAccents: uncased }),
     );
     native.setPreTokenizer(bertPreTokenizer());
-    return new BertTokenizer(native, path, special, opts);
+    return new BertTokenizer(native, path, special, opts, {
+      handleChineseChars: true,
+      maxInputCharsPerWord: WORDPIECE_MAX_INPUT_CHARS,
+    });
   }
 
   /**
@@ -241,7 +249,7 @@ export class BertTokenizer {
         details: { path },
       });
     }
-    return new BertTokenizer(native, path, special, opts);
+    return new BertTokenizer(native, path, special, opts, cutRuleOf(json));
   }
 
   /**
@@ -257,7 +265,10 @@ export class BertTokenizer {
     const pieces =
       opts.isTokenized === true
         ? this.lookUpTokens((valid as readonly (readonly string[])[]).map(splitTokenPair), showTokens)
-        : await this.encodeSentences((valid as readonly string[]).map(splitSentencePair), showTokens);
+        : await this.encodeSentences(
+            (valid as readonly string[]).map((text) => this.cut(splitSentencePair(text), maxSeqLen)),
+            showTokens,
+          );
     const rows = new Array<TokenizedText>(pieces.length);
     for (let i = 0; i < pieces.length; i++) {
       const row = this.assemble(pieces[i]!, maxSeqLen, opts, showTokens);
@@ -271,6 +282,19 @@ export class BertTokenizer {
       rows[i] = row;
     }
     return rows;
+  }
+
+  /**
+   * A row's halves cut to what can be kept (text-cut.ts): a 900 KB text costs microseconds, not
+   * seconds. Each half alone may keep at most max_seq_len tokens (NONE: max_position_embeddings).
+   */
+  private cut(row: Segments<string>, maxSeqLen: number | null): Segments<string> {
+    const rule = this.cutRule;
+    if (rule === undefined) return row;
+    const budget = maxSeqLen ?? this.maxPositionEmbeddings;
+    const a = cutText(row.a, budget, rule);
+    const b = row.b === null ? null : cutText(row.b, budget, rule);
+    return a === row.a && b === row.b ? row : { a, b };
   }
 
   /**
@@ -479,9 +503,25 @@ function splitTokenPair(words: readonly string[]): Segments<string[]> {
 // ---- loading helpers ---------------------------------------------------------------------------------
 
 /** The parts of tokenizer.json that bertq reads or rewrites. */
+/** WordPiece's default max_input_chars_per_word (HF tokenizers and Google's BERT). */
+const WORDPIECE_MAX_INPUT_CHARS = 100;
+
+/**
+ * The cut rule of a tokenizer.json: only for BERT's own normalizer and pre-tokenizer, whose rules
+ * text-cut.ts relies on; any other pipeline gets its texts whole.
+ */
+function cutRuleOf(json: TokenizerJson): CutRule | undefined {
+  const normalizer = json.normalizer;
+  if (normalizer?.type !== 'BertNormalizer' || json.pre_tokenizer?.type !== 'BertPreTokenizer') return undefined;
+  const max = json.model?.max_input_chars_per_word ?? WORDPIECE_MAX_INPUT_CHARS;
+  if (!Number.isSafeInteger(max) || max < 1) return undefined;
+  return { handleChineseChars: normalizer.handle_chinese_chars !== false, maxInputCharsPerWord: max };
+}
+
 interface TokenizerJson {
-  model?: { type?: string; unk_token?: string; vocab?: Record<string, number> };
+  model?: { type?: string; unk_token?: string; vocab?: Record<string, number>; max_input_chars_per_word?: number };
   normalizer?: NormalizerJson | null;
+  pre_tokenizer?: { type?: string } | null;
   post_processor?: {
     type?: string;
     cls?: [string, number];
@@ -497,6 +537,7 @@ interface NormalizerJson {
   type?: string;
   lowercase?: boolean;
   strip_accents?: boolean | null;
+  handle_chinese_chars?: boolean;
   normalizers?: NormalizerJson[];
 }
 

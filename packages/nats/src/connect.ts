@@ -52,6 +52,12 @@ export interface NatsConnectOptions {
    * takes its results on `bertq.v1.<svc>.results.<tenant>.<identity>`.
    */
   tenant?: string;
+  /**
+   * The prefix of this connection's reply subjects, where JetStream also delivers pulled messages.
+   * Default `_INBOX` (`_INBOX.<tenant>` with a tenant). Workers use WORKER_INBOX_PREFIX, which no
+   * client role may subscribe to.
+   */
+  inboxPrefix?: string;
 }
 
 /** Nobody answered at the given address(es), or TLS with them failed: nothing can serve a request. */
@@ -113,6 +119,7 @@ export async function natsConnectionOptions(options: NatsConnectOptions): Promis
   };
   if (options.name !== undefined) out.name = options.name;
   if (options.tenant !== undefined) out.inboxPrefix = tenantInboxPrefix(options.tenant);
+  if (options.inboxPrefix !== undefined) out.inboxPrefix = options.inboxPrefix;
   if (options.user !== undefined) out.user = options.user;
   if (options.pass !== undefined) out.pass = options.pass;
   if (options.token !== undefined) out.token = options.token;
@@ -172,6 +179,18 @@ async function readSecretFile(path: string, what: string, servers: string[]): Pr
       },
     );
   }
+}
+
+/**
+ * True when the broker refused a publish or subscribe of ours for lack of rights (nats.js rejects the
+ * request with PermissionViolationError, sometimes inside a RequestError's cause).
+ */
+export function isPermissionViolation(err: unknown): boolean {
+  for (let e = err as { name?: string; cause?: unknown } | undefined, depth = 0; e != null && depth < 4; depth++) {
+    if (e.name === 'PermissionViolationError') return true;
+    e = e.cause as typeof e;
+  }
+  return false;
 }
 
 /** True when nats.js says the server refused our credentials. */

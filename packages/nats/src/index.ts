@@ -6,6 +6,7 @@ export {
   serverList,
   redactUrl,
   isAuthFailure,
+  isPermissionViolation,
   NatsConnectError,
   DEFAULT_CONNECT_TIMEOUT_MS,
   DEFAULT_MAX_RECONNECT_ATTEMPTS,

@@ -21,6 +21,8 @@ export interface ErrorContext {
   /** Rows of the chunk that failed. */
   rows?: number;
   worker?: string;
+  /** The seal of the job's key (sealOf), when it carried one. */
+  seal?: string;
 }
 
 /**
@@ -39,6 +41,7 @@ export function encodeErrorFrame(
   if (context.offset !== undefined) headers[HEADERS.offset] = String(context.offset);
   if (context.rows !== undefined) headers[HEADERS.rows] = String(context.rows);
   if (context.worker !== undefined) headers[HEADERS.worker] = asciiHeaderValue(context.worker);
+  if (context.seal !== undefined) headers[HEADERS.seal] = context.seal;
   headers[HEADERS.serviceErrorCode] = String(err.status);
   headers[HEADERS.serviceError] = asciiHeaderValue(truncate(err.message, MAX_ERROR_HEADER_CHARS));
   headers[HEADERS.errorCode] = err.code;

@@ -77,6 +77,8 @@ export interface ResultInput {
   timings?: StageTimings;
   /** Id of the worker, sent in Bertq-Worker. */
   worker?: string;
+  /** The seal of the job's key (sealOf), sent in Bertq-Seal on every frame. */
+  seal?: string;
 }
 
 export interface FrameOptions {
@@ -222,6 +224,7 @@ function splitRow(
 function commonHeaders(result: ResultInput): HeaderMap {
   const headers: HeaderMap = { [HEADERS.id]: result.id, [HEADERS.dtype]: result.dtype };
   if (result.worker !== undefined) headers[HEADERS.worker] = asciiHeaderValue(result.worker);
+  if (result.seal !== undefined) headers[HEADERS.seal] = result.seal;
   for (const stage of STAGES) {
     const ms = result.timings?.[stage];
     if (ms !== undefined && Number.isFinite(ms) && ms >= 0) headers[stageHeader(stage)] = formatMs(ms);
@@ -332,6 +335,8 @@ export interface ResultFrame {
   tokenCounts?: number[];
   timings: StageTimings;
   worker?: string;
+  /** Bertq-Seal: which key the job that made this frame carried (see seal.ts). */
+  seal?: string;
 }
 
 /** A decoded error frame. */
@@ -341,6 +346,7 @@ export interface ErrorFrame {
   offset?: number;
   rows?: number;
   worker?: string;
+  seal?: string;
   error: BertqError;
 }
 
@@ -357,9 +363,11 @@ export function decodeFrame(headers: HeaderMap, received: Uint8Array): DecodedFr
   const body = new Uint8Array(received);
   const id = getHeader(headers, HEADERS.id);
   const worker = getHeader(headers, HEADERS.worker);
+  const seal = getHeader(headers, HEADERS.seal);
   if (isErrorMessage(headers)) {
     const frame: ErrorFrame = { kind: 'error', error: decodeErrorReply(headers, body)! };
     if (id !== undefined) frame.id = id;
+    if (seal !== undefined) frame.seal = seal;
     const offset = parseIntHeader(headers, HEADERS.offset);
     if (offset !== undefined) frame.offset = offset;
     const rows = parseIntHeader(headers, HEADERS.rows);
@@ -390,6 +398,7 @@ export function decodeFrame(headers: HeaderMap, received: Uint8Array): DecodedFr
 
   const frame: ResultFrame = { kind: 'result', id, offset, rows, shape, dtype, timings: readTimings(headers) };
   if (worker !== undefined) frame.worker = worker;
+  if (seal !== undefined) frame.seal = seal;
 
   const tokensText = getHeader(headers, HEADERS.tokens);
   const countsText = getHeader(headers, HEADERS.tokenCounts);

@@ -19,6 +19,11 @@ export const HEADERS = {
   reply: 'Bertq-Reply',
   /** Epoch milliseconds after which the job is worthless; workers drop it with a TIMEOUT frame. */
   deadline: 'Bertq-Deadline',
+  /**
+   * The request's secret key (optional): the worker answers every frame of the job with its seal, so
+   * the client can tell its own frames from frames of jobs somebody else published under its id.
+   */
+  key: 'Bertq-Key',
   /** JetStream de-duplication id: `<id>:<offset>`, or `<id>:<offset>:<n>` for the n-th re-ask after a reconnect. */
   msgId: 'Nats-Msg-Id',
 
@@ -38,6 +43,8 @@ export const HEADERS = {
    * what usage accounting (OpenAI's prompt_tokens) needs, without asking for the tokens themselves.
    */
   tokenCounts: 'Bertq-Token-Counts',
+  /** The seal of the job's Bertq-Key (sealOf), on every frame of a job that carried one. */
+  seal: 'Bertq-Seal',
   /** Id of the worker that computed the frame (its services-framework instance id). */
   worker: 'Bertq-Worker',
   /** Milliseconds spent tokenizing the job (TEI's x-tokenization-time). */

@@ -28,6 +28,7 @@ export {
   jobSubject,
   jobWildcardSubject,
   resultsSubject,
+  WORKER_INBOX_PREFIX,
   isResultsSubject,
   validateTenant,
   tenantInboxPrefix,
@@ -104,3 +105,4 @@ export type {
   TerminateReply,
   ServiceMetadata,
 } from './control.js';
+export { newRequestKey, sealOf, REQUEST_KEY } from './seal.js';

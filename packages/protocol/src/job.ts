@@ -9,6 +9,7 @@ import { VALIDATORS, firstSchemaError, readablePath, jsonTypeOf, SCHEMAS } from 
 import { isPublishSubject, isResultsSubject, resultsSubject } from './subjects.js';
 import { decodeUtf8 } from './utf8.js';
 import { validateTexts } from './texts.js';
+import { REQUEST_KEY } from './seal.js';
 import type { ErrorObject } from 'ajv';
 
 /** How result frames encode numbers: little-endian float32, little-endian float16, or JSON. */
@@ -35,6 +36,8 @@ export interface JobContext {
   reply: string;
   /** Epoch ms after which the job is worthless; undefined when the sender set none. */
   deadline: number | undefined;
+  /** The request's secret key (Bertq-Key), when the sender set one: its seal goes on every frame. */
+  key?: string;
 }
 
 /** A validated job. `texts` are strings, or token lists when `isTokenized`. */
@@ -59,6 +62,8 @@ export interface JobInput {
   reply: string;
   /** Epoch ms; omitted → no Bertq-Deadline header. */
   deadline?: number;
+  /** The request's secret key (newRequestKey); omitted → no Bertq-Key header, and frames carry no seal. */
+  key?: string;
   texts: readonly string[] | readonly (readonly string[])[];
   isTokenized?: boolean;
   showTokens?: boolean;
@@ -106,6 +111,11 @@ export function encodeJob(input: JobInput): { headers: HeaderMap; body: Uint8Arr
     [HEADERS.msgId]: dedupId(input.id, input.offset),
   };
   if (input.deadline !== undefined) headers[HEADERS.deadline] = String(input.deadline);
+  if (input.key !== undefined) {
+    if (!REQUEST_KEY.test(input.key))
+      throw new BadRequestError('a request key must be 16-64 letters, digits, "-" or "_"');
+    headers[HEADERS.key] = input.key;
+  }
   return { headers, body: encoder.encode(JSON.stringify(body)) };
 }
 
@@ -124,6 +134,8 @@ export function peekJobContext(headers: HeaderMap, service: string): Partial<Job
   if (reply !== undefined && isResultsSubject(service, reply)) out.reply = reply;
   const deadline = parseNonNegativeInt(getHeader(headers, HEADERS.deadline));
   if (deadline !== undefined) out.deadline = deadline;
+  const key = getHeader(headers, HEADERS.key);
+  if (key !== undefined && REQUEST_KEY.test(key)) out.key = key;
   return out;
 }
 
@@ -133,7 +145,8 @@ export function peekJobContext(headers: HeaderMap, service: string): Partial<Job
  * so the caller can still address an error frame.
  */
 export function parseJob(headers: HeaderMap, body: Uint8Array, limits: JobLimits): Job {
-  const context = peekJobContext(headers, limits.service);
+  // An error's details travel in its frame, which other clients may read: never the key.
+  const { key: _secret, ...context } = peekJobContext(headers, limits.service);
   const badRequest = (message: string, extra: Record<string, unknown> = {}, cause?: unknown): BadRequestError =>
     new BadRequestError(message, { details: { ...context, ...extra }, cause });
   const tooLarge = (message: string, extra: Record<string, unknown>): TooLargeError =>
@@ -168,6 +181,11 @@ export function parseJob(headers: HeaderMap, body: Uint8Array, limits: JobLimits
       `header ${HEADERS.deadline} must be epoch milliseconds (an integer), got ${JSON.stringify(deadlineText)}`,
     );
   }
+
+  const key = getHeader(headers, HEADERS.key);
+  // Never echoed in a message: the key is the one secret of a request.
+  if (key !== undefined && !REQUEST_KEY.test(key))
+    throw badRequest(`header ${HEADERS.key} must be 16-64 letters, digits, "-" or "_"`);
 
   if (body.length > limits.maxBytes) {
     throw tooLarge(`job body is ${body.length} bytes, over the limit of ${limits.maxBytes} bytes`, {
@@ -205,6 +223,7 @@ export function parseJob(headers: HeaderMap, body: Uint8Array, limits: JobLimits
     offset,
     reply,
     deadline,
+    ...(key === undefined ? {} : { key }),
     showTokens: parsed.show_tokens === true,
     checkLength: parsed.check_length === true,
     output: parsed.output ?? 'f32',

@@ -104,6 +104,14 @@ export function validateTenant(tenant: string): string {
   return validateSubjectToken(tenant, 'tenant');
 }
 
+/**
+ * `_BERTQ_WORKER_INBOX`: the inbox prefix of every worker-side connection (workers and the fleet's
+ * supervisor). JetStream delivers pulled jobs to the puller's inbox, so a worker on the default
+ * `_INBOX.<nuid>` would hand every job's text, id and reply to any client allowed `_INBOX.>`. Its
+ * first token is not `_INBOX`, so no client role may read it (docs/security.md).
+ */
+export const WORKER_INBOX_PREFIX = '_BERTQ_WORKER_INBOX';
+
 /** `_INBOX.<tenant>`: the inbox prefix of a tenant's connections, the only inbox its user may read. */
 export function tenantInboxPrefix(tenant: string): string {
   return `_INBOX.${validateTenant(tenant)}`;

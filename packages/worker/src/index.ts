@@ -9,6 +9,8 @@ export {
   openJetStreamManager,
   isJetStreamNotEnabled,
   JetStreamNotEnabledError,
+  StreamRightsError,
+  checkStreamOptions,
   STREAM_DEFAULTS,
 } from './nats/stream.js';
 export { ensureNatsServer, otherServicesOn, parseNatsUrl } from './nats/embedded.js';

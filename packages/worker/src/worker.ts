@@ -37,6 +37,7 @@ import {
   settlesWithin,
   toBertqError,
   validateSubjectToken,
+  WORKER_INBOX_PREFIX,
 } from '@bertq/protocol';
 import type { Job, Priority, ServerConfig, ServerStatus, TerminateReply, TerminateRequest } from '@bertq/protocol';
 import type { TokenizedText } from '@bertq/model';
@@ -57,7 +58,14 @@ import type { ConsumerLimits, HeldJob, QueuedStage } from './core/ledger.js';
 import { Scheduler } from './core/scheduler.js';
 import { Publisher } from './nats/publisher.js';
 import { runPullLoop } from './nats/pull.js';
-import { STREAM_DEFAULTS, ensureStream, openJetStreamManager, readConsumerLimits, serverName } from './nats/stream.js';
+import {
+  STREAM_DEFAULTS,
+  StreamRightsError,
+  ensureStream,
+  openJetStreamManager,
+  readConsumerLimits,
+  serverName,
+} from './nats/stream.js';
 import type { StreamOptions } from './nats/stream.js';
 import { WORKER_VERSION } from './version.js';
 import { resolveSettings } from './worker-options.js';
@@ -114,6 +122,8 @@ class Worker implements WorkerHandle, WorkerView {
   #cancelSubscription: Subscription | undefined;
   #streamGuardTimer: NodeJS.Timeout | undefined;
   #guarding = false;
+  /** The last damage to the stream this worker may not repair (logged once). */
+  #unrepairable: string | undefined;
   #pullLoops: Promise<void>[] = [];
   #progressTimer: NodeJS.Timeout | undefined;
   /** Samples the drain rate (rows/s while saturated) that clients estimate a queue's wait from. */
@@ -245,6 +255,7 @@ class Worker implements WorkerHandle, WorkerView {
         ...this.#options.connection,
         servers: this.#options.servers,
         name: this.#options.connection?.name ?? `bertq-worker-${this.id}`,
+        inboxPrefix: WORKER_INBOX_PREFIX,
       });
       this.#ownConnection = true;
     }
@@ -352,6 +363,17 @@ class Worker implements WorkerHandle, WorkerView {
       this.#skipCancelled(held);
       return;
     }
+    // The high lane jumps the queue; only small jobs may (bertq clients never send others there).
+    if (held.priority === 'high' && job.texts.length > this.#settings.priorityBatchSize) {
+      this.#refuse(
+        held,
+        new BadRequestError(
+          `a job on the high lane may hold at most ${this.#settings.priorityBatchSize} rows (priority_batch_size), this one has ${job.texts.length}: publish it to the bulk lane`,
+          { details: { rows: job.texts.length, limit: this.#settings.priorityBatchSize, lane: 'high' } },
+        ),
+      );
+      return;
+    }
     this.#ledger.fitCredits(held, job.texts.length);
     this.metrics.clients.see(job.reply);
     const late = deadlineError(job, Date.now());
@@ -439,6 +461,7 @@ class Worker implements WorkerHandle, WorkerView {
       const address = {
         id: context.id,
         offset: context.offset,
+        key: context.key,
         ...(job ? { rows: job.texts.length } : {}),
       };
       this.#requirePublisher().error(context.reply, address, error);
@@ -506,7 +529,11 @@ class Worker implements WorkerHandle, WorkerView {
         );
       }
     } catch (err) {
-      this.#log.debug({ err }, 'checking the stream failed; trying again later');
+      if (err instanceof StreamRightsError) {
+        // Not ours to repair: say so once per kind of damage, at a level an operator sees.
+        if (err.message !== this.#unrepairable) this.#log.error({ err }, 'the stream needs repair by an operator');
+        this.#unrepairable = err.message;
+      } else this.#log.debug({ err }, 'checking the stream failed; trying again later');
     } finally {
       this.#guarding = false;
     }

@@ -23,6 +23,7 @@ import {
   isErrorCode,
   serviceNames,
   settlesWithin,
+  WORKER_INBOX_PREFIX,
 } from '@bertq/protocol';
 import type { Logger } from 'pino';
 import { connectNats } from '@bertq/nats';
@@ -289,7 +290,11 @@ class Fleet implements FleetHandle {
     const dims = outputDim(info.config, info.graphOptions);
     // 2. One service, one configuration: refuse to join a running fleet that computes something
     //    else; then the stream and consumers, once, before any worker binds to them.
-    const nc = await connectNats({ ...connection, name: `bertq-fleet-${this.service}` });
+    const nc = await connectNats({
+      ...connection,
+      name: `bertq-fleet-${this.service}`,
+      inboxPrefix: WORKER_INBOX_PREFIX,
+    });
     try {
       await assertOneConfiguration(nc, this.service, {
         fingerprint: info.fingerprint,
@@ -523,6 +528,7 @@ class Fleet implements FleetHandle {
         ...this.#options.connection,
         servers: this.#options.servers,
         name: `bertq-fleet-${this.service}`,
+        inboxPrefix: WORKER_INBOX_PREFIX,
       });
       try {
         const jsm = await openJetStreamManager(nc);

@@ -6,7 +6,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { encodeErrorFrame, encodeResultFrames } from '@bertq/protocol';
+import { encodeErrorFrame, encodeResultFrames, sealOf } from '@bertq/protocol';
 import type { BertqError, Job } from '@bertq/protocol';
 import type { TokenizedText } from '@bertq/model';
 import { toNatsHeaders } from '@bertq/nats';
@@ -56,15 +56,28 @@ export class Publisher {
           total: performance.now() - timings.takenAt,
         },
         worker: this.workerId,
+        ...(job.key === undefined ? {} : { seal: sealOf(job.key) }),
       },
       { maxPayload: this.maxPayload },
     );
     for (const frame of frames) this.publish(job.reply, frame.body, frame.headers);
   }
 
-  /** Sends one error frame for the request `id` (from `offset`, covering `rows` when known). */
-  error(reply: string, address: { id: string; offset?: number; rows?: number }, error: BertqError): void {
-    const frame = encodeErrorFrame({ ...address, worker: this.workerId }, error, { maxPayload: this.maxPayload });
+  /**
+   * Sends one error frame for the request `id` (from `offset`, covering `rows` when known), sealed with
+   * the job's key when it carried one.
+   */
+  error(
+    reply: string,
+    address: { id: string; offset?: number; rows?: number; key?: string | undefined },
+    error: BertqError,
+  ): void {
+    const { key, ...where } = address;
+    const frame = encodeErrorFrame(
+      { ...where, worker: this.workerId, ...(key === undefined ? {} : { seal: sealOf(key) }) },
+      error,
+      { maxPayload: this.maxPayload },
+    );
     this.publish(reply, frame.body, frame.headers);
   }
 

@@ -16,7 +16,8 @@ import {
   jetstreamManager,
 } from '@nats-io/jetstream';
 import type { ConsumerConfig, JetStreamManager, StreamConfig } from '@nats-io/jetstream';
-import { BadRequestError, NoWorkersError, PRIORITIES, serviceNames } from '@bertq/protocol';
+import { isPermissionViolation } from '@bertq/nats';
+import { BadRequestError, NoWorkersError, PRIORITIES, UnauthorizedError, serviceNames } from '@bertq/protocol';
 import type { Priority } from '@bertq/protocol';
 
 /** Options of a service's stream and consumers. Every field but `service` has a default. */
@@ -104,6 +105,34 @@ export class JetStreamNotEnabledError extends NoWorkersError {
   }
 }
 
+/**
+ * The stream or a consumer is missing or differs from what bertq needs, and the broker refused our
+ * credential the right to create or change it. The shipped `worker` role has no such right (a
+ * compromised worker host must not be able to empty or redirect the queue): `bertq setup`, run once
+ * with a credential that may (the admin's), creates the stream and its consumers.
+ */
+export class StreamRightsError extends UnauthorizedError {
+  constructor(stream: string, what: string, options: { cause?: unknown } = {}) {
+    super(
+      `${what}, and this NATS credential may not create or change the streams or consumers of bertq ` +
+        `(the worker role may not): run \`bertq setup\` once with the admin credential and the same service ` +
+        'and stream options, then start the workers again',
+      { cause: options.cause, details: { stream } },
+    );
+    this.name = 'StreamRightsError';
+  }
+}
+
+/** Runs a call that creates or changes the stream or a consumer; a refusal for rights becomes StreamRightsError. */
+async function needingRights<T>(stream: string, what: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (isPermissionViolation(err)) throw new StreamRightsError(stream, what, { cause: err });
+    throw err;
+  }
+}
+
 const NANOS_PER_MS = 1_000_000;
 const JSM_TIMEOUT_MS = 5_000;
 
@@ -156,9 +185,10 @@ export async function ensureStream(
   const existing = await streamInfo(jsm, names.stream);
   if (existing === undefined) {
     try {
-      await jsm.streams.add(wanted);
+      await needingRights(names.stream, `stream ${names.stream} does not exist`, () => jsm.streams.add(wanted));
       created = true;
     } catch (err) {
+      if (err instanceof StreamRightsError) throw err;
       // Another worker may have created it a moment ago; then it is an update like any other.
       if ((await streamInfo(jsm, names.stream)) === undefined) {
         const replicas =
@@ -315,7 +345,9 @@ async function updateStream(
   }
   const changed = MUTABLE_STREAM_FIELDS.filter((f) => JSON.stringify(have[f]) !== JSON.stringify(wanted[f]));
   if (changed.length === 0) return;
-  await jsm.streams.update(wanted.name, { ...have, ...pick(wanted, changed) });
+  await needingRights(wanted.name, `stream ${wanted.name} differs from what bertq needs in ${changed.join(', ')}`, () =>
+    jsm.streams.update(wanted.name, { ...have, ...pick(wanted, changed) }),
+  );
   updated.push(...changed.map((f) => `stream.${f}`));
 }
 
@@ -338,10 +370,13 @@ async function ensureConsumer(
   }
   if (current === undefined) {
     try {
-      await jsm.consumers.add(stream, wanted);
+      await needingRights(stream, `consumer ${wanted.durable_name} of stream ${stream} does not exist`, () =>
+        jsm.consumers.add(stream, wanted),
+      );
       created.push(wanted.durable_name);
       return;
     } catch (err) {
+      if (err instanceof StreamRightsError) throw err;
       // Created concurrently by another worker: compare and update below.
       current = (
         await jsm.consumers.info(stream, wanted.durable_name).catch(() => {
@@ -361,7 +396,11 @@ async function ensureConsumer(
   }
   const changed = MUTABLE_CONSUMER_FIELDS.filter((f) => JSON.stringify(current[f]) !== JSON.stringify(wanted[f]));
   if (changed.length === 0) return;
-  await jsm.consumers.update(stream, wanted.durable_name, pick(wanted, changed));
+  await needingRights(
+    stream,
+    `consumer ${wanted.durable_name} of stream ${stream} differs from what bertq needs in ${changed.join(', ')}`,
+    () => jsm.consumers.update(stream, wanted.durable_name, pick(wanted, changed)),
+  );
   updated.push(...changed.map((f) => `consumer.${wanted.durable_name}.${f}`));
 }
 

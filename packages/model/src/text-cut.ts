@@ -1,0 +1,135 @@
+/**
+ * Cutting a text to what max_seq_len can use, before the native tokenizer sees it. Tokenizing is
+ * linear in the text, so a 900 KB row costs seconds of worker time though only 25 tokens are kept:
+ * a cheap scan finds where the tokens that can be kept end, and the tokenizer gets only that part.
+ *
+ * The cut never changes the tokens that are kept. It relies on what BERT's normalizer,
+ * pre-tokenizer and WordPiece do (HF tokenizers' BertNormalizer, BertPreTokenizer, WordPiece):
+ *   - whitespace separates words; control and format characters are removed (they join the
+ *     characters on either side); each punctuation mark, and with handle_chinese_chars each CJK
+ *     ideograph, is a token of its own: a cut just before one of those, or before a word, is a cut
+ *     between pre-tokens, so the tokens before it are the same with or without the rest;
+ *   - every word with a character that is not a combining mark makes at least one token, so once a
+ *     text holds more units than the budget, the rest cannot be kept;
+ *   - a word of more than max_input_chars_per_word characters is one [UNK], however long: its middle
+ *     can go, as long as it stays over the limit.
+ * Counting low is safe (the cut comes later); the scan only ever counts a unit it is sure of.
+ */
+
+/** What the tokenizer does that the cut relies on; `undefined` for a tokenizer it does not know. */
+export interface CutRule {
+  /** BertNormalizer's handle_chinese_chars: each CJK ideograph is a token of its own. */
+  handleChineseChars: boolean;
+  /** WordPiece's max_input_chars_per_word: a longer word is one [UNK]. */
+  maxInputCharsPerWord: number;
+}
+
+const CJK =
+  '\\u{4E00}-\\u{9FFF}\\u{3400}-\\u{4DBF}\\u{20000}-\\u{2A6DF}\\u{2A700}-\\u{2B73F}\\u{2B740}-\\u{2B81F}\\u{2B820}-\\u{2CEAF}\\u{F900}-\\u{FAFF}\\u{2F800}-\\u{2FA1F}';
+const SPACE = '\\t\\n\\r \\p{Zs}\\u2028\\u2029';
+const PUNCT = '\\p{P}!-\\/:-@\\[-`{-~';
+// Removed by the normalizer's clean_text (NUL and U+FFFD too); \t\n\r are whitespace, not control.
+const DROP = '\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F\\p{Cf}\\p{Co}\\p{Cn}\\uFFFD';
+
+function unitPattern(handleChineseChars: boolean): RegExp {
+  const single = handleChineseChars ? `[${PUNCT}${CJK}]` : `[${PUNCT}]`;
+  const other = `${SPACE}${PUNCT}${DROP}${handleChineseChars ? CJK : ''}`;
+  return new RegExp(`([${SPACE}]+)|(${single})|([${DROP}]+)|([^${other}]+)`, 'uy');
+}
+
+const PATTERNS = new Map<boolean, RegExp>();
+const BASE = /\P{M}/u;
+const MARK = /\p{M}/u;
+
+/**
+ * `text`, cut after the point where more than `maxTokens` tokens are certain, with overlong words
+ * shortened; the same text when it holds no more. Its tokens up to `maxTokens` are those of `text`.
+ */
+export function cutText(text: string, maxTokens: number, rule: CutRule): string {
+  // Short texts cannot be worth a scan: every unit is at least one UTF-16 unit.
+  if (text.length <= maxTokens + rule.maxInputCharsPerWord) return text;
+  let pattern = PATTERNS.get(rule.handleChineseChars);
+  if (pattern === undefined) {
+    pattern = unitPattern(rule.handleChineseChars);
+    PATTERNS.set(rule.handleChineseChars, pattern);
+  }
+  const kept: string[] = [];
+  let units = 0;
+  let inWord = false;
+  let wordChars = 0; // characters of the current word that are not marks, counted up to the limit
+  let keptFrom = 0; // start of the part of `text` not yet copied to `kept`
+  let at = 0;
+  while (at < text.length) {
+    pattern.lastIndex = at;
+    const m = pattern.exec(text);
+    if (m === null) break; // cannot happen: the four groups cover every character
+    const end = pattern.lastIndex;
+    if (m[3] !== undefined) {
+      // Removed by the normalizer: neither ends a word nor starts one.
+    } else if (m[4] !== undefined) {
+      const startsWord = !inWord && BASE.test(m[4]);
+      if (startsWord) {
+        if (units > maxTokens) return finish(text, kept, keptFrom, at);
+        units++;
+      }
+      if (startsWord || inWord) {
+        inWord = true;
+        const overAt = overLimitAt(m[4], rule.maxInputCharsPerWord - wordChars);
+        if (overAt.index >= 0) {
+          // Over the limit from here on: one [UNK] whatever follows; keep the word up to here.
+          kept.push(text.slice(keptFrom, at + overAt.index));
+          keptFrom = skipWord(text, end, pattern);
+          wordChars = rule.maxInputCharsPerWord + 1;
+          at = keptFrom;
+          continue;
+        }
+        wordChars += overAt.counted;
+      }
+    } else {
+      inWord = false;
+      wordChars = 0;
+      if (m[2] !== undefined) {
+        if (units > maxTokens) return finish(text, kept, keptFrom, at);
+        units++;
+      }
+    }
+    at = end;
+  }
+  return finish(text, kept, keptFrom, text.length);
+}
+
+/**
+ * Where in `word` its count of non-mark characters passes `room` (the index just after the character
+ * that does), or -1 with how many it counted. Looks at no more of a long word than it needs.
+ */
+function overLimitAt(word: string, room: number): { index: number; counted: number } {
+  let counted = 0;
+  for (let i = 0; i < word.length; ) {
+    const cp = word.codePointAt(i)!;
+    const width = cp > 0xffff ? 2 : 1;
+    if (cp < 0x300 || !MARK.test(String.fromCodePoint(cp))) {
+      counted++;
+      if (counted > room) return { index: i + width, counted };
+    }
+    i += width;
+  }
+  return { index: -1, counted };
+}
+
+/** The index where the word that runs on at `from` ends (through removed characters too). */
+function skipWord(text: string, from: number, pattern: RegExp): number {
+  let at = from;
+  while (at < text.length) {
+    pattern.lastIndex = at;
+    const m = pattern.exec(text);
+    if (m === null || (m[3] === undefined && m[4] === undefined)) break;
+    at = pattern.lastIndex;
+  }
+  return at;
+}
+
+function finish(text: string, kept: string[], keptFrom: number, end: number): string {
+  if (kept.length === 0 && keptFrom === 0 && end === text.length) return text;
+  kept.push(text.slice(keptFrom, end));
+  return kept.join('');
+}
