@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectNats } from '@bertq/nats';
@@ -71,6 +71,9 @@ test('auth init - under its config, each role can do what it must and no more', 
   // The generated roles, on a test server of its own port and store.
   const server = await startNatsServer({ config: await readFile(join(dir, 'bertq-auth.conf'), 'utf8') });
   const as = (role: string) => ['--server', server.url, '--service', 'keyed', '--nkey', join(dir, `${role}.nk`)];
+  // The worker role may not create the stream: the admin sets it up first.
+  const setup = await bertq(['setup', ...as('admin')]);
+  assert.equal(setup.code, 0, setup.stderr);
   const fleet = await startBertq(
     [
       '--model',
@@ -122,6 +125,8 @@ test('auth init --tenant - each tenant encodes on its own subjects, and cannot r
   const server = await startNatsServer({ config: conf });
   const service = 'tenanted';
   const key = (file: string) => ['--server', server.url, '--service', service, '--nkey', join(dir, file)];
+  const setup = await bertq(['setup', ...key('admin.nk')]);
+  assert.equal(setup.code, 0, setup.stderr);
   const fleet = await startBertq(
     ['--model', tiny.huggingFaceDir, '--graph-tmp-dir', tiny.graphDir, '--threads', '1', ...key('worker.nk')],
     { env: env(), timeoutMs: 60_000 },
@@ -184,4 +189,16 @@ test('auth init --tenant - each tenant encodes on its own subjects, and cannot r
     fleet.child.kill('SIGKILL');
     await server.stop();
   }
+});
+
+test('auth init - an existing folder open to others is made owner-only before seeds go in', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const dir = join(home, 'keys-open');
+  await mkdir(dir, { mode: 0o755 });
+  await chmod(dir, 0o755);
+  const init = await bertq(['auth', 'init', '--output', dir]);
+  assert.equal(init.code, 0, init.stderr);
+  assert.equal((await stat(dir)).mode & 0o777, 0o700);
+  assert.match(init.stderr, /was mode 755; made it 700/);
 });

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ScaledObject } from '@kubernetes-models/keda/keda.sh/v1alpha1/ScaledObject';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { Job } from 'kubernetes-models/batch/v1/Job';
 import { StatefulSet } from 'kubernetes-models/apps/v1/StatefulSet';
 import { Service } from 'kubernetes-models/v1/Service';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1/NetworkPolicy';
@@ -31,6 +32,7 @@ type Doc = any;
 const VALIDATORS: Record<string, (doc: Doc) => { validate(): void }> = {
   'apps/v1/Deployment': (d) => new Deployment(d),
   'apps/v1/StatefulSet': (d) => new StatefulSet(d),
+  'batch/v1/Job': (d) => new Job(d),
   'v1/Service': (d) => new Service(d),
   'networking.k8s.io/v1/NetworkPolicy': (d) => new NetworkPolicy(d),
   'keda.sh/v1alpha1/ScaledObject': (d) => new ScaledObject(d),
@@ -93,6 +95,13 @@ test('deploy - the kustomization names files that exist, and secrets that are ne
         refs.set(name, [...(refs.get(name) ?? []), ref.name]);
       }
   assert.deepEqual(refs.get('bertq-worker'), ['bertq-worker']);
+  // The stream is created by the admin's one-shot Job: the worker pods hold no right to change it.
+  const setup = manifests().find(({ doc }) => doc.kind === 'Job')!.doc;
+  assert.deepEqual(setup.spec.template.spec.containers[0].args, ['setup']);
+  const setupRefs = setup.spec.template.spec.containers[0].env.flatMap((e: Doc) =>
+    e.valueFrom?.secretKeyRef ? [e.valueFrom.secretKeyRef.name] : [],
+  );
+  assert.deepEqual(setupRefs, ['bertq-admin']);
   assert.deepEqual(refs.get('bertq-gateway'), ['bertq-client', 'bertq-http-token']);
   assert.deepEqual(refs.get('nats')?.sort(), ['bertq-admin', 'bertq-client', 'bertq-worker']);
 });

@@ -7,7 +7,7 @@
  */
 import { nuid } from '@nats-io/transport-node';
 import type { Msg, MsgHdrs, NatsConnection, Subscription } from '@nats-io/transport-node';
-import { encodeErrorFrame, toBertqError } from '@bertq/protocol';
+import { TooLargeError, encodeErrorFrame, toBertqError } from '@bertq/protocol';
 import type { BertqError, HeaderMap } from '@bertq/protocol';
 import { fromNatsHeaders, toNatsHeaders } from './headers.js';
 
@@ -107,6 +107,8 @@ const NAME = /^[A-Za-z0-9_-]+$/;
 const SEMVER = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
 const STOP_TIMEOUT_MS = 2_000;
 const encoder = new TextEncoder();
+/** Bytes kept free under max_payload for the reply's protocol line and any headers. */
+const REPLY_HEADER_SLACK = 256;
 
 class EndpointCounters {
   requests = 0;
@@ -239,6 +241,15 @@ async function answerRequest(
       headers: fromNatsHeaders(msg.headers),
     });
     body = encoder.encode(JSON.stringify(reply));
+    const limit = nc.info?.max_payload;
+    // The server would drop a reply over its max_payload without a word, and the requester would
+    // wait for a bare timeout: answer with an error that says so instead.
+    if (limit !== undefined && body.length + REPLY_HEADER_SLACK > limit) {
+      throw new TooLargeError(
+        `the ${endpoint.name} reply is ${body.length} bytes, over the NATS server's max_payload of ${limit}: raise max_payload in the server's configuration`,
+        { details: { bytes: body.length, limit } },
+      );
+    }
   } catch (err) {
     const error: BertqError = toBertqError(err);
     counters.errors++;

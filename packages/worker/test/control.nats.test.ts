@@ -224,3 +224,32 @@ test('services - terminate replies, drains and stops the worker', { timeout: TES
   await assert.rejects(nc.request('$SRV.PING.bertq', '', { timeout: REQUEST_TIMEOUT_MS }), /no responders/i);
   client.close();
 });
+
+test('services - a reply over the server max_payload is an error that says so, not a silent timeout', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const small = await startNatsServer({ maxPayload: 4096 });
+  const conn = await connectTo(small.url);
+  const svc = freshService('small');
+  const w = await startWorker({ nc: conn, service: svc, engine: slowEngine(encoder, 1) });
+  try {
+    const msg = await conn.request(`bertq.v1.${svc}.metrics.${w.id}`, '', { timeout: REQUEST_TIMEOUT_MS });
+    // A fresh worker's metrics document is ~4.7 KB (with traffic, 18 KB and more): over the server's
+    // 4 KB it comes back as TOO_LARGE, naming both sizes.
+    assert.throws(
+      () => decodeControlReply('metrics', fromNatsHeaders(msg.headers), msg.data),
+      (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'TOO_LARGE');
+        assert.match(err.message, /over the NATS server's max_payload of 4096/);
+        return true;
+      },
+    );
+    // What fits is answered as before.
+    const config = await conn.request(controlSubject(svc, 'config'), '', { timeout: REQUEST_TIMEOUT_MS });
+    assert.equal(JSON.parse(new TextDecoder().decode(config.data)).max_payload, 4096);
+  } finally {
+    await w.stop({ drainTimeoutMs: 1_000 });
+    await conn.close();
+    await small.stop();
+  }
+});

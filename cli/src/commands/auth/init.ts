@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
+import { chmod, mkdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { createUser } from '@nats-io/nkeys';
 import { Command, Flags } from '@oclif/core';
@@ -53,6 +53,12 @@ export default class AuthInit extends Command {
     const roles = tenants.length > 0 ? ROLES.filter((r) => r !== 'client') : [...ROLES];
     const dir = resolve(flags.output);
     await mkdir(dir, { recursive: true, mode: 0o700 });
+    // An existing folder keeps its mode on mkdir: seeds must not sit where others may list or reach them.
+    const mode = (await stat(dir)).mode & 0o777;
+    if ((mode & 0o077) !== 0) {
+      await chmod(dir, 0o700);
+      this.logToStderr(`${dir} was mode ${mode.toString(8)}; made it 700 (it holds secret seeds)`);
+    }
 
     const pairs = new Map([...roles, ...tenants.map(tenantFile)].map((name) => [name, createUser()]));
     const key = (name: string) => pairs.get(name)?.getPublicKey() ?? '';
@@ -99,6 +105,7 @@ export default class AuthInit extends Command {
     this.log(`wrote ${files.map(([n]) => n).join(', ')} to ${dir}`);
     this.log('');
     this.log(`  nats-server -c ${join(dir, 'nats-server.conf')}`);
+    this.log(`  bertq setup --server nats://${flags.listen} --nkey ${join(dir, 'admin.nk')}`);
     this.log(`  bertq start --server nats://${flags.listen} --nkey ${join(dir, 'worker.nk')} --model-dir …`);
     if (tenants.length === 0)
       this.log(`  bertq encode --server nats://${flags.listen} --nkey ${join(dir, 'client.nk')} "hello"`);
