@@ -262,19 +262,27 @@ export class BertTokenizer {
     this.checkMaxSeqLen(maxSeqLen);
     const showTokens = opts.showTokens === true;
     const valid = opts.validated === true ? (texts as Texts) : validateTexts(texts, { isTokenized: opts.isTokenized });
+    const cutRows = new Set<number>();
     const pieces =
       opts.isTokenized === true
         ? this.lookUpTokens((valid as readonly (readonly string[])[]).map(splitTokenPair), showTokens)
         : await this.encodeSentences(
-            (valid as readonly string[]).map((text) => this.cut(splitSentencePair(text), maxSeqLen)),
+            (valid as readonly string[]).map((text, i) => {
+              const whole = splitSentencePair(text);
+              const cut = this.cut(whole, maxSeqLen);
+              if (cut !== whole) cutRows.add(i);
+              return cut;
+            }),
             showTokens,
           );
     const rows = new Array<TokenizedText>(pieces.length);
     for (let i = 0; i < pieces.length; i++) {
       const row = this.assemble(pieces[i]!, maxSeqLen, opts, showTokens);
       if (row.length > this.maxPositionEmbeddings) {
+        // A cut row's length counts only the part that was tokenized: say "at least".
+        const length = cutRows.has(i) ? `at least ${row.length}` : String(row.length);
         throw new TooLongError(
-          `texts[${i}] is ${row.length} tokens long, more than the model's max_position_embeddings of ` +
+          `texts[${i}] is ${length} tokens long, more than the model's max_position_embeddings of ` +
             `${this.maxPositionEmbeddings}; shorten it or set max_seq_len to cut it`,
           { details: { row: i, length: row.length, limit: this.maxPositionEmbeddings } },
         );
@@ -291,7 +299,9 @@ export class BertTokenizer {
   private cut(row: Segments<string>, maxSeqLen: number | null): Segments<string> {
     const rule = this.cutRule;
     if (rule === undefined) return row;
-    const budget = maxSeqLen ?? this.maxPositionEmbeddings;
+    // 1,024 tokens past what can be kept: a row a little too long still reports its exact length
+    // (check_length, TOO_LONG under NONE), and a thousand tokens cost well under a millisecond.
+    const budget = (maxSeqLen ?? this.maxPositionEmbeddings) + CUT_MARGIN_TOKENS;
     const a = cutText(row.a, budget, rule);
     const b = row.b === null ? null : cutText(row.b, budget, rule);
     return a === row.a && b === row.b ? row : { a, b };
@@ -503,6 +513,9 @@ function splitTokenPair(words: readonly string[]): Segments<string[]> {
 // ---- loading helpers ---------------------------------------------------------------------------------
 
 /** The parts of tokenizer.json that bertq reads or rewrites. */
+/** Tokens beyond max_seq_len a text keeps when it is cut before tokenizing (see BertTokenizer.cut). */
+const CUT_MARGIN_TOKENS = 1_024;
+
 /** WordPiece's default max_input_chars_per_word (HF tokenizers and Google's BERT). */
 const WORDPIECE_MAX_INPUT_CHARS = 100;
 

@@ -144,6 +144,9 @@ test('BertTokenizer - a 900 KB row keeps the tokens and the truncation of the wh
   assert.equal(row!.length, 25);
   assert.deepEqual(row!.tokens!.slice(0, 7), ['[CLS]', 'the', 'quick', 'brown', 'fox', '.', 'jumps']);
   assert.ok(row!.truncatedFrom !== undefined && row!.truncatedFrom > 25, 'still reported as cut');
+  // A row a little too long is not cut at all: its full length is reported exactly.
+  const [near] = await tokenizer.tokenize([Array.from({ length: 600 }, () => 'the').join(' ')]);
+  assert.equal(near!.truncatedFrom, 602);
   // A pair: both halves are cut, longest-first truncation still sees both longer than the budget.
   const [pair] = await tokenizer.tokenize([`${'a b '.repeat(100_000)} ||| ${'c d '.repeat(100_000)}`]);
   assert.equal(pair!.length, 25);

@@ -240,6 +240,9 @@ test('tokenizer - NONE rejects a row longer than max_position_embeddings, naming
     tok.tokenize(['fine', tooLong], { maxSeqLen: null }),
     rejectsWith(TooLongError, /texts\[1\] is 602 tokens long.*512/, { row: 1, length: 602, limit: 512 }),
   );
+  // A long text is cut before tokenizing (text-cut.ts): its length is then a lower bound, and says so.
+  const muchTooLong = Array.from({ length: 5_000 }, () => 'the').join(' ');
+  await assert.rejects(tok.tokenize([muchTooLong], { maxSeqLen: null }), /texts\[0\] is at least 15\d\d tokens long/);
   const exactly = Array.from({ length: 510 }, () => 'the').join(' ');
   const [row] = await tok.tokenize([exactly], { maxSeqLen: null });
   assert.equal(row!.length, 512, 'a row of exactly max_position_embeddings is allowed');
