@@ -20,6 +20,7 @@ import {
   PRIORITIES,
   encodeErrorFrame,
   encodeResultFrames,
+  sealOf,
   parseJob,
   serviceNames,
   type BertqError,
@@ -107,8 +108,12 @@ export async function startPeer(nc: NatsConnection, service: string, options: Pe
     subjects.push(m.subject);
     const error = options.fail?.(job);
     let frames: Frame[];
+    // As a worker does: every frame carries the seal of the job's key.
+    const seal = job.key === undefined ? {} : { seal: sealOf(job.key) };
     if (error !== undefined) {
-      frames = [encodeErrorFrame({ id: job.id, offset: job.offset, rows: job.texts.length, worker: 'peer' }, error)];
+      frames = [
+        encodeErrorFrame({ id: job.id, offset: job.offset, rows: job.texts.length, worker: 'peer', ...seal }, error),
+      ];
     } else {
       const rows = job.texts.length;
       const data = new Float32Array(rows * dim);
@@ -125,6 +130,7 @@ export async function startPeer(nc: NatsConnection, service: string, options: Pe
           dtype: job.output,
           data,
           worker: 'peer',
+          ...seal,
           ...(tokens ? { tokens } : {}),
         },
         { maxPayload: options.maxPayload ?? 1024 * 1024 },

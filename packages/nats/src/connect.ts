@@ -7,7 +7,7 @@
  * Server URLs are shown with their userinfo redacted, so a password in a URL never reaches a message.
  */
 import { readFile } from 'node:fs/promises';
-import { connect, credsAuthenticator, nkeyAuthenticator } from '@nats-io/transport-node';
+import { connect, credsAuthenticator, nkeyAuthenticator, nkeys } from '@nats-io/transport-node';
 import type { NatsConnection, NodeConnectionOptions } from '@nats-io/transport-node';
 import { BadRequestError, NoWorkersError, UnauthorizedError, tenantInboxPrefix } from '@bertq/protocol';
 import type { BertqErrorOptions } from '@bertq/protocol';
@@ -129,9 +129,11 @@ export async function natsConnectionOptions(options: NatsConnectOptions): Promis
   }
   if (options.nkeySeedFile !== undefined) {
     const seed = await readSecretFile(options.nkeySeedFile, 'NKey seed file', servers);
-    out.authenticator = nkeyAuthenticator(new TextEncoder().encode(seed.toString('utf8').trim()));
+    out.authenticator = nkeyAuthenticator(
+      userSeed(seed.toString('utf8'), `the NKey seed file ${options.nkeySeedFile}`),
+    );
   } else if (options.nkeySeed !== undefined) {
-    out.authenticator = nkeyAuthenticator(new TextEncoder().encode(options.nkeySeed.trim()));
+    out.authenticator = nkeyAuthenticator(userSeed(options.nkeySeed, 'the NKey seed'));
   }
   if (options.credsFile !== undefined) {
     out.authenticator = credsAuthenticator(
@@ -164,6 +166,30 @@ export function credentialsGiven(connection: Omit<NatsConnectOptions, 'servers'>
     ['TLS options', connection.tls !== undefined && connection.tls !== false],
   ];
   return kinds.filter(([, given]) => given).map(([name]) => name);
+}
+
+/**
+ * A seed checked before any connection is tried: nats.js would otherwise fail the handshake with an
+ * error that reads like an unreachable server. The message names the file and the problem, never
+ * the content.
+ */
+function userSeed(text: string, what: string): Uint8Array {
+  const seed = new TextEncoder().encode(text.trim());
+  let publicKey: string;
+  try {
+    publicKey = nkeys.fromSeed(seed).getPublicKey();
+  } catch (err) {
+    throw new BadRequestError(
+      `${what} does not hold a valid NKey seed (${(err as Error).message.replace(/^nkeys: /, '')}): it should be one line, SU followed by 56 characters, as \`bertq auth init\` or \`nsc\` write it`,
+      { cause: err },
+    );
+  }
+  if (!publicKey.startsWith('U')) {
+    throw new BadRequestError(
+      `${what} holds the seed of a NATS ${publicKey.startsWith('A') ? 'account' : publicKey.startsWith('O') ? 'operator' : 'server or cluster'}, not of a user (SU…): give the user's seed`,
+    );
+  }
+  return seed;
 }
 
 async function readSecretFile(path: string, what: string, servers: string[]): Promise<Buffer> {

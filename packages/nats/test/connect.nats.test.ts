@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createUser } from '@nats-io/nkeys';
+import { createAccount, createUser } from '@nats-io/nkeys';
 import { BadRequestError, UnauthorizedError } from '@bertq/protocol';
 import { NatsConnectError, connectNats, redactUrl, startNatsServer } from '../src/index.js';
 
@@ -72,6 +72,26 @@ test('connectNats - authenticates with an NKey seed read from a file', { timeout
         err instanceof NatsConnectError &&
         /cannot read the NATS NKey seed file .*no-such-seed\.nk: ENOENT/.test(err.message),
     );
+    // A malformed seed, or an account's: named with the file and the problem, while the server is up
+    // (not NO_WORKERS "start one"), and the content never shown.
+    const seedText = new TextDecoder().decode(user.getSeed());
+    const broken = tempFile('broken.nk', `${seedText.slice(0, -3)}XYZ`);
+    const account = tempFile('account.nk', new TextDecoder().decode(createAccount().getSeed()));
+    try {
+      await assert.rejects(connectNats({ servers: server.url, nkeySeedFile: broken.path }), (err: unknown) => {
+        assert.ok(err instanceof BadRequestError, String(err));
+        assert.match(err.message, /NKey seed file .*broken\.nk does not hold a valid NKey seed \(invalid checksum\)/);
+        assert.ok(!err.message.includes(seedText.slice(4, 20)), 'no part of the seed in the message');
+        return true;
+      });
+      await assert.rejects(
+        connectNats({ servers: server.url, nkeySeedFile: account.path }),
+        /account\.nk holds the seed of a NATS account, not of a user/,
+      );
+    } finally {
+      broken.cleanup();
+      account.cleanup();
+    }
   } finally {
     await server.stop();
     seed.cleanup();

@@ -125,6 +125,10 @@ test('services - config answers a valid server config document', { timeout: TEST
     assert.equal(config.max_payload, nc.info!.max_payload);
     assert.deepEqual(config.output_shape, [encoder.info.dims]);
     assert.equal(config.versions?.bertq, WORKER_VERSION);
+    // Where the worker keeps its files is the host's business: names only, never a path.
+    assert.ok(encoder.info.model.includes('/'), `the encoder was loaded from a path (${encoder.info.model})`);
+    for (const value of [config.model_dir, config.graph_tmp_dir, config.model?.graph])
+      assert.ok(value === null || value === undefined || !/[\\/]/.test(String(value)), `no host path: ${value}`);
   }
 });
 

@@ -26,6 +26,7 @@ import type { EncoderInfo } from '@bertq/model';
 import { registerService } from '@bertq/nats';
 import type { ServiceRegistration } from '@bertq/nats';
 import type { WorkerMetrics } from './metrics.js';
+import { basename, isAbsolute } from 'node:path';
 import { WORKER_VERSION } from '../version.js';
 
 /** How the model was named at start, for the `config` document (bert-as-service's argument names). */
@@ -77,6 +78,16 @@ const MODEL_FORMATS: Record<EncoderInfo['source'], NonNullable<ServerConfig['mod
   onnx: 'onnx',
 };
 
+/**
+ * A path as the config shows it to every client: its last name only (`uncased_L-12_H-768_A-12`, not
+ * `/srv/team/models/…`): where a worker keeps its files is the host's business. Hub ids and other
+ * names that are not paths pass unchanged.
+ */
+function withoutHostPath<T extends string | null>(value: T): T {
+  if (value === null || !(isAbsolute(value) || /^\.{1,2}[\\/]|^~/.test(value))) return value;
+  return (basename(value.replace(/[\\/]+$/, '')) || value) as T;
+}
+
 export function buildServerConfig(d: WorkerDescription, now = new Date()): ServerConfig {
   const { info } = d;
   const tokenLength =
@@ -88,11 +99,11 @@ export function buildServerConfig(d: WorkerDescription, now = new Date()): Serve
     server_version: WORKER_VERSION,
     server_start_time: d.startedAt.toISOString(),
     server_current_time: now.toISOString(),
-    model_dir: d.model?.modelDir ?? info.model,
-    tuned_model_dir: d.model?.tunedModelDir ?? null,
-    ckpt_name: d.model?.ckptName ?? null,
-    config_name: d.model?.configName ?? null,
-    graph_tmp_dir: d.model?.graphTmpDir ?? null,
+    model_dir: withoutHostPath(d.model?.modelDir ?? info.model),
+    tuned_model_dir: withoutHostPath(d.model?.tunedModelDir ?? null),
+    ckpt_name: withoutHostPath(d.model?.ckptName ?? null),
+    config_name: withoutHostPath(d.model?.configName ?? null),
+    graph_tmp_dir: withoutHostPath(d.model?.graphTmpDir ?? null),
     model_format: MODEL_FORMATS[info.source],
     model: {
       hidden_size: info.hiddenSize,
@@ -101,7 +112,7 @@ export function buildServerConfig(d: WorkerDescription, now = new Date()): Serve
       max_position_embeddings: info.maxPositionEmbeddings,
       vocab_size: info.vocabSize,
       dims: info.dims,
-      graph: info.graphPath,
+      graph: withoutHostPath(info.graphPath),
     },
     max_seq_len: info.maxSeqLen,
     cased_tokenization: info.casedTokenization ?? false,
