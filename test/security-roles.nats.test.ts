@@ -376,6 +376,28 @@ test('attack - a client cannot touch the JetStream API beyond publishing jobs an
   assert.equal(await fleetAnswers(), true, 'and the queue still works');
 });
 
+test('roles - bertq start --http-port as the worker says the gateway needs the client credential', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const run = await bertq('worker', [
+    'start',
+    '--model',
+    tiny.huggingFaceDir,
+    '--threads',
+    '1',
+    '--graph-tmp-dir',
+    tiny.graphDir,
+    '--http-port',
+    '0',
+  ]);
+  assert.equal(run.code, 1, run.stderr);
+  assert.match(
+    oneLine(run.stderr),
+    /UNAUTHORIZED: the HTTP gateway of bertq start .*run `bertq gateway` with the client credential/,
+  );
+  assert.equal(await fleetAnswers(), true, 'the fleet already running is untouched');
+});
+
 test('roles - a wrong password is UNAUTHORIZED, and names no secret', { timeout: TEST_TIMEOUT_MS }, async () => {
   await assert.rejects(
     connectNats({ servers: server.url, user: 'client', pass: 'guess', maxReconnectAttempts: 0 }),

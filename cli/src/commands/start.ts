@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger, type NatsConnectOptions } from '@bertq/nats';
 import { ensureNatsServer, otherServicesOn, startFleet } from '@bertq/worker';
 import type { FleetHandle, FleetReadyInfo } from '@bertq/worker';
-import { BadRequestError, WORKER_INBOX_PREFIX } from '@bertq/protocol';
+import { BadRequestError, UnauthorizedError, WORKER_INBOX_PREFIX } from '@bertq/protocol';
 import { startHealthServer } from '../health-server.js';
 import { BaseCommand, ENVIRONMENT_HELP } from '../base.js';
 import { createProgress } from '../progress.js';
@@ -252,7 +252,11 @@ export default class Start extends BaseCommand<typeof Start> {
             });
           } catch (err) {
             await fleet.stop();
-            throw err;
+            if ((err as { code?: string }).code !== 'UNAUTHORIZED') throw err;
+            throw new UnauthorizedError(
+              `the HTTP gateway of bertq start connects as a client with the fleet's own NATS credential, which may not publish jobs or read results (the shipped worker role may not): run \`bertq gateway\` with the client credential instead of --http-port (${(err as Error).message})`,
+              { cause: err },
+            );
           }
           this.logToStderr(`bertq http gateway at ${gateway.url} (dashboard on /, OpenAI API on /v1/embeddings)`);
         }
