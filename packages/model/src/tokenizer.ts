@@ -512,7 +512,6 @@ function splitTokenPair(words: readonly string[]): Segments<string[]> {
 
 // ---- loading helpers ---------------------------------------------------------------------------------
 
-/** The parts of tokenizer.json that bertq reads or rewrites. */
 /** Tokens beyond max_seq_len a text keeps when it is cut before tokenizing (see BertTokenizer.cut). */
 const CUT_MARGIN_TOKENS = 1_024;
 
@@ -531,6 +530,7 @@ function cutRuleOf(json: TokenizerJson): CutRule | undefined {
   return { handleChineseChars: normalizer.handle_chinese_chars !== false, maxInputCharsPerWord: max };
 }
 
+/** The parts of tokenizer.json that bertq reads or rewrites. */
 interface TokenizerJson {
   model?: { type?: string; unk_token?: string; vocab?: Record<string, number>; max_input_chars_per_word?: number };
   normalizer?: NormalizerJson | null;

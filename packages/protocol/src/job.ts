@@ -147,8 +147,10 @@ export function peekJobContext(headers: HeaderMap, service: string): Partial<Job
 export function parseJob(headers: HeaderMap, body: Uint8Array, limits: JobLimits): Job {
   // An error's details travel in its frame, which other clients may read: never the key.
   const { key: _secret, ...context } = peekJobContext(headers, limits.service);
+  // Once the body parses, its row count goes into every refusal (the error frame's Bertq-Rows).
+  let rows: { rows?: number } = {};
   const badRequest = (message: string, extra: Record<string, unknown> = {}, cause?: unknown): BadRequestError =>
-    new BadRequestError(message, { details: { ...context, ...extra }, cause });
+    new BadRequestError(message, { details: { ...context, ...rows, ...extra }, cause });
   const tooLarge = (message: string, extra: Record<string, unknown>): TooLargeError =>
     new TooLargeError(message, { details: { ...context, ...extra } });
 
@@ -204,6 +206,7 @@ export function parseJob(headers: HeaderMap, body: Uint8Array, limits: JobLimits
     throw badRequest(`job body is not valid JSON: ${(err as Error).message}`, {}, err);
   }
   const texts = (parsed as { texts?: unknown } | null)?.texts;
+  if (Array.isArray(texts)) rows = { rows: texts.length };
   if (Array.isArray(texts) && texts.length > limits.maxRows) {
     throw tooLarge(
       `job has ${texts.length} rows, over the limit of ${limits.maxRows} rows per job (max_batch_size); split the request into chunks of at most ${limits.maxRows}`,

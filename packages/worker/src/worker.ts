@@ -462,7 +462,7 @@ class Worker implements WorkerHandle, WorkerView {
         id: context.id,
         offset: context.offset,
         key: context.key,
-        ...(job ? { rows: job.texts.length } : {}),
+        ...rowsOf(job, error),
       };
       this.#requirePublisher().error(context.reply, address, error);
       this.#log.debug({ code: error.code, err: error.message, seq: held.msg.seq }, 'job refused');
@@ -823,4 +823,11 @@ function requestRelative(err: unknown, job: Job): BertqError {
 /** Waits for `promise` until the performance.now() `deadline`, whichever comes first. */
 async function raceDeadline(promise: Promise<unknown>, deadline: number): Promise<void> {
   await settlesWithin(promise, deadline - performance.now());
+}
+
+/** The rows a refusal covers (its frame's Bertq-Rows): the job's, or what parsing could count. */
+function rowsOf(job: Job | undefined, error: BertqError): { rows?: number } {
+  if (job !== undefined) return { rows: job.texts.length };
+  const rows = error.details?.rows;
+  return typeof rows === 'number' && Number.isSafeInteger(rows) && rows >= 0 ? { rows } : {};
 }

@@ -49,7 +49,7 @@ function addressed(id: string, offset = 0): HeaderMap {
 }
 
 /** Publishes a hand-made job and returns the error frame it gets back. */
-async function refusal(body: string | Uint8Array, offset = 0, priority: 'high' | 'bulk' = 'high') {
+async function refusal(body: string | Uint8Array, offset = 0, priority: 'high' | 'bulk' = 'high', rows?: number) {
   const id = newRequestId();
   await client.publishRaw(priority, body, addressed(id, offset));
   const { error, headers } = await client.errorFor(id);
@@ -58,6 +58,7 @@ async function refusal(body: string | Uint8Array, offset = 0, priority: 'high' |
   assert.equal(headers[HEADERS.serviceErrorCode], String(error.status));
   assert.equal(headers[HEADERS.errorCode], error.code);
   assert.equal(headers[HEADERS.worker], worker.id);
+  if (rows !== undefined) assert.equal(headers[HEADERS.rows], String(rows), 'the frame says which rows failed');
   return error;
 }
 
@@ -93,7 +94,7 @@ test('bad jobs - an empty or blank string gets BAD_REQUEST naming its request ro
   timeout: TEST_TIMEOUT_MS,
 }, async () => {
   expectError(
-    await refusal('{"texts": ["ok", ""]}', 16),
+    await refusal('{"texts": ["ok", ""]}', 16, 'high', 2),
     BadRequestError,
     'BAD_REQUEST',
     /texts\[17\] is an empty string/,
@@ -112,7 +113,7 @@ test('bad jobs - more rows than max_batch_size gets TOO_LARGE naming the limit',
 }, async () => {
   const texts = Array.from({ length: MAX_BATCH_SIZE + 1 }, (_, i) => `row ${i}`);
   expectError(
-    await refusal(JSON.stringify({ texts }), 0, 'bulk'),
+    await refusal(JSON.stringify({ texts }), 0, 'bulk', MAX_BATCH_SIZE + 1),
     TooLargeError,
     'TOO_LARGE',
     new RegExp(`over the limit of ${MAX_BATCH_SIZE} rows`),

@@ -253,7 +253,7 @@ export function registerControlPlane(
     metadata: {
       ...serviceMetadata({
         service: names.service,
-        model: d.info.model,
+        model: withoutHostPath(d.info.model),
         device: d.device,
         pooling: d.info.poolingStrategy,
         maxSeqLen: d.info.maxSeqLen,
