@@ -3,6 +3,6 @@
 import { execute } from '@oclif/core';
 import { translateBertServingArgs } from '../dist/src/compat.js';
 
-const { args, notes } = translateBertServingArgs(process.argv.slice(2));
+const { args, notes } = translateBertServingArgs(process.argv.slice(2), 'start', process.env);
 for (const note of notes) process.stderr.write(`bert-serving-start: ${note}\n`);
 await execute({ dir: import.meta.url, args: ['start', ...args] });

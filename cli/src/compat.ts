@@ -1,8 +1,14 @@
 /**
  * bert-as-service's command lines, as its users type them, turned into bertq's:
  *   bert-serving-start -model_dir /m -num_worker 2 -pooling_layer -1 -2 -port 5555
- *   → bertq start --model-dir /m --num-worker 2 --pooling-layer=-1,-2   (+ a note about -port)
+ *   → bertq start --model-dir /m --num-worker 2 --pooling-layer=-1,-2 --client-port 5555 --own-nats
  * and the space-separated list form (`--pooling-layer -1 -2`) that `bertq start` also takes.
+ *
+ * `-port` keeps its meaning for clients: it is where bert-as-service's Python client connects
+ * (clients/python speaks HTTP to the gateway `bertq start --client-port` serves there; default 5555,
+ * as before). And as bert-as-service's server did, bert-serving-start starts its own broker (a
+ * nats-server on a free port) rather than joining one it happens to find, unless --server (or
+ * BERTQ_NATS_URL) names one. bert-serving-terminate -port P finds that fleet by its port.
  * Pure functions: the bins (`bin/bert-serving-*.js`, `bin/run.js`) call them before oclif parses.
  */
 
@@ -25,7 +31,7 @@ const IGNORED: Record<string, string> = {
     'ONNX Runtime allocates GPU memory as it needs it; bound work per batch with --max-batch-tokens',
   xla: 'XLA is TensorFlow’s compiler; ONNX Runtime optimises the graph itself (--fused picks its fused kernels)',
   port: 'bertq has no ZeroMQ ports: workers and clients meet on one NATS server (--server, default nats://127.0.0.1:4222)',
-  'port-out': 'bertq has no ZeroMQ ports: results come back over NATS (--server)',
+  'port-out': 'bertq has no second port: results come back on the request’s own HTTP connection (or over NATS)',
   'wait-till-ready': 'bertq benchmark waits for each fleet it starts to report ready, with a deadline of its own',
 };
 
@@ -33,6 +39,12 @@ const IGNORED: Record<string, string> = {
 const RENAMED: Record<string, string> = {
   'http-max-connect': 'http-max-connections',
 };
+
+/** Which bert-serving-* command the arguments are for. */
+export type ServingCommand = 'start' | 'terminate' | 'benchmark';
+
+/** bert-as-service's default `-port`: where its clients connect. */
+export const BERT_SERVING_PORT = 5555;
 
 export interface Translation {
   /** Arguments for bertq. */
@@ -50,9 +62,17 @@ const NUMBER_LIST = /^-?\d+(,-?\d+)*$/;
  * meaning here dropped with a note. Anything else passes through (an unknown flag then gets bertq's
  * "did you mean" answer).
  */
-export function translateBertServingArgs(argv: readonly string[]): Translation {
+export function translateBertServingArgs(
+  argv: readonly string[],
+  command: ServingCommand = 'start',
+  env: NodeJS.ProcessEnv = {},
+): Translation {
   const args: string[] = [];
   const notes: string[] = [];
+  // start and terminate: -port is the clients' port (see the top of this file).
+  const portIsClientPort = command !== 'benchmark';
+  let clientPort = false;
+  let server = env.BERTQ_NATS_URL !== undefined && env.BERTQ_NATS_URL !== '';
   for (let i = 0; i < argv.length; i++) {
     const token = argv[i]!;
     const m = /^--?([A-Za-z][\w-]*)(?:=(.*))?$/.exec(token);
@@ -61,6 +81,7 @@ export function translateBertServingArgs(argv: readonly string[]): Translation {
       continue;
     }
     let name = m[1]!.toLowerCase().replaceAll('_', '-');
+    if (name === 'h') name = 'help'; // argparse's -h
     const inline = m[2];
     // The values that follow a flag (numbers included: -pooling_layer -1 -2).
     const values: string[] = inline === undefined ? [] : [inline];
@@ -72,7 +93,11 @@ export function translateBertServingArgs(argv: readonly string[]): Translation {
       values.push(argv[++i]!);
       if (!LIST_FLAGS.has(name)) break;
     }
-    if (Object.hasOwn(IGNORED, name)) {
+    if (name === 'server') server = true;
+    if (portIsClientPort && name === 'port') {
+      name = 'client-port';
+      clientPort = true;
+    } else if (Object.hasOwn(IGNORED, name)) {
       notes.push(`-${m[1]} is ignored: ${IGNORED[name]}`);
       continue;
     }
@@ -83,6 +108,10 @@ export function translateBertServingArgs(argv: readonly string[]): Translation {
     if (values.length === 0) args.push(`--${name}`);
     else if (LIST_FLAGS.has(name)) args.push(`--${name}=${values.join(',')}`);
     else args.push(`--${name}`, ...values);
+  }
+  if (portIsClientPort && !server && !args.includes('--help')) {
+    if (!clientPort) args.push('--client-port', String(BERT_SERVING_PORT));
+    if (command === 'start') args.push('--own-nats');
   }
   return { args, notes };
 }

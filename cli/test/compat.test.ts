@@ -31,26 +31,47 @@ test("compat - bert-serving-start's single-dash snake_case flags become bertq's,
     'NONE',
     '--cased-tokenization',
     '--show-tokens-to-client',
+    // bert-as-service's defaults: its clients' port, and a broker of its own.
+    '--client-port',
+    '5555',
+    '--own-nats',
   ]);
   assert.deepEqual(notes, []);
 });
 
-test('compat - flags with no meaning here are dropped with a line saying what bertq does instead', () => {
-  const { args, notes } = translateBertServingArgs([
-    '-port',
-    '5555',
-    '-port_out',
-    '5556',
-    '-gpu_memory_fraction',
-    '0.5',
-    '-xla',
-    '-http_max_connect',
-    '20',
-    '-cpu',
+test("compat - -port is the clients' port; with --server (or BERTQ_NATS_URL) the fleet joins that server", () => {
+  assert.deepEqual(translateBertServingArgs(['-model_dir', '/m', '-port', '4000']).args, [
+    '--model-dir',
+    '/m',
+    '--client-port',
+    '4000',
+    '--own-nats',
   ]);
+  assert.deepEqual(translateBertServingArgs(['-model_dir', '/m', '-server', 'nats://10.0.0.1:4222']).args, [
+    '--model-dir',
+    '/m',
+    '--server',
+    'nats://10.0.0.1:4222',
+  ]);
+  assert.deepEqual(
+    translateBertServingArgs(['-model_dir', '/m'], 'start', { BERTQ_NATS_URL: 'nats://10.0.0.1:4222' }).args,
+    ['--model-dir', '/m'],
+  );
+  // bert-serving-terminate -port P reaches the fleet that port serves; -h is argparse's help.
+  assert.deepEqual(translateBertServingArgs(['-port', '4000'], 'terminate').args, ['--client-port', '4000']);
+  assert.deepEqual(translateBertServingArgs([], 'terminate').args, ['--client-port', '5555']);
+  assert.deepEqual(translateBertServingArgs(['-h']).args, ['--help']);
+});
+
+test('compat - flags with no meaning here are dropped with a line saying what bertq does instead', () => {
+  const { args, notes } = translateBertServingArgs(
+    ['-port', '5555', '-port_out', '5556', '-gpu_memory_fraction', '0.5', '-xla', '-http_max_connect', '20', '-cpu'],
+    'benchmark',
+  );
   assert.deepEqual(args, ['--http-max-connections', '20', '--cpu']);
   assert.equal(notes.length, 5);
   assert.match(notes[0]!, /-port is ignored: .*NATS/);
+  assert.match(notes[1]!, /-port_out is ignored: .*HTTP connection/);
   assert.match(notes[2]!, /-gpu_memory_fraction is ignored: ONNX Runtime/);
   assert.match(notes[3]!, /-xla is ignored/);
   assert.match(notes[4]!, /-http_max_connect is --http-max-connections/);

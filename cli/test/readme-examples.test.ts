@@ -70,7 +70,7 @@ test('readme examples - every bertq command line in README.md and cli/README.md 
       argv = joinListFlags(rest.slice(name.split(' ').length));
     } else {
       name = SERVING[bin!]!;
-      argv = translateBertServingArgs(rest).args;
+      argv = translateBertServingArgs(rest, name as 'start' | 'terminate' | 'benchmark').args;
     }
     const Command = COMMANDS[name];
     assert.ok(Command, `${line}: no command ${name}`);

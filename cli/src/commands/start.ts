@@ -2,8 +2,11 @@ import { Flags } from '@oclif/core';
 import { startGateway } from '@bertq/gateway';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger, type NatsConnectOptions } from '@bertq/nats';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ensureNatsServer, otherServicesOn, startFleet } from '@bertq/worker';
-import type { FleetHandle, FleetReadyInfo } from '@bertq/worker';
+import type { EnsureNatsServerOptions, EnsuredNatsServer, FleetHandle, FleetReadyInfo } from '@bertq/worker';
 import { BadRequestError, UnauthorizedError, WORKER_INBOX_PREFIX } from '@bertq/protocol';
 import { startHealthServer } from '../health-server.js';
 import { BaseCommand, ENVIRONMENT_HELP } from '../base.js';
@@ -11,7 +14,8 @@ import { createProgress } from '../progress.js';
 import type { ProgressReporter } from '../progress.js';
 import { gatewayOptionsFromFlags, httpFlags, httpPortFlag } from '../http-flags.js';
 import { FlagError, encoderOptionsFromFlags, modelFlags, parseIntList } from '../model-flags.js';
-import { assertPortFree } from '../port-check.js';
+import { assertPortFree, freePort } from '../port-check.js';
+import { writePortFile } from '../port-file.js';
 import { warnIfOnCommandLine } from '../secrets.js';
 import { streamFlags, streamOptionsFromFlags } from '../stream-flags.js';
 
@@ -105,6 +109,20 @@ export default class Start extends BaseCommand<typeof Start> {
     }),
     verbose: Flags.boolean({ summary: 'Debug logging (same as --log-level debug).', env: 'BERTQ_VERBOSE' }),
     'http-port': httpPortFlag(false),
+    'client-port': Flags.integer({
+      summary:
+        "Serve bert-as-service's Python client (clients/python: BertClient(port=…)) on this port: the same HTTP gateway as --http-port. bert-serving-start sets it from -port (default 5555).",
+      min: 1,
+      max: 65_535,
+      env: 'BERTQ_CLIENT_PORT',
+      helpGroup: 'HTTP',
+    }),
+    'own-nats': Flags.boolean({
+      summary:
+        "Start a nats-server of this command's own on a free local port, and never join one that is already running (bert-serving-start does this unless --server is given).",
+      env: 'BERTQ_OWN_NATS',
+      helpGroup: 'CONNECTION',
+    }),
     ...httpFlags,
   };
 
@@ -135,16 +153,43 @@ export default class Start extends BaseCommand<typeof Start> {
     this.logToStderr(`no other service uses the embedded nats-server at ${nats.url}; stopping it`);
   }
 
+  /**
+   * The NATS server of this fleet: the one at `url` (an embedded one when nothing answers there and
+   * the URL is local), or with --own-nats always a new one on a free local port, whose store is a
+   * temporary folder removed when it stops (nothing piles up in the cache).
+   */
+  private async natsServer(url: string, options: EnsureNatsServerOptions): Promise<EnsuredNatsServer> {
+    if (!this.flags['own-nats']) return ensureNatsServer(url, options);
+    const storeDir = await mkdtemp(join(tmpdir(), 'bertq-nats-'));
+    try {
+      const nats = await ensureNatsServer(`nats://127.0.0.1:${await freePort()}`, { ...options, storeDir });
+      return {
+        ...nats,
+        stop: async () => {
+          await nats.stop();
+          await rm(storeDir, { recursive: true, force: true });
+        },
+      };
+    } catch (err) {
+      await rm(storeDir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
   public async run(): Promise<FleetReadyInfo> {
     const { flags } = this;
     let encoder;
     let deviceMap: number[] | undefined;
-    let http;
+    const gateways: Array<{ flag: string; options: ReturnType<typeof gatewayOptionsFromFlags> }> = [];
     warnIfOnCommandLine('http-token', 'BERTQ_HTTP_TOKEN or --http-token-file');
     try {
       encoder = encoderOptionsFromFlags(flags);
       deviceMap = flags['device-map'] ? parseIntList(flags['device-map'], '--device-map') : undefined;
-      http = flags['http-port'] === undefined ? undefined : gatewayOptionsFromFlags(flags['http-port'], flags);
+      for (const flag of ['http-port', 'client-port'] as const) {
+        const port = flags[flag];
+        if (port !== undefined && !gateways.some((g) => g.options.port === port))
+          gateways.push({ flag: `--${flag}`, options: gatewayOptionsFromFlags(port, flags) });
+      }
     } catch (err) {
       if (err instanceof FlagError) this.error(err.message, { exit: 2 });
       throw err;
@@ -156,7 +201,7 @@ export default class Start extends BaseCommand<typeof Start> {
     const connection = { ...this.connectionOptions('bertq start'), inboxPrefix: WORKER_INBOX_PREFIX };
 
     // A taken HTTP port fails now, before a model is loaded and workers are forked.
-    if (http) await assertPortFree(http.host ?? '127.0.0.1', http.port ?? 0, '--http-port');
+    for (const g of gateways) await assertPortFree(g.options.host ?? '127.0.0.1', g.options.port ?? 0, g.flag);
     // The probes answer from now on: loading a model can take longer than a liveness probe waits.
     let fleet: FleetHandle | undefined;
     let fleetClosed = false;
@@ -184,11 +229,13 @@ export default class Start extends BaseCommand<typeof Start> {
     // Whatever happens from here, the probes' port is closed last, and the embedded server stopped.
     try {
       // The embedded default: a local URL where nothing answers gets its own nats-server -js.
-      const nats = await ensureNatsServer(servers[0]!, { logger: log, connection });
-      if (nats.started)
-        this.logToStderr(
-          `started an embedded nats-server -js at ${nats.url} (pid ${nats.pid}, store ${nats.storeDir})`,
-        );
+      const nats = await this.natsServer(servers[0]!, { logger: log, connection });
+      // One line, always: which NATS server this fleet is on, and whether this command started it.
+      this.logToStderr(
+        nats.started
+          ? `started an embedded nats-server -js at ${nats.url} (pid ${nats.pid}, store ${nats.storeDir}${flags['own-nats'] ? '; its own, on a free port: it joins no running server' : ''})`
+          : `using the NATS server already running at ${nats.url} (bertq did not start it)`,
+      );
       try {
         // A hub download draws its bar here, in the CLI; the model package only reports progress.
         let download: ProgressReporter | undefined;
@@ -210,7 +257,8 @@ export default class Start extends BaseCommand<typeof Start> {
         const stream = streamOptionsFromFlags(flags);
         try {
           fleet = await startFleet({
-            servers,
+            // With --own-nats the server this command started, wherever --server points.
+            servers: flags['own-nats'] ? [nats.url] : servers,
             connection,
             service: flags.service,
             numWorker: flags['num-worker'],
@@ -242,15 +290,17 @@ export default class Start extends BaseCommand<typeof Start> {
           `bertq ready: service "${r.service}" on ${nats.url}, model ${r.model}, ${r.dims}-dim vectors, ${r.workers} worker(s) on ${[...new Set(r.devices)].join(', ')}${r.int8Kernel ? `, int8 on ${r.int8Kernel}` : ''}`,
         );
         // The HTTP gateway, in this process, once the fleet answers; a NATS client like any other.
-        let gateway;
-        if (http) {
+        const started: Array<Awaited<ReturnType<typeof startGateway>>> = [];
+        for (const g of gateways) {
+          let gateway;
           try {
             gateway = await startGateway({
-              ...http,
+              ...g.options,
               client: { ...this.clientOptions(), servers: [nats.url], name: 'bertq start gateway' },
               logger: log,
             });
           } catch (err) {
+            await Promise.all(started.map((s) => s.close()));
             await fleet.stop();
             if ((err as { code?: string }).code !== 'UNAUTHORIZED') throw err;
             throw new UnauthorizedError(
@@ -258,8 +308,17 @@ export default class Start extends BaseCommand<typeof Start> {
               { cause: err },
             );
           }
-          this.logToStderr(`bertq http gateway at ${gateway.url} (dashboard on /, OpenAI API on /v1/embeddings)`);
+          started.push(gateway);
+          this.logToStderr(
+            g.flag === '--client-port'
+              ? `bert-as-service clients: BertClient(port=${g.options.port}) (clients/python) and POST ${new URL('/encode', gateway.url)}`
+              : `bertq http gateway at ${gateway.url} (dashboard on /, OpenAI API on /v1/embeddings)`,
+          );
         }
+        const portFile =
+          flags['client-port'] === undefined
+            ? undefined
+            : await writePortFile(flags['client-port'], nats.url, flags.service);
 
         const stopSignal = new Promise<string>((resolve) => {
           process.once('SIGINT', () => resolve('SIGINT'));
@@ -269,7 +328,8 @@ export default class Start extends BaseCommand<typeof Start> {
           stopSignal.then((s) => ({ signal: s })),
           fleet.closed.then((error) => ({ error })),
         ]);
-        await gateway?.close();
+        await Promise.all(started.map((g) => g.close()));
+        await portFile?.remove();
         if ('signal' in outcome) {
           this.logToStderr(`${outcome.signal}: draining workers…`);
           await fleet.stop();

@@ -2,6 +2,7 @@ import { Flags } from '@oclif/core';
 import { BertClient } from '@bertq/client';
 import type { TerminateResult } from '@bertq/client';
 import { BaseCommand } from '../base.js';
+import { readPortFile } from '../port-file.js';
 
 export default class Terminate extends BaseCommand<typeof Terminate> {
   static override summary = "Drain and stop every worker of the service (bert-as-service's bert-serving-terminate).";
@@ -12,6 +13,12 @@ export default class Terminate extends BaseCommand<typeof Terminate> {
     '<%= config.bin %> terminate --service minilm --drain-timeout 60000',
   ];
   static override flags = {
+    'client-port': Flags.integer({
+      summary:
+        'Terminate the fleet `bert-serving-start -port` (or `bertq start --client-port`) serves on this port of this machine, wherever its NATS server is.',
+      min: 1,
+      max: 65_535,
+    }),
     'drain-timeout': Flags.integer({
       summary: 'How long each worker may take to finish its jobs before it exits anyway (ms).',
       default: 30_000,
@@ -20,7 +27,14 @@ export default class Terminate extends BaseCommand<typeof Terminate> {
   };
 
   public async run(): Promise<TerminateResult> {
-    const client = await BertClient.connect({ ...this.clientOptions(), timeout: 10_000 });
+    const port = this.flags['client-port'];
+    const behind = port === undefined ? undefined : await readPortFile(port);
+    const options = this.clientOptions();
+    const client = await BertClient.connect({
+      ...options,
+      ...(behind === undefined ? {} : { servers: [behind.nats], service: behind.service }),
+      timeout: 10_000,
+    });
     try {
       const result = await client.terminate({
         reason: 'bertq terminate',

@@ -309,6 +309,7 @@ class Gateway implements GatewayHandle {
         encodes: true,
         handler: (ctx) => this.embeddings(ctx),
       },
+      { ...control, name: '/config', method: 'GET', handler: (ctx) => this.serverConfig(ctx) },
       { ...control, name: '/status/server', method: 'GET', handler: (ctx) => this.statusServer(ctx) },
       { ...control, name: '/status/client', method: 'GET', handler: (ctx) => this.statusClient(ctx) },
       { ...control, name: '/health', method: 'GET', auth: false, handler: (ctx) => this.health(ctx) },
@@ -550,6 +551,12 @@ class Gateway implements GatewayHandle {
   }
 
   // ---- control routes ------------------------------------------------------------------------
+
+  /** GET /config: the service's configuration, bert-as-service's `server_config` (a fresh read). */
+  private async serverConfig(ctx: Context): Promise<number> {
+    sendJson(ctx.reply, JSON.stringify(await this.client.serverConfig()));
+    return 0;
+  }
 
   private async statusServer(ctx: Context): Promise<number> {
     const reading = await this.fleet.get();

@@ -106,3 +106,4 @@ export type {
   ServiceMetadata,
 } from './control.js';
 export { newRequestKey, sealOf, REQUEST_KEY } from './seal.js';
+export { defaultCacheDir } from './cache-dir.js';

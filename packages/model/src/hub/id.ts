@@ -5,6 +5,7 @@
 import { existsSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { defaultCacheDir } from '@bertq/protocol';
 
 export const COMMIT_RE = /^[0-9a-f]{40}$/;
 export const SHA256_RE = /^[0-9a-f]{64}$/;
@@ -36,12 +37,9 @@ export function isHubModelId(s: string, cwd: string = process.cwd()): boolean {
   return isHubModelIdSyntax(s) && !existsSync(path.resolve(cwd, s));
 }
 
-/** The cache root: `$BERTQ_CACHE`, else `$XDG_CACHE_HOME/bertq`, else `~/.cache/bertq`. */
-export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env, home: string = os.homedir()): string {
-  if (env.BERTQ_CACHE) return path.resolve(env.BERTQ_CACHE);
-  if (env.XDG_CACHE_HOME) return path.resolve(env.XDG_CACHE_HOME, 'bertq');
-  return path.join(home, '.cache', 'bertq');
-}
+// The cache root is shared by every package (hub downloads, graphs, the embedded server's store,
+// the CLI's port files): it lives in @bertq/protocol, which all of them import.
+export { defaultCacheDir };
 
 /** Folder of one model in the cache: `<cacheDir>/hub/models--<org>--<name>` (the hub cache's naming). */
 export function modelCacheDir(id: string, cacheDir: string = defaultCacheDir()): string {
