@@ -3,7 +3,6 @@
  * only taken for one when it is not a path that exists here, so a local folder named like an id wins.
  */
 import { existsSync } from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { defaultCacheDir } from '@bertq/protocol';
 
