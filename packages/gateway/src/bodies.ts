@@ -38,6 +38,23 @@ export const EMBEDDINGS_BODY = {
   },
 } as const;
 
+/**
+ * `POST /embed` (Text Embeddings Inference). Fields TEI has and bertq does not use
+ * (`truncation_direction`, `prompt_name`) are accepted and ignored; `inputs` is checked by the route.
+ */
+export const TEI_EMBED_BODY = {
+  $id: 'bertq-gateway-tei-embed-body',
+  type: 'object',
+  required: ['inputs'],
+  properties: {
+    inputs: {},
+    truncate: { type: ['boolean', 'null'] },
+    normalize: { type: ['boolean', 'null'] },
+    truncation_direction: { enum: ['Left', 'Right', 'left', 'right', null] },
+    prompt_name: { type: ['string', 'null'] },
+  },
+} as const;
+
 function jsonType(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
@@ -85,6 +102,12 @@ const describeEmbeddings: Describe = (error, body) => {
   return openAI(`'${name}' must be a string, got ${jsonType(error.data)}`, name);
 };
 
+const describeTeiEmbed: Describe = (error, body) => {
+  if (error.instancePath === '' && error.keyword === 'type') return notAnObject(body);
+  if (error.keyword === 'required') return new BadRequestError('`inputs` is missing: send {"inputs": "some text"}');
+  return new BadRequestError(`\`${field(error)}\` has the wrong type: got ${JSON.stringify(error.data)}`);
+};
+
 // verbose: errors carry the offending value ("got 3"); allErrors off: the first problem is reported.
 const ajv = new Ajv({ allErrors: false, verbose: true, strict: true, allowUnionTypes: true });
 
@@ -104,6 +127,7 @@ function compile(schema: object, describe: Describe): BodyValidator {
 export const BODY_VALIDATORS = new Map<object, BodyValidator>([
   [ENCODE_BODY, compile(ENCODE_BODY, describeEncode)],
   [EMBEDDINGS_BODY, compile(EMBEDDINGS_BODY, describeEmbeddings)],
+  [TEI_EMBED_BODY, compile(TEI_EMBED_BODY, describeTeiEmbed)],
 ]);
 
 export const validateEncodeBody: BodyValidator = BODY_VALIDATORS.get(ENCODE_BODY)!;

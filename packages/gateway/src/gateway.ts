@@ -43,7 +43,15 @@ import {
 } from './embeddings-route.js';
 import { CachedReading } from './fleet-cache.js';
 import { History } from './history.js';
-import { BODY_VALIDATORS, EMBEDDINGS_BODY, ENCODE_BODY } from './bodies.js';
+import { BODY_VALIDATORS, EMBEDDINGS_BODY, ENCODE_BODY, TEI_EMBED_BODY } from './bodies.js';
+import {
+  checkTeiAgainstConfig,
+  openAIModel,
+  parseTeiEmbedRequest,
+  teiEmbedResponseJson,
+  teiErrorBody,
+  teiInfo,
+} from './tei-route.js';
 import {
   BearerCheck,
   GatewayHttpError,
@@ -91,7 +99,7 @@ export interface GatewayHandle {
 }
 
 /** Which error body shape a route answers with. */
-type ErrorStyle = 'bertq' | 'openai';
+type ErrorStyle = 'bertq' | 'openai' | 'tei';
 
 /** What a handler gets. */
 interface Context {
@@ -309,6 +317,19 @@ class Gateway implements GatewayHandle {
         encodes: true,
         handler: (ctx) => this.embeddings(ctx),
       },
+      {
+        ...control,
+        name: '/embed',
+        method: 'POST',
+        body: TEI_EMBED_BODY,
+        deadlineMs: encodeDeadline,
+        errorStyle: 'tei',
+        encodes: true,
+        handler: (ctx) => this.teiEmbed(ctx),
+      },
+      { ...control, name: '/info', method: 'GET', errorStyle: 'tei', handler: (ctx) => this.teiInfo(ctx) },
+      { ...control, name: '/v1/models', method: 'GET', errorStyle: 'openai', handler: (ctx) => this.models(ctx) },
+      { ...control, name: '/v1/models/*', method: 'GET', errorStyle: 'openai', handler: (ctx) => this.model(ctx) },
       { ...control, name: '/config', method: 'GET', handler: (ctx) => this.serverConfig(ctx) },
       { ...control, name: '/status/server', method: 'GET', handler: (ctx) => this.statusServer(ctx) },
       { ...control, name: '/status/client', method: 'GET', handler: (ctx) => this.statusClient(ctx) },
@@ -449,7 +470,9 @@ class Gateway implements GatewayHandle {
     const headers = { ...answer.headers };
     // A body we refused to read is still on the wire: the connection cannot be reused.
     if (answer.code === 'TOO_LARGE') headers.Connection = 'close';
-    const body = this.styleOf(request) === 'openai' ? openAIErrorBody(answer) : bertqErrorBody(answer);
+    const style = this.styleOf(request);
+    const body =
+      style === 'openai' ? openAIErrorBody(answer) : style === 'tei' ? teiErrorBody(answer) : bertqErrorBody(answer);
     void reply.code(answer.status).headers(headers).type(JSON_TYPE).send(body);
   }
 
@@ -551,6 +574,51 @@ class Gateway implements GatewayHandle {
   }
 
   // ---- control routes ------------------------------------------------------------------------
+
+  /** POST /embed (Text Embeddings Inference). Resolves to the row count. */
+  private async teiEmbed(ctx: Context): Promise<number> {
+    const request = parseTeiEmbedRequest(ctx.request.body as Record<string, unknown>);
+    this.checkRowCap(request.texts.length);
+    const config = await this.config.latest();
+    checkTeiAgainstConfig(request, config);
+    const usage = this.counting();
+    const vectors = (await this.client.encode(request.texts, {
+      checkLength: !request.truncate, // TEI's truncate: false refuses what max_seq_len would cut
+      signal: ctx.signal,
+      onFrame: usage.onFrame,
+    })) as NdArray;
+    const rows = request.texts.length;
+    this.metrics.encoded('/embed', rows, usage.tokens());
+    sendJson(ctx.reply, teiEmbedResponseJson(vectors, request.normalize && config.normalize !== true));
+    return rows;
+  }
+
+  /** GET /info (Text Embeddings Inference): what the service runs. */
+  private async teiInfo(ctx: Context): Promise<number> {
+    const info = teiInfo(await this.config.latest(), {
+      maxClientBatchSize: this.options.maxClientBatchSize,
+      version: GATEWAY_VERSION,
+    });
+    sendJson(ctx.reply, JSON.stringify(info));
+    return 0;
+  }
+
+  /** GET /v1/models (OpenAI): the one model this gateway serves. */
+  private async models(ctx: Context): Promise<number> {
+    sendJson(ctx.reply, JSON.stringify({ object: 'list', data: [openAIModel(await this.config.latest())] }));
+    return 0;
+  }
+
+  /** GET /v1/models/{id} (OpenAI): the model when `id` names it, else OpenAI's model_not_found. */
+  private async model(ctx: Context): Promise<number> {
+    const model = openAIModel(await this.config.latest());
+    const id = decodeURIComponent((ctx.request.params as { '*'?: string })['*'] ?? '');
+    if (id !== model.id) {
+      throw new GatewayHttpError('NOT_FOUND', `The model '${id}' does not exist; this gateway serves '${model.id}'`);
+    }
+    sendJson(ctx.reply, JSON.stringify(model));
+    return 0;
+  }
 
   /** GET /config: the service's configuration, bert-as-service's `server_config` (a fresh read). */
   private async serverConfig(ctx: Context): Promise<number> {
