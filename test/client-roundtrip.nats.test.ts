@@ -97,6 +97,26 @@ test('client round trip - requests split into many small chunks come back whole 
   }
 });
 
+test('client round trip - a 1 MB line is cut to what max_seq_len uses and encodes as it would whole (truncate, not fail)', {
+  timeout: STRATEGY_TEST_TIMEOUT_MS,
+}, async () => {
+  const encoder = await loadEncoder();
+  try {
+    const line = `the quick brown fox, ${'jumps over the lazy dog near the river bank '.repeat(24_000)}`;
+    const pair = `${'first half of a pair '.repeat(50_000)} ||| ${'second half of it '.repeat(50_000)}`;
+    assert.ok(line.length > 1_000_000 && pair.length > 1_000_000);
+    const local = await encoder.encode([line, pair, 'hello world']);
+    await withService(encoder, async (bc) => {
+      const remote = await bc.encode([line, pair, 'hello world']);
+      const diff = maxAbsDiff(remote.data, local.data);
+      assert.ok(diff <= TOLERANCE, `the vectors of the whole lines (max diff ${diff})`);
+      assert.equal(bc.status.numChunks, 1, 'one small job, not a TOO_LARGE one');
+    });
+  } finally {
+    await encoder.close();
+  }
+});
+
 test('client round trip - showTokens, isTokenized, list output, f16 and json against a real worker', {
   timeout: STRATEGY_TEST_TIMEOUT_MS,
 }, async () => {

@@ -5,11 +5,14 @@
  */
 import {
   BadRequestError,
+  TEXT_CUT_MARGIN_TOKENS,
   TooLargeError,
+  cutRow,
   encodeJob,
   messageWireSize,
   type HeaderMap,
   type OutputDtype,
+  type ServerConfig,
 } from '@bertq/protocol';
 import type { Texts } from './types.js';
 
@@ -90,4 +93,30 @@ export function prepareJobs(input: PrepareInput): PreparedJob[] {
   };
   for (const chunk of planChunks(input.texts.length, input.maxChunkRows)) build(chunk.offset, chunk.rows);
   return jobs;
+}
+
+/**
+ * The rows cut to what the workers can use (their config's `text_cut`, the same cut they make), so a
+ * 1 MB line is sent as the few KB that hold its tokens instead of failing as TOO_LARGE, and is
+ * encoded as it would have been whole (bert-as-service's and TEI's rule: truncate, don't fail).
+ * Token lists and services that do not say how to cut are sent as they are.
+ */
+export function cutRows(texts: Texts, isTokenized: boolean, config: ServerConfig): Texts {
+  const rule = config.text_cut;
+  const limit = config.max_seq_len ?? config.model?.max_position_embeddings;
+  if (isTokenized || rule === undefined || rule === null || typeof limit !== 'number') return texts;
+  const cutRule = {
+    handleChineseChars: rule.handle_chinese_chars,
+    maxInputCharsPerWord: rule.max_input_chars_per_word,
+  };
+  let out: string[] | undefined;
+  const rows = texts as readonly string[];
+  for (let i = 0; i < rows.length; i++) {
+    const cut = cutRow(rows[i]!, limit + TEXT_CUT_MARGIN_TOKENS, cutRule);
+    if (cut !== rows[i]) {
+      out ??= rows.slice();
+      out[i] = cut;
+    }
+  }
+  return out ?? texts;
 }

@@ -32,7 +32,7 @@ import {
   type TerminateRequest,
 } from '@bertq/protocol';
 import { AsyncQueue } from './async-queue.js';
-import { prepareJobs } from './chunks.js';
+import { cutRows, prepareJobs } from './chunks.js';
 import {
   requestFleetMetrics,
   requestFleetStatus,
@@ -483,7 +483,7 @@ export class BertClient<F extends OutputFormat = 'ndarray'> {
       key,
       reply: this.resultsSubject,
       deadline,
-      texts,
+      texts: cutRows(texts, o.isTokenized, config),
       isTokenized: o.isTokenized,
       showTokens: o.showTokens,
       checkLength: o.checkLength === true,

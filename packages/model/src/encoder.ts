@@ -12,6 +12,7 @@
  */
 import type { Int8Kernel } from './int8-kernel.js';
 import { BadRequestError, ModelError } from '@bertq/protocol';
+import type { CutRule } from '@bertq/protocol';
 import { DEVICE_PROFILES } from './devices.js';
 import type { Device, Precision } from './devices.js';
 import type { ResolvedModelSource, SentenceTransformersHint } from './folder.js';
@@ -100,6 +101,8 @@ export interface EncoderInfo {
   /** The ONNX file in use (a cached build, or the given `.onnx`). */
   graphPath: string;
   graphCacheHit: boolean;
+  /** How texts may be cut before tokenizing without changing their kept tokens; undefined: never. */
+  textCut?: CutRule;
   sentenceTransformers?: SentenceTransformersHint;
 }
 
@@ -197,6 +200,7 @@ export class Encoder {
       fingerprint: prepared.fingerprint,
       graphPath,
       graphCacheHit: prepared.graphCacheHit,
+      ...(tokenizer.cutRule === undefined ? {} : { textCut: tokenizer.cutRule }),
     };
     if (prepared.sentenceTransformers) info.sentenceTransformers = prepared.sentenceTransformers;
     if (prepared.int8Kernel) info.int8Kernel = prepared.int8Kernel;

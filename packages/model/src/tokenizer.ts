@@ -15,10 +15,19 @@
 import { access, readFile } from 'node:fs/promises';
 import { constants as fsConstants } from 'node:fs';
 import type { Encoding, Tokenizer as NativeTokenizer } from 'tokenizers';
-import { BadRequestError, InternalError, ModelError, PY_SPACE, TooLongError, validateTexts } from '@bertq/protocol';
+import {
+  BadRequestError,
+  InternalError,
+  ModelError,
+  TEXT_CUT_MARGIN_TOKENS,
+  TooLongError,
+  cutText,
+  splitSentencePair,
+  validateTexts,
+} from '@bertq/protocol';
+import type { CutRule } from '@bertq/protocol';
 import type { Texts } from '@bertq/protocol';
 import { Coalescer } from './coalescer.js';
-import { cutText, type CutRule } from './text-cut.js';
 import type { TokenizedBatch } from './types.js';
 
 /** bert-as-service's default max_seq_len. */
@@ -139,8 +148,8 @@ export class BertTokenizer {
   private readonly specialTokens: Readonly<SpecialTokens>;
   /** Token → id, for pre-tokenized input (one JS map lookup beats a native call per token). */
   private readonly vocab: ReadonlyMap<string, number>;
-  /** How long texts may be cut before tokenizing (text-cut.ts); undefined: never (an unknown tokenizer). */
-  private readonly cutRule: CutRule | undefined;
+  /** How long texts may be cut before tokenizing (protocol's text-cut.ts); undefined: never (an unknown tokenizer). */
+  readonly cutRule: CutRule | undefined;
 
   private constructor(
     native: NativeTokenizer,
@@ -299,9 +308,7 @@ export class BertTokenizer {
   private cut(row: Segments<string>, maxSeqLen: number | null): Segments<string> {
     const rule = this.cutRule;
     if (rule === undefined) return row;
-    // 1,024 tokens past what can be kept: a row a little too long still reports its exact length
-    // (check_length, TOO_LONG under NONE), and a thousand tokens cost well under a millisecond.
-    const budget = (maxSeqLen ?? this.maxPositionEmbeddings) + CUT_MARGIN_TOKENS;
+    const budget = (maxSeqLen ?? this.maxPositionEmbeddings) + TEXT_CUT_MARGIN_TOKENS;
     const a = cutText(row.a, budget, rule);
     const b = row.b === null ? null : cutText(row.b, budget, rule);
     return a === row.a && b === row.b ? row : { a, b };
@@ -485,24 +492,7 @@ export function truncatePairLengths(lenA: number, lenB: number, budget: number):
   return [lenA, lenB];
 }
 
-/**
- * bert-as-service's pair rule for raw text: strip the line, then `^(.*) \|\|\| (.*)$` — greedy, so
- * the LAST " ||| " splits, and Python's `.` stops at "\n", so a line with a newline is never a pair.
- */
-export function splitSentencePair(text: string): Segments<string> {
-  const line = pythonStrip(text);
-  const at = line.includes('\n') ? -1 : line.lastIndexOf(' ||| ');
-  return at < 0 ? { a: line, b: null } : { a: line.slice(0, at), b: line.slice(at + 5) };
-}
-
-// ---- splitting rows into pairs --------------------------------------------------------------------
-
-/** Python's str.strip(): the characters str.isspace() names (PY_SPACE). */
-const PY_STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, 'g');
-
-function pythonStrip(text: string): string {
-  return text.replace(PY_STRIP, '');
-}
+// ---- splitting rows into pairs (raw text: splitSentencePair, in @bertq/protocol) ----------------
 
 /** read_tokenized_examples: the first '|||' token splits; an empty second half means no pair. */
 function splitTokenPair(words: readonly string[]): Segments<string[]> {
@@ -511,9 +501,6 @@ function splitTokenPair(words: readonly string[]): Segments<string[]> {
 }
 
 // ---- loading helpers ---------------------------------------------------------------------------------
-
-/** Tokens beyond max_seq_len a text keeps when it is cut before tokenizing (see BertTokenizer.cut). */
-const CUT_MARGIN_TOKENS = 1_024;
 
 /** WordPiece's default max_input_chars_per_word (HF tokenizers and Google's BERT). */
 const WORDPIECE_MAX_INPUT_CHARS = 100;

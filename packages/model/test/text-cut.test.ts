@@ -10,8 +10,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BertTokenizer } from '../src/tokenizer.js';
-import { cutText } from '../src/text-cut.js';
-import type { CutRule } from '../src/text-cut.js';
+import { cutText } from '@bertq/protocol';
+import type { CutRule } from '@bertq/protocol';
 
 // The real files live beside the repository (../shared/models from the repo root), never in it.
 const MODELS_DIR = fileURLToPath(new URL('../shared/models/', new URL('../../../../', import.meta.url)));

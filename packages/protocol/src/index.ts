@@ -56,7 +56,7 @@ export type { HeaderMap, HeaderName } from './headers.js';
 export { SCHEMA_FILES, SCHEMAS, VALIDATORS, compiledSchemaId } from './schemas.js';
 export type { SchemaName } from './schemas.js';
 
-export { validateTexts, PY_SPACE } from './texts.js';
+export { validateTexts, splitSentencePair, PY_SPACE } from './texts.js';
 export { withDeadline, settlesWithin } from './deadline.js';
 export { decodeUtf8 } from './utf8.js';
 export type { Texts, ValidateTextsOptions } from './texts.js';
@@ -107,3 +107,5 @@ export type {
 } from './control.js';
 export { newRequestKey, sealOf, REQUEST_KEY } from './seal.js';
 export { defaultCacheDir } from './cache-dir.js';
+export { cutText, cutRow, TEXT_CUT_MARGIN_TOKENS } from './text-cut.js';
+export type { CutRule } from './text-cut.js';

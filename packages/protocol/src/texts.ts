@@ -22,6 +22,18 @@ export interface ValidateTextsOptions {
 export const PY_SPACE =
   '\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000';
 const PY_BLANK = new RegExp(`^[${PY_SPACE}]*$`);
+/** Python's str.strip(): the characters str.isspace() names (PY_SPACE). */
+const PY_STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, 'g');
+
+/**
+ * bert-as-service's pair rule for raw text: strip the line, then `^(.*) \|\|\| (.*)$` — greedy, so
+ * the LAST " ||| " splits, and Python's `.` stops at "\n", so a line with a newline is never a pair.
+ */
+export function splitSentencePair(text: string): { a: string; b: string | null } {
+  const line = text.replace(PY_STRIP, '');
+  const at = line.includes('\n') ? -1 : line.lastIndexOf(' ||| ');
+  return at < 0 ? { a: line, b: null } : { a: line.slice(0, at), b: line.slice(at + 5) };
+}
 /** With the u flag a surrogate class matches only unpaired halves: text that has no UTF-8 form. */
 const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 

@@ -295,6 +295,27 @@ export const serverConfigSchema = {
       "description": "Output vectors are L2-normalised.",
       "type": "boolean"
     },
+    "text_cut": {
+      "description": "How a text may be cut before it is sent without changing the tokens the workers keep (cutRow in @bertq/protocol; the worker cuts the same way). null: the tokenizer is not BERT's own, and texts go whole.",
+      "type": [
+        "object",
+        "null"
+      ],
+      "required": [
+        "handle_chinese_chars",
+        "max_input_chars_per_word"
+      ],
+      "additionalProperties": false,
+      "properties": {
+        "handle_chinese_chars": {
+          "type": "boolean"
+        },
+        "max_input_chars_per_word": {
+          "type": "integer",
+          "minimum": 1
+        }
+      }
+    },
     "fp16": {
       "description": "The model computes in float16 (bert-as-service's flag; `precision` says the same and more).",
       "type": "boolean"

@@ -135,6 +135,13 @@ pooling_layer: number[]
  */
 normalize?: boolean
 /**
+ * How a text may be cut before it is sent without changing the tokens the workers keep (cutRow in @bertq/protocol; the worker cuts the same way). null: the tokenizer is not BERT's own, and texts go whole.
+ */
+text_cut?: ({
+handle_chinese_chars: boolean
+max_input_chars_per_word: number
+} | null)
+/**
  * The model computes in float16 (bert-as-service's flag; `precision` says the same and more).
  */
 fp16?: boolean

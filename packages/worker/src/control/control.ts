@@ -126,6 +126,13 @@ export function buildServerConfig(d: WorkerDescription, now = new Date()): Serve
     pooling_strategy: info.poolingStrategy,
     pooling_layer: [...info.poolingLayer],
     normalize: info.normalize,
+    text_cut:
+      info.textCut === undefined
+        ? null
+        : {
+            handle_chinese_chars: info.textCut.handleChineseChars,
+            max_input_chars_per_word: info.textCut.maxInputCharsPerWord,
+          },
     fp16: info.fp16,
     precision: info.precision,
     ...(info.int8Kernel && {

@@ -16,6 +16,14 @@
  * Counting low is safe (the cut comes later); the scan only ever counts a unit it is sure of.
  */
 
+import { splitSentencePair } from './texts.js';
+
+/**
+ * Tokens past what max_seq_len keeps that a cut text still holds: a row a little too long reports its
+ * exact length (check_length, TOO_LONG under NONE), and a thousand tokens cost well under a millisecond.
+ */
+export const TEXT_CUT_MARGIN_TOKENS = 1_024;
+
 /** What the tokenizer does that the cut relies on; `undefined` for a tokenizer it does not know. */
 export interface CutRule {
   /** BertNormalizer's handle_chinese_chars: each CJK ideograph is a token of its own. */
@@ -132,4 +140,21 @@ function finish(text: string, kept: string[], keptFrom: number, end: number): st
   if (kept.length === 0 && keptFrom === 0 && end === text.length) return text;
   kept.push(text.slice(keptFrom, end));
   return kept.join('');
+}
+
+/**
+ * A whole row cut as the worker's tokenizer will read it: a sentence pair (`a ||| b`, splitSentencePair)
+ * has each half cut and is joined again; a single row is cut as one text. What a client sends is then
+ * no bigger than what can be used, and the worker's tokens are the same as for the whole row.
+ */
+export function cutRow(text: string, maxTokens: number, rule: CutRule): string {
+  const { a, b } = splitSentencePair(text);
+  const cutA = cutText(a, maxTokens, rule);
+  if (b === null) {
+    // A line with a newline is never a pair: a cut that drops the newline must not make it one.
+    if (cutA !== a && cutA.includes(' ||| ') && !cutA.includes('\n')) return text;
+    return cutA === a ? text : cutA;
+  }
+  const cutB = cutText(b, maxTokens, rule);
+  return cutA === a && cutB === b ? text : `${cutA} ||| ${cutB}`;
 }
