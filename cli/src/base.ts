@@ -106,8 +106,13 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       env: 'BERTQ_TENANT',
       helpGroup: CONNECTION,
     }),
+    'log-format': Flags.option({
+      summary: 'Log lines as JSON, or readable (pretty). Default: readable on a terminal, JSON otherwise.',
+      options: ['json', 'pretty'] as const,
+      env: 'BERTQ_LOG_FORMAT',
+    })(),
     'log-level': Flags.option({
-      summary: 'Log verbosity (JSON lines).',
+      summary: 'Log verbosity.',
       options: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const,
       default: 'info',
       env: 'BERTQ_LOG_LEVEL',
@@ -127,6 +132,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       strict: this.ctor.strict,
     });
     this.flags = flags as InferredFlags<T>;
+    // Every logger of this process, and of the workers it forks (they inherit the environment).
+    const format = (flags as { 'log-format'?: string })['log-format'];
+    if (format !== undefined) process.env.BERTQ_LOG_FORMAT = format;
     this.args = args as InferredArgs<T>;
     this.positional = argv.map(String);
   }

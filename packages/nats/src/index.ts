@@ -26,7 +26,7 @@ export {
   STATS_RESPONSE_TYPE,
   DEFAULT_QUEUE_GROUP,
 } from './services.js';
-export { createLogger, silentLogger, LOG_LEVELS } from './logger.js';
+export { createLogger, silentLogger, defaultLogFormat, LOG_LEVELS, LOG_FORMATS } from './logger.js';
 
 export type { NatsConnectOptions, TlsFiles } from './connect.js';
 export type { NatsServer, NatsServerOptions, NatsConfig, NatsConfigValue } from './server.js';
@@ -41,4 +41,4 @@ export type {
   EndpointInfo,
   EndpointStats,
 } from './services.js';
-export type { LogLevel } from './logger.js';
+export type { LogLevel, LogFormat, LoggerOutput } from './logger.js';
