@@ -447,6 +447,42 @@ test('cli - bertq encode: piped stdin is one row per line, output files are whol
     const npyPipe = await bertq(['encode', 'hello', '--format', 'npy', '--server', server]);
     assert.equal(npyPipe.code, 0, npyPipe.stderr);
     assert.equal(npyPipe.stdout.slice(1, 6), 'NUMPY');
+
+    // .json is one JSON array (json.load reads it), .jsonl one per line; an unknown extension is refused.
+    const asJson = join(folder, 'v.json');
+    const wroteJson = await bertq(['encode', 'hello', 'world', '--output', asJson, '--server', server]);
+    assert.equal(wroteJson.code, 0, wroteJson.stderr);
+    const parsed = JSON.parse(await readFile(asJson, 'utf8')) as number[][];
+    assert.equal(parsed.length, 2);
+    const jsonOut = await bertq(['encode', 'hello', '--format', 'json', '--server', server]);
+    assert.equal((JSON.parse(jsonOut.stdout) as number[][]).length, 1);
+    const txt = await bertq(['encode', 'hello', '--output', join(folder, 'v.txt'), '--server', server]);
+    assert.equal(txt.code, 1);
+    assert.match(
+      txt.stderr,
+      /^BAD_REQUEST: cannot tell the format of --output \S+v\.txt .*\.jsonl, \.ndjson, \.json, \.npy, \.csv/m,
+    );
+
+    // Every error is one CODE: message line, paths whole; warnings name the CLI's flags.
+    const longPath = join(
+      folder,
+      'a-folder-with-a-rather-long-name-to-wrap',
+      'another-long-folder-name',
+      'sentences.txt',
+    );
+    const noFile = await bertq(['encode', '--file', longPath, '--server', server, '--no-progress']);
+    assert.equal(noFile.code, 1);
+    assert.equal(noFile.stderr.trim().split('\n').length, 1, noFile.stderr);
+    assert.match(noFile.stderr, /^BAD_REQUEST: .*no such file/);
+    assert.ok(noFile.stderr.includes(longPath), 'the path is whole');
+    const empty = await bertqPiped(['encode', '--server', server, '--no-progress'], async (stdin) => {
+      stdin.write('\n');
+    });
+    assert.match(empty.stderr, /^BAD_REQUEST: line 1 is empty/m);
+    const warned = await bertq(['encode', Array.from({ length: 60 }, () => 'word').join(' '), '--server', server]);
+    assert.equal(warned.code, 0, warned.stderr);
+    assert.match(warned.stderr, /^warning: .*--check-length raise/m);
+    assert.doesNotMatch(warned.stderr, /\(node:\d+\)|checkLength/);
   } finally {
     await enc.close();
     fleet.child.kill('SIGTERM');

@@ -29,6 +29,8 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
   static override enableJsonFlag = true;
 
   static override baseFlags = {
+    // -h as well as --help, on every command (bert-as-service's argparse took -h).
+    help: Flags.help({ char: 'h' }),
     server: Flags.string({
       summary: 'NATS server URL(s), comma-separated for a cluster.',
       description: 'With `bertq start`, a local URL where nothing answers gets an embedded nats-server -js.',
@@ -132,6 +134,9 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       strict: this.ctor.strict,
     });
     this.flags = flags as InferredFlags<T>;
+    // Warnings from the libraries, in the CLI's words and without Node's "(node:PID) Name:" prefix.
+    process.removeAllListeners('warning');
+    process.on('warning', (warning) => process.stderr.write(`warning: ${inCliWords(warning.message)}\n`));
     // Every logger of this process, and of the workers it forks (they inherit the environment).
     const format = (flags as { 'log-format'?: string })['log-format'];
     if (format !== undefined) process.env.BERTQ_LOG_FORMAT = format;
@@ -196,16 +201,34 @@ export abstract class BaseCommand<T extends typeof Command> extends Command {
       });
       this.error(`${hints.join('; ')} (see --help)`, { exit: 2 });
     }
-    if (err.oclif === undefined && typeof err.code === 'string' && /^[A-Z_]+$/.test(err.code)) {
+    // A file the command could not read or write (Node's ENOENT, EACCES…): the user's input.
+    const fileProblem = typeof (err as { syscall?: unknown }).syscall === 'string';
+    if (err.oclif === undefined && typeof err.code === 'string' && (fileProblem || /^[A-Z_]+$/.test(err.code))) {
+      const code = fileProblem ? 'BAD_REQUEST' : err.code;
       // --json: the error is JSON too, on stdout, so a script reads one format whatever happens.
       if (this.jsonEnabled()) {
-        this.logJson({ error: { code: err.code, message: err.message } });
+        this.logJson({ error: { code, message: err.message } });
         this.exit(1);
       }
-      this.error(`${err.code}: ${err.message}`, { exit: 1, code: err.code });
+      // One line, not wrapped to the terminal's width: a path in it stays whole, and grep finds it.
+      process.stderr.write(`${code}: ${err.message}\n`);
+      this.exit(1);
     }
     return super.catch(err);
   }
+}
+
+/** The library's option names in a message, as the CLI's flags. */
+const CLI_WORDS: Array<[RegExp, string]> = [
+  [
+    /pass checkLength: true to refuse such rows \(TOO_LONG\), or checkLength: false to silence this/,
+    'give --check-length raise to refuse such rows (TOO_LONG), or --check-length off to silence this',
+  ],
+  [/pass checkVersion: false/g, 'the CLI does not check versions'],
+];
+
+export function inCliWords(message: string): string {
+  return CLI_WORDS.reduce((text, [library, cli]) => text.replace(library, cli), message);
 }
 
 /** The known name nearest to `name` (edit distance, `_` read as `-`), when it is plausibly a typo. */

@@ -1,6 +1,7 @@
 /**
- * How `bertq encode` writes vectors: JSON lines (one array per input line, in order), NumPy `.npy`
- * (one float32 array [rows, dims] or [rows, tokens, dims]), or CSV (one row per line).
+ * How `bertq encode` writes vectors: JSON lines (one array per input line, in order), one JSON array
+ * of them (what `json.load` reads), NumPy `.npy` (one float32 array [rows, dims] or [rows, tokens,
+ * dims]), or CSV (one row per line).
  */
 import { createWriteStream, statSync } from 'node:fs';
 import { rm, rename } from 'node:fs/promises';
@@ -9,15 +10,22 @@ import type { Writable } from 'node:stream';
 import { once } from 'node:events';
 import { formatFloat32 } from '@bertq/protocol';
 
-export const OUTPUT_FORMATS = ['jsonl', 'npy', 'csv'] as const;
+export const OUTPUT_FORMATS = ['jsonl', 'json', 'npy', 'csv'] as const;
 export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
 
+/** The file extensions each format is written for. */
+export const FORMAT_EXTENSIONS: Record<OutputFormat, readonly string[]> = {
+  jsonl: ['.jsonl', '.ndjson'],
+  json: ['.json'],
+  npy: ['.npy'],
+  csv: ['.csv'],
+};
+
+/** The format a path's extension names; undefined for any other extension. */
 export function formatFromPath(path: string | undefined): OutputFormat | undefined {
   if (!path) return undefined;
-  if (path.endsWith('.npy')) return 'npy';
-  if (path.endsWith('.csv')) return 'csv';
-  if (path.endsWith('.jsonl') || path.endsWith('.json') || path.endsWith('.ndjson')) return 'jsonl';
-  return undefined;
+  const lower = path.toLowerCase();
+  return OUTPUT_FORMATS.find((f) => FORMAT_EXTENSIONS[f].some((ext) => lower.endsWith(ext)));
 }
 
 export interface VectorWriter {
@@ -120,6 +128,26 @@ export function createWriter(format: OutputFormat, out: Writable, opts: { totalR
     }
   };
   switch (format) {
+    case 'json': {
+      // One array, streamed: "[" before the first row, "," between rows, "]" at the end.
+      let first = true;
+      return {
+        async write(data, rows, rowShape, tokens) {
+          const width = data.length / rows;
+          let text = '';
+          for (let r = 0; r < rows; r++) {
+            const vec = nested(data.subarray(r * width, (r + 1) * width), rowShape);
+            text += `${first ? '[\n' : ',\n'}${tokens ? `{"tokens":${JSON.stringify(tokens[r] ?? [])},"embedding":${vec}}` : vec}`;
+            first = false;
+          }
+          await put(out, text);
+        },
+        async close() {
+          await put(out, first ? '[]\n' : '\n]\n');
+          await finish();
+        },
+      };
+    }
     case 'jsonl':
       return {
         async write(data, rows, rowShape, tokens) {

@@ -1,4 +1,6 @@
 import { test } from 'node:test';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { closest } from '../src/base.js';
 import { joinListFlags, translateBertServingArgs } from '../src/compat.js';
@@ -98,4 +100,22 @@ test('compat - a mistyped flag names the nearest real one', () => {
   assert.equal(closest('modl-dir', known), 'model-dir');
   assert.equal(closest('num_workers', known), 'num-worker');
   assert.equal(closest('max-sequence-length', known), undefined, 'nothing plausible: no guess');
+});
+
+test('compat - -h shows the help of every command and every bert-serving-* alias', () => {
+  const bin = (name: string) => fileURLToPath(new URL(`../../bin/${name}.js`, import.meta.url));
+  const runs: Array<[string, string[]]> = [
+    ...['start', 'encode', 'status', 'terminate', 'gateway', 'setup', 'benchmark', 'auth init'].map(
+      (c): [string, string[]] => [bin('run'), [...c.split(' '), '-h']],
+    ),
+    ...['bert-serving-start', 'bert-serving-terminate', 'bert-serving-benchmark'].map((alias): [string, string[]] => [
+      bin(alias),
+      ['-h'],
+    ]),
+  ];
+  for (const [script, args] of runs) {
+    const run = spawnSync(process.execPath, [script, ...args], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(run.status, 0, `${script} ${args.join(' ')}: ${run.stderr}`);
+    assert.match(run.stdout, /USAGE/, `${script} ${args.join(' ')} printed its help`);
+  }
 });

@@ -1,11 +1,19 @@
 import { Args, Flags } from '@oclif/core';
 import { BertClient } from '@bertq/client';
 import type { FrameReport, NdArray, VectorsWithTokens } from '@bertq/client';
+import { BadRequestError } from '@bertq/protocol';
 import { BaseCommand } from '../base.js';
 import { createProgress } from '../progress.js';
 import { countLines, fileStream, lineBatches } from '../input.js';
 import type { Line } from '../input.js';
-import { OUTPUT_FORMATS, OutputError, createWriter, formatFromPath, openOutput } from '../writers.js';
+import {
+  FORMAT_EXTENSIONS,
+  OUTPUT_FORMATS,
+  OutputError,
+  createWriter,
+  formatFromPath,
+  openOutput,
+} from '../writers.js';
 import type { Output } from '../writers.js';
 
 /** --check-length → the client's checkLength (bert-as-service's check_length). */
@@ -84,15 +92,21 @@ export default class Encode extends BaseCommand<typeof Encode> {
   public async run(): Promise<EncodeSummary> {
     const { flags } = this;
     const texts = flags['skip-empty'] ? this.positional.filter((t) => t.trim() !== '') : this.positional;
-    const format = flags.format ?? formatFromPath(flags.output) ?? 'jsonl';
+    const named = formatFromPath(flags.output);
+    if (flags.output !== undefined && flags.format === undefined && named === undefined) {
+      throw new BadRequestError(
+        `cannot tell the format of --output ${flags.output} from its extension: name it ${OUTPUT_FORMATS.flatMap((f) => FORMAT_EXTENSIONS[f]).join(', ')}, or give --format (${OUTPUT_FORMATS.join(', ')})`,
+      );
+    }
+    const format = flags.format ?? named ?? 'jsonl';
     if (format === 'npy' && !flags.output && !flags.json && process.stdout.isTTY) {
       this.error(
         'npy is binary and would garble the terminal: give --output vectors.npy, or redirect stdout (> vectors.npy)',
         { exit: 2 },
       );
     }
-    if (flags['show-tokens'] && format !== 'jsonl')
-      this.error('--show-tokens writes tokens beside vectors: use the jsonl format');
+    if (flags['show-tokens'] && format !== 'jsonl' && format !== 'json')
+      this.error('--show-tokens writes tokens beside vectors: use the jsonl or json format');
     const fromStdin = texts.length === 0 && !flags.file;
     if (fromStdin && process.stdin.isTTY) this.error('no sentences: give them as arguments, with --file, or on stdin');
 
@@ -158,8 +172,9 @@ export default class Encode extends BaseCommand<typeof Encode> {
       for await (const batch of batches) {
         for (const line of batch) {
           if (line.text.trim() === '') {
-            throw new Error(
+            throw new BadRequestError(
               `line ${line.number} is empty: bert-as-service semantics reject empty sentences (use --skip-empty to drop blank lines)`,
+              { details: { line: line.number } },
             );
           }
         }

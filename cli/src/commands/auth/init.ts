@@ -22,6 +22,7 @@ export default class AuthInit extends Command {
     '<%= config.bin %> auth init --output ./nats --tenant acme --tenant globex',
   ];
   static override flags = {
+    help: Flags.help({ char: 'h' }),
     output: Flags.string({ summary: 'Folder to write into (created, mode 700).', default: 'bertq-nats' }),
     listen: Flags.string({
       summary: 'Where the nats-server listens for clients (host:port).',
