@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Encoder, detectInt8Kernel } from '@bertq/model';
@@ -140,6 +140,8 @@ test('cli - bertq start (embedded nats-server) + bertq encode "hello world" prin
 
     const table = await bertq(['status', '--server', server]);
     assert.match(table.stdout, /service default: 1 worker\(s\) \(1 ready/);
+    // Each worker with the machine and process it runs as: an operator can find it.
+    assert.match(table.stdout, new RegExp(`\\s${hostname().replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s+\\d+\\s+ready`));
 
     const term = await bertq(['terminate', '--server', server]);
     assert.equal(term.code, 0, term.stderr);

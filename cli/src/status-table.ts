@@ -35,9 +35,11 @@ export function renderStatus(s: FleetStatus): string {
   out.push('');
   out.push(
     table(
-      ['worker', 'state', 'device', 'requests', 'sentences', 'sent/s', 'rows held', 'uptime s'],
+      ['worker', 'host', 'pid', 'state', 'device', 'requests', 'sentences', 'sent/s', 'rows held', 'uptime s'],
       s.workers.map((w) => [
         w.worker_id,
+        w.host ?? '–',
+        w.pid === undefined ? '–' : String(w.pid),
         w.state,
         w.config.device,
         String(w.statistic.num_data_request),

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { joinListFlags } from '../src/compat.js';
@@ -13,7 +13,7 @@ import {
   serverKey,
 } from '../src/benchmark/experiments.js';
 import { lineChartSvg, niceAxis } from '../src/benchmark/plot.js';
-import { experimentTable, writeReport } from '../src/benchmark/report.js';
+import { experimentTable, reportFolder, writeReport } from '../src/benchmark/report.js';
 import { makeSentences } from '../src/benchmark/runner.js';
 import type { PointResult } from '../src/benchmark/runner.js';
 import { poolingValues } from '../src/commands/benchmark.js';
@@ -118,7 +118,11 @@ test('report - tables and files: a plot per experiment with results, results.jso
   const text = experimentTable(plan[0]!, results);
   assert.match(text, /^max_seq_len\s+sent\/s \(all clients\)/);
   assert.match(text, /\n20\s+900\.0\s+900\.0\s+10\s+12\s+3/);
-  assert.match(text, /\n40\s+failed: OVERLOADED: queue full/);
+  assert.match(text, /\n40\s+failed¹\s+–\s/, 'a word in the table');
+  assert.match(text, /\n¹ max_seq_len 40: OVERLOADED: queue full$/, 'the whole message under it');
+  // No request finished and no lower bound: no throughput.
+  results.set(pointKey(p40!), { settings: p40!, sentPerSec: 3, rows: 3, seconds: 1, requests: 0 });
+  assert.match(experimentTable(plan[0]!, results), /\n40\s+–\s+–/);
   // Fewer than two frames by the cap: a lower bound, said so.
   results.set(pointKey(p20!), {
     settings: p20!,
@@ -157,6 +161,23 @@ test('report - tables and files: a plot per experiment with results, results.jso
     assert.match(page, /- a note/);
     assert.match(page, /\| 20 \| 900\.0 \| 900\.0 \| 10 \| 12 \| 3 \|/);
   } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('report - never over an earlier run unasked: the default folder moves aside, an explicit one needs --force', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'bertq-report-folder-'));
+  const cwd = process.cwd();
+  try {
+    process.chdir(dir);
+    assert.equal(reportFolder(undefined, false), 'bertq-benchmark');
+    await mkdir('bertq-benchmark');
+    await writeFile(join('bertq-benchmark', 'results.json'), '{}');
+    assert.equal(reportFolder(undefined, false, new Date('2026-12-08T01:02:03Z')), 'bertq-benchmark-20261208-010203');
+    assert.throws(() => reportFolder('bertq-benchmark', false), /holds an earlier benchmark run .*--force/);
+    assert.equal(reportFolder('bertq-benchmark', true), 'bertq-benchmark');
+  } finally {
+    process.chdir(cwd);
     await rm(dir, { recursive: true, force: true });
   }
 });

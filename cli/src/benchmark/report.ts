@@ -3,8 +3,10 @@
  * SVG plot per experiment, `results.json` (every point, for other tools) and `README.md` (the tables
  * and plots on one page). Every file is written whole or not at all (temporary file, then rename).
  */
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { BadRequestError } from '@bertq/protocol';
 import { writeFileWhole } from '../files.js';
 import { table } from '../status-table.js';
 import type { PlannedExperiment, PointSettings } from './experiments.js';
@@ -30,6 +32,9 @@ function settingText(p: PointSettings, field: keyof PointSettings): string {
   return field === 'poolingLayer' ? `[${v}]` : String(v);
 }
 
+/** Nothing measured: no request finished, and no frames made even a lower bound. */
+const none = (r: PointResult): boolean => r.requests === 0 && r.lowerBound !== true;
+
 /** The rows of one experiment, in its value order; points not measured are left out. */
 export function experimentRows(e: PlannedExperiment, results: ReadonlyMap<string, PointResult>): string[][] {
   return e.points.flatMap((p) => {
@@ -38,8 +43,10 @@ export function experimentRows(e: PlannedExperiment, results: ReadonlyMap<string
     return [
       [
         settingText(p, e.spec.field),
-        r.error ? `failed: ${r.error}` : `${r.lowerBound ? '≥ ' : ''}${fmt(r.sentPerSec)}`,
-        r.error ? '' : `${r.lowerBound ? '≥ ' : ''}${fmt(r.sentPerSec / p.numClient)}`,
+        // A failure's message goes under the table (experimentFailures): a cell holds a word. No
+        // request finished: no throughput to show, whatever frames came in.
+        r.error ? 'failed¹' : none(r) ? '–' : `${r.lowerBound ? '≥ ' : ''}${fmt(r.sentPerSec)}`,
+        r.error || none(r) ? '–' : `${r.lowerBound ? '≥ ' : ''}${fmt(r.sentPerSec / p.numClient)}`,
         fmt(r.p50Ms, 0),
         fmt(r.p99Ms, 0),
         String(r.requests),
@@ -50,8 +57,17 @@ export function experimentRows(e: PlannedExperiment, results: ReadonlyMap<string
 
 const HEADERS = ['sent/s (all clients)', 'per client', 'p50 ms', 'p99 ms', 'requests'];
 
+/** One line per failed point: its setting and the whole message (the table says only "failed¹"). */
+export function experimentFailures(e: PlannedExperiment, results: ReadonlyMap<string, PointResult>): string[] {
+  return e.points.flatMap((p) => {
+    const r = results.get(pointKey(p));
+    return r?.error ? [`¹ ${e.spec.name} ${settingText(p, e.spec.field)}: ${r.error}`] : [];
+  });
+}
+
 export function experimentTable(e: PlannedExperiment, results: ReadonlyMap<string, PointResult>): string {
-  return table([e.spec.name, ...HEADERS], experimentRows(e, results));
+  const failures = experimentFailures(e, results);
+  return [table([e.spec.name, ...HEADERS], experimentRows(e, results)), ...failures].join('\n');
 }
 
 /** The settings every point of the experiment shares, as a caption. */
@@ -127,6 +143,7 @@ export async function writeReport(
       `|${['', ...HEADERS].map(() => '---').join('|')}|`,
       ...rows.map((r) => `| ${r.join(' | ')} |`),
       '',
+      ...experimentFailures(e, results).flatMap((line) => [line, '']),
       `![Speed wrt. ${e.spec.name}](${file})`,
       '',
     );
@@ -143,4 +160,24 @@ export async function writeReport(
   await writeFileWhole(join(dir, 'README.md'), `${page.join('\n')}\n`);
   written.push(join(dir, 'results.json'), join(dir, 'README.md'));
   return written;
+}
+
+const DEFAULT_REPORT_FOLDER = 'bertq-benchmark';
+
+/**
+ * Where the report goes, never over an earlier run unasked: the default folder, or a dated one beside
+ * it when it holds a run; an explicit folder holding one only with --force.
+ */
+export function reportFolder(given: string | undefined, force: boolean, now = new Date()): string {
+  const holdsRun = (dir: string) => existsSync(join(dir, 'results.json'));
+  if (given !== undefined) {
+    if (holdsRun(given) && !force)
+      throw new BadRequestError(
+        `${given} holds an earlier benchmark run (results.json): give another --output, or --force to replace it`,
+      );
+    return given;
+  }
+  if (!holdsRun(DEFAULT_REPORT_FOLDER)) return DEFAULT_REPORT_FOLDER;
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  return `${DEFAULT_REPORT_FOLDER}-${stamp}`;
 }

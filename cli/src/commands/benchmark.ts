@@ -18,7 +18,7 @@ import {
   serverKey,
 } from '../benchmark/experiments.js';
 import type { ExperimentName, PlannedExperiment, PointSettings, ServerSettings } from '../benchmark/experiments.js';
-import { experimentTable, fixedSettings, writeReport } from '../benchmark/report.js';
+import { experimentTable, fixedSettings, reportFolder, writeReport } from '../benchmark/report.js';
 import type { RunDescription } from '../benchmark/report.js';
 import { measurePoint, waitIdle } from '../benchmark/runner.js';
 import type { PointResult } from '../benchmark/runner.js';
@@ -80,10 +80,11 @@ export default class Benchmark extends BaseCommand<typeof Benchmark> {
       helpGroup: EXPERIMENT,
     }),
     output: Flags.string({
-      summary: 'Folder for the plots (one SVG per experiment), results.json and README.md.',
-      default: 'bertq-benchmark',
+      summary:
+        'Folder for the plots (one SVG per experiment), results.json and README.md. Default ./bertq-benchmark, or a dated one beside it when that holds an earlier run; an explicit folder holding one is refused without --force.',
       helpGroup: EXPERIMENT,
     }),
+    force: Flags.boolean({ summary: 'Replace an earlier run in --output.', helpGroup: EXPERIMENT }),
     duration: Flags.string({
       summary:
         'Seconds measured per point (default 10; --quick 2); a model too slow to return 3 result frames by then gets up to 4× that, at least 30 s.',
@@ -169,6 +170,7 @@ export default class Benchmark extends BaseCommand<typeof Benchmark> {
     }
     if (words.length === 0) this.error(`--client-vocab-file ${flags['client-vocab-file']} holds no words`, { exit: 2 });
 
+    const output = reportFolder(flags.output, flags.force);
     const notes: string[] = [];
     const clientOptions = this.clientOptions();
     let base: PointSettings = {
@@ -297,10 +299,10 @@ export default class Benchmark extends BaseCommand<typeof Benchmark> {
       quick: flags.quick,
       startedAt,
     };
-    const files = await writeReport(flags.output, plan, results, run, notes);
+    const files = await writeReport(output, plan, results, run, notes);
     for (const note of notes) this.logToStderr(`note: ${note}`);
     this.logToStderr(
-      `wrote ${files.length} files to ${flags.output}/ (plots: ${files.filter((f) => f.endsWith('.svg')).length})`,
+      `wrote ${files.length} files to ${output}/ (plots: ${files.filter((f) => f.endsWith('.svg')).length})`,
     );
     return { results: [...results.values()], files };
   }

@@ -442,6 +442,15 @@ export const serverStatusSchema = {
       "type": "number",
       "minimum": 0
     },
+    "host": {
+      "description": "Name of the machine the worker runs on (os.hostname()).",
+      "type": "string"
+    },
+    "pid": {
+      "description": "Process id of the worker on that machine.",
+      "type": "integer",
+      "minimum": 1
+    },
     "state": {
       "description": "starting: loading the model and warming up; ready: pulling jobs; draining: finishing what it holds before exit.",
       "enum": [

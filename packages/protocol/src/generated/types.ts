@@ -210,6 +210,14 @@ worker_id: string
 server_current_time: string
 uptime_s?: number
 /**
+ * Name of the machine the worker runs on (os.hostname()).
+ */
+host?: string
+/**
+ * Process id of the worker on that machine.
+ */
+pid?: number
+/**
  * starting: loading the model and warming up; ready: pulling jobs; draining: finishing what it holds before exit.
  */
 state: ("starting" | "ready" | "draining")

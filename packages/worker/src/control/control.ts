@@ -26,6 +26,7 @@ import type { EncoderInfo } from '@bertq/model';
 import { registerService } from '@bertq/nats';
 import type { ServiceRegistration } from '@bertq/nats';
 import type { WorkerMetrics } from './metrics.js';
+import { hostname } from 'node:os';
 import { basename, isAbsolute } from 'node:path';
 import { WORKER_VERSION } from '../version.js';
 
@@ -173,6 +174,8 @@ export async function buildServerStatus(
     worker_id: d.workerId,
     server_current_time: now.toISOString(),
     uptime_s: Math.max(0, (now.getTime() - d.startedAt.getTime()) / 1000),
+    host: hostname(),
+    pid: process.pid,
     state: view.currentState(),
     config: buildServerConfig(d, now),
     statistic: {
