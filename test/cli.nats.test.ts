@@ -503,6 +503,7 @@ test('cli - bert-serving-start takes bert-as-service syntax; a mistyped flag sug
   assert.doesNotMatch(typo.stderr, /CONNECTION FLAGS/, 'no help dump');
 
   const port = await freePort();
+  const clientPort = await freePort();
   const run = spawn(
     process.execPath,
     [
@@ -515,7 +516,7 @@ test('cli - bert-serving-start takes bert-as-service syntax; a mistyped flag sug
       '-1',
       '-2',
       '-port',
-      '5555',
+      String(clientPort),
       '-xla',
       '-graph_tmp_dir',
       tiny.graphDir,
@@ -532,12 +533,19 @@ test('cli - bert-serving-start takes bert-as-service syntax; a mistyped flag sug
       'bert-serving-start to be ready',
       () => {
         if (run.exitCode !== null) throw new Error(`bert-serving-start exited ${run.exitCode}:\n${stderr}`);
-        return stderr.includes('bertq ready');
+        return stderr.includes(`BertClient(port=${clientPort})`);
       },
       START_TIMEOUT_MS,
       100,
     );
-    assert.match(stderr, /bert-serving-start: -port is ignored/);
+    // -port is where bert-as-service's clients connect: an HTTP gateway there, on the -server given.
+    const answer = await fetch(`http://127.0.0.1:${clientPort}/encode`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ id: 1, texts: ['hello'] }),
+    });
+    assert.equal(answer.status, 200);
+    assert.match(stderr, new RegExp(`on nats://127\\.0\\.0\\.1:${port},`), 'the fleet is on the -server given');
     assert.match(stderr, /bert-serving-start: -xla is ignored/);
     // Two pooled layers of the 32-dim tiny model, side by side.
     assert.match(stderr, /64-dim vectors/);

@@ -25,7 +25,7 @@ test('logger - pretty writes a readable line, json one JSON document per event',
     'fleet ready',
   );
   assert.match(pretty.text(), /INFO.*fleet ready/);
-  assert.match(pretty.text(), /workers: 2/);
+  assert.match(pretty.text(), /"workers":2/);
   assert.doesNotMatch(pretty.text(), /"level":/);
 
   const json = capture();

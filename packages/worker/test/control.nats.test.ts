@@ -1,5 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { basename } from 'node:path';
 import type { NatsConnection } from '@nats-io/transport-node';
 import type { Encoder } from '@bertq/model';
 import {
@@ -76,7 +77,7 @@ test('services - $SRV.PING answers with the bertq identity and metadata', { time
     assert.deepEqual(ping.metadata, {
       protocol: PROTOCOL_ID,
       service,
-      model: encoder.info.model,
+      model: basename(encoder.info.model), // a name, never a path on the worker's host
       device: 'cpu',
       pooling: 'REDUCE_MEAN',
       max_seq_len: '25',
