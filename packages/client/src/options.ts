@@ -108,7 +108,7 @@ export interface EncodeOptions {
 
 /** Options of `encodeAsync`. */
 export interface EncodeAsyncOptions extends Omit<EncodeOptions, 'blocking'> {
-  /** Requests kept in flight at once (bert-as-service's max_num_batch). Default 8. */
+  /** Requests kept in flight at once (not bert-as-service's max_num_batch, which ends the input after that many batches: end the iterable instead). Default 8. */
   maxInFlight?: number;
 }
 
