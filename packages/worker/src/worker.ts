@@ -429,7 +429,15 @@ class Worker implements WorkerHandle, WorkerView {
     const deadline = job.deadline ?? Number.POSITIVE_INFINITY;
     try {
       this.#scheduler.push(
-        rows.map((r, row) => ({ job: held, row, tokens: r.length, priority: held.priority, deadline })),
+        // The client is the principal of the fair share: one busy client does not hold back the others.
+        rows.map((r, row) => ({
+          job: held,
+          row,
+          tokens: r.length,
+          priority: held.priority,
+          deadline,
+          principal: job.reply,
+        })),
       );
     } catch (err) {
       // Cannot happen while credits bound the held jobs; if it does, say so rather than drop the job.

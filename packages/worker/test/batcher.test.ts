@@ -368,3 +368,57 @@ test('batcher - setMaxWaitMs moves the aging threshold for later batches', () =>
   assert.equal(batcher.nextBatch().batch!.entries[0]!.job, 'short');
   assert.throws(() => batcher.setMaxWaitMs(-1), /maxWaitMs/);
 });
+
+test('batcher - fair share: a client with a few rows queued goes ahead of a client with a backlog', () => {
+  const { batcher } = make({ maxBatchSize: 8 });
+  // A flood: 40 rows of one client, shorter than the victim's row, queued first.
+  batcher.push(
+    Array.from({ length: 40 }, (_, row) => ({
+      job: 'flood',
+      row,
+      tokens: 10,
+      priority: 'high' as const,
+      deadline: Infinity,
+      principal: 'flooder',
+    })),
+  );
+  batcher.push([{ job: 'query', row: 0, tokens: 20, priority: 'high', deadline: Infinity, principal: 'victim' }]);
+  // Without the fair share the query would wait five batches (shortest first: every flood row is shorter).
+  assert.deepEqual(ids(batcher.nextBatch().batch), ['query/0'], 'the light client, in a short batch of its own');
+  assert.equal(ids(batcher.nextBatch().batch).length, 8, 'then the backlog, in full batches');
+  // A principal at the limit is still light; one over it is not; rows without a principal take no part.
+  const { batcher: b2 } = make({ maxBatchSize: 4, fairShareRows: 2 });
+  b2.push(rows('anon', [5, 5]));
+  b2.push(
+    [0, 1, 2].map((row) => ({
+      job: 'heavy',
+      row,
+      tokens: 5,
+      priority: 'bulk' as const,
+      deadline: Infinity,
+      principal: 'h',
+    })),
+  );
+  b2.push(
+    [0, 1].map((row) => ({
+      job: 'light',
+      row,
+      tokens: 9,
+      priority: 'bulk' as const,
+      deadline: Infinity,
+      principal: 'l',
+    })),
+  );
+  assert.deepEqual(ids(b2.nextBatch().batch), ['light/0', 'light/1']);
+  // Rows waiting longer than maxWaitMs still join a light batch: a backlog is slowed, never starved.
+  const { batcher: aged, clock } = make({ maxBatchSize: 8, maxWaitMs: 100 });
+  aged.push(rows('old', [10], 'high'));
+  clock.advance(150);
+  aged.push([{ job: 'query', row: 0, tokens: 20, priority: 'high', deadline: Infinity, principal: 'victim' }]);
+  assert.deepEqual(ids(aged.nextBatch().batch), ['query/0', 'old/0']);
+  // Off: shortest first, as before.
+  const { batcher: off } = make({ maxBatchSize: 8, fairShareRows: 0 });
+  off.push(rows('flood', Array(40).fill(10), 'high'));
+  off.push([{ job: 'query', row: 0, tokens: 20, priority: 'high', deadline: Infinity, principal: 'victim' }]);
+  assert.ok(!ids(off.nextBatch().batch).includes('query/0'));
+});

@@ -5,7 +5,10 @@
  * Modelled on text-embeddings-inference's router queue (a batch closes at a padded token budget or a
  * row cap; the entry that would overflow stays at the head; an entry alone over the budget still runs),
  * with bertq's additions: two strict priority classes, shortest-first ordering inside a class so that
- * padding stays small, aging so that long rows never starve, deadlines, and a bounded queue.
+ * padding stays small, aging so that long rows never starve, deadlines, a bounded queue, and a fair
+ * share: a client with only a few rows queued (a 1-row query) goes ahead of a client with many (a
+ * flood of small requests), in a batch of its own, so one busy client does not make every other one
+ * wait for its backlog.
  *
  * Cost: every queued entry sits in two binary heaps (by length, by deadline) and one arrival-ordered
  * list; removal is lazy (a flag) with compaction once dead slots outnumber live ones. `push` of k rows is
@@ -28,6 +31,12 @@ export interface BatcherInput<J> {
   readonly priority: Priority;
   /** Epoch ms after which the row is not worth computing any more; `Infinity` for none. */
   readonly deadline: number;
+  /**
+   * Who sent the row (the worker uses the job's reply subject: one per client identity, and per
+   * tenant). Rows of a principal with at most BatcherOptions.fairShareRows queued in the class go
+   * first. Undefined: no fair share for the row.
+   */
+  readonly principal?: string;
 }
 
 /** A row while it is queued, stamped with the clock at push time. */
@@ -72,6 +81,12 @@ export interface BatcherOptions {
   maxQueuedTokens?: number;
   /** Clock in epoch ms; injected so tests control time. Default Date.now. */
   now?: () => number;
+  /**
+   * A principal with at most this many rows queued in a class is light: its rows are served before
+   * the class's aged and shortest-first rows. 0 turns the fair share off. Default 16 (bert-as-service's
+   * priority_batch_size: what an interactive request holds).
+   */
+  fairShareRows?: number;
 }
 
 export interface ClassStats {
@@ -98,6 +113,8 @@ interface Slot<J> {
 const PRIORITIES: readonly Priority[] = ['high', 'bulk'];
 /** Compaction threshold slack, so tiny queues do not rebuild on every removal. */
 const COMPACT_SLACK = 64;
+/** See BatcherOptions.fairShareRows. */
+export const DEFAULT_FAIR_SHARE_ROWS = 16;
 
 export class Batcher<J> {
   readonly #opts: Required<BatcherOptions>;
@@ -116,6 +133,7 @@ export class Batcher<J> {
       ...options,
       maxQueuedTokens: options.maxQueuedTokens ?? Number.POSITIVE_INFINITY,
       now: options.now ?? Date.now,
+      fairShareRows: options.fairShareRows ?? DEFAULT_FAIR_SHARE_ROWS,
     };
     for (const name of ['maxBatchTokens', 'maxBatchSize', 'maxQueuedRows'] as const) {
       const value = this.#opts[name];
@@ -202,6 +220,7 @@ export class Batcher<J> {
         priority: e.priority,
         deadline: e.deadline,
         enqueuedAt,
+        ...(e.principal === undefined ? {} : { principal: e.principal }),
       };
       const slot: Slot<J> = { entry, seq: this.#seq++, live: true };
       this.#lanes[e.priority].add(slot);
@@ -228,8 +247,9 @@ export class Batcher<J> {
   }
 
   /**
-   * Drops expired rows, then forms the next batch: high before bulk, strictly; inside a class, rows
-   * older than maxWaitMs first (oldest first), then shortest first. The batch closes at the first row
+   * Drops expired rows, then forms the next batch: high before bulk, strictly; inside a class, the rows
+   * of light principals first (fair share, oldest first), then rows older than maxWaitMs (oldest
+   * first), then, unless the batch serves light principals, shortest first. The batch closes at the first row
    * that would take it over maxBatchTokens (padded) or maxBatchSize; that row stays queued at the head.
    */
   nextBatch(): NextBatch<J> {
@@ -255,9 +275,17 @@ export class Batcher<J> {
 
     fill: for (const priority of PRIORITIES) {
       const lane = this.#lanes[priority];
+      let light = 0;
+      for (const slot of lane.lightRows(this.#opts.fairShareRows)) {
+        if (!offer(slot)) break fill;
+        light++;
+      }
       for (let slot = lane.oldest(); slot !== undefined && slot.entry.enqueuedAt < agedBefore; slot = lane.oldest()) {
         if (!offer(slot)) break fill;
       }
+      // A batch that serves light clients stays small: their rows come back in one short batch rather
+      // than with a full batch of a busy client's (aged rows still join, so nobody starves).
+      if (light > 0) break;
       for (let slot = lane.shortest(); slot !== undefined; slot = lane.shortest()) {
         if (!offer(slot)) break fill;
       }
@@ -319,16 +347,50 @@ class Lane<J> {
     a.entry.tokens !== b.entry.tokens ? a.entry.tokens < b.entry.tokens : a.seq < b.seq,
   );
 
+  /**
+   * Each principal's rows, oldest first, and how many are live (removal is lazy, as elsewhere here);
+   * a principal leaves the map with its last live row.
+   */
+  readonly #byPrincipal = new Map<string, { live: number; slots: Slot<J>[] }>();
+
   add(slot: Slot<J>): void {
     this.#arrival.push(slot);
     this.#byLength.push(slot);
     this.rows++;
     this.tokens += slot.entry.tokens;
+    const principal = slot.entry.principal;
+    if (principal !== undefined) {
+      const rows = this.#byPrincipal.get(principal);
+      if (rows === undefined) this.#byPrincipal.set(principal, { live: 1, slots: [slot] });
+      else {
+        rows.live++;
+        rows.slots.push(slot);
+      }
+    }
+  }
+
+  /**
+   * The rows of every principal with at most `limit` rows queued here, each principal's oldest first
+   * (a snapshot: taking them while iterating is fine). Costs one step per queued principal.
+   */
+  lightRows(limit: number): Slot<J>[] {
+    if (limit <= 0 || this.#byPrincipal.size === 0) return [];
+    const out: Slot<J>[] = [];
+    for (const rows of this.#byPrincipal.values())
+      if (rows.live <= limit) for (const slot of rows.slots) if (slot.live) out.push(slot);
+    return out;
   }
 
   remove(slot: Slot<J>): void {
     this.rows--;
     this.tokens -= slot.entry.tokens;
+    const principal = slot.entry.principal;
+    if (principal !== undefined) {
+      const rows = this.#byPrincipal.get(principal);
+      if (rows !== undefined && --rows.live === 0) this.#byPrincipal.delete(principal);
+      else if (rows !== undefined && rows.slots.length > 2 * rows.live + COMPACT_SLACK)
+        rows.slots = rows.slots.filter((s) => s.live);
+    }
     if (this.#arrival.length - this.#head > 2 * this.rows + COMPACT_SLACK) {
       this.#arrival = this.#arrival.filter((s, i) => i >= this.#head && s.live);
       this.#head = 0;
