@@ -7,8 +7,8 @@
  * with bertq's additions: two strict priority classes, shortest-first ordering inside a class so that
  * padding stays small, aging so that long rows never starve, deadlines, a bounded queue, and a fair
  * share: a client with only a few rows queued (a 1-row query) goes ahead of a client with many (a
- * flood of small requests), in a batch of its own, so one busy client does not make every other one
- * wait for its backlog.
+ * flood of small requests), in a short batch, so one busy client does not make every other one wait
+ * for its backlog.
  *
  * Cost: every queued entry sits in two binary heaps (by length, by deadline) and one arrival-ordered
  * list; removal is lazy (a flag) with compaction once dead slots outnumber live ones. `push` of k rows is
@@ -115,6 +115,8 @@ const PRIORITIES: readonly Priority[] = ['high', 'bulk'];
 const COMPACT_SLACK = 64;
 /** See BatcherOptions.fairShareRows. */
 export const DEFAULT_FAIR_SHARE_ROWS = 16;
+/** A batch that serves light principals holds at most this many fair shares of rows. */
+const LIGHT_BATCH_SHARES = 4;
 
 export class Batcher<J> {
   readonly #opts: Required<BatcherOptions>;
@@ -249,7 +251,7 @@ export class Batcher<J> {
   /**
    * Drops expired rows, then forms the next batch: high before bulk, strictly; inside a class, the rows
    * of light principals first (fair share, oldest first), then rows older than maxWaitMs (oldest
-   * first), then, unless the batch serves light principals, shortest first. The batch closes at the first row
+   * first), then shortest first; a batch with light rows closes at 4 fair shares (64 rows by default). The batch closes at the first row
    * that would take it over maxBatchTokens (padded) or maxBatchSize; that row stays queued at the head.
    */
   nextBatch(): NextBatch<J> {
@@ -257,13 +259,14 @@ export class Batcher<J> {
     const agedBefore = this.#opts.now() - this.#opts.maxWaitMs;
     const { maxBatchTokens, maxBatchSize } = this.#opts;
     const chosen: QueuedEntry<J>[] = [];
+    let rowCap = maxBatchSize;
     let maxTokens = 0;
     let realTokens = 0;
 
     // Offers the head candidate; true when it joined the batch, false when the batch is closed.
     const offer = (slot: Slot<J>): boolean => {
       const longest = Math.max(maxTokens, slot.entry.tokens);
-      if (chosen.length > 0 && (chosen.length >= maxBatchSize || longest * (chosen.length + 1) > maxBatchTokens)) {
+      if (chosen.length > 0 && (chosen.length >= rowCap || longest * (chosen.length + 1) > maxBatchTokens)) {
         return false;
       }
       this.#take(slot);
@@ -273,23 +276,29 @@ export class Batcher<J> {
       return true;
     };
 
-    fill: for (const priority of PRIORITIES) {
-      const lane = this.#lanes[priority];
-      let light = 0;
-      for (const slot of lane.lightRows(this.#opts.fairShareRows)) {
-        if (!offer(slot)) break fill;
-        light++;
+    // Fills the batch until a row does not fit (offer says false: the batch is closed).
+    const fill = (): void => {
+      for (const priority of PRIORITIES) {
+        for (const slot of this.#lanes[priority].lightRows(this.#opts.fairShareRows)) {
+          if (!offer(slot)) return;
+        }
       }
-      for (let slot = lane.oldest(); slot !== undefined && slot.entry.enqueuedAt < agedBefore; slot = lane.oldest()) {
-        if (!offer(slot)) break fill;
+      // A batch that serves light clients stays short (LIGHT_BATCH_SHARES × fairShareRows rows): their
+      // rows come back in a quick batch rather than with a full batch of a busy client's, and the
+      // busy client still fills the rest of it, so its backlog is slowed, never starved.
+      if (chosen.length > 0)
+        rowCap = Math.min(maxBatchSize, Math.max(chosen.length, LIGHT_BATCH_SHARES * this.#opts.fairShareRows));
+      for (const priority of PRIORITIES) {
+        const lane = this.#lanes[priority];
+        for (let slot = lane.oldest(); slot !== undefined && slot.entry.enqueuedAt < agedBefore; slot = lane.oldest()) {
+          if (!offer(slot)) return;
+        }
+        for (let slot = lane.shortest(); slot !== undefined; slot = lane.shortest()) {
+          if (!offer(slot)) return;
+        }
       }
-      // A batch that serves light clients stays small: their rows come back in one short batch rather
-      // than with a full batch of a busy client's (aged rows still join, so nobody starves).
-      if (light > 0) break;
-      for (let slot = lane.shortest(); slot !== undefined; slot = lane.shortest()) {
-        if (!offer(slot)) break fill;
-      }
-    }
+    };
+    fill();
 
     if (chosen.length === 0) return { batch: undefined, expired };
     const paddedTokens = maxTokens * chosen.length;
