@@ -1,1 +1,0 @@
-# The namespace bert-as-service's client lives in: `from bert_serving.client import BertClient`.
