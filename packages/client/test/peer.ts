@@ -20,7 +20,6 @@ import {
   PRIORITIES,
   encodeErrorFrame,
   encodeResultFrames,
-  sealOf,
   parseJob,
   serviceNames,
   type BertqError,
@@ -109,7 +108,7 @@ export async function startPeer(nc: NatsConnection, service: string, options: Pe
     const error = options.fail?.(job);
     let frames: Frame[];
     // As a worker does: every frame carries the seal of the job's key.
-    const seal = job.key === undefined ? {} : { seal: sealOf(job.key) };
+    const seal = job.seal === undefined ? {} : { seal: job.seal };
     if (error !== undefined) {
       frames = [
         encodeErrorFrame({ id: job.id, offset: job.offset, rows: job.texts.length, worker: 'peer', ...seal }, error),

@@ -9,7 +9,7 @@ import { VALIDATORS, firstSchemaError, readablePath, jsonTypeOf, SCHEMAS } from 
 import { isPublishSubject, isResultsSubject, resultsSubject } from './subjects.js';
 import { decodeUtf8 } from './utf8.js';
 import { validateTexts } from './texts.js';
-import { REQUEST_KEY } from './seal.js';
+import { REQUEST_KEY, sealOf } from './seal.js';
 import type { ErrorObject } from 'ajv';
 
 /** How result frames encode numbers: little-endian float32, little-endian float16, or JSON. */
@@ -36,8 +36,12 @@ export interface JobContext {
   reply: string;
   /** Epoch ms after which the job is worthless; undefined when the sender set none. */
   deadline: number | undefined;
-  /** The request's secret key (Bertq-Key), when the sender set one: its seal goes on every frame. */
-  key?: string;
+  /**
+   * The seal of the request's key (sealOf of Bertq-Key), when the sender set one: it goes on every
+   * frame. The key itself is not kept: it is the request's one secret, and a job object is logged,
+   * passed around and put into error details.
+   */
+  seal?: string;
 }
 
 /** A validated job. `texts` are strings, or token lists when `isTokenized`. */
@@ -135,7 +139,7 @@ export function peekJobContext(headers: HeaderMap, service: string): Partial<Job
   const deadline = parseNonNegativeInt(getHeader(headers, HEADERS.deadline));
   if (deadline !== undefined) out.deadline = deadline;
   const key = getHeader(headers, HEADERS.key);
-  if (key !== undefined && REQUEST_KEY.test(key)) out.key = key;
+  if (key !== undefined && REQUEST_KEY.test(key)) out.seal = sealOf(key);
   return out;
 }
 
@@ -145,8 +149,8 @@ export function peekJobContext(headers: HeaderMap, service: string): Partial<Job
  * so the caller can still address an error frame.
  */
 export function parseJob(headers: HeaderMap, body: Uint8Array, limits: JobLimits): Job {
-  // An error's details travel in its frame, which other clients may read: never the key.
-  const { key: _secret, ...context } = peekJobContext(headers, limits.service);
+  // An error's details travel in its frame; the seal goes in its header, not in details.
+  const { seal, ...context } = peekJobContext(headers, limits.service);
   // Once the body parses, its row count goes into every refusal (the error frame's Bertq-Rows).
   let rows: { rows?: number } = {};
   const badRequest = (message: string, extra: Record<string, unknown> = {}, cause?: unknown): BadRequestError =>
@@ -184,9 +188,8 @@ export function parseJob(headers: HeaderMap, body: Uint8Array, limits: JobLimits
     );
   }
 
-  const key = getHeader(headers, HEADERS.key);
-  // Never echoed in a message: the key is the one secret of a request.
-  if (key !== undefined && !REQUEST_KEY.test(key))
+  // A key that is there but malformed (peek left the seal out); never echoed: it is the request's secret.
+  if (seal === undefined && getHeader(headers, HEADERS.key) !== undefined)
     throw badRequest(`header ${HEADERS.key} must be 16-64 letters, digits, "-" or "_"`);
 
   if (body.length > limits.maxBytes) {
@@ -226,7 +229,7 @@ export function parseJob(headers: HeaderMap, body: Uint8Array, limits: JobLimits
     offset,
     reply,
     deadline,
-    ...(key === undefined ? {} : { key }),
+    ...(seal === undefined ? {} : { seal }),
     showTokens: parsed.show_tokens === true,
     checkLength: parsed.check_length === true,
     output: parsed.output ?? 'f32',

@@ -12,6 +12,8 @@ import {
   validateJobBody,
   validateTexts,
   deadlineError,
+  newRequestKey,
+  sealOf,
   type HeaderMap,
 } from '../src/index.js';
 
@@ -377,4 +379,25 @@ test('job - a job past its deadline gets a TIMEOUT error that says by how much',
   const err = deadlineError(job, 1_250);
   assert.ok(err instanceof TimeoutError);
   assert.match(err.message, /job r at offset 16 passed its deadline .* by 250 ms/);
+});
+
+test('job - a request key becomes its seal: the parsed job carries the seal, never the key; a malformed key is refused unechoed', () => {
+  const key = newRequestKey();
+  const { headers, body } = encodeJob({ id: 'req1', offset: 0, reply: REPLY, key, texts: ['hello'] });
+  assert.equal(headers[HEADERS.key], key);
+  const job = parseJob(headers, body, LIMITS);
+  assert.equal(job.seal, sealOf(key));
+  assert.ok(!JSON.stringify(job).includes(key), 'the key is not kept in the job');
+  assert.equal(peekJobContext(headers, 'svc').seal, sealOf(key));
+  const bad = 'not a key!';
+  assert.throws(
+    () => parseJob(goodHeaders({ [HEADERS.key]: bad }), bytesOf({ texts: ['x'] }), LIMITS),
+    (err: BertqError) =>
+      err instanceof BadRequestError && !err.message.includes(bad) && !JSON.stringify(err.details).includes(bad),
+  );
+  // A refusal's details never carry the key either (they travel in a frame other clients may read).
+  assert.throws(
+    () => parseJob(headers, bytesOf({ texts: [''] }), LIMITS),
+    (err: BertqError) => !JSON.stringify(err.details).includes(key),
+  );
 });

@@ -469,7 +469,7 @@ class Worker implements WorkerHandle, WorkerView {
       const address = {
         id: context.id,
         offset: context.offset,
-        key: context.key,
+        ...(context.seal === undefined ? {} : { seal: context.seal }),
         ...rowsOf(job, error),
       };
       this.#requirePublisher().error(context.reply, address, error);

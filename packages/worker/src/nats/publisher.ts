@@ -6,8 +6,8 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { encodeErrorFrame, encodeResultFrames, sealOf } from '@bertq/protocol';
-import type { BertqError, Job } from '@bertq/protocol';
+import { encodeErrorFrame, encodeResultFrames } from '@bertq/protocol';
+import type { BertqError, ErrorContext, Job } from '@bertq/protocol';
 import type { TokenizedText } from '@bertq/model';
 import { toNatsHeaders } from '@bertq/nats';
 import type { Logger } from 'pino';
@@ -56,7 +56,7 @@ export class Publisher {
           total: performance.now() - timings.takenAt,
         },
         worker: this.workerId,
-        ...(job.key === undefined ? {} : { seal: sealOf(job.key) }),
+        ...(job.seal === undefined ? {} : { seal: job.seal }),
       },
       { maxPayload: this.maxPayload },
     );
@@ -64,20 +64,11 @@ export class Publisher {
   }
 
   /**
-   * Sends one error frame for the request `id` (from `offset`, covering `rows` when known), sealed with
-   * the job's key when it carried one.
+   * Sends one error frame for the request `id` (from `offset`, covering `rows` when known), with the
+   * seal of the job's key when it carried one.
    */
-  error(
-    reply: string,
-    address: { id: string; offset?: number; rows?: number; key?: string | undefined },
-    error: BertqError,
-  ): void {
-    const { key, ...where } = address;
-    const frame = encodeErrorFrame(
-      { ...where, worker: this.workerId, ...(key === undefined ? {} : { seal: sealOf(key) }) },
-      error,
-      { maxPayload: this.maxPayload },
-    );
+  error(reply: string, address: Omit<ErrorContext, 'worker'> & { id: string }, error: BertqError): void {
+    const frame = encodeErrorFrame({ ...address, worker: this.workerId }, error, { maxPayload: this.maxPayload });
     this.publish(reply, frame.body, frame.headers);
   }
 
