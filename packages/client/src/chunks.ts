@@ -5,9 +5,9 @@
  */
 import {
   BadRequestError,
-  TEXT_CUT_MARGIN_TOKENS,
   TooLargeError,
   cutRow,
+  textCutBudget,
   encodeJob,
   messageWireSize,
   type HeaderMap,
@@ -103,8 +103,10 @@ export function prepareJobs(input: PrepareInput): PreparedJob[] {
  */
 export function cutRows(texts: Texts, isTokenized: boolean, config: ServerConfig): Texts {
   const rule = config.text_cut;
-  const limit = config.max_seq_len ?? config.model?.max_position_embeddings;
-  if (isTokenized || rule === undefined || rule === null || typeof limit !== 'number') return texts;
+  const positions = config.model?.max_position_embeddings;
+  if (isTokenized || rule === undefined || rule === null) return texts;
+  if (config.max_seq_len === null && typeof positions !== 'number') return texts;
+  const budget = textCutBudget(config.max_seq_len, positions ?? 0);
   const cutRule = {
     handleChineseChars: rule.handle_chinese_chars,
     maxInputCharsPerWord: rule.max_input_chars_per_word,
@@ -112,7 +114,7 @@ export function cutRows(texts: Texts, isTokenized: boolean, config: ServerConfig
   let out: string[] | undefined;
   const rows = texts as readonly string[];
   for (let i = 0; i < rows.length; i++) {
-    const cut = cutRow(rows[i]!, limit + TEXT_CUT_MARGIN_TOKENS, cutRule);
+    const cut = cutRow(rows[i]!, budget, cutRule);
     if (cut !== rows[i]) {
       out ??= rows.slice();
       out[i] = cut;

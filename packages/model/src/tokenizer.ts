@@ -19,10 +19,10 @@ import {
   BadRequestError,
   InternalError,
   ModelError,
-  TEXT_CUT_MARGIN_TOKENS,
   TooLongError,
-  cutText,
+  cutSegments,
   splitSentencePair,
+  textCutBudget,
   validateTexts,
 } from '@bertq/protocol';
 import type { CutRule } from '@bertq/protocol';
@@ -306,12 +306,8 @@ export class BertTokenizer {
    * seconds. Each half alone may keep at most max_seq_len tokens (NONE: max_position_embeddings).
    */
   private cut(row: Segments<string>, maxSeqLen: number | null): Segments<string> {
-    const rule = this.cutRule;
-    if (rule === undefined) return row;
-    const budget = (maxSeqLen ?? this.maxPositionEmbeddings) + TEXT_CUT_MARGIN_TOKENS;
-    const a = cutText(row.a, budget, rule);
-    const b = row.b === null ? null : cutText(row.b, budget, rule);
-    return a === row.a && b === row.b ? row : { a, b };
+    if (this.cutRule === undefined) return row;
+    return cutSegments(row, textCutBudget(maxSeqLen, this.maxPositionEmbeddings), this.cutRule);
   }
 
   /**

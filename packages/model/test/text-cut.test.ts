@@ -10,7 +10,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BertTokenizer } from '../src/tokenizer.js';
-import { cutText } from '@bertq/protocol';
+import { cutRow, cutText } from '@bertq/protocol';
 import type { CutRule } from '@bertq/protocol';
 
 // The real files live beside the repository (../shared/models from the repo root), never in it.
@@ -155,4 +155,19 @@ test('BertTokenizer - a 900 KB row keeps the tokens and the truncation of the wh
     12,
     'the second half keeps its share: 11 of 22 tokens, and its [SEP]',
   );
+});
+
+test('cutRow - pairs are cut half by half, short rows pass as they are, and a cut never makes a pair', () => {
+  const short = 'hello ||| world';
+  assert.equal(cutRow(short, 25, RULE), short);
+  const pair = cutRow(`${'a b '.repeat(5_000)} ||| ${'c d '.repeat(5_000)}`, 25, RULE);
+  const halves = pair.split(' ||| ');
+  assert.equal(halves.length, 2);
+  assert.ok(halves[0]!.length < 200 && halves[1]!.length < 200, `both halves cut: ${pair.length} chars`);
+  // A line with a newline is one text, not a pair; cut before its newline it would read as a pair,
+  // so it goes whole. Cut where no ` ||| ` is kept, it is cut as any text.
+  const notAPair = `p ||| q ${'x y '.repeat(5_000)}\nsecond line`;
+  assert.equal(cutRow(notAPair, 25, RULE), notAPair);
+  const single = `${'x y '.repeat(5_000)} ||| tail\nsecond line`;
+  assert.ok(cutRow(single, 25, RULE).length < 200);
 });

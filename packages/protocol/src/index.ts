@@ -107,5 +107,5 @@ export type {
 } from './control.js';
 export { newRequestKey, sealOf, REQUEST_KEY } from './seal.js';
 export { defaultCacheDir } from './cache-dir.js';
-export { cutText, cutRow, TEXT_CUT_MARGIN_TOKENS } from './text-cut.js';
+export { cutText, cutRow, cutSegments, textCutBudget, TEXT_CUT_MARGIN_TOKENS } from './text-cut.js';
 export type { CutRule } from './text-cut.js';

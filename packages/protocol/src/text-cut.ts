@@ -24,6 +24,14 @@ import { splitSentencePair } from './texts.js';
  */
 export const TEXT_CUT_MARGIN_TOKENS = 1_024;
 
+/**
+ * The token budget of each half of a row: what one half alone may keep (max_seq_len, or under NONE
+ * max_position_embeddings) plus the margin. The worker's tokenizer and the client cut to the same one.
+ */
+export function textCutBudget(maxSeqLen: number | null, maxPositionEmbeddings: number): number {
+  return (maxSeqLen ?? maxPositionEmbeddings) + TEXT_CUT_MARGIN_TOKENS;
+}
+
 /** What the tokenizer does that the cut relies on; `undefined` for a tokenizer it does not know. */
 export interface CutRule {
   /** BertNormalizer's handle_chinese_chars: each CJK ideograph is a token of its own. */
@@ -54,8 +62,7 @@ const MARK = /\p{M}/u;
  * shortened; the same text when it holds no more. Its tokens up to `maxTokens` are those of `text`.
  */
 export function cutText(text: string, maxTokens: number, rule: CutRule): string {
-  // Short texts cannot be worth a scan: every unit is at least one UTF-16 unit.
-  if (text.length <= maxTokens + rule.maxInputCharsPerWord) return text;
+  if (!mayCut(text, maxTokens, rule)) return text;
   let pattern = PATTERNS.get(rule.handleChineseChars);
   if (pattern === undefined) {
     pattern = unitPattern(rule.handleChineseChars);
@@ -148,13 +155,27 @@ function finish(text: string, kept: string[], keptFrom: number, end: number): st
  * no bigger than what can be used, and the worker's tokens are the same as for the whole row.
  */
 export function cutRow(text: string, maxTokens: number, rule: CutRule): string {
-  const { a, b } = splitSentencePair(text);
-  const cutA = cutText(a, maxTokens, rule);
+  // Nothing in a row this short can be cut (the same test cutText makes of each half): no pair split,
+  // whose strip scans the row, for the usual short row on a client's hot path.
+  if (!mayCut(text, maxTokens, rule)) return text;
+  const whole = splitSentencePair(text);
+  const { a, b } = cutSegments(whole, maxTokens, rule);
+  if (a === whole.a && b === whole.b) return text;
   if (b === null) {
     // A line with a newline is never a pair: a cut that drops the newline must not make it one.
-    if (cutA !== a && cutA.includes(' ||| ') && !cutA.includes('\n')) return text;
-    return cutA === a ? text : cutA;
+    return a.includes(' ||| ') && !a.includes('\n') ? text : a;
   }
-  const cutB = cutText(b, maxTokens, rule);
-  return cutA === a && cutB === b ? text : `${cutA} ||| ${cutB}`;
+  return `${a} ||| ${b}`;
+}
+
+/** A row's halves (splitSentencePair), each cut to `maxTokens`; the same object when nothing was cut. */
+export function cutSegments<S extends { a: string; b: string | null }>(row: S, maxTokens: number, rule: CutRule): S {
+  const a = cutText(row.a, maxTokens, rule);
+  const b = row.b === null ? null : cutText(row.b, maxTokens, rule);
+  return a === row.a && b === row.b ? row : { ...row, a, b };
+}
+
+/** Whether a text is long enough that a cut could shorten it: every unit takes at least one UTF-16 unit. */
+function mayCut(text: string, maxTokens: number, rule: CutRule): boolean {
+  return text.length > maxTokens + rule.maxInputCharsPerWord;
 }
