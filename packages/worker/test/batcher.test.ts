@@ -440,3 +440,23 @@ test('batcher - fair share: a client with a few rows queued goes ahead of a clie
   off.push([{ job: 'query', row: 0, tokens: 20, priority: 'high', deadline: Infinity, principal: 'victim' }]);
   assert.ok(!ids(off.nextBatch().batch).includes('query/0'));
 });
+
+test('batcher - fair share keeps high before bulk: a light client on the bulk lane does not pass high rows', () => {
+  const { batcher } = make({ maxBatchSize: 4 });
+  batcher.push(
+    Array.from({ length: 20 }, (_, row) => ({
+      job: 'busy',
+      row,
+      tokens: 10,
+      priority: 'high' as const,
+      deadline: Infinity,
+      principal: 'h',
+    })),
+  );
+  batcher.push([{ job: 'tail', row: 0, tokens: 10, priority: 'bulk', deadline: Infinity, principal: 'b' }]);
+  assert.deepEqual(
+    ids(batcher.nextBatch().batch),
+    ['busy/0', 'busy/1', 'busy/2', 'busy/3'],
+    'the high lane first, as without the fair share',
+  );
+});

@@ -251,8 +251,9 @@ export class Batcher<J> {
   /**
    * Drops expired rows, then forms the next batch: high before bulk, strictly; inside a class, the rows
    * of light principals first (fair share, oldest first), then rows older than maxWaitMs (oldest
-   * first), then shortest first; a batch with light rows closes at 4 fair shares (64 rows by default). The batch closes at the first row
-   * that would take it over maxBatchTokens (padded) or maxBatchSize; that row stays queued at the head.
+   * first), then shortest first. The batch closes at the first row that would take it over
+   * maxBatchTokens (padded) or maxBatchSize (4 fair shares, 64 rows by default, once it holds light
+   * rows); that row stays queued at the head.
    */
   nextBatch(): NextBatch<J> {
     const expired = this.expire();
@@ -278,18 +279,18 @@ export class Batcher<J> {
 
     // Fills the batch until a row does not fit (offer says false: the batch is closed).
     const fill = (): void => {
-      for (const priority of PRIORITIES) {
-        for (const slot of this.#lanes[priority].lightRows(this.#opts.fairShareRows)) {
-          if (!offer(slot)) return;
-        }
-      }
-      // A batch that serves light clients stays short (LIGHT_BATCH_SHARES × fairShareRows rows): their
-      // rows come back in a quick batch rather than with a full batch of a busy client's, and the
-      // busy client still fills the rest of it, so its backlog is slowed, never starved.
-      if (chosen.length > 0)
-        rowCap = Math.min(maxBatchSize, Math.max(chosen.length, LIGHT_BATCH_SHARES * this.#opts.fairShareRows));
+      let light = false;
       for (const priority of PRIORITIES) {
         const lane = this.#lanes[priority];
+        for (const slot of lane.lightRows(this.#opts.fairShareRows)) {
+          if (!offer(slot)) return;
+          light = true;
+        }
+        // A batch that serves light clients stays short (LIGHT_BATCH_SHARES fair shares): their rows
+        // come back in a quick batch rather than with a full batch of a busy client's, and the busy
+        // client still fills the rest of it, so its backlog is slowed, never starved.
+        if (light)
+          rowCap = Math.min(maxBatchSize, Math.max(chosen.length, LIGHT_BATCH_SHARES * this.#opts.fairShareRows));
         for (let slot = lane.oldest(); slot !== undefined && slot.entry.enqueuedAt < agedBefore; slot = lane.oldest()) {
           if (!offer(slot)) return;
         }
