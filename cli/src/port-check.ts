@@ -25,16 +25,3 @@ export async function assertPortFree(host: string, port: number, flag: string): 
     await new Promise((resolve) => server.close(resolve));
   }
 }
-
-/** A TCP port free on 127.0.0.1 now (the system picks it): for a server this command starts itself. */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen({ host: '127.0.0.1', port: 0 }, resolve);
-  });
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('no free port from the system');
-  return address.port;
-}

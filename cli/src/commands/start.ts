@@ -2,10 +2,7 @@ import { Flags } from '@oclif/core';
 import { startGateway } from '@bertq/gateway';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger, type NatsConnectOptions } from '@bertq/nats';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { ensureNatsServer, otherServicesOn, startFleet } from '@bertq/worker';
+import { ensureNatsServer, otherServicesOn, startFleet, startPrivateNatsServer } from '@bertq/worker';
 import type { EnsureNatsServerOptions, EnsuredNatsServer, FleetHandle, FleetReadyInfo } from '@bertq/worker';
 import { BadRequestError, UnauthorizedError, WORKER_INBOX_PREFIX } from '@bertq/protocol';
 import { startHealthServer } from '../health-server.js';
@@ -14,7 +11,7 @@ import { createProgress } from '../progress.js';
 import type { ProgressReporter } from '../progress.js';
 import { gatewayOptionsFromFlags, httpFlags, httpPortFlag } from '../http-flags.js';
 import { FlagError, encoderOptionsFromFlags, modelFlags, parseIntList } from '../model-flags.js';
-import { assertPortFree, freePort } from '../port-check.js';
+import { assertPortFree } from '../port-check.js';
 import { writePortFile } from '../port-file.js';
 import { warnIfOnCommandLine } from '../secrets.js';
 import { streamFlags, streamOptionsFromFlags } from '../stream-flags.js';
@@ -155,25 +152,10 @@ export default class Start extends BaseCommand<typeof Start> {
 
   /**
    * The NATS server of this fleet: the one at `url` (an embedded one when nothing answers there and
-   * the URL is local), or with --own-nats always a new one on a free local port, whose store is a
-   * temporary folder removed when it stops (nothing piles up in the cache).
+   * the URL is local), or with --own-nats always a private one (a port and store of its own).
    */
-  private async natsServer(url: string, options: EnsureNatsServerOptions): Promise<EnsuredNatsServer> {
-    if (!this.flags['own-nats']) return ensureNatsServer(url, options);
-    const storeDir = await mkdtemp(join(tmpdir(), 'bertq-nats-'));
-    try {
-      const nats = await ensureNatsServer(`nats://127.0.0.1:${await freePort()}`, { ...options, storeDir });
-      return {
-        ...nats,
-        stop: async () => {
-          await nats.stop();
-          await rm(storeDir, { recursive: true, force: true });
-        },
-      };
-    } catch (err) {
-      await rm(storeDir, { recursive: true, force: true });
-      throw err;
-    }
+  private natsServer(url: string, options: EnsureNatsServerOptions): Promise<EnsuredNatsServer> {
+    return this.flags['own-nats'] ? startPrivateNatsServer(options) : ensureNatsServer(url, options);
   }
 
   public async run(): Promise<FleetReadyInfo> {
@@ -304,7 +286,7 @@ export default class Start extends BaseCommand<typeof Start> {
             await fleet.stop();
             if ((err as { code?: string }).code !== 'UNAUTHORIZED') throw err;
             throw new UnauthorizedError(
-              `the HTTP gateway of bertq start connects as a client with the fleet's own NATS credential, which may not publish jobs or read results (the shipped worker role may not): run \`bertq gateway\` with the client credential instead of --http-port (${(err as Error).message})`,
+              `the HTTP gateway of bertq start connects as a client with the fleet's own NATS credential, which may not publish jobs or read results (the shipped worker role may not): run \`bertq gateway\` with the client credential instead of ${g.flag} (${(err as Error).message})`,
               { cause: err },
             );
           }

@@ -13,7 +13,7 @@ export {
   checkStreamOptions,
   STREAM_DEFAULTS,
 } from './nats/stream.js';
-export { ensureNatsServer, otherServicesOn, parseNatsUrl } from './nats/embedded.js';
+export { ensureNatsServer, startPrivateNatsServer, otherServicesOn, parseNatsUrl } from './nats/embedded.js';
 export { isLoopbackHost as isLocalHost } from '@bertq/nats';
 export {
   buildServerConfig,

@@ -2,12 +2,12 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { UnauthorizedError } from '@bertq/protocol';
 import { processAlive, startNatsServer } from '@bertq/testing';
-import { ensureNatsServer, parseNatsUrl } from '../src/nats/embedded.js';
+import { ensureNatsServer, parseNatsUrl, startPrivateNatsServer } from '../src/nats/embedded.js';
 import type { EnsuredNatsServer } from '../src/nats/embedded.js';
 import { NatsConnectError, connectNats, credentialsGiven } from '@bertq/nats';
 import { JetStreamNotEnabledError, ensureStream } from '../src/nats/stream.js';
@@ -138,6 +138,27 @@ test('ensureNatsServer - fails closed: given credentials and nothing answering, 
     'a credentials file',
   ]);
   assert.deepEqual(credentialsGiven({ name: 'no secrets' }), []);
+});
+
+test('startPrivateNatsServer - a server of its own on a port it picks, its store gone at stop; never an open one given credentials', {
+  timeout: TEST_TIMEOUT_MS,
+}, async () => {
+  const own = await startPrivateNatsServer();
+  try {
+    assert.equal(own.started, true);
+    assert.match(own.url, /^nats:\/\/127\.0\.0\.1:\d+$/);
+    assert.ok(own.storeDir !== undefined && existsSync(own.storeDir), 'JetStream has a store while it runs');
+    const nc = await connectNats({ servers: own.url });
+    await ensureStream(nc, { service: freshService('private'), storage: 'memory' });
+    await nc.close();
+  } finally {
+    await own.stop();
+  }
+  assert.equal(existsSync(own.storeDir!), false, 'nothing is left behind');
+  await assert.rejects(
+    startPrivateNatsServer({ connection: { user: 'worker', pass: 'secret' } }),
+    (err: Error) => err instanceof NatsConnectError && /will not start an open nats-server/.test(err.message),
+  );
 });
 
 test('ensureNatsServer - a program that is not NATS on the port is named, never raced by an embedded server', {

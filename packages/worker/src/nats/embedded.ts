@@ -92,17 +92,38 @@ export async function ensureNatsServer(url: string, options: EnsureNatsServerOpt
       [target.url],
     );
   }
-  // Fail closed: credentials say a secured server was meant to be there. An embedded server would
-  // check none of them, and any local user could then read, forge or terminate everything on it.
+  refuseOpenServer(
+    `no NATS server answers at ${target.url}, and bertq will not start an open one there`,
+    target.url,
+    options,
+  );
+  const storeDir = options.storeDir ?? defaultStoreDir(target.port);
+  mkdirSync(storeDir, { recursive: true });
+  return startServer(target, storeDir, options, log);
+}
+
+/**
+ * A nats-server of the caller's own, never one that is already running (`bertq start --own-nats`, what
+ * bert-serving-start does): on a port the server picks itself (no window in which another program
+ * takes it), with its store in the server's own temporary folder, removed when it stops.
+ */
+export async function startPrivateNatsServer(options: EnsureNatsServerOptions = {}): Promise<EnsuredNatsServer> {
+  refuseOpenServer('bertq will not start an open nats-server of its own', 'a private nats-server', options);
+  return startServer({ host: '127.0.0.1', port: -1 }, options.storeDir, options, options.logger ?? silentLogger());
+}
+
+/**
+ * Fails closed: credentials say a secured server was meant to be used. An embedded server would check
+ * none of them, and any local user could then read, forge or terminate everything on it.
+ */
+function refuseOpenServer(what: string, where: string, options: EnsureNatsServerOptions): void {
   const given = credentialsGiven(options.connection);
-  if (given.length > 0) {
-    throw new NatsConnectError(
-      `no NATS server answers at ${target.url}, and bertq will not start an open one there because ${given.join(', ')} ${given.length > 1 ? 'were' : 'was'} given: ` +
-        'start the secured nats-server those credentials are for (deploy/nats/nats-server.conf, or the server `bertq auth init` wrote a config for), or leave the credentials out to get an embedded server for this machine',
-      [target.url],
-    );
-  }
-  return startServer(target, options, log);
+  if (given.length === 0) return;
+  throw new NatsConnectError(
+    `${what} because ${given.join(', ')} ${given.length > 1 ? 'were' : 'was'} given: ` +
+      'start the secured nats-server those credentials are for (deploy/nats/nats-server.conf, or the server `bertq auth init` wrote a config for), or leave the credentials out to get an embedded server for this machine',
+    [where],
+  );
 }
 
 /**
@@ -162,32 +183,36 @@ function nothingListens(err: unknown): boolean {
   );
 }
 
+/**
+ * Starts nats-server -js at `target` (port -1: one the server picks; the URL is then the server's own)
+ * with its store in `storeDir` (undefined: the server's temporary folder, removed by stop()).
+ */
 async function startServer(
-  target: { host: string; port: number; url: string },
+  target: { host: string; port: number; url?: string },
+  storeDir: string | undefined,
   options: EnsureNatsServerOptions,
   log: Logger,
 ): Promise<EnsuredNatsServer> {
-  const storeDir = options.storeDir ?? defaultStoreDir(target.port);
-  mkdirSync(storeDir, { recursive: true });
   // 'localhost' may resolve to ::1 or 127.0.0.1; binding the IPv4 loopback is what clients find first.
   const host = target.host === 'localhost' ? '127.0.0.1' : target.host;
-  log.info({ host, port: target.port, storeDir }, 'no NATS server answered; starting one');
+  log.info({ host, port: target.port, storeDir }, 'starting a nats-server');
   const server = await startNatsServer({
     host,
     port: target.port,
-    storeDir,
+    ...(storeDir === undefined ? {} : { storeDir }),
     // Own process group: a Ctrl-C on the terminal reaches the workers, which must still ack their
     // jobs through this server while they drain; the server is stopped after them, by stop().
     detached: true,
     timeoutMs: options.timeoutMs ?? START_TIMEOUT_MS,
     binary: options.binary,
   });
-  log.info({ url: target.url, pid: server.pid, storeDir }, 'nats-server started');
+  const url = target.url ?? server.url;
+  log.info({ url, pid: server.pid, storeDir: server.storeDir }, 'nats-server started');
   return {
-    url: target.url,
+    url,
     started: true,
     pid: server.pid,
-    storeDir,
+    ...(server.storeDir === undefined ? {} : { storeDir: server.storeDir }),
     log: () => server.log(),
     stop: () => server.stop(),
   };
