@@ -78,12 +78,7 @@ export function parseEmbeddingsRequest(body: Record<string, unknown>): Embedding
  */
 export function checkAgainstConfig(request: EmbeddingsRequest, config: ServerConfig): void {
   const pooling = config.pooling_strategy;
-  if (pooling === 'NONE') {
-    throw bad(
-      `service "${config.service}" returns token-level vectors (pooling_strategy NONE); /v1/embeddings returns one vector per input: use POST /encode, or a service with pooling`,
-      null,
-    );
-  }
+  refuseTokenLevel(config, '/v1/embeddings');
   if (request.dimensions === undefined) return;
   const dims = config.output_shape?.[0];
   if (pooling === 'REDUCE_MEAN_MAX') {
@@ -99,6 +94,15 @@ export function checkAgainstConfig(request: EmbeddingsRequest, config: ServerCon
       { limit: dims },
     );
   }
+}
+
+/** The routes of one vector per input (OpenAI's, TEI's) refuse a token-level service (pooling NONE). */
+export function refuseTokenLevel(config: ServerConfig, route: string): void {
+  if (config.pooling_strategy !== 'NONE') return;
+  throw bad(
+    `service "${config.service}" returns token-level vectors (pooling_strategy NONE); ${route} returns one vector per input: use POST /encode, or a service with pooling`,
+    null,
+  );
 }
 
 /** The model name the answer carries: what the fleet was started with. */

@@ -15,7 +15,7 @@ import { BadRequestError, type ServerConfig } from '@bertq/protocol';
 import type { NdArray } from '@bertq/client';
 import type { ErrorAnswer } from './http.js';
 import { floatsToJson, normalizeInPlace } from './vectors-json.js';
-import { servedModelName } from './embeddings-route.js';
+import { refuseTokenLevel, servedModelName } from './embeddings-route.js';
 
 export interface TeiEmbedRequest {
   texts: string[];
@@ -44,11 +44,7 @@ export function parseTeiEmbedRequest(body: Record<string, unknown>): TeiEmbedReq
 
 /** Refuses what the service cannot give: token-level vectors, or raw vectors from a normalizing service. */
 export function checkTeiAgainstConfig(request: TeiEmbedRequest, config: ServerConfig): void {
-  if (config.pooling_strategy === 'NONE') {
-    throw new BadRequestError(
-      `service "${config.service}" returns token-level vectors (pooling_strategy NONE); /embed returns one vector per input: use POST /encode`,
-    );
-  }
+  refuseTokenLevel(config, '/embed');
   if (!request.normalize && config.normalize === true) {
     throw new BadRequestError(
       `service "${config.service}" normalizes its vectors (started with --normalize): "normalize": false cannot be honoured`,
