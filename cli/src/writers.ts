@@ -50,6 +50,13 @@ function nested(values: Float32Array, shape: number[]): string {
   return `[${parts.join(',')}]`;
 }
 
+/** Row `r` of `rows` as JSON: its nested array, or `{"tokens", "embedding"}` when tokens were asked. */
+function rowJson(data: Float32Array, rows: number, r: number, rowShape: number[], tokens?: string[][]): string {
+  const width = data.length / rows;
+  const vec = nested(data.subarray(r * width, (r + 1) * width), rowShape);
+  return tokens ? `{"tokens":${JSON.stringify(tokens[r] ?? [])},"embedding":${vec}}` : vec;
+}
+
 /** The `.npy` v1.0 header for a little-endian float32 C-order array of `shape`. */
 export function npyHeader(shape: number[]): Uint8Array {
   const dict = `{'descr': '<f4', 'fortran_order': False, 'shape': (${shape.join(', ')}${shape.length === 1 ? ',' : ''}), }`;
@@ -133,11 +140,9 @@ export function createWriter(format: OutputFormat, out: Writable, opts: { totalR
       let first = true;
       return {
         async write(data, rows, rowShape, tokens) {
-          const width = data.length / rows;
           let text = '';
           for (let r = 0; r < rows; r++) {
-            const vec = nested(data.subarray(r * width, (r + 1) * width), rowShape);
-            text += `${first ? '[\n' : ',\n'}${tokens ? `{"tokens":${JSON.stringify(tokens[r] ?? [])},"embedding":${vec}}` : vec}`;
+            text += `${first ? '[\n' : ',\n'}${rowJson(data, rows, r, rowShape, tokens)}`;
             first = false;
           }
           await put(out, text);
@@ -151,12 +156,8 @@ export function createWriter(format: OutputFormat, out: Writable, opts: { totalR
     case 'jsonl':
       return {
         async write(data, rows, rowShape, tokens) {
-          const width = data.length / rows;
           let text = '';
-          for (let r = 0; r < rows; r++) {
-            const vec = nested(data.subarray(r * width, (r + 1) * width), rowShape);
-            text += tokens ? `{"tokens":${JSON.stringify(tokens[r] ?? [])},"embedding":${vec}}\n` : `${vec}\n`;
-          }
+          for (let r = 0; r < rows; r++) text += `${rowJson(data, rows, r, rowShape, tokens)}\n`;
           await put(out, text);
         },
         close: finish,
