@@ -57,7 +57,7 @@ test('coalescer - several calls run side by side; merged calls stop at maxItems,
       await new Promise<void>((r) => releases.push(r));
       return items;
     },
-    { maxInFlight: 2, maxItems: 3 },
+    { maxInFlight: 2, maxItems: 3, minParallelItems: 1 },
   );
   const calls = [[1], [2], [3], [4], [5], [6], [7, 8, 9, 10], [11]].map((c) => coalescer.call(c));
   await new Promise((r) => setImmediate(r));
@@ -75,4 +75,28 @@ test('coalescer - several calls run side by side; merged calls stop at maxItems,
     await new Promise((r) => setImmediate(r));
   }
   assert.deepEqual(await Promise.all(calls), [[1], [2], [3], [4], [5], [6], [7, 8, 9, 10], [11]]);
+});
+
+test('coalescer - small calls wait for the running one and merge; a call big enough runs beside it', async () => {
+  const runs: Array<readonly number[]> = [];
+  const releases: Array<() => void> = [];
+  const coalescer = new Coalescer<number, number>(
+    async (items) => {
+      runs.push(items);
+      await new Promise<void>((r) => releases.push(r));
+      return items;
+    },
+    { maxInFlight: 4, minParallelItems: 3 },
+  );
+  const calls = [[1], [2], [3]].map((c) => coalescer.call(c));
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(runs, [[1]], 'the first goes at once; two small ones (2 inputs < 3) wait');
+  const big = coalescer.call([4, 5, 6]);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(runs, [[1], [2, 3, 4, 5, 6]], 'with 5 inputs waiting, they go beside the running call');
+  while (releases.length > 0) {
+    releases.shift()!();
+    await new Promise((r) => setImmediate(r));
+  }
+  assert.deepEqual(await Promise.all([...calls, big]), [[1], [2], [3], [4, 5, 6]]);
 });
