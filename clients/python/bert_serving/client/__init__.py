@@ -143,7 +143,8 @@ class _Http(object):
                 raw = resp.read()
                 break
             except socket.timeout:
-                self._connection(fresh=True)
+                # Its answer may still come on this connection: drop it, and open none until asked.
+                self._drop()
                 raise TimeoutError(
                     'no response from the server (with "timeout"=%d ms), please check the following:\n'
                     '- is the server still running? (bertq status)\n'
@@ -169,6 +170,12 @@ class _Http(object):
                 raise _error(err.get('code', 'INTERNAL'), err.get('message', ''), resp.status, err.get('details'))
             raise _error('INTERNAL', 'HTTP %d from %s%s: %r' % (resp.status, self.base, path, raw[:200]), resp.status)
         return doc
+
+    def _drop(self):
+        conn = getattr(self.local, 'conn', None)
+        if conn is not None:
+            conn.close()
+            self.local.conn = None
 
     def close(self):
         with self.opened_lock:
@@ -424,9 +431,14 @@ class BertClient(object):
             '(docs/protocol.md)')
 
     def close(self):
-        """Waits for nothing more, and closes the connections."""
-        self._pool.shutdown(wait=False)
-        self._slicer.shutdown(wait=False)
+        """Lets running requests finish, drops queued ones, and closes every connection."""
+        # Requests already running finish (each has the gateway's deadline), queued ones are dropped;
+        # then every connection any thread opened is closed.
+        for pool in (self._pool, self._slicer):
+            try:
+                pool.shutdown(wait=True, cancel_futures=True)
+            except TypeError:  # Python 3.8
+                pool.shutdown(wait=True)
         self._http.close()
 
     def __enter__(self):
